@@ -1,0 +1,135 @@
+# auditq -- plain Makefile. `make` builds into build/; see README.md.
+#   make                 build library, worker, tools
+#   make test            deps + build + unit and integration tests
+#   make demo            deps + build + private servers + 100k events end to end
+#   make SANITIZE=address,undefined test   (or SANITIZE=thread)
+#   make install PREFIX=/usr/local
+
+PREFIX   ?= /usr/local
+CC       ?= cc
+BUILD    ?= build
+OPT      ?= -O2
+WARNINGS  = -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes -Wshadow \
+            -Wformat=2 -Wno-format-nonliteral -Wpointer-arith -Wcast-qual -Wvla
+ifneq ($(WERROR),)
+WARNINGS += -Werror
+endif
+PKG_CFLAGS := -I/usr/include/hiredis -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
+CFLAGS   ?= $(OPT) -g
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC $(WARNINGS) $(CFLAGS) -Iinclude -Icommon -Iworker -Itools -I$(BUILD)/gen $(PKG_CFLAGS)
+LDFLAGS  ?=
+ifneq ($(SANITIZE),)
+ALL_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
+LDFLAGS    += -fsanitize=$(SANITIZE)
+endif
+LIBS_LIB  = -lhiredis -lmsgpackc -lpthread
+LIBS_ALL  = -lhiredis -lmsgpackc -lpq -lev -lpthread -lm
+
+# What goes into libauditq (producer + the common pieces it needs).
+LIB_COMMON = common/codec.c common/text.c common/uuid7.c common/redisconn.c common/backoff.c common/keys.c
+LIB_SRC    = $(LIB_COMMON) $(wildcard producer/*.c)
+# Worker/tool-only common pieces.
+APP_COMMON = common/config.c common/log.c
+WORKER_SRC = $(wildcard worker/*.c)
+CTL_SRC    = tools/auditqctl.c tools/ctl_stats.c tools/ctl_migrate.c $(BUILD)/gen/migrations.c
+BENCH_SRC  = tools/auditq-bench.c tools/gen.c
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(patsubst $(BUILD)/%,%,$(1)))
+
+LIB_OBJ    = $(call obj,$(LIB_SRC))
+APP_OBJ    = $(call obj,$(APP_COMMON))
+WORKER_OBJ = $(call obj,$(WORKER_SRC))
+CTL_OBJ    = $(call obj,$(CTL_SRC))
+BENCH_OBJ  = $(call obj,$(BENCH_SRC))
+
+LIB_A  = $(BUILD)/lib/libauditq.a
+LIB_SO = $(BUILD)/lib/libauditq.so
+BINS   = $(BUILD)/bin/auditq-worker $(BUILD)/bin/auditqctl $(BUILD)/bin/auditq-bench
+
+UNIT_TESTS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
+IT_BINS    = $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(wildcard tests/integration/*.c))
+
+.PHONY: all deps test unit integration demo demo-stop install clean bench
+all: $(LIB_A) $(LIB_SO) $(BINS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/gen/migrations.c: $(sort $(wildcard sql/*.sql)) scripts/embed-sql.sh
+	@mkdir -p $(dir $@)
+	sh scripts/embed-sql.sh $(sort $(wildcard sql/*.sql)) > $@.tmp && mv $@.tmp $@
+
+$(LIB_A): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(LIB_SO): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -Wl,-soname,libauditq.so.0 -o $@ $^ $(LDFLAGS) $(LIBS_LIB)
+
+$(BUILD)/bin/auditq-worker: $(WORKER_OBJ) $(APP_OBJ) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^ $(LDFLAGS) $(LIBS_ALL)
+
+$(BUILD)/bin/auditqctl: $(CTL_OBJ) $(APP_OBJ) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^ $(LDFLAGS) $(LIBS_ALL)
+
+$(BUILD)/bin/auditq-bench: $(BENCH_OBJ) $(APP_OBJ) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^ $(LDFLAGS) $(LIBS_ALL)
+
+# Unit tests: each tests/unit/test_X.c links the modules it tests (all of
+# common/ and worker/ minus worker/main.c) and cmocka.
+UNIT_LINK = $(LIB_OBJ) $(APP_OBJ) $(filter-out $(BUILD)/obj/worker/main.o,$(WORKER_OBJ))
+$(BUILD)/tests/%: tests/unit/%.c $(UNIT_LINK)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(LIBS_ALL) -lcmocka
+
+$(BUILD)/tests/%: tests/integration/%.c $(LIB_A) $(APP_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(LIBS_ALL)
+
+deps:
+	@sh scripts/deps.sh
+
+unit: $(UNIT_TESTS)
+	@fail=0; for t in $(UNIT_TESTS); do echo "== $$t"; $$t || fail=1; done; exit $$fail
+
+integration: all $(IT_BINS)
+	@bash tests/integration/run.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all $(UNIT_TESTS) $(IT_BINS)
+	@bash tests/run-all.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@bash scripts/demo.sh
+
+demo-stop:
+	@bash scripts/demo.sh stop
+
+bench: all
+	@$(BUILD)/bin/auditq-bench enqueue --events 200000
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
+	    $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/share/auditq
+	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(LIB_A) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(LIB_SO) $(DESTDIR)$(PREFIX)/lib/libauditq.so.0
+	ln -sf libauditq.so.0 $(DESTDIR)$(PREFIX)/lib/libauditq.so
+	install -m 644 include/auditq.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 config/auditq.conf $(DESTDIR)$(PREFIX)/share/auditq/auditq.conf.example
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|0.1.0|g' auditq.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/auditq.pc
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,71 @@
+/* codec.h -- the job wire format (docs/PROTOCOL.md): one msgpack map.
+ *
+ * Encoding uses msgpack-c's packer. Decoding does NOT use msgpack-c's
+ * unpacker: it trusts declared lengths and can be made to allocate gigabytes
+ * by a 5-byte header. codec_decode is a bounded, zero-copy reader for exactly
+ * the types a job may hold; every length is checked against the bytes
+ * present before it is used, and nothing is allocated.
+ */
+#ifndef AQ_CODEC_H
+#define AQ_CODEC_H
+#include <stddef.h>
+#include <stdint.h>
+#include "auditq.h"
+
+/* Limits on field lengths in bytes (also enforced by the producer). */
+#define CODEC_MAX_ID_FIELD     256   /* tenant/actor/entity/request/session ids, entity_type */
+#define CODEC_MAX_ACTION       256
+#define CODEC_MAX_SOURCE_IP    64
+#define CODEC_MAX_USER_AGENT   1024
+#define CODEC_DEFAULT_MAX_JOB  65536
+#define CODEC_MAX_KEYS         64    /* map entries, including unknown keys */
+
+/* A byte range inside the decoded buffer (not NUL-terminated). p == NULL
+ * means the field is absent (or nil). */
+typedef struct aq_str {
+    const char *p;
+    uint32_t len;
+} aq_str;
+
+/* A job, as fields. For codec_encode the caller fills it; for codec_decode
+ * the aq_str fields point into the decoded buffer, which must outlive it. */
+typedef struct aq_job {
+    uint32_t version;            /* AUDITQ_SCHEMA_VERSION */
+    uint8_t id[16];              /* event_id, binary */
+    int64_t occurred_at_us;      /* microseconds since the Unix epoch */
+    int priority;                /* auditq_priority */
+    uint32_t attempts;           /* write attempts so far (worker-managed) */
+    aq_str f[AUDITQ_FIELD_COUNT];/* text fields, by auditq_field; f[AUDITQ_EVENT_ID] unused */
+} aq_job;
+
+/* A growable output buffer. Zero-initialise; free data with free(). */
+typedef struct aq_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+} aq_buf;
+/* Appends; returns 0 or -1 on OOM (buffer unchanged). */
+int aq_buf_append(aq_buf *b, const void *p, size_t n);
+
+/* Names on the wire and in SQL. */
+const char *codec_priority_name(int priority);        /* "critical".."low", or NULL */
+int codec_priority_parse(const char *s, size_t len);   /* 0..3 or -1 */
+const char *codec_field_key(auditq_field f);           /* wire key of a text field */
+
+/* Checks one text field's value against its rules (UTF-8, no NUL, length,
+ * enums, JSON object for changes/metadata). Returns an auditq_rc; on error
+ * writes a reason naming the field into err. Shared by producer and worker
+ * so that a job the library accepts is a job the worker accepts. */
+auditq_rc codec_check_field(auditq_field f, const char *p, size_t len, char *err, size_t errlen);
+
+/* Appends the msgpack encoding of j to out (fields with p == NULL are
+ * omitted; attempts is written only when > 0). Does not validate: callers
+ * check fields first. Returns 0, or -1 on OOM. */
+int codec_encode(const aq_job *j, aq_buf *out);
+
+/* Decodes and validates one job. Returns 0 and fills *j (pointing into buf)
+ * or -1 with a precise reason in err ("truncated str at offset 17",
+ * "missing required key action", ...). Never allocates, never reads past
+ * buf + len, rejects len > max_bytes. */
+int codec_decode(const char *buf, size_t len, size_t max_bytes, aq_job *j, char *err, size_t errlen);
+#endif

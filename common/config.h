@@ -1,0 +1,58 @@
+/* config.h -- worker/tool settings: one declarative table (config.c) parses
+ * the file, applies AUDITQ_* environment overrides and --set flags,
+ * validates bounds, prints help, and documents config/auditq.conf. */
+#ifndef AQ_CONFIG_H
+#define AQ_CONFIG_H
+#include <stddef.h>
+#include <stdio.h>
+
+enum { PRIO_STRICT = 0, PRIO_WEIGHTED = 1 };
+enum { WRITE_COPY = 0, WRITE_INSERT = 1 };
+
+typedef struct aq_config {
+    char redis_url[512];
+    char database_url[1024];
+    char namespace_[65];
+    int threads;                 /* 0 = number of cores */
+    int batch_size;
+    int idle_poll_ms;            /* longest sleep when every queue is empty */
+    int max_attempts;            /* data-error retries before dead-lettering */
+    int backoff_base_ms;
+    int backoff_max_ms;
+    int heartbeat_interval_ms;
+    int heartbeat_timeout_ms;    /* a worker silent this long is dead */
+    int recovery_interval_ms;
+    int max_recoveries;          /* recovered more often: crash-looping poison */
+    int priority_mode;           /* PRIO_STRICT | PRIO_WEIGHTED */
+    int weights[4];              /* weighted mode: critical, high, normal, low */
+    int dead_letter_max;
+    int shutdown_timeout_ms;
+    int redis_connect_timeout_ms;
+    int redis_timeout_ms;
+    int pg_connect_timeout_s;
+    int statement_timeout_ms;
+    int write_method;            /* WRITE_COPY | WRITE_INSERT */
+    int max_job_bytes;
+    int partitions_ahead;        /* months created ahead by the worker */
+    int log_level;
+    /* Test hook (never set in production): after a batch is committed in
+     * PostgreSQL and before it is acknowledged in Redis, _exit(137) once
+     * the process has committed this many batches. 0 = off. */
+    int crash_after_commit;
+} aq_config;
+
+/* Fills defaults. */
+void config_defaults(aq_config *c);
+/* Reads `path` (key = value lines, # comments). Strict: unknown key or bad
+ * value -> -1 with "FILE:LINE: key=value: reason; fix" in err. */
+int config_load_file(aq_config *c, const char *path, char *err, size_t errlen);
+/* Applies AUDITQ_<KEY> variables (e.g. AUDITQ_REDIS_URL). -1 on bad value. */
+int config_load_env(aq_config *c, char *err, size_t errlen);
+/* Sets one "key=value" (the --set flag). -1 on unknown key or bad value. */
+int config_set(aq_config *c, const char *key, const char *value, const char *origin,
+               char *err, size_t errlen);
+/* Cross-field checks after loading (e.g. heartbeat_timeout > interval). */
+int config_validate(const aq_config *c, char *err, size_t errlen);
+/* Prints every setting with its help line and current value ("config show"). */
+void config_print(const aq_config *c, FILE *out);
+#endif

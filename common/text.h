@@ -1,0 +1,21 @@
+/* text.h -- byte-level checks on text fields: UTF-8 and JSON validity.
+ * Pure functions, no allocation, safe on hostile input of any length. */
+#ifndef AQ_TEXT_H
+#define AQ_TEXT_H
+#include <stddef.h>
+
+/* Returns 1 if s[0..len) is well-formed UTF-8 (RFC 3629: no overlongs, no
+ * surrogates, nothing above U+10FFFF) and holds no NUL byte, else 0 and sets
+ * *bad_off (if not NULL) to the offset of the first offending byte. */
+int text_utf8_valid(const char *s, size_t len, size_t *bad_off);
+
+/* Maximum nesting of arrays/objects json_validate accepts. */
+#define JSON_MAX_DEPTH 64
+
+/* Checks s[0..len) is exactly one JSON value (RFC 8259; surrounding
+ * whitespace allowed) whose top level is an object, nesting <= JSON_MAX_DEPTH,
+ * strings valid UTF-8 without raw control characters. Returns 0 if valid;
+ * else -1 and writes "offset N: what is wrong" into err (errlen bytes, always
+ * NUL-terminated when errlen > 0). */
+int json_validate_object(const char *s, size_t len, char *err, size_t errlen);
+#endif

@@ -1,0 +1,203 @@
+/*
+ * auditq.h -- the auditq producer library (libauditq).
+ *
+ * An application records audit events from its request path with this API.
+ * Events are encoded as msgpack (docs/PROTOCOL.md) and pushed onto Redis
+ * lists, one per priority; the auditq-worker process writes them to
+ * PostgreSQL.
+ *
+ * Threads: an `auditq` handle is thread-safe; share one per process.
+ * An `auditq_event` and an `auditq_config` belong to one thread at a time.
+ *
+ * Errors: every call that can fail returns an auditq_rc (0 = AUDITQ_OK).
+ * auditq_strerror() names the code; auditq_last_error() gives the detail of
+ * the calling thread's last failure (which setting, which server answer).
+ * The library never prints, never aborts, never exits.
+ *
+ * Minimal use:
+ *
+ *     auditq_config *cfg = auditq_config_new();
+ *     auditq_config_set(cfg, "redis_url", "redis://127.0.0.1:6379");
+ *     auditq *q = NULL;
+ *     if (auditq_open(cfg, &q) != AUDITQ_OK) { ... auditq_last_error() ... }
+ *     auditq_config_free(cfg);
+ *
+ *     auditq_event *ev = auditq_event_new("page.update");
+ *     auditq_event_set(ev, AUDITQ_TENANT_ID, "acme");
+ *     auditq_event_set(ev, AUDITQ_ACTOR_ID, "user-42");
+ *     auditq_event_set_json(ev, AUDITQ_CHANGES, "{\"title\":[\"Old\",\"New\"]}");
+ *     auditq_rc rc = auditq_send_async(q, ev, NULL);  // or auditq_send()
+ *     auditq_event_free(ev);
+ *     ...
+ *     auditq_close(q);   // drains what is buffered
+ */
+#ifndef AUDITQ_H
+#define AUDITQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define AUDITQ_VERSION "0.1.0"
+/* Wire format schema version written in every job ("v" key). */
+#define AUDITQ_SCHEMA_VERSION 1
+/* Size of a buffer that holds a textual UUID and its NUL. */
+#define AUDITQ_ID_SIZE 37
+
+/* Result codes. Stable: numbers are never reused or renumbered. */
+typedef enum auditq_rc {
+    AUDITQ_OK = 0,
+    AUDITQ_ERR_INVALID_ARG = 1,  /* NULL handle, unknown field, bad value */
+    AUDITQ_ERR_NOMEM = 2,        /* an allocation failed */
+    AUDITQ_ERR_CONFIG = 3,       /* unknown config key or invalid value */
+    AUDITQ_ERR_CONNECT = 4,      /* Redis unreachable (refused, DNS, ...) */
+    AUDITQ_ERR_TIMEOUT = 5,      /* Redis did not answer within the timeout */
+    AUDITQ_ERR_REDIS = 6,        /* Redis answered with an error */
+    AUDITQ_ERR_AUTH = 7,         /* AUTH refused (wrong password/user, ACL) */
+    AUDITQ_ERR_BUFFER_FULL = 8,  /* async buffer full (and no/expired wait) */
+    AUDITQ_ERR_MISSING_FIELD = 9,/* a required field (action) is not set */
+    AUDITQ_ERR_INVALID_JSON = 10,/* changes/metadata is not a JSON object */
+    AUDITQ_ERR_INVALID_UTF8 = 11,/* a text field is not valid UTF-8 or has NUL */
+    AUDITQ_ERR_TOO_LARGE = 12,   /* field or encoded job exceeds its limit */
+    AUDITQ_ERR_CLOSED = 13,      /* the handle is closing */
+    AUDITQ_ERR_PROTOCOL = 14     /* unexpected reply from Redis */
+} auditq_rc;
+
+typedef enum auditq_priority {
+    AUDITQ_PRIORITY_CRITICAL = 0,
+    AUDITQ_PRIORITY_HIGH = 1,
+    AUDITQ_PRIORITY_NORMAL = 2,  /* the default */
+    AUDITQ_PRIORITY_LOW = 3
+} auditq_priority;
+
+/* Text fields of an event. Limits are in docs/PROTOCOL.md. */
+typedef enum auditq_field {
+    AUDITQ_EVENT_ID = 0,     /* UUID text; generated (UUIDv7) when unset */
+    AUDITQ_TENANT_ID = 1,
+    AUDITQ_ACTOR_ID = 2,
+    AUDITQ_ACTOR_TYPE = 3,   /* user | service | ai | system */
+    AUDITQ_ACTION = 4,       /* required, e.g. "page.update" */
+    AUDITQ_ENTITY_TYPE = 5,
+    AUDITQ_ENTITY_ID = 6,
+    AUDITQ_OUTCOME = 7,      /* success | failure | denied */
+    AUDITQ_SOURCE_IP = 8,
+    AUDITQ_USER_AGENT = 9,
+    AUDITQ_REQUEST_ID = 10,
+    AUDITQ_SESSION_ID = 11,
+    AUDITQ_CHANGES = 12,     /* JSON object text; use auditq_event_set_json */
+    AUDITQ_METADATA = 13,    /* JSON object text; use auditq_event_set_json */
+    AUDITQ_FIELD_COUNT = 14
+} auditq_field;
+
+typedef struct auditq auditq;
+typedef struct auditq_config auditq_config;
+typedef struct auditq_event auditq_event;
+
+/* Counters of one handle since it was opened (auditq_get_stats). */
+typedef struct auditq_stats {
+    uint64_t sent_sync;        /* acknowledged by Redis through auditq_send */
+    uint64_t queued_async;     /* accepted into the async buffer */
+    uint64_t sent_async;       /* async events acknowledged by Redis */
+    uint64_t rejected_full;    /* async calls refused: buffer full */
+    uint64_t errors;           /* calls that returned an error */
+    uint64_t redis_retries;    /* async batches retried after a Redis failure */
+    uint64_t buffered;         /* events in the async buffer right now */
+} auditq_stats;
+
+/* ---- errors -------------------------------------------------------------- */
+
+/* Static name of a result code; never NULL. */
+const char *auditq_strerror(auditq_rc rc);
+/* Detail of the calling thread's last failed call (static per thread; valid
+ * until that thread's next auditq call). Empty string when none. */
+const char *auditq_last_error(void);
+
+/* ---- configuration ------------------------------------------------------- */
+
+/* New config with defaults. Caller frees with auditq_config_free. NULL on OOM. */
+auditq_config *auditq_config_new(void);
+/* Sets one setting by name from text, validated now. Keys:
+ *   redis_url          redis://[user[:password]@]host[:port][/db] or
+ *                      unix:///path/to/redis.sock   (default redis://127.0.0.1:6379)
+ *   namespace          key prefix inside the {hash tag}   (default "auditq")
+ *   connect_timeout_ms 1..60000    (default 500)
+ *   timeout_ms         1..60000    Redis command timeout (default 1000)
+ *   sync_connections   1..64       connections shared by auditq_send (default 4)
+ *   buffer_events      1..10000000 async buffer capacity in events (default 100000)
+ *   batch_size         1..100000   async: events per pipelined push (default 500)
+ *   flush_interval_ms  1..60000    async: max time an event waits (default 100)
+ *   full_policy        block | error   async buffer full: wait (up to
+ *                      enqueue_timeout_ms) or fail at once (default block)
+ *   enqueue_timeout_ms 0..60000    async: longest wait for space (default 50)
+ *   close_timeout_ms   0..600000   auditq_close: longest drain (default 5000)
+ *   max_job_bytes      1024..16777216 encoded job cap (default 65536)
+ * Returns AUDITQ_ERR_CONFIG with auditq_last_error() naming key and fix. */
+auditq_rc auditq_config_set(auditq_config *cfg, const char *key, const char *value);
+/* NULL-safe. */
+void auditq_config_free(auditq_config *cfg);
+
+/* ---- handle -------------------------------------------------------------- */
+
+/* Opens a handle: copies cfg (the caller keeps ownership of cfg), starts the
+ * async flusher thread and tries one connection. A Redis that is down at open
+ * is not an error: sends fail (or buffer) until it is back.
+ * On success *out owns a handle the caller releases with auditq_close. */
+auditq_rc auditq_open(const auditq_config *cfg, auditq **out);
+/* Drains the async buffer (up to close_timeout_ms), stops the flusher and
+ * frees the handle. NULL-safe (returns AUDITQ_OK). Returns AUDITQ_ERR_TIMEOUT
+ * if events were still buffered when the timeout ran out: they are lost, and
+ * the return says so -- call auditq_flush first to keep control. */
+auditq_rc auditq_close(auditq *q);
+/* Round trip to Redis (PING). */
+auditq_rc auditq_ping(auditq *q);
+
+/* ---- events -------------------------------------------------------------- */
+
+/* New event with `action` set (may be NULL, then set it before sending) and
+ * priority normal. Caller frees with auditq_event_free. NULL on OOM. */
+auditq_event *auditq_event_new(const char *action);
+/* NULL-safe. */
+void auditq_event_free(auditq_event *ev);
+/* Clears all fields so the event can be reused. */
+void auditq_event_reset(auditq_event *ev);
+/* Copies `value` (NUL-terminated UTF-8) into the field; NULL clears it.
+ * Checked now: UTF-8, length, enum values for actor_type/outcome, UUID form
+ * for event_id. JSON fields must go through auditq_event_set_json. */
+auditq_rc auditq_event_set(auditq_event *ev, auditq_field f, const char *value);
+/* Same with an explicit length (value need not be NUL-terminated; it must
+ * not contain NUL bytes). */
+auditq_rc auditq_event_setn(auditq_event *ev, auditq_field f, const char *value, size_t len);
+/* Copies JSON text into AUDITQ_CHANGES or AUDITQ_METADATA after checking it
+ * is one valid JSON object (RFC 8259). */
+auditq_rc auditq_event_set_json(auditq_event *ev, auditq_field f, const char *json);
+auditq_rc auditq_event_set_priority(auditq_event *ev, auditq_priority p);
+/* Overrides occurred_at (microseconds since the Unix epoch), e.g. for
+ * backfills; 0 means "now, at enqueue" (the default). */
+auditq_rc auditq_event_set_time(auditq_event *ev, int64_t occurred_at_us);
+
+/* ---- sending ------------------------------------------------------------- */
+
+/* Sync: encodes and LPUSHes the event; returns once Redis acknowledged it.
+ * Waits at most connect_timeout_ms + timeout_ms. The event stays owned by
+ * the caller. If id_out is not NULL it receives the event_id (AUDITQ_ID_SIZE
+ * bytes). A timeout means "unknown": retry with the same event_id (set it
+ * with AUDITQ_EVENT_ID from id_out) and the event is stored once. */
+auditq_rc auditq_send(auditq *q, const auditq_event *ev, char *id_out);
+/* Async: encodes the event into the bounded buffer and returns; a background
+ * thread pipelines it to Redis. With full_policy=block a full buffer waits up
+ * to enqueue_timeout_ms, then AUDITQ_ERR_BUFFER_FULL; with error it fails at
+ * once. Events are never dropped silently. */
+auditq_rc auditq_send_async(auditq *q, const auditq_event *ev, char *id_out);
+/* Waits until every event buffered before the call is acknowledged by Redis,
+ * at most timeout_ms (AUDITQ_ERR_TIMEOUT otherwise). */
+auditq_rc auditq_flush(auditq *q, int timeout_ms);
+/* Copies the handle's counters. */
+auditq_rc auditq_get_stats(auditq *q, auditq_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* AUDITQ_H */
