@@ -1,0 +1,78 @@
+/* pgw.h -- the PostgreSQL writer: one connection, idempotent batch writes,
+ * SQLSTATE classification, and bisection of batches that hold bad rows.
+ *
+ * A batch is written in one transaction:
+ *   BEGIN; COPY auditq_stage FROM STDIN (or array-bound INSERT);
+ *   INSERT INTO audit_events SELECT ... FROM auditq_stage
+ *       ON CONFLICT (event_id, occurred_at) DO NOTHING; COMMIT;
+ * so a job delivered twice is stored once. auditq_stage is a per-connection
+ * TEMP table (ON COMMIT DELETE ROWS) created once after connecting.
+ */
+#ifndef AQ_PGW_H
+#define AQ_PGW_H
+#include <stddef.h>
+#include <stdint.h>
+#include "codec.h"
+#include "config.h"
+
+/* How an error is handled. */
+typedef enum pgw_class {
+    PGW_CLASS_TRANSIENT = 0, /* connection, resources, locks, server shutting
+                                down, missing table/permission (operator must
+                                fix): retry forever with backoff, never dead-letter */
+    PGW_CLASS_DATA = 1       /* the row itself is bad (classes 22, 23, 54):
+                                bisect, retry that row up to max_attempts */
+} pgw_class;
+
+/* Classifies a 5-char SQLSTATE (NULL or "" = connection lost = transient). */
+pgw_class pgw_classify(const char *sqlstate);
+
+/* Per-row outcome of pgw_write. */
+typedef struct pgw_row_result {
+    int bad;               /* 1: data error for this row alone */
+    char sqlstate[6];
+    char message[200];     /* PostgreSQL's primary message */
+} pgw_row_result;
+
+typedef struct pgw_stats {
+    uint64_t transactions;  /* transactions attempted (round-trip measure) */
+    uint64_t rows_written;  /* rows in committed transactions (incl. duplicates) */
+    uint64_t rows_inserted; /* rows actually inserted (duplicates excluded) */
+    uint64_t bisections;
+} pgw_stats;
+
+/* pgw_write return values. */
+enum { PGW_DONE = 0, PGW_RETRY = -1 };
+
+typedef struct pgw pgw;
+
+/* New writer for cfg->database_url (not connected yet). cfg must outlive it.
+ * NULL on OOM. Free with pgw_free (NULL-safe). */
+pgw *pgw_new(const aq_config *cfg);
+void pgw_free(pgw *w);
+/* (Re)connects if not connected: sets application_name=auditq-worker,
+ * statement_timeout, creates the staging table. 0 or -1 with err. */
+int pgw_connect(pgw *w, char *err, size_t errlen);
+int pgw_connected(const pgw *w);
+
+/* Writes jobs[0..n) idempotently.
+ * PGW_DONE: every row is either committed (res[i].bad == 0) or has a data
+ *   error of its own (res[i].bad == 1, sqlstate and message set): rows are
+ *   isolated by bisection, so every good row is committed.
+ * PGW_RETRY: a transient error (see pgw_class) stopped the write; err says
+ *   which. Some sub-batches may already be committed: calling again with
+ *   the same jobs is safe (ON CONFLICT DO NOTHING). The connection is reset
+ *   if it is broken.
+ * res must hold n entries. st (may be NULL) is added to. */
+int pgw_write(pgw *w, const aq_job *jobs, size_t n, pgw_row_result *res,
+              pgw_stats *st, char *err, size_t errlen);
+
+/* The bisection logic alone, for unit tests: `try` writes jobs [lo, hi) in
+ * one transaction and returns 0 (committed), 1 (data error, sqlstate and
+ * message filled) or -1 (transient). pgw_bisect calls it on the whole range,
+ * then on halves of failing ranges down to single rows, marking single
+ * failing rows bad in res. Returns PGW_DONE or PGW_RETRY. */
+typedef int (*pgw_try_fn)(void *ctx, size_t lo, size_t hi, char sqlstate[6],
+                          char *message, size_t msglen);
+int pgw_bisect(void *ctx, pgw_try_fn try_fn, size_t n, pgw_row_result *res, pgw_stats *st);
+#endif
