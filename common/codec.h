@@ -19,6 +19,7 @@
 #define CODEC_MAX_USER_AGENT   1024
 #define CODEC_DEFAULT_MAX_JOB  65536
 #define CODEC_MAX_KEYS         64    /* map entries, including unknown keys */
+#define AQ_PRIORITIES_N        4
 
 /* A byte range inside the decoded buffer (not NUL-terminated). p == NULL
  * means the field is absent (or nil). */

@@ -1,0 +1,755 @@
+/* config.c -- the worker/tool settings, driven by ONE declarative table.
+ *
+ * Every setting is a row of cf_table[] below: name, type, target field,
+ * default (as text), bounds, whether SIGHUP may change it, and one help
+ * line.  Everything else walks that table, so a new setting is one row:
+ *   config_defaults   parses each row's default text through cf_apply
+ *   config_load_file  "key = value" lines   -> cf_lookup + cf_apply
+ *   config_load_env   AUDITQ_<NAME> for each row (the table, not environ,
+ *                     is scanned, so a typo'd variable is simply unused)
+ *   config_set        the --set key=value flag
+ *   config_print      "# help" + "name = value", itself a valid file
+ * (PgBouncer's CF_ABS table in src/main.c, Redis createIntConfig.)
+ *
+ * Errors are for humans reading a terminal: they name where the value came
+ * from (file:line, AUDITQ_X=..., --set), the key, the value, the reason and
+ * what to write instead.
+ */
+#include "config.h"
+#include "log.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+typedef enum { CF_STR, CF_INT, CF_ENUM, CF_WEIGHTS } cf_type;
+
+typedef struct cf_enum {
+    const char *name;
+    int value;
+} cf_enum;
+
+typedef struct cf_entry {
+    const char *name;
+    cf_type type;
+    size_t off;           /* offsetof(aq_config, field) */
+    size_t size;          /* sizeof the field (CF_STR: buffer incl. NUL) */
+    const char *def;      /* default, as it would be written in the file */
+    long min, max;        /* CF_INT: value bounds; CF_STR: length bounds;
+                           * CF_WEIGHTS: bounds of each of the four items */
+    const cf_enum *enums; /* CF_ENUM: NULL-terminated */
+    int (*check)(const char *v, char *why, size_t whylen); /* CF_STR extra */
+    bool reloadable;      /* may change on SIGHUP without a restart */
+    bool secret_url;      /* may hold a password: masked by config_print */
+    const char *help;
+} cf_entry;
+
+static const cf_enum cf_prio_modes[] = {
+    { "strict", PRIO_STRICT }, { "weighted", PRIO_WEIGHTED }, { NULL, 0 }
+};
+static const cf_enum cf_write_methods[] = {
+    { "copy", WRITE_COPY }, { "insert", WRITE_INSERT }, { NULL, 0 }
+};
+static const cf_enum cf_log_levels[] = {
+    { "error", LOG_ERROR }, { "warn", LOG_WARN }, { "info", LOG_INFO },
+    { "debug", LOG_DEBUG }, { NULL, 0 }
+};
+
+static int cf_check_namespace(const char *v, char *why, size_t whylen);
+static int cf_check_redis_url(const char *v, char *why, size_t whylen);
+
+#define F(field) offsetof(aq_config, field), sizeof(((aq_config *)0)->field)
+#define STR(n, field, def, lo, check, reload, secret, help) \
+    { n, CF_STR, F(field), def, lo, (long)sizeof(((aq_config *)0)->field) - 1, NULL, check, reload, secret, help }
+#define INT(n, field, def, lo, hi, reload, help) \
+    { n, CF_INT, F(field), def, lo, hi, NULL, NULL, reload, false, help }
+#define ENUM(n, field, def, names, reload, help) \
+    { n, CF_ENUM, F(field), def, 0, 0, names, NULL, reload, false, help }
+#define WEIGHTS(n, field, def, lo, hi, reload, help) \
+    { n, CF_WEIGHTS, F(field), def, lo, hi, NULL, NULL, reload, false, help }
+
+/* Order = order of config_print and of config/auditq.conf's sections. */
+static const cf_entry cf_table[] = {
+    /* connections */
+    STR("redis_url", redis_url, "redis://127.0.0.1:6379", 1, cf_check_redis_url, false, true,
+        "Redis to read jobs from: redis://[user[:password]@]host[:port][/db] or unix:///path[?db=N]"),
+    STR("database_url", database_url, "postgresql://localhost/auditq", 0, NULL, false, true,
+        "PostgreSQL to write events to: a libpq URI or conninfo string (\"host=... dbname=...\"); "
+        "\"\" = libpq defaults and PG* variables"),
+    STR("namespace", namespace_, "auditq", 1, cf_check_namespace, false, false,
+        "Prefix of every Redis key; producers and workers must agree on it"),
+    INT("redis_connect_timeout_ms", redis_connect_timeout_ms, "2000", 1, 60000, false,
+        "Give up connecting to Redis after this many milliseconds"),
+    INT("redis_timeout_ms", redis_timeout_ms, "5000", 1, 600000, false,
+        "Give up on one Redis command after this many milliseconds"),
+    INT("pg_connect_timeout_s", pg_connect_timeout_s, "5", 1, 600, false,
+        "Give up connecting to PostgreSQL after this many seconds"),
+    INT("statement_timeout_ms", statement_timeout_ms, "60000", 0, 86400000, false,
+        "PostgreSQL statement_timeout for each batch write, in milliseconds; 0 = none"),
+    /* throughput */
+    INT("threads", threads, "0", 0, 256, false,
+        "Worker threads, each with its own Redis and PostgreSQL connection; 0 = number of cores"),
+    INT("batch_size", batch_size, "1000", 1, 100000, true,
+        "Most events written to PostgreSQL in one transaction"),
+    INT("idle_poll_ms", idle_poll_ms, "50", 1, 10000, true,
+        "Longest sleep when every queue is empty, in milliseconds"),
+    ENUM("write_method", write_method, "copy", cf_write_methods, false,
+         "How batches are written: copy (COPY FROM STDIN, fastest) or insert (INSERT with array parameters)"),
+    INT("max_job_bytes", max_job_bytes, "65536", 1024, 16777216, false,
+        "Largest encoded event accepted, in bytes; bigger jobs are dead-lettered"),
+    INT("partitions_ahead", partitions_ahead, "3", 0, 120, false,
+        "Monthly partitions of the events table the worker creates ahead of time"),
+    /* reliability */
+    INT("max_attempts", max_attempts, "5", 1, 1000, true,
+        "Tries of a batch that fails on bad data before its events are dead-lettered"),
+    INT("backoff_base_ms", backoff_base_ms, "200", 1, 3600000, true,
+        "First retry delay after a failure, in milliseconds; doubles on each retry"),
+    INT("backoff_max_ms", backoff_max_ms, "60000", 1, 86400000, true,
+        "Longest retry delay, in milliseconds (must be >= backoff_base_ms)"),
+    INT("heartbeat_interval_ms", heartbeat_interval_ms, "1000", 100, 60000, false,
+        "How often each worker refreshes its heartbeat in Redis, in milliseconds"),
+    INT("heartbeat_timeout_ms", heartbeat_timeout_ms, "5000", 500, 600000, false,
+        "A worker whose heartbeat is older than this is dead and its jobs are recovered, in "
+        "milliseconds (must be >= 2 * heartbeat_interval_ms)"),
+    INT("recovery_interval_ms", recovery_interval_ms, "1000", 100, 60000, false,
+        "How often to look for dead workers' in-flight jobs, in milliseconds"),
+    INT("max_recoveries", max_recoveries, "5", 1, 1000, false,
+        "A job recovered more often than this is treated as poison and dead-lettered"),
+    INT("dead_letter_max", dead_letter_max, "100000", 1, 100000000, true,
+        "Most jobs kept in the dead-letter list; the oldest are dropped beyond it"),
+    /* priorities */
+    ENUM("priority_mode", priority_mode, "strict", cf_prio_modes, true,
+         "strict: always drain higher priorities first; weighted: share batches by weights"),
+    WEIGHTS("weights", weights, "8,4,2,1", 1, 1000, true,
+            "weighted mode: relative shares of critical,high,normal,low (four integers 1..1000)"),
+    /* shutdown */
+    INT("shutdown_timeout_ms", shutdown_timeout_ms, "30000", 0, 3600000, false,
+        "On SIGTERM, finish in-flight batches for at most this long, in milliseconds; 0 = no limit"),
+    /* logging */
+    ENUM("log_level", log_level, "info", cf_log_levels, true,
+         "Least severe log lines written to stderr: error, warn, info or debug"),
+    /* testing */
+    INT("crash_after_commit", crash_after_commit, "0", 0, 1000000000, false,
+        "TEST HOOK, never set in production: _exit(137) between commit and ack after this many "
+        "batches; 0 = off"),
+};
+#undef F
+#undef STR
+#undef INT
+#undef ENUM
+#undef WEIGHTS
+
+#define CF_COUNT (sizeof cf_table / sizeof cf_table[0])
+#define CF_ENV_PREFIX "AUDITQ_"
+
+/* ---- small helpers ------------------------------------------------------ */
+
+/* snprintf that never reports truncation: error text is best effort. */
+static void cf_errf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void cf_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static const cf_entry *cf_lookup(const char *name)
+{
+    for (size_t i = 0; i < CF_COUNT; i++)
+        if (strcmp(cf_table[i].name, name) == 0)
+            return &cf_table[i];
+    return NULL;
+}
+
+/* Levenshtein distance, capped: names are short (< 64), so two rows of
+ * stack are enough; anything longer is never a useful suggestion. */
+static size_t cf_edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    size_t prev[65], cur[65];
+
+    if (la > 64 || lb > 64)
+        return SIZE_MAX;
+    for (size_t j = 0; j <= lb; j++)
+        prev[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        cur[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+            size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
+            size_t m = sub < del ? sub : del;
+            cur[j] = m < ins ? m : ins;
+        }
+        memcpy(prev, cur, (lb + 1) * sizeof prev[0]);
+    }
+    return prev[lb];
+}
+
+/* The closest setting name within edit distance 3, or NULL. */
+static const char *cf_suggest(const char *name)
+{
+    const char *best = NULL;
+    size_t best_d = 4;
+
+    for (size_t i = 0; i < CF_COUNT; i++) {
+        size_t d = cf_edit_distance(name, cf_table[i].name);
+        if (d < best_d) {
+            best_d = d;
+            best = cf_table[i].name;
+        }
+    }
+    return best;
+}
+
+static void cf_unknown_key(const char *where, const char *key, char *err, size_t errlen)
+{
+    const char *s = cf_suggest(key);
+
+    if (s != NULL)
+        cf_errf(err, errlen, "%s: unknown setting '%s' (did you mean '%s'?)", where, key, s);
+    else
+        cf_errf(err, errlen, "%s: unknown setting '%s' (see config/auditq.conf for the list)",
+                where, key);
+}
+
+/* Strict decimal integer: the whole string, no leading blanks, in range. */
+static int cf_parse_long(const char *s, long min, long max, long *out)
+{
+    char *end;
+    long v;
+
+    if (!(isdigit((unsigned char)s[0]) || ((s[0] == '-' || s[0] == '+')
+                                           && isdigit((unsigned char)s[1]))))
+        return -1;
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int cf_check_namespace(const char *v, char *why, size_t whylen)
+{
+    for (const char *p = v; *p; p++) {
+        if (!isalnum((unsigned char)*p) && *p != '_' && *p != '.' && *p != '-') {
+            cf_errf(why, whylen, "must be 1 to 64 characters from A-Z a-z 0-9 _ . -");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Only the scheme is checked here; redis_url_parse checks the rest when the
+ * worker connects (config.c stays free of the Redis module). */
+static int cf_check_redis_url(const char *v, char *why, size_t whylen)
+{
+    if (strncmp(v, "redis://", 8) == 0 || strncmp(v, "unix://", 7) == 0)
+        return 0;
+    cf_errf(why, whylen,
+            "must start with redis:// or unix:// (e.g. redis://127.0.0.1:6379; TLS is not supported)");
+    return -1;
+}
+
+/* Parses "a,b,c,d" (blanks around items allowed) into w[4]. */
+static int cf_parse_weights(const char *s, long min, long max, int w[4])
+{
+    char item[32];
+    const char *p = s;
+
+    for (int i = 0; i < 4; i++) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma != NULL ? (size_t)(comma - p) : strlen(p);
+        long v;
+
+        if ((i < 3) != (comma != NULL))
+            return -1;        /* too few or too many items */
+        while (n > 0 && isspace((unsigned char)*p)) {
+            p++;
+            n--;
+        }
+        while (n > 0 && isspace((unsigned char)p[n - 1]))
+            n--;
+        if (n == 0 || n >= sizeof item)
+            return -1;
+        memcpy(item, p, n);
+        item[n] = '\0';
+        if (cf_parse_long(item, min, max, &v) != 0)
+            return -1;
+        w[i] = (int)v;
+        p = comma != NULL ? comma + 1 : p + n;
+    }
+    return 0;
+}
+
+/* ---- password masking (config_print only) -------------------------------- */
+
+/* Appends src[0..n) to out (cap bytes), always NUL-terminated. */
+static void cf_append(char *out, size_t cap, size_t *len, const char *src, size_t n)
+{
+    if (*len + 1 >= cap)
+        return;
+    if (n > cap - 1 - *len)
+        n = cap - 1 - *len;
+    memcpy(out + *len, src, n);
+    *len += n;
+    out[*len] = '\0';
+}
+
+/* URI form: scheme://user:PASSWORD@host/...?...&password=PASSWORD&... */
+static void cf_mask_uri(const char *url, const char *auth, char *out, size_t cap)
+{
+    size_t len = 0;
+    size_t alen = strcspn(auth, "/?#");
+    const char *at = NULL, *colon, *q, *p;
+
+    out[0] = '\0';
+    /* The userinfo ends at the LAST '@' of the authority: an unescaped '@'
+     * inside a password must not leak the part after it. */
+    for (const char *s = auth; s < auth + alen; s++)
+        if (*s == '@')
+            at = s;
+    colon = at != NULL ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    if (colon != NULL) {
+        cf_append(out, cap, &len, url, (size_t)(colon + 1 - url));
+        cf_append(out, cap, &len, "***", 3);
+        p = at;
+    } else {
+        p = url;
+    }
+    /* libpq also takes ?password=... in the query string. */
+    q = strchr(p, '?');
+    if (q == NULL) {
+        cf_append(out, cap, &len, p, strlen(p));
+        return;
+    }
+    cf_append(out, cap, &len, p, (size_t)(q + 1 - p));
+    p = q + 1;
+    while (*p) {
+        size_t n = strcspn(p, "&");
+        if (n >= 9 && strncmp(p, "password=", 9) == 0) {
+            cf_append(out, cap, &len, "password=***", 12);
+        } else {
+            cf_append(out, cap, &len, p, n);
+        }
+        p += n;
+        if (*p == '&')
+            cf_append(out, cap, &len, p++, 1);
+    }
+}
+
+/* conninfo form: key=value pairs, values optionally 'quoted' with \ escapes. */
+static void cf_mask_conninfo(const char *s, char *out, size_t cap)
+{
+    size_t len = 0;
+    const char *p = s;
+
+    out[0] = '\0';
+    while (*p) {
+        const char *kw, *v;
+        size_t kwlen;
+
+        while (*p && isspace((unsigned char)*p))
+            cf_append(out, cap, &len, p++, 1);
+        kw = p;
+        while (*p && *p != '=' && !isspace((unsigned char)*p))
+            p++;
+        kwlen = (size_t)(p - kw);
+        while (*p && isspace((unsigned char)*p))
+            p++;
+        if (*p != '=') {          /* malformed: copy the rest, libpq will complain */
+            cf_append(out, cap, &len, kw, strlen(kw));
+            return;
+        }
+        p++;
+        while (*p && isspace((unsigned char)*p))
+            p++;
+        v = p;
+        if (*p == '\'') {
+            for (p++; *p && *p != '\''; p++)
+                if (*p == '\\' && p[1] != '\0')
+                    p++;
+            if (*p == '\'')
+                p++;
+        } else {
+            while (*p && !isspace((unsigned char)*p))
+                p++;
+        }
+        cf_append(out, cap, &len, kw, kwlen);
+        cf_append(out, cap, &len, "=", 1);
+        if (kwlen == 8 && strncmp(kw, "password", 8) == 0)
+            cf_append(out, cap, &len, "***", 3);
+        else
+            cf_append(out, cap, &len, v, (size_t)(p - v));
+    }
+}
+
+static void cf_mask_url(const char *url, char *out, size_t cap)
+{
+    const char *sep = strstr(url, "://");
+
+    if (sep != NULL && strcspn(url, "= \t") > (size_t)(sep - url))
+        cf_mask_uri(url, sep + 3, out, cap);
+    else
+        cf_mask_conninfo(url, out, cap);
+}
+
+/* ---- applying one value -------------------------------------------------- */
+
+/* Where a value came from, for error messages. */
+typedef enum { ORIGIN_PLAIN, ORIGIN_ENV } cf_origin_kind;
+
+static void cf_value_error(const cf_entry *e, const char *value, cf_origin_kind kind,
+                           const char *where, const char *why, char *err, size_t errlen)
+{
+    if (kind == ORIGIN_ENV)
+        cf_errf(err, errlen, "%s=%s: %s: %s", where, value, e->name, why);
+    else
+        cf_errf(err, errlen, "%s: %s = %s: %s", where, e->name, value, why);
+}
+
+/* Parses `value` for row e and stores it in c. On error leaves c unchanged
+ * and writes the message; `where` is "file:line", "--set" or the variable
+ * name (kind ORIGIN_ENV). */
+static int cf_apply(aq_config *c, const cf_entry *e, const char *value, cf_origin_kind kind,
+                    const char *where, char *err, size_t errlen)
+{
+    char why[256];
+    char *field = (char *)c + e->off;
+    long v;
+
+    switch (e->type) {
+    case CF_STR: {
+        size_t n = strlen(value);
+        if (n < (size_t)e->min || n > (size_t)e->max) {
+            if (e->min > 0)
+                cf_errf(why, sizeof why, "must be %ld to %ld characters long", e->min, e->max);
+            else
+                cf_errf(why, sizeof why, "must be at most %ld characters long", e->max);
+            goto bad;
+        }
+        for (size_t i = 0; i < n; i++) {
+            /* A control character cannot be written back by config_print. */
+            if ((unsigned char)value[i] < 0x20 || value[i] == 0x7f) {
+                cf_errf(why, sizeof why, "must not contain control characters");
+                goto bad;
+            }
+        }
+        if (e->check != NULL && e->check(value, why, sizeof why) != 0)
+            goto bad;
+        /* Zero the tail so two configs with equal settings compare equal. */
+        memset(field, 0, e->size);
+        memcpy(field, value, n);
+        return 0;
+    }
+    case CF_INT:
+        if (cf_parse_long(value, e->min, e->max, &v) != 0) {
+            cf_errf(why, sizeof why, "must be an integer from %ld to %ld", e->min, e->max);
+            goto bad;
+        }
+        *(int *)(void *)field = (int)v;
+        return 0;
+    case CF_ENUM: {
+        size_t len = 0;
+        for (const cf_enum *en = e->enums; en->name != NULL; en++) {
+            if (strcasecmp(en->name, value) == 0) {
+                *(int *)(void *)field = en->value;
+                return 0;
+            }
+        }
+        len = (size_t)snprintf(why, sizeof why, "must be one of ");
+        for (const cf_enum *en = e->enums; en->name != NULL && len < sizeof why; en++)
+            len += (size_t)snprintf(why + len, sizeof why - len, "%s%s",
+                                    en == e->enums ? "" : ", ", en->name);
+        goto bad;
+    }
+    case CF_WEIGHTS: {
+        int w[4];
+        if (cf_parse_weights(value, e->min, e->max, w) != 0) {
+            cf_errf(why, sizeof why,
+                    "must be four integers from %ld to %ld separated by commas "
+                    "(critical,high,normal,low), e.g. 8,4,2,1", e->min, e->max);
+            goto bad;
+        }
+        memcpy(field, w, sizeof w);
+        return 0;
+    }
+    }
+    cf_errf(why, sizeof why, "internal error: bad setting type");
+bad:
+    if (e->secret_url) {
+        /* The value is echoed to a terminal or log: keep the password out. */
+        char masked[1100];
+        cf_mask_url(value, masked, sizeof masked);
+        cf_value_error(e, masked, kind, where, why, err, errlen);
+    } else {
+        cf_value_error(e, value, kind, where, why, err, errlen);
+    }
+    return -1;
+}
+
+/* ---- public API ---------------------------------------------------------- */
+
+void config_defaults(aq_config *c)
+{
+    char err[512];
+
+    /* memset first: padding and string tails must be zero for memcmp. */
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < CF_COUNT; i++) {
+        /* A default that fails its own bounds is a bug in the table; the
+         * unit test asserts every default applies. */
+        (void)cf_apply(c, &cf_table[i], cf_table[i].def, ORIGIN_PLAIN, "default", err, sizeof err);
+    }
+}
+
+int config_set(aq_config *c, const char *key, const char *value, const char *origin,
+               char *err, size_t errlen)
+{
+    const cf_entry *e = cf_lookup(key);
+    const char *where = origin != NULL ? origin : "--set";
+
+    if (e == NULL) {
+        cf_unknown_key(where, key, err, errlen);
+        return -1;
+    }
+    return cf_apply(c, e, value, ORIGIN_PLAIN, where, err, errlen);
+}
+
+int config_load_env(aq_config *c, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < CF_COUNT; i++) {
+        char var[96];
+        size_t n = sizeof CF_ENV_PREFIX - 1;
+        const char *v;
+
+        memcpy(var, CF_ENV_PREFIX, n);
+        for (const char *s = cf_table[i].name; *s && n + 1 < sizeof var; s++)
+            var[n++] = (char)toupper((unsigned char)*s);
+        var[n] = '\0';
+        v = getenv(var);
+        if (v != NULL && cf_apply(c, &cf_table[i], v, ORIGIN_ENV, var, err, errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Splits one line in place. Returns 1 with *key and *value set, 0 for a blank or
+ * comment line, -1 with the reason in why. */
+static int cf_split_line(char *line, char **key, char **value, char *why, size_t whylen)
+{
+    char *p = line, *k, *end;
+
+    while (isspace((unsigned char)*p))
+        p++;
+    if (*p == '\0' || *p == '#')
+        return 0;
+    k = p;
+    while (*p && *p != '=' && !isspace((unsigned char)*p))
+        p++;
+    end = p;
+    while (isspace((unsigned char)*p))
+        p++;
+    if (*p != '=' || end == k) {
+        cf_errf(why, whylen, "expected 'key = value', got '%s'", k);
+        return -1;
+    }
+    *end = '\0';
+    *key = k;
+    p++;
+    while (isspace((unsigned char)*p))
+        p++;
+
+    if (*p == '"') {
+        /* Quoted: '#' is literal; \" and \\ are the only escapes. The
+         * unescaped text is written over the line in place (never longer). */
+        char *out = p, *in = p + 1;
+        *value = out;
+        for (;;) {
+            if (*in == '\0') {
+                cf_errf(why, whylen, "%s: missing closing '\"'; end the value with \"", k);
+                return -1;
+            }
+            if (*in == '"')
+                break;
+            if (*in == '\\') {
+                if (in[1] != '"' && in[1] != '\\') {
+                    cf_errf(why, whylen,
+                            "%s: unknown escape '\\%c' in quoted value; only \\\" and \\\\ are "
+                            "allowed", k, in[1] != '\0' ? in[1] : ' ');
+                    return -1;
+                }
+                in++;
+            }
+            *out++ = *in++;
+        }
+        *out = '\0';
+        in++;
+        while (isspace((unsigned char)*in))
+            in++;
+        if (*in != '\0' && *in != '#') {
+            cf_errf(why, whylen, "%s: unexpected text after the closing quote: '%s'", k, in);
+            return -1;
+        }
+        return 1;
+    }
+
+    /* Unquoted: a '#' after whitespace starts a comment. */
+    *value = p;
+    for (char *s = p; *s; s++) {
+        if (*s == '#' && s > p && isspace((unsigned char)s[-1])) {
+            *s = '\0';
+            break;
+        }
+    }
+    end = p + strlen(p);
+    while (end > p && isspace((unsigned char)end[-1]))
+        end--;
+    *end = '\0';
+    return 1;
+}
+
+int config_load_file(aq_config *c, const char *path, char *err, size_t errlen)
+{
+    FILE *f;
+    char *line = NULL;      /* owned: getline's buffer, freed at out */
+    size_t cap = 0;
+    ssize_t n;
+    long lineno = 0;
+    int rc = -1;
+
+    f = fopen(path, "r");
+    if (f == NULL) {
+        cf_errf(err, errlen, "cannot open config file '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    while ((n = getline(&line, &cap, f)) >= 0) {
+        char where[512], why[512];
+        char *key, *value;
+        int r;
+
+        lineno++;
+        snprintf(where, sizeof where, "%s:%ld", path, lineno);
+        if ((size_t)n != strlen(line)) {
+            cf_errf(err, errlen, "%s: line contains a NUL byte; is this a text file?", where);
+            goto out;
+        }
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            line[--n] = '\0';
+        r = cf_split_line(line, &key, &value, why, sizeof why);
+        if (r < 0) {
+            cf_errf(err, errlen, "%s: %s", where, why);
+            goto out;
+        }
+        if (r == 0)
+            continue;
+        if (config_set(c, key, value, where, err, errlen) != 0)
+            goto out;
+    }
+    if (ferror(f)) {
+        cf_errf(err, errlen, "cannot read config file '%s': %s", path, strerror(errno));
+        goto out;
+    }
+    rc = 0;
+out:
+    free(line);
+    fclose(f);
+    return rc;
+}
+
+int config_validate(const aq_config *c, char *err, size_t errlen)
+{
+    /* One missed heartbeat must not declare a live worker dead. */
+    if ((long)c->heartbeat_timeout_ms < 2L * c->heartbeat_interval_ms) {
+        cf_errf(err, errlen,
+                "heartbeat_timeout_ms (%d) must be at least 2 * heartbeat_interval_ms (%d); "
+                "raise heartbeat_timeout_ms to %ld or lower heartbeat_interval_ms",
+                c->heartbeat_timeout_ms, c->heartbeat_interval_ms,
+                2L * c->heartbeat_interval_ms);
+        return -1;
+    }
+    if (c->backoff_max_ms < c->backoff_base_ms) {
+        cf_errf(err, errlen,
+                "backoff_max_ms (%d) must be at least backoff_base_ms (%d); "
+                "raise backoff_max_ms or lower backoff_base_ms",
+                c->backoff_max_ms, c->backoff_base_ms);
+        return -1;
+    }
+    return 0;
+}
+
+/* Writes s double-quoted with " and \ escaped, as cf_split_line reads it. */
+static void cf_print_quoted(FILE *out, const char *s)
+{
+    fputc('"', out);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            fputc('\\', out);
+        fputc(*s, out);
+    }
+    fputc('"', out);
+}
+
+void config_print(const aq_config *c, FILE *out)
+{
+    fputs("# auditq settings (config show). This output is a valid config file.\n", out);
+    for (size_t i = 0; i < CF_COUNT; i++) {
+        const cf_entry *e = &cf_table[i];
+        const char *field = (const char *)c + e->off;
+        char upper[64];
+        size_t n = 0;
+
+        for (const char *s = e->name; *s && n + 1 < sizeof upper; s++)
+            upper[n++] = (char)toupper((unsigned char)*s);
+        upper[n] = '\0';
+
+        fprintf(out, "\n# %s\n", e->help);
+        if (e->type == CF_INT || e->type == CF_WEIGHTS)
+            fprintf(out, "# range %ld..%ld, default %s, env %s%s%s\n", e->min, e->max, e->def,
+                    CF_ENV_PREFIX, upper, e->reloadable ? ", reloadable on SIGHUP" : "");
+        else
+            fprintf(out, "# default %s, env %s%s%s\n", e->def, CF_ENV_PREFIX, upper,
+                    e->reloadable ? ", reloadable on SIGHUP" : "");
+        fprintf(out, "%s = ", e->name);
+        switch (e->type) {
+        case CF_STR:
+            if (e->secret_url) {
+                char masked[1100];
+                cf_mask_url(field, masked, sizeof masked);
+                cf_print_quoted(out, masked);
+            } else {
+                cf_print_quoted(out, field);
+            }
+            break;
+        case CF_INT:
+            fprintf(out, "%d", *(const int *)(const void *)field);
+            break;
+        case CF_ENUM: {
+            int v = *(const int *)(const void *)field;
+            const char *name = "?";
+            for (const cf_enum *en = e->enums; en->name != NULL; en++)
+                if (en->value == v)
+                    name = en->name;
+            fputs(name, out);
+            break;
+        }
+        case CF_WEIGHTS: {
+            const int *w = (const int *)(const void *)field;
+            fprintf(out, "%d,%d,%d,%d", w[0], w[1], w[2], w[3]);
+            break;
+        }
+        }
+        fputc('\n', out);
+    }
+}

@@ -1,0 +1,31 @@
+/* keys.c -- Redis key names (see keys.h and docs/PROTOCOL.md). */
+#include "keys.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int keys_init(aq_keys *k, const char *ns)
+{
+    static const char *const prio[AQ_PRIORITIES] = {"critical", "high", "normal", "low"};
+    size_t n = ns ? strlen(ns) : 0;
+
+    if (n == 0 || n > AQ_NS_MAX)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        char c = ns[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-'))
+            return -1;
+    }
+    memset(k, 0, sizeof *k);
+    memcpy(k->ns, ns, n);
+    for (int i = 0; i < AQ_PRIORITIES; i++)
+        snprintf(k->queue[i], AQ_KEY_MAX, "{%s}:queue:%s", ns, prio[i]);
+    snprintf(k->retry, AQ_KEY_MAX, "{%s}:retry", ns);
+    snprintf(k->dead, AQ_KEY_MAX, "{%s}:dead", ns);
+    snprintf(k->workers, AQ_KEY_MAX, "{%s}:workers", ns);
+    snprintf(k->stats, AQ_KEY_MAX, "{%s}:stats", ns);
+    snprintf(k->worker_prefix, AQ_KEY_MAX, "{%s}:worker:", ns);
+    snprintf(k->inflight_prefix, AQ_KEY_MAX, "{%s}:inflight:", ns);
+    return 0;
+}

@@ -1,0 +1,103 @@
+/* producer.h -- libauditq internals shared by the producer sources. Not installed. */
+#ifndef AQ_PRODUCER_H
+#define AQ_PRODUCER_H
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "auditq.h"
+#include "codec.h"
+#include "keys.h"
+#include "redisconn.h"
+
+#define PRODUCER_MAX_CONNS 64
+
+enum { FULL_BLOCK = 0, FULL_ERROR = 1 };
+
+struct auditq_config {
+    char redis_url[512];
+    char ns[AQ_NS_MAX + 1];
+    int connect_timeout_ms;
+    int timeout_ms;
+    int sync_connections;
+    int buffer_events;
+    int batch_size;
+    int flush_interval_ms;
+    int full_policy;
+    int enqueue_timeout_ms;
+    int close_timeout_ms;
+    int max_job_bytes;
+};
+
+struct auditq_event {
+    char *val[AUDITQ_FIELD_COUNT]; /* owned copies; NULL = unset */
+    size_t len[AUDITQ_FIELD_COUNT];
+    size_t cap[AUDITQ_FIELD_COUNT];
+    int priority;
+    int64_t occurred_at_us;        /* 0 = now at enqueue */
+};
+
+/* One encoded job waiting in the async buffer. */
+typedef struct pending {
+    char *data;     /* malloc'd msgpack bytes, owned by the buffer */
+    uint32_t len;
+    uint8_t prio;
+} pending;
+
+/* A sync connection slot: one thread uses it at a time. */
+typedef struct conn_slot {
+    redisContext *ctx;
+    int busy;
+} conn_slot;
+
+struct auditq {
+    struct auditq_config cfg;
+    aq_redis_target target;
+    aq_keys keys;
+
+    /* sync pool */
+    pthread_mutex_t pool_mu;
+    pthread_cond_t pool_cv;
+    conn_slot slots[PRODUCER_MAX_CONNS];
+    int64_t down_until_us;   /* after a connect timeout: fail fast until then */
+
+    /* async buffer: a ring of pending jobs guarded by mu. Jobs the flusher is
+     * sending stay counted in `count` until Redis acknowledged them, so the
+     * buffer never holds more than buffer_events jobs in total. */
+    pthread_mutex_t mu;
+    pthread_cond_t wake_flusher;  /* batch ready, flush asked, or closing */
+    pthread_cond_t space;         /* room freed, or closing */
+    pthread_cond_t acked;         /* acked_seq advanced */
+    pending *ring;
+    size_t ring_cap, head, count;
+    uint64_t queued_seq;          /* jobs ever accepted */
+    uint64_t acked_seq;           /* jobs ever acknowledged (FIFO) */
+    int flush_waiters;
+    int closing;
+    int64_t close_deadline_us;    /* monotonic; flusher gives up after it */
+    int flusher_started;
+    pthread_t flusher;
+    redisContext *flusher_ctx;
+
+    /* counters (auditq_get_stats) */
+    atomic_uint_fast64_t st_sent_sync, st_queued_async, st_sent_async, st_rejected_full,
+        st_errors, st_redis_retries;
+};
+
+/* Sets the calling thread's last error detail (printf-style). */
+void producer_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Validates and encodes ev into out (fresh bytes appended), filling the
+ * event id (id_out may be NULL) and priority. */
+auditq_rc producer_encode(auditq *q, const auditq_event *ev, aq_buf *out, int *prio, char *id_out);
+/* Maps a hiredis context error to an auditq_rc and records the detail. */
+auditq_rc producer_redis_error(const redisContext *c, const char *what);
+
+/* The calling thread's encode buffer, emptied (NULL on OOM). */
+aq_buf *producer_scratch(void);
+
+/* async.c */
+auditq_rc async_start(auditq *q);
+/* Drains (bounded by close_timeout_ms) and stops the flusher; returns
+ * AUDITQ_ERR_TIMEOUT if jobs were left. Frees the buffer. */
+auditq_rc async_stop(auditq *q);
+#endif

@@ -1,0 +1,619 @@
+/* test_config.c -- the config table: defaults, file syntax, every error
+ * message, precedence (file < env < --set), weights, cross-field checks,
+ * the shipped config/auditq.conf, and config_print round-trips. Also the
+ * logfmt line format of log.c. Run from the repository root. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+
+/* Writes text to a fresh temp file; returns its path (static buffer). */
+static const char *write_temp(const char *text)
+{
+    static char path[64];
+    int fd;
+    size_t len = strlen(text);
+
+    snprintf(path, sizeof path, "/tmp/aq_test_config_XXXXXX");
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, len), (ssize_t)len);
+    close(fd);
+    return path;
+}
+
+/* Loads text as a config file (on top of defaults); returns rc, err filled. */
+static int load_text(aq_config *c, const char *text, char *err, size_t errlen)
+{
+    const char *path = write_temp(text);
+    char copy[64];
+    int rc;
+
+    snprintf(copy, sizeof copy, "%s", path);
+    rc = config_load_file(c, copy, err, errlen);
+    unlink(copy);
+    return rc;
+}
+
+/* Same, but errors name the file "config/auditq.conf" as a user would see:
+ * the temp path is replaced in the message. */
+static int load_text_as(aq_config *c, const char *text, char *err, size_t errlen)
+{
+    const char *path = write_temp(text);
+    char copy[64], raw[512];
+    size_t plen;
+    int rc;
+
+    snprintf(copy, sizeof copy, "%s", path);
+    plen = strlen(copy);
+    rc = config_load_file(c, copy, raw, sizeof raw);
+    unlink(copy);
+    if (rc != 0) {
+        assert_memory_equal(raw, copy, plen);
+        snprintf(err, errlen, "config/auditq.conf%s", raw + plen);
+    }
+    return rc;
+}
+
+static void test_defaults(void **state)
+{
+    aq_config c;
+    (void)state;
+
+    config_defaults(&c);
+    assert_string_equal(c.redis_url, "redis://127.0.0.1:6379");
+    assert_string_equal(c.database_url, "postgresql://localhost/auditq");
+    assert_string_equal(c.namespace_, "auditq");
+    assert_int_equal(c.threads, 0);
+    assert_int_equal(c.batch_size, 1000);
+    assert_int_equal(c.idle_poll_ms, 50);
+    assert_int_equal(c.max_attempts, 5);
+    assert_int_equal(c.backoff_base_ms, 200);
+    assert_int_equal(c.backoff_max_ms, 60000);
+    assert_int_equal(c.heartbeat_interval_ms, 1000);
+    assert_int_equal(c.heartbeat_timeout_ms, 5000);
+    assert_int_equal(c.recovery_interval_ms, 1000);
+    assert_int_equal(c.max_recoveries, 5);
+    assert_int_equal(c.priority_mode, PRIO_STRICT);
+    assert_int_equal(c.weights[0], 8);
+    assert_int_equal(c.weights[1], 4);
+    assert_int_equal(c.weights[2], 2);
+    assert_int_equal(c.weights[3], 1);
+    assert_int_equal(c.dead_letter_max, 100000);
+    assert_int_equal(c.shutdown_timeout_ms, 30000);
+    assert_int_equal(c.redis_connect_timeout_ms, 2000);
+    assert_int_equal(c.redis_timeout_ms, 5000);
+    assert_int_equal(c.pg_connect_timeout_s, 5);
+    assert_int_equal(c.statement_timeout_ms, 60000);
+    assert_int_equal(c.write_method, WRITE_COPY);
+    assert_int_equal(c.max_job_bytes, 65536);
+    assert_int_equal(c.partitions_ahead, 3);
+    assert_int_equal(c.log_level, LOG_INFO);
+    assert_int_equal(c.crash_after_commit, 0);
+    {
+        char err[256] = "";
+        assert_int_equal(config_validate(&c, err, sizeof err), 0);
+    }
+}
+
+static void test_file_parse(void **state)
+{
+    aq_config c;
+    char err[512] = "";
+    (void)state;
+
+    config_defaults(&c);
+    assert_int_equal(load_text_as(&c,
+        "# a comment line\n"
+        "\n"
+        "   \t\n"
+        "  # indented comment\n"
+        "batch_size=250\n"
+        "  threads   =   4   # trailing comment\n"
+        "database_url = \"host=db password='a \\\"q\\\" \\\\ b' dbname=x#1\"  # '#' is literal\n"
+        "namespace = \"billing\"\n"
+        "redis_url = redis://h:6380/2\r\n"
+        "priority_mode = weighted\n"
+        "weights = \" 10 , 5 ,2,1 \"\n"
+        "write_method = INSERT\n"
+        "log_level = debug\n"
+        "idle_poll_ms = 20#not-a-comment-needs-space\n",
+        err, sizeof err), -1);
+    /* ^ the last line is an error: "20#not..." is not an integer. */
+    assert_string_equal(err, "config/auditq.conf:14: idle_poll_ms = 20#not-a-comment-needs-space: "
+                             "must be an integer from 1 to 10000");
+
+    config_defaults(&c);
+    assert_int_equal(load_text(&c,
+        "# a comment line\n"
+        "\n"
+        "   \t\n"
+        "  # indented comment\n"
+        "batch_size=250\n"
+        "  threads   =   4   # trailing comment\n"
+        "database_url = \"host=db password='a \\\"q\\\" \\\\ b' dbname=x#1\"  # '#' is literal\n"
+        "namespace = \"billing\"\n"
+        "redis_url = redis://h:6380/2\r\n"
+        "priority_mode = weighted\n"
+        "weights = \" 10 , 5 ,2,1 \"\n"
+        "write_method = INSERT\n"
+        "log_level = debug\n"
+        "max_job_bytes = +2048\n"
+        "batch_size = 300\n",          /* later line wins */
+        err, sizeof err), 0);
+    assert_int_equal(c.batch_size, 300);
+    assert_int_equal(c.threads, 4);
+    assert_string_equal(c.namespace_, "billing");
+    assert_string_equal(c.database_url, "host=db password='a \"q\" \\ b' dbname=x#1");
+    assert_string_equal(c.redis_url, "redis://h:6380/2");
+    assert_int_equal(c.priority_mode, PRIO_WEIGHTED);
+    assert_int_equal(c.weights[0], 10);
+    assert_int_equal(c.weights[1], 5);
+    assert_int_equal(c.weights[2], 2);
+    assert_int_equal(c.weights[3], 1);
+    assert_int_equal(c.write_method, WRITE_INSERT);
+    assert_int_equal(c.log_level, LOG_DEBUG);
+    assert_int_equal(c.max_job_bytes, 2048);
+    /* Untouched settings keep their defaults. */
+    assert_int_equal(c.max_attempts, 5);
+}
+
+/* Every error path of the file loader, with the exact message. The line
+ * number is the last line of the text. */
+static void test_file_errors(void **state)
+{
+    static const struct {
+        const char *text;
+        const char *err;
+    } cases[] = {
+        { "threads = 2\n\n# x\n\n\n\n\n\n\n\n\nbatch_size = 0\n",
+          "config/auditq.conf:12: batch_size = 0: must be an integer from 1 to 100000" },
+        { "# one\n\nbath_size = 10\n",
+          "config/auditq.conf:3: unknown setting 'bath_size' (did you mean 'batch_size'?)" },
+        { "a\nb = 1\n", /* the first bad line stops the load */
+          "config/auditq.conf:1: expected 'key = value', got 'a'" },
+        { "x=1\n", "config/auditq.conf:1: unknown setting 'x' (see config/auditq.conf for the list)" },
+        { "\n\n\n\n\n\npriority_mode = fast\n",
+          "config/auditq.conf:7: priority_mode = fast: must be one of strict, weighted" },
+        { "write_method = bulk\n",
+          "config/auditq.conf:1: write_method = bulk: must be one of copy, insert" },
+        { "log_level = trace\n",
+          "config/auditq.conf:1: log_level = trace: must be one of error, warn, info, debug" },
+        { "threads = 257\n", "config/auditq.conf:1: threads = 257: must be an integer from 0 to 256" },
+        { "threads = -1\n", "config/auditq.conf:1: threads = -1: must be an integer from 0 to 256" },
+        { "threads = 1.5\n", "config/auditq.conf:1: threads = 1.5: must be an integer from 0 to 256" },
+        { "threads = 99999999999999999999\n",
+          "config/auditq.conf:1: threads = 99999999999999999999: must be an integer from 0 to 256" },
+        { "threads =\n", "config/auditq.conf:1: threads = : must be an integer from 0 to 256" },
+        { "threads = \"\"\n", "config/auditq.conf:1: threads = : must be an integer from 0 to 256" },
+        { "max_job_bytes = 1023\n",
+          "config/auditq.conf:1: max_job_bytes = 1023: must be an integer from 1024 to 16777216" },
+        { "namespace = \"a b\"\n",
+          "config/auditq.conf:1: namespace = a b: must be 1 to 64 characters from A-Z a-z 0-9 _ . -" },
+        { "namespace = \"\"\n",
+          "config/auditq.conf:1: namespace = : must be 1 to 64 characters long" },
+        { "namespace = 12345678901234567890123456789012345678901234567890123456789012345\n",
+          "config/auditq.conf:1: namespace = 12345678901234567890123456789012345678901234567890"
+          "123456789012345: must be 1 to 64 characters long" },
+        { "redis_url = http://x\n",
+          "config/auditq.conf:1: redis_url = http://x: must start with redis:// or unix:// "
+          "(e.g. redis://127.0.0.1:6379; TLS is not supported)" },
+        { "redis_url = \"rediss://:hunter2@h\"\n",   /* password masked in the error */
+          "config/auditq.conf:1: redis_url = rediss://:***@h: must start with redis:// or "
+          "unix:// (e.g. redis://127.0.0.1:6379; TLS is not supported)" },
+        { "namespace = \"abc\n",
+          "config/auditq.conf:1: namespace: missing closing '\"'; end the value with \"" },
+        { "namespace = \"abc\" def\n",
+          "config/auditq.conf:1: namespace: unexpected text after the closing quote: 'def'" },
+        { "namespace = \"a\\nb\"\n",
+          "config/auditq.conf:1: namespace: unknown escape '\\n' in quoted value; only \\\" "
+          "and \\\\ are allowed" },
+        { "= 5\n", "config/auditq.conf:1: expected 'key = value', got '= 5'" },
+        { "batch size = 5\n", "config/auditq.conf:1: expected 'key = value', got 'batch size = 5'" },
+        { "weights = 8,4,2\n",
+          "config/auditq.conf:1: weights = 8,4,2: must be four integers from 1 to 1000 separated "
+          "by commas (critical,high,normal,low), e.g. 8,4,2,1" },
+    };
+    (void)state;
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        aq_config c, before;
+        char err[512] = "";
+
+        config_defaults(&c);
+        before = c;
+        if (load_text_as(&c, cases[i].text, err, sizeof err) != -1)
+            fail_msg("case %zu loaded without error", i);
+        assert_string_equal(err, cases[i].err);
+        /* A failing line leaves earlier lines applied but never half-applies
+         * itself; the first line of case 0 (threads = 2) is applied. */
+        if (i == 0)
+            assert_int_equal(c.threads, 2);
+        else
+            assert_memory_equal(&c, &before, sizeof c);
+    }
+}
+
+static void test_file_missing(void **state)
+{
+    aq_config c;
+    char err[256] = "";
+    (void)state;
+
+    config_defaults(&c);
+    assert_int_equal(config_load_file(&c, "x.conf", err, sizeof err), -1);
+    assert_string_equal(err, "cannot open config file 'x.conf': No such file or directory");
+}
+
+static void test_env_overrides_file(void **state)
+{
+    aq_config c;
+    char err[256] = "";
+    (void)state;
+
+    config_defaults(&c);
+    assert_int_equal(load_text(&c, "threads = 3\nbatch_size = 10\nredis_url = redis://file:1\n",
+                               err, sizeof err), 0);
+    setenv("AUDITQ_THREADS", "7", 1);
+    setenv("AUDITQ_REDIS_URL", "redis://env:2", 1);
+    setenv("AUDITQ_DATABASE_URL", "host=envdb", 1);
+    setenv("AUDITQ_PRIORITY_MODE", "weighted", 1);
+    setenv("AUDITQ_WEIGHTS", "1,2,3,4", 1);
+    assert_int_equal(config_load_env(&c, err, sizeof err), 0);
+    assert_int_equal(c.threads, 7);
+    assert_int_equal(c.batch_size, 10);            /* no env var: file wins */
+    assert_string_equal(c.redis_url, "redis://env:2");
+    assert_string_equal(c.database_url, "host=envdb");
+    assert_int_equal(c.priority_mode, PRIO_WEIGHTED);
+    assert_int_equal(c.weights[3], 4);
+
+    /* --set beats env. */
+    assert_int_equal(config_set(&c, "threads", "9", NULL, err, sizeof err), 0);
+    assert_int_equal(c.threads, 9);
+
+    setenv("AUDITQ_BATCH_SIZE", "250", 1);
+    setenv("AUDITQ_THREADS", "abc", 1);
+    assert_int_equal(config_load_env(&c, err, sizeof err), -1);
+    assert_string_equal(err, "AUDITQ_THREADS=abc: threads: must be an integer from 0 to 256");
+    setenv("AUDITQ_THREADS", "", 1);
+    assert_int_equal(config_load_env(&c, err, sizeof err), -1);
+    assert_string_equal(err, "AUDITQ_THREADS=: threads: must be an integer from 0 to 256");
+    unsetenv("AUDITQ_THREADS");
+    assert_int_equal(config_load_env(&c, err, sizeof err), 0);
+    assert_int_equal(c.batch_size, 250);
+
+    /* A password in a bad env URL is not echoed. */
+    setenv("AUDITQ_REDIS_URL", "tcp://u:pw@h", 1);
+    assert_int_equal(config_load_env(&c, err, sizeof err), -1);
+    assert_string_equal(err, "AUDITQ_REDIS_URL=tcp://u:***@h: redis_url: must start with "
+                             "redis:// or unix:// (e.g. redis://127.0.0.1:6379; TLS is not supported)");
+
+    unsetenv("AUDITQ_REDIS_URL");
+    unsetenv("AUDITQ_DATABASE_URL");
+    unsetenv("AUDITQ_PRIORITY_MODE");
+    unsetenv("AUDITQ_WEIGHTS");
+    unsetenv("AUDITQ_BATCH_SIZE");
+}
+
+static void test_set(void **state)
+{
+    aq_config c, before;
+    char err[256] = "";
+    (void)state;
+
+    config_defaults(&c);
+    assert_int_equal(config_set(&c, "batch_size", "5000", "--set", err, sizeof err), 0);
+    assert_int_equal(c.batch_size, 5000);
+    assert_int_equal(config_set(&c, "log_level", "warn", "--set", err, sizeof err), 0);
+    assert_int_equal(c.log_level, LOG_WARN);
+    assert_int_equal(config_set(&c, "namespace", "a.b-c_D9", "--set", err, sizeof err), 0);
+    assert_string_equal(c.namespace_, "a.b-c_D9");
+    assert_int_equal(config_set(&c, "database_url", "", "--set", err, sizeof err), 0);
+    assert_string_equal(c.database_url, "");
+
+    before = c;
+    assert_int_equal(config_set(&c, "batch_size", "0", "--set", err, sizeof err), -1);
+    assert_string_equal(err, "--set: batch_size = 0: must be an integer from 1 to 100000");
+    assert_int_equal(config_set(&c, "treads", "2", NULL, err, sizeof err), -1);
+    assert_string_equal(err, "--set: unknown setting 'treads' (did you mean 'threads'?)");
+    assert_int_equal(config_set(&c, "namespace", "a\tb", NULL, err, sizeof err), -1);
+    assert_string_equal(err, "--set: namespace = a\tb: must not contain control characters");
+    assert_memory_equal(&c, &before, sizeof c);
+}
+
+static void test_weights(void **state)
+{
+    static const struct {
+        const char *in;
+        int ok;
+        int w[4];
+    } cases[] = {
+        { "8,4,2,1", 1, { 8, 4, 2, 1 } },
+        { "1000,1,1,1000", 1, { 1000, 1, 1, 1000 } },
+        { " 3 ,\t2, 2 ,1", 1, { 3, 2, 2, 1 } },
+        { "8,4,2", 0, { 0 } },
+        { "8,4,2,0", 0, { 0 } },
+        { "a,b,c,d", 0, { 0 } },
+        { "8,4,2,1,1", 0, { 0 } },
+        { "8,4,,1", 0, { 0 } },
+        { "8,4,2,1001", 0, { 0 } },
+        { "8,4,2,1,", 0, { 0 } },
+        { "", 0, { 0 } },
+    };
+    (void)state;
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        aq_config c;
+        char err[512] = "", want[512];
+
+        config_defaults(&c);
+        if (cases[i].ok) {
+            assert_int_equal(config_set(&c, "weights", cases[i].in, NULL, err, sizeof err), 0);
+            assert_memory_equal(c.weights, cases[i].w, sizeof c.weights);
+        } else {
+            assert_int_equal(config_set(&c, "weights", cases[i].in, NULL, err, sizeof err), -1);
+            snprintf(want, sizeof want,
+                     "--set: weights = %s: must be four integers from 1 to 1000 separated by "
+                     "commas (critical,high,normal,low), e.g. 8,4,2,1", cases[i].in);
+            assert_string_equal(err, want);
+            assert_int_equal(c.weights[0], 8);
+            assert_int_equal(c.weights[3], 1);
+        }
+    }
+}
+
+static void test_validate(void **state)
+{
+    aq_config c;
+    char err[512] = "";
+    (void)state;
+
+    config_defaults(&c);
+    c.heartbeat_interval_ms = 3000;    /* timeout 5000 < 6000 */
+    assert_int_equal(config_validate(&c, err, sizeof err), -1);
+    assert_string_equal(err, "heartbeat_timeout_ms (5000) must be at least 2 * "
+                             "heartbeat_interval_ms (3000); raise heartbeat_timeout_ms to 6000 "
+                             "or lower heartbeat_interval_ms");
+    c.heartbeat_timeout_ms = 6000;     /* exactly 2x is fine */
+    assert_int_equal(config_validate(&c, err, sizeof err), 0);
+
+    c.backoff_base_ms = 1000;
+    c.backoff_max_ms = 999;
+    assert_int_equal(config_validate(&c, err, sizeof err), -1);
+    assert_string_equal(err, "backoff_max_ms (999) must be at least backoff_base_ms (1000); "
+                             "raise backoff_max_ms or lower backoff_base_ms");
+    c.backoff_max_ms = 1000;
+    assert_int_equal(config_validate(&c, err, sizeof err), 0);
+}
+
+/* The shipped example must load cleanly and match the built-in defaults
+ * (it documents them). */
+static void test_shipped_conf(void **state)
+{
+    aq_config c, d;
+    char err[512] = "";
+    (void)state;
+
+    config_defaults(&c);
+    if (config_load_file(&c, "config/auditq.conf", err, sizeof err) != 0)
+        fail_msg("config/auditq.conf: %s", err);
+    assert_int_equal(config_validate(&c, err, sizeof err), 0);
+    config_defaults(&d);
+    assert_memory_equal(&c, &d, sizeof c);
+}
+
+/* Prints c, parses the text into a fresh config, returns it in *out. */
+static void print_and_reparse(const aq_config *c, aq_config *out, char **text)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    char err[512] = "";
+
+    assert_non_null(f);
+    config_print(c, f);
+    fclose(f);
+    config_defaults(out);
+    /* Start from different values so a missing line would show. */
+    out->batch_size = 7;
+    out->weights[2] = 99;
+    if (load_text(out, buf, err, sizeof err) != 0)
+        fail_msg("printed config does not parse: %s\n%s", err, buf);
+    *text = buf;
+}
+
+static void test_print_roundtrip(void **state)
+{
+    aq_config c, back;
+    char *text;
+    (void)state;
+
+    config_defaults(&c);
+    print_and_reparse(&c, &back, &text);
+    assert_memory_equal(&c, &back, sizeof c);
+    /* Each setting is "# help" then "name = value". */
+    assert_non_null(strstr(text, "\n# Most events written to PostgreSQL in one transaction\n"
+                                 "# range 1..100000, default 1000, env AUDITQ_BATCH_SIZE, "
+                                 "reloadable on SIGHUP\nbatch_size = 1000\n"));
+    assert_non_null(strstr(text, "\nredis_url = \"redis://127.0.0.1:6379\"\n"));
+    assert_non_null(strstr(text, "\nweights = 8,4,2,1\n"));
+    assert_non_null(strstr(text, "\npriority_mode = strict\n"));
+    assert_non_null(strstr(text, "\nlog_level = info\n"));
+    free(text);
+
+    /* Non-default values, quotes and backslashes survive the round trip. */
+    {
+        char err[256];
+        static const char *const sets[][2] = {
+            { "redis_url", "unix:///run/redis/redis.sock?db=3" },
+            { "database_url", "host=db dbname='a \"b\" \\\\ c#d' user=x" },
+            { "namespace", "ns.1-x_Y" },
+            { "threads", "16" },
+            { "batch_size", "100000" },
+            { "priority_mode", "weighted" },
+            { "weights", "1000,3,2,1" },
+            { "write_method", "insert" },
+            { "log_level", "error" },
+            { "statement_timeout_ms", "0" },
+            { "crash_after_commit", "3" },
+        };
+        for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++)
+            assert_int_equal(config_set(&c, sets[i][0], sets[i][1], NULL, err, sizeof err), 0);
+        print_and_reparse(&c, &back, &text);
+        assert_memory_equal(&c, &back, sizeof c);
+        assert_non_null(strstr(text, "\ndatabase_url = \"host=db dbname='a \\\"b\\\" \\\\\\\\ c#d' "
+                                     "user=x\"\n"));
+        free(text);
+    }
+}
+
+static void test_print_masks_passwords(void **state)
+{
+    static const struct {
+        const char *key, *value, *printed;
+    } cases[] = {
+        { "redis_url", "redis://:s3cret@h:6379/1", "redis_url = \"redis://:***@h:6379/1\"" },
+        { "redis_url", "redis://alice:p@ss@h", "redis_url = \"redis://alice:***@h\"" },
+        { "redis_url", "redis://alice@h", "redis_url = \"redis://alice@h\"" },
+        { "database_url", "postgresql://u:pw@db:5432/auditq?sslmode=require",
+          "database_url = \"postgresql://u:***@db:5432/auditq?sslmode=require\"" },
+        { "database_url", "postgres://db/a?user=u&password=pw&sslmode=disable",
+          "database_url = \"postgres://db/a?user=u&password=***&sslmode=disable\"" },
+        { "database_url", "host=db password=pw user=u",
+          "database_url = \"host=db password=*** user=u\"" },
+        { "database_url", "host=db password = 'a \\' b' user=u",
+          "database_url = \"host=db password=*** user=u\"" },
+        { "database_url", "host=db user=u", "database_url = \"host=db user=u\"" },
+    };
+    (void)state;
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        aq_config c;
+        char err[256], *buf = NULL;
+        size_t len = 0;
+        FILE *f;
+
+        config_defaults(&c);
+        assert_int_equal(config_set(&c, cases[i].key, cases[i].value, NULL, err, sizeof err), 0);
+        f = open_memstream(&buf, &len);
+        assert_non_null(f);
+        config_print(&c, f);
+        fclose(f);
+        if (strstr(buf, cases[i].printed) == NULL)
+            fail_msg("case %zu: want %s in\n%s", i, cases[i].printed, buf);
+        assert_null(strstr(buf, "s3cret"));
+        assert_null(strstr(buf, "pw"));
+        assert_null(strstr(buf, "p@ss"));
+        /* The struct keeps the real value: only the output is masked. */
+        assert_string_equal(strcmp(cases[i].key, "redis_url") == 0 ? c.redis_url : c.database_url,
+                            cases[i].value);
+        free(buf);
+    }
+}
+
+static void test_log_level_parse(void **state)
+{
+    (void)state;
+    assert_int_equal(log_level_parse("error"), LOG_ERROR);
+    assert_int_equal(log_level_parse("warn"), LOG_WARN);
+    assert_int_equal(log_level_parse("info"), LOG_INFO);
+    assert_int_equal(log_level_parse("debug"), LOG_DEBUG);
+    assert_int_equal(log_level_parse("trace"), -1);
+    assert_int_equal(log_level_parse(""), -1);
+    assert_int_equal(log_level_parse(NULL), -1);
+}
+
+/* Runs log calls with stderr redirected to a temp file; returns its text. */
+static char *capture_stderr(void (*fn)(void))
+{
+    char path[] = "/tmp/aq_test_log_XXXXXX";
+    int fd = mkstemp(path), saved;
+    static char out[8192];
+    ssize_t n;
+
+    assert_true(fd >= 0);
+    fflush(stderr);
+    saved = dup(2);
+    dup2(fd, 2);
+    fn();
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    n = pread(fd, out, sizeof out - 1, 0);
+    assert_true(n >= 0);
+    out[n] = '\0';
+    close(fd);
+    unlink(path);
+    return out;
+}
+
+static void log_calls(void)
+{
+    log_level = LOG_INFO;
+    log_info("worker \"w1\" started\\ok\nnext", " threads=%d id=%s", 2, "host:123");
+    log_debug("hidden", NULL);
+    log_warn("no space before fields", "k=v");
+    log_error("bell\a", NULL);
+}
+
+static void test_log_format(void **state)
+{
+    const char *out;
+    (void)state;
+
+    out = capture_stderr(log_calls);
+    /* ts=YYYY-MM-DDTHH:MM:SS.mmmZ is 27 bytes; check shape then the rest. */
+    const char *lines[] = {
+        " level=info msg=\"worker \\\"w1\\\" started\\\\ok\\nnext\" threads=2 id=host:123\n",
+        " level=warn msg=\"no space before fields\" k=v\n",
+        " level=error msg=\"bell\\x07\"\n",
+    };
+    for (size_t i = 0; i < 3; i++) {
+        size_t len = strlen(lines[i]);
+        assert_memory_equal(out, "ts=", 3);
+        for (size_t k = 3; k < 3 + 24; k++) {
+            char ch = out[k];
+            switch (k - 3) {
+            case 4: case 7: assert_int_equal(ch, '-'); break;
+            case 10: assert_int_equal(ch, 'T'); break;
+            case 13: case 16: assert_int_equal(ch, ':'); break;
+            case 19: assert_int_equal(ch, '.'); break;
+            case 23: assert_int_equal(ch, 'Z'); break;
+            default: assert_true(ch >= '0' && ch <= '9');
+            }
+        }
+        assert_memory_equal(out + 27, lines[i], len);
+        out += 27 + len;
+    }
+    assert_string_equal(out, "");
+    log_level = LOG_INFO;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_file_parse),
+        cmocka_unit_test(test_file_errors),
+        cmocka_unit_test(test_file_missing),
+        cmocka_unit_test(test_env_overrides_file),
+        cmocka_unit_test(test_set),
+        cmocka_unit_test(test_weights),
+        cmocka_unit_test(test_validate),
+        cmocka_unit_test(test_shipped_conf),
+        cmocka_unit_test(test_print_roundtrip),
+        cmocka_unit_test(test_print_masks_passwords),
+        cmocka_unit_test(test_log_level_parse),
+        cmocka_unit_test(test_log_format),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,476 @@
+/* test_pgw.c -- pgw's pure parts: SQLSTATE classification, bisection of
+ * batches with bad rows (against a mock transaction), and the COPY text and
+ * array literal encoders. The database path is covered by the integration
+ * tests, which run a real PostgreSQL. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pgw.h"
+#include "pgw_internal.h"
+
+/* ---- pgw_classify -------------------------------------------------------- */
+
+static void test_classify(void **state)
+{
+    (void)state;
+    static const struct { const char *sqlstate; pgw_class want; } cases[] = {
+        { "22P02", PGW_CLASS_DATA },      /* invalid_text_representation */
+        { "22P05", PGW_CLASS_DATA },      /* untranslatable_character (\u0000 in jsonb) */
+        { "22021", PGW_CLASS_DATA },      /* character_not_in_repertoire (bad UTF-8) */
+        { "22001", PGW_CLASS_DATA },      /* string_data_right_truncation */
+        { "23514", PGW_CLASS_DATA },      /* check_violation */
+        { "23502", PGW_CLASS_DATA },      /* not_null_violation */
+        { "23505", PGW_CLASS_DATA },      /* unique_violation */
+        { "54000", PGW_CLASS_DATA },      /* program_limit_exceeded */
+        { "08006", PGW_CLASS_TRANSIENT }, /* connection_failure */
+        { "08001", PGW_CLASS_TRANSIENT },
+        { "40001", PGW_CLASS_TRANSIENT }, /* serialization_failure */
+        { "40P01", PGW_CLASS_TRANSIENT }, /* deadlock_detected */
+        { "53300", PGW_CLASS_TRANSIENT }, /* too_many_connections */
+        { "53100", PGW_CLASS_TRANSIENT }, /* disk_full */
+        { "55P03", PGW_CLASS_TRANSIENT }, /* lock_not_available */
+        { "57P01", PGW_CLASS_TRANSIENT }, /* admin_shutdown */
+        { "57014", PGW_CLASS_TRANSIENT }, /* query_canceled (statement_timeout) */
+        { "58030", PGW_CLASS_TRANSIENT }, /* io_error */
+        { "42P01", PGW_CLASS_TRANSIENT }, /* undefined_table: operator must fix */
+        { "42501", PGW_CLASS_TRANSIENT }, /* insufficient_privilege */
+        { "25P02", PGW_CLASS_TRANSIENT }, /* in_failed_sql_transaction */
+        { "XX000", PGW_CLASS_TRANSIENT }, /* internal_error */
+        { "2",     PGW_CLASS_TRANSIENT }, /* malformed: not a data class */
+        { "",      PGW_CLASS_TRANSIENT },
+        { NULL,    PGW_CLASS_TRANSIENT },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        pgw_class got = pgw_classify(cases[i].sqlstate);
+        if (got != cases[i].want)
+            fail_msg("pgw_classify(%s) = %d, want %d",
+                     cases[i].sqlstate ? cases[i].sqlstate : "NULL", (int)got,
+                     (int)cases[i].want);
+    }
+}
+
+/* ---- pgw_bisect against a mock transaction ------------------------------- */
+
+#define MAX_CALLS 256
+
+typedef struct mock {
+    size_t n;
+    const unsigned char *bad;  /* bad[i]: row i fails with a data error */
+    unsigned transient_at;     /* 1-based call that fails transiently; 0 none */
+    unsigned calls;
+    unsigned *commits;         /* times each row was committed */
+    size_t lo[MAX_CALLS], hi[MAX_CALLS];
+} mock;
+
+/* Fails the range if it holds a bad row, naming the first bad row in the
+ * message so the test can check the right message reached the right row. */
+static int mock_try(void *ctx, size_t lo, size_t hi, char sqlstate[6],
+                    char *message, size_t msglen)
+{
+    mock *m = ctx;
+    assert_true(lo < hi);
+    assert_true(hi <= m->n);
+    if (m->calls < MAX_CALLS) {
+        m->lo[m->calls] = lo;
+        m->hi[m->calls] = hi;
+    }
+    m->calls++;
+    if (m->calls == m->transient_at)
+        return -1;
+    for (size_t i = lo; i < hi; i++) {
+        if (m->bad[i]) {
+            memcpy(sqlstate, "22P02", 6);
+            snprintf(message, msglen, "invalid input syntax for type json (row %zu)", i);
+            return 1;
+        }
+    }
+    for (size_t i = lo; i < hi; i++)
+        m->commits[i]++;
+    return 0;
+}
+
+typedef struct bisect_case {
+    const char *name;
+    size_t n;
+    size_t bad[8];
+    size_t nbad;
+    unsigned transient_at;
+    int want_rc;
+    uint64_t want_transactions;
+    uint64_t want_bisections;
+    /* Expected calls as (lo, hi) pairs; ncalls 0 = not checked. */
+    size_t calls[16][2];
+    size_t ncalls;
+} bisect_case;
+
+/* Runs one case; returns the mock's results via the out arrays. */
+static void run_case(const bisect_case *c, size_t n, const unsigned char *bad,
+                     pgw_row_result *res, unsigned *commits, pgw_stats *st, mock *m, int *rc)
+{
+    memset(m, 0, sizeof *m);
+    m->n = n;
+    m->bad = bad;
+    m->transient_at = c ? c->transient_at : 0;
+    m->commits = commits;
+    *rc = pgw_bisect(m, mock_try, n, res, st);
+}
+
+/* Checks the PGW_DONE contract: each bad row marked with its own message,
+ * each good row committed exactly once and not marked. */
+static void check_done(size_t n, const unsigned char *bad, const pgw_row_result *res,
+                       const unsigned *commits)
+{
+    char want[200];
+    for (size_t i = 0; i < n; i++) {
+        if (bad[i]) {
+            assert_int_equal(res[i].bad, 1);
+            assert_string_equal(res[i].sqlstate, "22P02");
+            snprintf(want, sizeof want, "invalid input syntax for type json (row %zu)", i);
+            assert_string_equal(res[i].message, want);
+            assert_int_equal(commits[i], 0);
+        } else {
+            if (res[i].bad != 0 || commits[i] != 1)
+                fail_msg("row %zu: bad=%d commits=%u, want 0 and 1", i, res[i].bad, commits[i]);
+            assert_string_equal(res[i].sqlstate, "");
+            assert_string_equal(res[i].message, "");
+        }
+    }
+}
+
+static void test_bisect_table(void **state)
+{
+    (void)state;
+    /* Hand-traced. After a range fails, its left half is tried; if that
+     * commits, the right half must hold the bad row and is split without
+     * being tried itself (single rows are always tried). */
+    static const bisect_case cases[] = {
+        { "empty", 0, {0}, 0, 0, PGW_DONE, 0, 0, {{0}}, 0 },
+        { "n=1 good", 1, {0}, 0, 0, PGW_DONE, 1, 0, {{0, 1}}, 1 },
+        { "n=1 bad", 1, {0}, 1, 0, PGW_DONE, 1, 0, {{0, 1}}, 1 },
+        { "none bad", 8, {0}, 0, 0, PGW_DONE, 1, 0, {{0, 8}}, 1 },
+        { "bad 3 of 8", 8, {3}, 1, 0, PGW_DONE, 6, 3,
+          {{0, 8}, {0, 4}, {0, 2}, {2, 3}, {3, 4}, {4, 8}}, 6 },
+        { "bad 0 of 8", 8, {0}, 1, 0, PGW_DONE, 7, 3,
+          {{0, 8}, {0, 4}, {0, 2}, {0, 1}, {1, 2}, {2, 4}, {4, 8}}, 7 },
+        { "bad 7 of 8", 8, {7}, 1, 0, PGW_DONE, 5, 3,
+          {{0, 8}, {0, 4}, {4, 6}, {6, 7}, {7, 8}}, 5 },
+        { "bad 4 of 5 (odd n)", 5, {4}, 1, 0, PGW_DONE, 5, 3,
+          {{0, 5}, {0, 2}, {2, 3}, {3, 4}, {4, 5}}, 5 },
+        { "bad 1,6 of 8", 8, {1, 6}, 2, 0, PGW_DONE, 10, 5,
+          {{0, 8}, {0, 4}, {0, 2}, {0, 1}, {1, 2}, {2, 4}, {4, 8}, {4, 6}, {6, 7}, {7, 8}}, 10 },
+        { "all 4 bad", 4, {0, 1, 2, 3}, 4, 0, PGW_DONE, 7, 3,
+          {{0, 4}, {0, 2}, {0, 1}, {1, 2}, {2, 4}, {2, 3}, {3, 4}}, 7 },
+        { "adjacent bad 2,3 of 4", 4, {2, 3}, 2, 0, PGW_DONE, 4, 2,
+          {{0, 4}, {0, 2}, {2, 3}, {3, 4}}, 4 },
+        /* Transient errors stop at once, whatever was done before. */
+        { "transient on first call", 8, {3}, 1, 1, PGW_RETRY, 1, 0, {{0, 8}}, 1 },
+        { "transient none bad", 8, {0}, 0, 1, PGW_RETRY, 1, 0, {{0, 8}}, 1 },
+        { "transient on 3rd call", 8, {3}, 1, 3, PGW_RETRY, 3, 2,
+          {{0, 8}, {0, 4}, {0, 2}}, 3 },
+        { "transient after a row was marked", 8, {0}, 1, 5, PGW_RETRY, 5, 3,
+          {{0, 8}, {0, 4}, {0, 2}, {0, 1}, {1, 2}}, 5 },
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        const bisect_case *c = &cases[k];
+        unsigned char bad[16] = {0};
+        unsigned commits[16] = {0};
+        pgw_row_result res[16];
+        pgw_stats st = { 100, 200, 300, 400 };  /* pgw_bisect adds to it */
+        mock m;
+        int rc;
+
+        for (size_t i = 0; i < c->nbad; i++)
+            bad[c->bad[i]] = 1;
+        memset(res, 0x5a, sizeof res);  /* pgw_bisect must clear every entry */
+        run_case(c, c->n, bad, res, commits, &st, &m, &rc);
+
+        if (rc != c->want_rc || st.transactions != 100 + c->want_transactions ||
+            st.bisections != 400 + c->want_bisections)
+            fail_msg("case '%s': rc=%d transactions=+%llu bisections=+%llu, "
+                     "want rc=%d +%llu +%llu", c->name, rc,
+                     (unsigned long long)(st.transactions - 100),
+                     (unsigned long long)(st.bisections - 400), c->want_rc,
+                     (unsigned long long)c->want_transactions,
+                     (unsigned long long)c->want_bisections);
+        /* Row counters belong to the writer's try function, not to bisect. */
+        assert_int_equal(st.rows_written, 200);
+        assert_int_equal(st.rows_inserted, 300);
+        assert_int_equal(m.calls, c->want_transactions);
+        for (size_t i = 0; i < c->ncalls; i++) {
+            if (m.lo[i] != c->calls[i][0] || m.hi[i] != c->calls[i][1])
+                fail_msg("case '%s': call %zu was [%zu,%zu), want [%zu,%zu)", c->name,
+                         i, m.lo[i], m.hi[i], c->calls[i][0], c->calls[i][1]);
+        }
+        if (rc == PGW_DONE)
+            check_done(c->n, bad, res, commits);
+    }
+}
+
+/* The transient cases above stop mid-way; rows marked before the stop keep
+ * their mark and nothing else is marked. */
+static void test_bisect_transient_partial_marks(void **state)
+{
+    (void)state;
+    bisect_case c = { "t", 8, {0}, 1, 5, PGW_RETRY, 5, 3, {{0}}, 0 };
+    unsigned char bad[8] = { 1, 0, 0, 0, 0, 0, 0, 0 };
+    unsigned commits[8] = {0};
+    pgw_row_result res[8];
+    mock m;
+    int rc;
+
+    run_case(&c, 8, bad, res, commits, NULL, &m, &rc);  /* st may be NULL */
+    assert_int_equal(rc, PGW_RETRY);
+    assert_int_equal(m.calls, 5);
+    assert_int_equal(res[0].bad, 1);
+    assert_string_equal(res[0].sqlstate, "22P02");
+    for (size_t i = 1; i < 8; i++)
+        assert_int_equal(res[i].bad, 0);
+    for (size_t i = 0; i < 8; i++)
+        assert_int_equal(commits[i], 0);
+}
+
+#define BIG 10000
+
+static void big_case(const size_t *badrows, size_t nbad, uint64_t max_tx,
+                     uint64_t want_tx_exact)
+{
+    unsigned char *bad = calloc(BIG, 1);
+    unsigned *commits = calloc(BIG, sizeof *commits);
+    pgw_row_result *res = calloc(BIG, sizeof *res);
+    pgw_stats st = {0};
+    mock m;
+    int rc;
+
+    assert_non_null(bad);
+    assert_non_null(commits);
+    assert_non_null(res);
+    for (size_t i = 0; i < nbad; i++)
+        bad[badrows[i]] = 1;
+    run_case(NULL, BIG, bad, res, commits, &st, &m, &rc);
+    assert_int_equal(rc, PGW_DONE);
+    if (st.transactions > max_tx)
+        fail_msg("%llu transactions, want <= %llu", (unsigned long long)st.transactions,
+                 (unsigned long long)max_tx);
+    if (want_tx_exact)
+        assert_int_equal(st.transactions, want_tx_exact);
+    assert_int_equal(st.transactions, m.calls);
+    check_done(BIG, bad, res, commits);
+    size_t marked = 0;
+    for (size_t i = 0; i < BIG; i++)
+        marked += (size_t)res[i].bad;
+    assert_int_equal(marked, nbad);
+    free(bad);
+    free(commits);
+    free(res);
+}
+
+/* ceil(log2(10000)) = 14 levels: one bad row costs at most 2 per level + 1. */
+static void test_bisect_big_one_bad(void **state)
+{
+    (void)state;
+    static const size_t bad[] = { 7777 };
+    /* 21 traced by hand: at 8 of the 14 levels the left half commits and
+     * the right half (holding row 7777) is split without being tried. */
+    big_case(bad, 1, 2 * 14 + 1, 21);
+}
+
+static void test_bisect_big_two_bad(void **state)
+{
+    (void)state;
+    static const size_t bad[] = { 3, 7777 };
+    big_case(bad, 2, 2 * (2 * 14) + 1, 0);
+}
+
+static void test_bisect_big_none_bad(void **state)
+{
+    (void)state;
+    big_case(NULL, 0, 1, 1);
+}
+
+static void test_bisect_all_bad(void **state)
+{
+    (void)state;
+    enum { N = 100 };
+    unsigned char bad[N];
+    unsigned commits[N] = {0};
+    pgw_row_result res[N];
+    pgw_stats st = {0};
+    mock m;
+    int rc;
+
+    memset(bad, 1, sizeof bad);
+    run_case(NULL, N, bad, res, commits, &st, &m, &rc);
+    assert_int_equal(rc, PGW_DONE);
+    /* Every internal node of the split tree fails and is split: 2N-1 tries
+     * (no range is ever "known bad" because no left half ever commits). */
+    assert_int_equal(st.transactions, 2 * N - 1);
+    assert_int_equal(st.bisections, N - 1);
+    check_done(N, bad, res, commits);
+}
+
+/* ---- encoders ------------------------------------------------------------ */
+
+typedef struct enc_case {
+    const char *in;     /* NULL = SQL NULL */
+    size_t len;
+    const char *want;
+    size_t want_len;
+} enc_case;
+
+#define S(lit) (lit), sizeof(lit) - 1
+
+static void test_copy_field(void **state)
+{
+    (void)state;
+    static const enc_case cases[] = {
+        { NULL, 0, S("\\N") },
+        { S(""), S("") },
+        { S("plain text"), S("plain text") },
+        { S("a\tb"), S("a\\tb") },
+        { S("l1\nl2\r\n"), S("l1\\nl2\\r\\n") },
+        { S("back\\slash"), S("back\\\\slash") },
+        { S("\\N"), S("\\\\N") },                  /* literal \N is not NULL */
+        { S("\\."), S("\\\\.") },                  /* not the end-of-data marker */
+        { S("quo\"te's"), S("quo\"te's") },
+        { S("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"), S("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80") },
+        { S("\x01\x1f\x7f,;|"), S("\x01\x1f\x7f,;|") },
+        { S("nul\0here"), S("nul\\000here") },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        aq_buf b = {0};
+        assert_int_equal(pgw_copy_field(&b, cases[i].in, cases[i].len), 0);
+        if (b.len != cases[i].want_len || memcmp(b.data, cases[i].want, b.len) != 0)
+            fail_msg("case %zu: got %.*s (%zu bytes)", i, (int)b.len, b.data, b.len);
+        free(b.data);
+    }
+}
+
+static void test_array_elem(void **state)
+{
+    (void)state;
+    static const enc_case cases[] = {
+        { NULL, 0, S("NULL") },
+        { S(""), S("\"\"") },
+        { S("NULL"), S("\"NULL\"") },              /* the string, not SQL NULL */
+        { S("a,b {c} d"), S("\"a,b {c} d\"") },
+        { S("say \"hi\""), S("\"say \\\"hi\\\"\"") },
+        { S("c:\\dir\\"), S("\"c:\\\\dir\\\\\"") },
+        { S("tab\there\nnl"), S("\"tab\there\nnl\"") },
+        { S("  padded  "), S("\"  padded  \"") },
+        { S("\xe6\x97\xa5\xe6\x9c\xac"), S("\"\xe6\x97\xa5\xe6\x9c\xac\"") },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        aq_buf b = {0};
+        assert_int_equal(pgw_array_elem(&b, cases[i].in, cases[i].len), 0);
+        if (b.len != cases[i].want_len || memcmp(b.data, cases[i].want, b.len) != 0)
+            fail_msg("case %zu: got %.*s (%zu bytes)", i, (int)b.len, b.data, b.len);
+        free(b.data);
+    }
+}
+
+static void set_field(aq_job *j, auditq_field f, const char *s)
+{
+    j->f[f].p = s;
+    j->f[f].len = s ? (uint32_t)strlen(s) : 0;
+}
+
+static void test_copy_row(void **state)
+{
+    (void)state;
+    aq_job j;
+    aq_buf b = {0};
+    static const uint8_t id[16] = { 0x01, 0x8f, 0x3a, 0x5b, 0x7c, 0x9d, 0x7e, 0xf0,
+                                    0x81, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef };
+
+    memset(&j, 0, sizeof j);
+    memcpy(j.id, id, 16);
+    j.occurred_at_us = 1700000000123456;
+    j.priority = 1;
+    set_field(&j, AUDITQ_TENANT_ID, "acme");
+    set_field(&j, AUDITQ_ACTOR_ID, "u\t1");
+    set_field(&j, AUDITQ_ACTION, "page.update");
+    set_field(&j, AUDITQ_OUTCOME, "success");
+    set_field(&j, AUDITQ_USER_AGENT, "");
+    set_field(&j, AUDITQ_CHANGES, "{\"t\":\"a\\nb\"}");
+    assert_int_equal(pgw_copy_row(&b, &j), 0);
+
+    static const char want[] =
+        "018f3a5b-7c9d-7ef0-8123-456789abcdef\t1700000000123456\thigh\t"
+        "acme\tu\\t1\t\\N\tpage.update\t\\N\t\\N\tsuccess\t\\N\t\t\\N\t\\N\t"
+        "{\"t\":\"a\\\\nb\"}\t\\N\n";
+    if (b.len != sizeof want - 1 || memcmp(b.data, want, b.len) != 0)
+        fail_msg("got %.*s", (int)b.len, b.data);
+
+    /* An unknown priority goes out as NULL (rejected per row by NOT NULL);
+     * negative times are written as is. */
+    b.len = 0;
+    memset(&j, 0, sizeof j);
+    j.priority = 9;
+    j.occurred_at_us = -1;
+    set_field(&j, AUDITQ_ACTION, "x");
+    assert_int_equal(pgw_copy_row(&b, &j), 0);
+    static const char want2[] =
+        "00000000-0000-0000-0000-000000000000\t-1\t\\N\t"
+        "\\N\t\\N\t\\N\tx\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\n";
+    if (b.len != sizeof want2 - 1 || memcmp(b.data, want2, b.len) != 0)
+        fail_msg("got %.*s", (int)b.len, b.data);
+    free(b.data);
+}
+
+/* A writer that was never connected: NULL-safe free, not connected, and a
+ * write to an unreachable server is a transient PGW_RETRY with the reason. */
+static void test_unreachable(void **state)
+{
+    (void)state;
+    aq_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    /* Port 1 on localhost: refused at once, no timeout to wait for. */
+    snprintf(cfg.database_url, sizeof cfg.database_url,
+             "postgresql://auditq@127.0.0.1:1/auditq");
+    cfg.pg_connect_timeout_s = 2;
+    cfg.statement_timeout_ms = 1000;
+
+    pgw_free(NULL);
+    pgw *w = pgw_new(&cfg);
+    assert_non_null(w);
+    assert_int_equal(pgw_connected(w), 0);
+
+    aq_job j;
+    memset(&j, 0, sizeof j);
+    pgw_row_result res[1];
+    pgw_stats st = {0};
+    char err[256];
+    res[0].bad = 7;
+    assert_int_equal(pgw_write(w, &j, 1, res, &st, err, sizeof err), PGW_RETRY);
+    assert_int_equal(res[0].bad, 0);
+    assert_int_equal(st.transactions, 0);
+    assert_int_equal(pgw_connected(w), 0);
+    assert_non_null(strstr(err, "connect: "));
+    assert_non_null(strstr(err, "Connection refused"));
+    pgw_free(w);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_classify),
+        cmocka_unit_test(test_bisect_table),
+        cmocka_unit_test(test_bisect_transient_partial_marks),
+        cmocka_unit_test(test_bisect_big_one_bad),
+        cmocka_unit_test(test_bisect_big_two_bad),
+        cmocka_unit_test(test_bisect_big_none_bad),
+        cmocka_unit_test(test_bisect_all_bad),
+        cmocka_unit_test(test_copy_field),
+        cmocka_unit_test(test_array_elem),
+        cmocka_unit_test(test_copy_row),
+        cmocka_unit_test(test_unreachable),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

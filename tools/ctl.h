@@ -1,0 +1,26 @@
+/* ctl.h -- the auditqctl subcommands.
+ *
+ * auditqctl.c parses the global options, loads and validates the settings,
+ * then calls one function below. Conventions every command follows:
+ *   - argv[0] is the command name ("migrate"), argv[1..argc) its own
+ *     arguments, as for main(). `COMMAND --help` / `-h` is answered by the
+ *     dispatcher before the settings are loaded (so help works even with a
+ *     broken config); a command may still accept it.
+ *   - Returns the process exit status: CTL_OK, CTL_FAILED (the operation
+ *     failed: server unreachable, SQL or Redis error) or CTL_USAGE (bad
+ *     arguments).
+ *   - Results go to stdout; errors to stderr as
+ *     "auditqctl COMMAND: what went wrong; what to do".
+ * cfg is read-only and outlives the call. */
+#ifndef AQ_CTL_H
+#define AQ_CTL_H
+#include "config.h"
+
+enum { CTL_OK = 0, CTL_FAILED = 1, CTL_USAGE = 2 };
+
+/* migrate [--dry-run] [--status]: applies the embedded SQL migrations
+ * (tools/migrations.h) and creates the monthly partitions. */
+int ctl_migrate(const aq_config *cfg, int argc, char **argv);
+/* stats [--json]: queue depths and worker counters (tools/ctl_stats.c). */
+int ctl_stats(const aq_config *cfg, int argc, char **argv);
+#endif

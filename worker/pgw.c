@@ -1,0 +1,700 @@
+/* pgw.c -- the PostgreSQL writer (see pgw.h for the contract).
+ *
+ * DESIGN
+ * One pgw owns one PGconn and is used by one thread. A batch [lo, hi) is
+ * written in exactly one transaction, so a batch is either wholly committed
+ * or wholly absent; ON CONFLICT (event_id, occurred_at) DO NOTHING makes a
+ * re-delivered job a no-op, which is what lets the caller retry a batch after
+ * any failure (including "COMMIT sent, answer lost") without duplicates.
+ *
+ * COPY method, 3 round trips per batch:
+ *   1. "BEGIN; COPY auditq_stage FROM STDIN"   (one simple query; PQexec
+ *      stops at the COPY and hands us PGRES_COPY_IN)
+ *   2. the rows as COPY text in 256 KiB PQputCopyData chunks, PQputCopyEnd,
+ *      wait for the COPY's result
+ *   3. pipeline: prepared INSERT ... SELECT FROM auditq_stage, COMMIT, Sync
+ * auditq_stage is ON COMMIT DELETE ROWS, so a commit or a rollback leaves it
+ * empty for the next batch. Staging as text means a bad value (bad JSON,
+ * an enum CHECK, invalid UTF-8) fails in the INSERT or the COPY with a
+ * precise SQLSTATE that pgw_classify maps to a data error.
+ *
+ * INSERT method, 1 round trip per batch: one prepared
+ *   INSERT ... SELECT ... FROM unnest($1::uuid[], ..., $16::text[])
+ * with the 16 columns as text array literals, run as a single implicit
+ * transaction.
+ *
+ * Errors: a data error (SQLSTATE class 22/23/54) makes pgw_bisect split the
+ * batch until each bad row stands alone; everything else stops the write with
+ * PGW_RETRY. After any error the transaction is rolled back if the connection
+ * is alive, or the connection is dropped (and re-made on the next write).
+ */
+#include "pgw.h"
+#include "pgw_internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "uuid7.h"
+
+/* PQputCopyData chunk: large enough that per-call overhead vanishes, small
+ * enough that a big batch never needs one huge allocation. */
+#define PGW_COPY_CHUNK (256u * 1024u)
+
+struct pgw {
+    const aq_config *cfg;
+    PGconn *conn;      /* NULL when disconnected */
+    aq_buf buf;        /* COPY chunk / array literals; reused across batches */
+};
+
+/* The 13 text columns, in auditq_field order (AUDITQ_TENANT_ID..METADATA). */
+#define PGW_TEXT_COLS \
+    "tenant_id, actor_id, actor_type, action, entity_type, entity_id, " \
+    "outcome, source_ip, user_agent, request_id, session_id"
+
+#define PGW_TARGET_COLS \
+    "event_id, occurred_at, priority, " PGW_TEXT_COLS ", changes, metadata"
+
+static const char pgw_setup_sql[] =
+    "CREATE TEMP TABLE IF NOT EXISTS auditq_stage ("
+    "event_id uuid, occurred_at_us bigint, priority text, tenant_id text, "
+    "actor_id text, actor_type text, action text, entity_type text, "
+    "entity_id text, outcome text, source_ip text, user_agent text, "
+    "request_id text, session_id text, changes text, metadata text"
+    ") ON COMMIT DELETE ROWS";
+
+static const char pgw_begin_copy_sql[] =
+    "BEGIN; COPY auditq_stage FROM STDIN";
+
+#define PGW_STMT_STAGE "auditq_insert_stage"
+static const char pgw_insert_stage_sql[] =
+    "INSERT INTO audit_events (" PGW_TARGET_COLS ") "
+    "SELECT event_id, timestamptz 'epoch' + occurred_at_us * interval '1 microsecond', "
+    "priority, " PGW_TEXT_COLS ", changes::jsonb, metadata::jsonb "
+    "FROM auditq_stage "
+    "ON CONFLICT (event_id, occurred_at) DO NOTHING";
+
+#define PGW_STMT_ARRAYS "auditq_insert_arrays"
+#define PGW_NPARAMS 16
+static const char pgw_insert_arrays_sql[] =
+    "INSERT INTO audit_events (" PGW_TARGET_COLS ") "
+    "SELECT u.event_id, timestamptz 'epoch' + u.ts * interval '1 microsecond', "
+    "u.priority, u.tenant_id, u.actor_id, u.actor_type, u.action, u.entity_type, "
+    "u.entity_id, u.outcome, u.source_ip, u.user_agent, u.request_id, "
+    "u.session_id, u.changes::jsonb, u.metadata::jsonb "
+    "FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], "
+    "$6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], "
+    "$12::text[], $13::text[], $14::text[], $15::text[], $16::text[]) "
+    "AS u(event_id, ts, priority, " PGW_TEXT_COLS ", changes, metadata) "
+    "ON CONFLICT (event_id, occurred_at) DO NOTHING";
+
+/* ---- buffers and encoders ------------------------------------------------ */
+
+/* Makes room for `extra` more bytes. The buffer's data stays free()-able. */
+static int buf_reserve(aq_buf *b, size_t extra)
+{
+    if (b->cap - b->len >= extra)
+        return 0;
+    if (extra > SIZE_MAX / 2 - b->len)
+        return -1;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap - b->len < extra)
+        cap *= 2;
+    char *p = realloc(b->data, cap);
+    if (!p)
+        return -1;
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+static int buf_put(aq_buf *b, const void *p, size_t n)
+{
+    if (buf_reserve(b, n) < 0)
+        return -1;
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+int pgw_copy_field(aq_buf *b, const char *p, size_t len)
+{
+    if (!p)
+        return buf_put(b, "\\N", 2);
+    /* Worst case: every byte becomes a 4-byte \000. */
+    if (len > SIZE_MAX / 4 || buf_reserve(b, len * 4) < 0)
+        return -1;
+    char *o = b->data + b->len;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)p[i];
+        switch (c) {
+        case '\\': *o++ = '\\'; *o++ = '\\'; break;
+        case '\t': *o++ = '\\'; *o++ = 't'; break;
+        case '\n': *o++ = '\\'; *o++ = 'n'; break;
+        case '\r': *o++ = '\\'; *o++ = 'r'; break;
+        case '\0': memcpy(o, "\\000", 4); o += 4; break;
+        default: *o++ = (char)c; break;
+        }
+    }
+    b->len = (size_t)(o - b->data);
+    return 0;
+}
+
+int pgw_copy_row(aq_buf *b, const aq_job *j)
+{
+    char id[37];
+    char ts[24];
+    const char *prio = codec_priority_name(j->priority);
+
+    uuid_format(j->id, id);
+    int n = snprintf(ts, sizeof ts, "%" PRId64, j->occurred_at_us);
+    if (buf_put(b, id, 36) < 0 || buf_put(b, "\t", 1) < 0 ||
+        buf_put(b, ts, (size_t)n) < 0 || buf_put(b, "\t", 1) < 0)
+        return -1;
+    /* An out-of-range priority is sent as NULL so that the NOT NULL
+     * constraint rejects that row (a data error), not the whole batch. */
+    if (pgw_copy_field(b, prio, prio ? strlen(prio) : 0) < 0)
+        return -1;
+    for (int f = AUDITQ_TENANT_ID; f <= AUDITQ_METADATA; f++) {
+        if (buf_put(b, "\t", 1) < 0 ||
+            pgw_copy_field(b, j->f[f].p, j->f[f].len) < 0)
+            return -1;
+    }
+    return buf_put(b, "\n", 1);
+}
+
+int pgw_array_elem(aq_buf *b, const char *p, size_t len)
+{
+    if (!p)
+        return buf_put(b, "NULL", 4);
+    if (len > SIZE_MAX / 2 - 2 || buf_reserve(b, len * 2 + 2) < 0)
+        return -1;
+    char *o = b->data + b->len;
+    *o++ = '"';
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] == '"' || p[i] == '\\')
+            *o++ = '\\';
+        *o++ = p[i];
+    }
+    *o++ = '"';
+    b->len = (size_t)(o - b->data);
+    return 0;
+}
+
+/* ---- classification ------------------------------------------------------ */
+
+pgw_class pgw_classify(const char *sqlstate)
+{
+    if (!sqlstate || strlen(sqlstate) < 2)
+        return PGW_CLASS_TRANSIENT;
+    /* 22 data exception, 23 integrity constraint violation, 54 program limit
+     * exceeded (e.g. index row too large): the row's content is at fault and
+     * retrying it unchanged cannot help. Everything else -- connection (08),
+     * serialization/deadlock (40), resources (53), locks (55), operator
+     * intervention and statement timeout (57), system (58), missing table or
+     * privilege (42), internal (XX) -- is a server or operator condition
+     * that a later retry of the same rows can get past. */
+    if ((sqlstate[0] == '2' && (sqlstate[1] == '2' || sqlstate[1] == '3')) ||
+        (sqlstate[0] == '5' && sqlstate[1] == '4'))
+        return PGW_CLASS_DATA;
+    return PGW_CLASS_TRANSIENT;
+}
+
+/* ---- bisection ----------------------------------------------------------- */
+
+typedef struct bisect_ctx {
+    void *ctx;
+    pgw_try_fn try_fn;
+    pgw_row_result *res;
+    pgw_stats *st;
+} bisect_ctx;
+
+enum { RANGE_RETRY = -1, RANGE_CLEAN = 0, RANGE_SPLIT = 1 };
+
+/* Writes [lo, hi). known_bad: the caller has already proven this range holds
+ * a bad row (its parent failed and its left sibling committed cleanly), so a
+ * multi-row range is split without spending a transaction on it. A single
+ * row is always tried: that is where the error message comes from, and an
+ * error that does not reproduce just means the row commits. Returns
+ * RANGE_CLEAN (committed in one transaction), RANGE_SPLIT (rows committed or
+ * marked bad across several) or RANGE_RETRY (transient error). Recursion
+ * depth is log2(hi - lo). */
+static int bisect_range(bisect_ctx *b, size_t lo, size_t hi, int known_bad)
+{
+    if (!known_bad || hi - lo == 1) {
+        char sqlstate[6] = "";
+        char message[sizeof b->res[0].message] = "";
+
+        b->st->transactions++;
+        int rc = b->try_fn(b->ctx, lo, hi, sqlstate, message, sizeof message);
+        if (rc == 0)
+            return RANGE_CLEAN;
+        if (rc < 0)
+            return RANGE_RETRY;
+        if (hi - lo == 1) {
+            pgw_row_result *r = &b->res[lo];
+            r->bad = 1;
+            sqlstate[5] = '\0';
+            message[sizeof message - 1] = '\0';
+            memcpy(r->sqlstate, sqlstate, sizeof r->sqlstate);
+            memcpy(r->message, message, sizeof r->message);
+            return RANGE_SPLIT;
+        }
+    }
+    b->st->bisections++;
+    size_t mid = lo + (hi - lo) / 2;
+    int left = bisect_range(b, lo, mid, 0);
+    if (left == RANGE_RETRY)
+        return RANGE_RETRY;
+    if (bisect_range(b, mid, hi, left == RANGE_CLEAN) == RANGE_RETRY)
+        return RANGE_RETRY;
+    return RANGE_SPLIT;
+}
+
+int pgw_bisect(void *ctx, pgw_try_fn try_fn, size_t n, pgw_row_result *res, pgw_stats *st)
+{
+    pgw_stats local = {0};
+    bisect_ctx b = { ctx, try_fn, res, st ? st : &local };
+
+    for (size_t i = 0; i < n; i++)
+        memset(&res[i], 0, sizeof res[i]);
+    if (n == 0)
+        return PGW_DONE;
+    return bisect_range(&b, 0, n, 0) == RANGE_RETRY ? PGW_RETRY : PGW_DONE;
+}
+
+/* ---- connection ---------------------------------------------------------- */
+
+pgw *pgw_new(const aq_config *cfg)
+{
+    pgw *w = calloc(1, sizeof *w);
+    if (w)
+        w->cfg = cfg;
+    return w;
+}
+
+static void pgw_disconnect(pgw *w)
+{
+    if (w->conn) {
+        PQfinish(w->conn);
+        w->conn = NULL;
+    }
+}
+
+void pgw_free(pgw *w)
+{
+    if (!w)
+        return;
+    pgw_disconnect(w);
+    free(w->buf.data);
+    free(w);
+}
+
+int pgw_connected(const pgw *w)
+{
+    return w && w->conn && PQstatus(w->conn) == CONNECTION_OK;
+}
+
+/* Copies libpq's connection-level message without its trailing newline. */
+static void conn_error(PGconn *conn, const char *what, char *err, size_t errlen)
+{
+    const char *m = conn ? PQerrorMessage(conn) : "out of memory";
+    size_t n = strlen(m);
+    while (n > 0 && (m[n - 1] == '\n' || m[n - 1] == ' '))
+        n--;
+    snprintf(err, errlen, "%s: %.*s", what, (int)n, m);
+}
+
+/* Formats a failed result as "what: SQLSTATE message" into err. */
+static void result_error(const PGresult *r, PGconn *conn, const char *what,
+                         char *err, size_t errlen)
+{
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    if (msg)
+        snprintf(err, errlen, "%s: %s %s", what, state ? state : "-----", msg);
+    else
+        conn_error(conn, what, err, errlen);
+}
+
+/* Runs one command expected to return PGRES_COMMAND_OK. */
+static int exec_ok(PGconn *conn, const char *sql, const char *what, char *err, size_t errlen)
+{
+    PGresult *r = PQexec(conn, sql);
+    int rc = 0;
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        result_error(r, conn, what, err, errlen);
+        rc = -1;
+    }
+    PQclear(r);
+    return rc;
+}
+
+int pgw_connect(pgw *w, char *err, size_t errlen)
+{
+    char timeout[16];
+    char setup[128];
+    PGresult *r = NULL;
+    int rc = -1;
+
+    if (pgw_connected(w))
+        return 0;
+    pgw_disconnect(w);
+
+    /* dbname comes first so that the expanded URL/conninfo is applied first
+     * and the settings after it take precedence over anything it holds. */
+    snprintf(timeout, sizeof timeout, "%d", w->cfg->pg_connect_timeout_s);
+    const char *const keys[] = { "dbname", "connect_timeout", "application_name",
+                                 "client_encoding", NULL };
+    const char *const vals[] = { w->cfg->database_url, timeout, "auditq-worker",
+                                 "UTF8", NULL };
+    w->conn = PQconnectdbParams(keys, vals, 1);
+    if (!w->conn || PQstatus(w->conn) != CONNECTION_OK) {
+        conn_error(w->conn, "connect", err, errlen);
+        goto out;
+    }
+    /* Fields are stored byte-exact only if no conversion happens on the way;
+     * set again in case the server or a pooler ignored the startup option. */
+    snprintf(setup, sizeof setup, "SET statement_timeout = %d; SET client_encoding = 'UTF8'",
+             w->cfg->statement_timeout_ms);
+    if (exec_ok(w->conn, setup, "connect setup", err, errlen) < 0 ||
+        exec_ok(w->conn, pgw_setup_sql, "create auditq_stage", err, errlen) < 0)
+        goto out;
+
+    r = PQprepare(w->conn, PGW_STMT_STAGE, pgw_insert_stage_sql, 0, NULL);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        result_error(r, w->conn, "prepare insert", err, errlen);
+        goto out;
+    }
+    PQclear(r);
+    r = PQprepare(w->conn, PGW_STMT_ARRAYS, pgw_insert_arrays_sql, 0, NULL);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        result_error(r, w->conn, "prepare insert", err, errlen);
+        goto out;
+    }
+    rc = 0;
+out:
+    PQclear(r);
+    if (rc < 0)
+        pgw_disconnect(w);
+    return rc;
+}
+
+/* ---- one transaction ----------------------------------------------------- */
+
+typedef struct write_ctx {
+    pgw *w;
+    const aq_job *jobs;
+    pgw_stats *st;
+    char *err;
+    size_t errlen;
+} write_ctx;
+
+/* What a failed step left behind: the SQLSTATE and primary message of the
+ * first error result, for classification after cleanup. */
+typedef struct step_error {
+    char sqlstate[6];
+    char message[200];
+    int have;
+} step_error;
+
+static void step_error_take(step_error *e, const PGresult *r, PGconn *conn)
+{
+    if (e->have)
+        return;
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    snprintf(e->sqlstate, sizeof e->sqlstate, "%s", state ? state : "");
+    if (msg) {
+        snprintf(e->message, sizeof e->message, "%s", msg);
+    } else {
+        const char *m = PQerrorMessage(conn);
+        size_t n = strlen(m);
+        while (n > 0 && m[n - 1] == '\n')
+            n--;
+        snprintf(e->message, sizeof e->message, "%.*s", (int)n, m);
+    }
+    e->have = 1;
+}
+
+/* Reads results until NULL, keeping the first error. Returns the number of
+ * rows the last command-ok result reports, or -1 if an error was seen. */
+static long long drain_results(PGconn *conn, step_error *e)
+{
+    PGresult *r;
+    long long rows = 0;
+    int failed = 0;
+    while ((r = PQgetResult(conn)) != NULL) {
+        ExecStatusType s = PQresultStatus(r);
+        if (s == PGRES_COMMAND_OK) {
+            rows = strtoll(PQcmdTuples(r), NULL, 10);
+        } else {
+            step_error_take(e, r, conn);
+            failed = 1;
+        }
+        PQclear(r);
+        /* A dead connection can keep answering with errors, and a COPY that
+         * libpq still considers open answers PGRES_COPY_IN forever: stop.
+         * The caller then finds the connection unusable and drops it. */
+        if (PQstatus(conn) != CONNECTION_OK || s == PGRES_COPY_IN ||
+            s == PGRES_COPY_OUT || s == PGRES_COPY_BOTH)
+            break;
+    }
+    return failed ? -1 : rows;
+}
+
+/* COPY [lo, hi) into auditq_stage, then INSERT ... SELECT and COMMIT.
+ * Returns rows inserted, or -1 with e filled. */
+static long long txn_copy(pgw *w, const aq_job *jobs, size_t lo, size_t hi, step_error *e)
+{
+    PGconn *conn = w->conn;
+    PGresult *r = PQexec(conn, pgw_begin_copy_sql);
+    long long inserted = -1;
+    int copy_ok = 1;
+
+    if (PQresultStatus(r) != PGRES_COPY_IN) {
+        step_error_take(e, r, conn);
+        PQclear(r);
+        /* If BEGIN was followed by a failing COPY, PQexec drained it all. */
+        return -1;
+    }
+    PQclear(r);
+
+    w->buf.len = 0;
+    for (size_t i = lo; i < hi && copy_ok; i++) {
+        if (pgw_copy_row(&w->buf, &jobs[i]) < 0) {
+            copy_ok = 0;
+            break;
+        }
+        if (w->buf.len >= PGW_COPY_CHUNK || i + 1 == hi) {
+            if (PQputCopyData(conn, w->buf.data, (int)w->buf.len) != 1)
+                copy_ok = 0;
+            w->buf.len = 0;
+        }
+    }
+    /* Always end the COPY -- with an error message if we could not send all
+     * rows, which makes the server fail it -- so libpq leaves COPY_IN state. */
+    if (PQputCopyEnd(conn, copy_ok ? NULL : "auditq: could not send COPY data") != 1)
+        copy_ok = 0;
+    if (drain_results(conn, e) < 0 || !copy_ok) {
+        if (!e->have) {
+            /* Local OOM has no SQLSTATE: "" classifies as transient. */
+            step_error_take(e, NULL, conn);
+        }
+        return -1;
+    }
+
+    /* INSERT and COMMIT in one round trip. If the INSERT fails the pipeline
+     * skips the COMMIT (PGRES_PIPELINE_ABORTED) and the transaction stays
+     * open in the failed state for the caller's ROLLBACK. */
+    if (PQenterPipelineMode(conn) != 1) {
+        step_error_take(e, NULL, conn);
+        return -1;
+    }
+    if (PQsendQueryPrepared(conn, PGW_STMT_STAGE, 0, NULL, NULL, NULL, 0) != 1 ||
+        PQsendQueryParams(conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) != 1 ||
+        PQpipelineSync(conn) != 1) {
+        step_error_take(e, NULL, conn);
+        PQexitPipelineMode(conn);
+        return -1;
+    }
+    int synced = 0;
+    int step = 0;   /* 0: INSERT result, 1: COMMIT result */
+    int failed = 0;
+    while (!synced) {
+        r = PQgetResult(conn);
+        if (!r) {
+            /* NULL separates the results of pipelined queries. */
+            if (PQstatus(conn) != CONNECTION_OK) {
+                step_error_take(e, NULL, conn);
+                failed = 1;
+                break;
+            }
+            /* Two queries, so at most two separators before the Sync. */
+            if (++step > 2) {
+                step_error_take(e, NULL, conn);
+                failed = 1;
+                break;
+            }
+            continue;
+        }
+        switch (PQresultStatus(r)) {
+        case PGRES_PIPELINE_SYNC:
+            synced = 1;
+            break;
+        case PGRES_COMMAND_OK:
+            if (step == 0)
+                inserted = strtoll(PQcmdTuples(r), NULL, 10);
+            break;
+        case PGRES_PIPELINE_ABORTED:
+            failed = 1;
+            break;
+        default:
+            step_error_take(e, r, conn);
+            failed = 1;
+            break;
+        }
+        PQclear(r);
+        if (!synced && PQstatus(conn) != CONNECTION_OK) {
+            step_error_take(e, NULL, conn);
+            failed = 1;
+            break;
+        }
+    }
+    if (PQexitPipelineMode(conn) != 1) {
+        /* Results still pending: the connection is in an unknown state. */
+        step_error_take(e, NULL, conn);
+        pgw_disconnect(w);
+        return -1;
+    }
+    return failed ? -1 : inserted;
+}
+
+/* INSERT ... FROM unnest(16 arrays) for [lo, hi) as one implicit
+ * transaction. Returns rows inserted, or -1 with e filled. */
+static long long txn_insert(pgw *w, const aq_job *jobs, size_t lo, size_t hi, step_error *e)
+{
+    size_t off[PGW_NPARAMS];
+    const char *params[PGW_NPARAMS];
+    aq_buf *b = &w->buf;
+    char id[37];
+    char ts[24];
+
+    /* A text parameter is NUL-terminated, so a NUL byte would silently cut
+     * the array literal. The codec never lets one through; if one gets here
+     * anyway, fail the range as the data error COPY would give. */
+    for (size_t i = lo; i < hi; i++) {
+        for (int f = AUDITQ_TENANT_ID; f <= AUDITQ_METADATA; f++) {
+            const aq_str *s = &jobs[i].f[f];
+            if (s->p && memchr(s->p, '\0', s->len)) {
+                snprintf(e->sqlstate, sizeof e->sqlstate, "22021");
+                snprintf(e->message, sizeof e->message,
+                         "invalid byte sequence for encoding \"UTF8\": 0x00");
+                e->have = 1;
+                return -1;
+            }
+        }
+    }
+
+    b->len = 0;
+    for (int c = 0; c < PGW_NPARAMS; c++) {
+        off[c] = b->len;
+        if (buf_put(b, "{", 1) < 0)
+            goto oom;
+        for (size_t i = lo; i < hi; i++) {
+            const aq_job *j = &jobs[i];
+            int rc;
+            if (i > lo && buf_put(b, ",", 1) < 0)
+                goto oom;
+            if (c == 0) {
+                uuid_format(j->id, id);
+                rc = buf_put(b, id, 36);
+            } else if (c == 1) {
+                int n = snprintf(ts, sizeof ts, "%" PRId64, j->occurred_at_us);
+                rc = buf_put(b, ts, (size_t)n);
+            } else if (c == 2) {
+                const char *prio = codec_priority_name(j->priority);
+                rc = pgw_array_elem(b, prio, prio ? strlen(prio) : 0);
+            } else {
+                const aq_str *s = &j->f[AUDITQ_TENANT_ID + (c - 3)];
+                rc = pgw_array_elem(b, s->p, s->len);
+            }
+            if (rc < 0)
+                goto oom;
+        }
+        if (buf_put(b, "}", 2) < 0)   /* with the NUL terminator */
+            goto oom;
+    }
+    for (int c = 0; c < PGW_NPARAMS; c++)
+        params[c] = b->data + off[c];
+
+    PGresult *r = PQexecPrepared(w->conn, PGW_STMT_ARRAYS, PGW_NPARAMS, params,
+                                 NULL, NULL, 0);
+    long long inserted = -1;
+    if (PQresultStatus(r) == PGRES_COMMAND_OK)
+        inserted = strtoll(PQcmdTuples(r), NULL, 10);
+    else
+        step_error_take(e, r, w->conn);
+    PQclear(r);
+    return inserted;
+oom:
+    /* "" classifies as transient: memory may be back on the next try. */
+    e->sqlstate[0] = '\0';
+    snprintf(e->message, sizeof e->message, "out of memory building INSERT parameters");
+    e->have = 1;
+    return -1;
+}
+
+/* pgw_try_fn for pgw_write: one real transaction for [lo, hi). */
+static int write_try(void *arg, size_t lo, size_t hi, char sqlstate[6],
+                     char *message, size_t msglen)
+{
+    write_ctx *c = arg;
+    pgw *w = c->w;
+    step_error e = {0};
+    long long inserted;
+
+    if (!pgw_connected(w)) {
+        if (pgw_connect(w, c->err, c->errlen) < 0)
+            return -1;
+    }
+    if (PQtransactionStatus(w->conn) != PQTRANS_IDLE &&
+        exec_ok(w->conn, "ROLLBACK", "rollback", c->err, c->errlen) < 0) {
+        pgw_disconnect(w);
+        return -1;
+    }
+
+    if (w->cfg->write_method == WRITE_INSERT)
+        inserted = txn_insert(w, c->jobs, lo, hi, &e);
+    else
+        inserted = txn_copy(w, c->jobs, lo, hi, &e);
+
+    if (inserted >= 0) {
+        c->st->rows_written += hi - lo;
+        c->st->rows_inserted += (uint64_t)inserted;
+        return 0;
+    }
+
+    /* Failed: leave the connection idle, or drop it. */
+    if (PQstatus(w->conn) != CONNECTION_OK) {
+        snprintf(c->err, c->errlen, "connection lost: %s", e.message);
+        pgw_disconnect(w);
+        return -1;
+    }
+    if (PQtransactionStatus(w->conn) != PQTRANS_IDLE) {
+        char rerr[256];
+        if (exec_ok(w->conn, "ROLLBACK", "rollback", rerr, sizeof rerr) < 0) {
+            snprintf(c->err, c->errlen, "%s %s (then %s)",
+                     e.sqlstate[0] ? e.sqlstate : "-----", e.message, rerr);
+            pgw_disconnect(w);
+            return -1;
+        }
+    }
+    if (pgw_classify(e.sqlstate) == PGW_CLASS_DATA) {
+        memcpy(sqlstate, e.sqlstate, 6);
+        snprintf(message, msglen, "%s", e.message);
+        return 1;
+    }
+    snprintf(c->err, c->errlen, "%s %s", e.sqlstate[0] ? e.sqlstate : "-----", e.message);
+    return -1;
+}
+
+int pgw_write(pgw *w, const aq_job *jobs, size_t n, pgw_row_result *res,
+              pgw_stats *st, char *err, size_t errlen)
+{
+    pgw_stats local = {0};
+    write_ctx c = { w, jobs, st ? st : &local, err, errlen };
+
+    if (errlen > 0)
+        err[0] = '\0';
+    if (!pgw_connected(w) && pgw_connect(w, err, errlen) < 0) {
+        for (size_t i = 0; i < n; i++)
+            memset(&res[i], 0, sizeof res[i]);
+        return PGW_RETRY;
+    }
+    return pgw_bisect(&c, write_try, n, res, c.st);
+}

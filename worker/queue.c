@@ -1,0 +1,544 @@
+/* queue.c -- Lua scripts for every queue transition (see queue.h).
+ *
+ * Why Lua: each transition touches several keys (a queue, an in-flight
+ * list, the worker hash, the retry set, the dead list, the stats) and must
+ * happen entirely or not at all. A script runs atomically on the server;
+ * a crash of the worker before, during or after the call leaves Redis in
+ * one of two consistent states, never in between.
+ *
+ * All keys share the {namespace} hash tag. Scripts that derive key names
+ * (in-flight lists of a dead worker) only ever build names under that same
+ * tag, so they stay in one Redis Cluster slot.
+ *
+ * Times (heartbeats, retry due times) come from Redis' TIME, not from the
+ * worker hosts' clocks, so skew between hosts cannot expire a live worker
+ * or delay a retry.
+ */
+#include "queue.h"
+
+#include <msgpack.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+
+typedef struct script {
+    const char *name;
+    const char *src;
+    char sha[41];
+} script;
+
+static pthread_mutex_t sha_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* KEYS: inflight, worker hash, q1..q4 (in the order to try)
+ * ARGV: max, thread, seq, prio digit of q1..q4 */
+static script s_fetch = {"fetch",
+    "local ik, wk = KEYS[1], KEYS[2]\n"
+    "local field = 'src:' .. ARGV[2]\n"
+    "if redis.call('LLEN', ik) > 0 then\n"
+    "  local src = redis.call('HGET', wk, field)\n"
+    "  if not src then\n"
+    "    src = '2:' .. ARGV[3]\n"
+    "    redis.call('HSET', wk, field, src)\n"
+    "  end\n"
+    "  return {src, redis.call('LRANGE', ik, 0, -1)}\n"
+    "end\n"
+    "local n = tonumber(ARGV[1])\n"
+    "for i = 3, 6 do\n"
+    "  local items = redis.call('LRANGE', KEYS[i], -n, -1)\n"
+    "  if #items > 0 then\n"
+    "    redis.call('LTRIM', KEYS[i], 0, -#items - 1)\n"
+    "    for s = 1, #items, 1000 do\n"
+    "      redis.call('RPUSH', ik, unpack(items, s, math.min(s + 999, #items)))\n"
+    "    end\n"
+    "    local src = ARGV[i + 1] .. ':' .. ARGV[3]\n"
+    "    redis.call('HSET', wk, field, src)\n"
+    "    return {src, items}\n"
+    "  end\n"
+    "end\n"
+    "return {}\n",
+    ""};
+
+/* KEYS: inflight, worker hash, retry, dead, stats, recoveries
+ * ARGV: thread, token, dead_max, processed, nretries,
+ *       then nretries x (delay_ms, member), then dead records */
+static script s_settle = {"settle",
+    "local ik, wk, rk, dk, sk, rec = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]\n"
+    "local field = 'src:' .. ARGV[1]\n"
+    "if redis.call('HGET', wk, field) ~= ARGV[2] then\n"
+    "  return 0\n"
+    "end\n"
+    "if redis.call('HLEN', rec) > 0 then\n"
+    "  for _, job in ipairs(redis.call('LRANGE', ik, 0, -1)) do\n"
+    "    redis.call('HDEL', rec, redis.sha1hex(job))\n"
+    "  end\n"
+    "end\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local nr = tonumber(ARGV[5])\n"
+    "local i = 6\n"
+    "for _ = 1, nr do\n"
+    "  redis.call('ZADD', rk, now + tonumber(ARGV[i]), ARGV[i + 1])\n"
+    "  i = i + 2\n"
+    "end\n"
+    "local nd = 0\n"
+    "while i <= #ARGV do\n"
+    "  redis.call('LPUSH', dk, ARGV[i])\n"
+    "  i = i + 1\n"
+    "  nd = nd + 1\n"
+    "end\n"
+    "if nd > 0 then\n"
+    "  local len, max = redis.call('LLEN', dk), tonumber(ARGV[3])\n"
+    "  if len > max then\n"
+    "    redis.call('LTRIM', dk, 0, max - 1)\n"
+    "    redis.call('HINCRBY', sk, 'dead_trimmed', len - max)\n"
+    "  end\n"
+    "  redis.call('HINCRBY', sk, 'dead_lettered', nd)\n"
+    "end\n"
+    "if nr + nd > 0 then redis.call('HINCRBY', sk, 'failed', nr + nd) end\n"
+    "if nr > 0 then redis.call('HINCRBY', sk, 'retried', nr) end\n"
+    "local p = tonumber(ARGV[4])\n"
+    "if p > 0 then redis.call('HINCRBY', sk, 'processed', p) end\n"
+    "redis.call('DEL', ik)\n"
+    "redis.call('HDEL', wk, field)\n"
+    "return 1\n",
+    ""};
+
+/* KEYS: workers, worker hash
+ * ARGV: id, host, pid, threads, started, processed, inflight */
+static script s_heartbeat = {"heartbeat",
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "redis.call('ZADD', KEYS[1], now, ARGV[1])\n"
+    "redis.call('HSET', KEYS[2], 'host', ARGV[2], 'pid', ARGV[3], 'threads', ARGV[4],\n"
+    "  'started', ARGV[5], 'heartbeat', now, 'processed', ARGV[6], 'inflight', ARGV[7])\n"
+    "return now\n",
+    ""};
+
+/* KEYS: workers, stats, dead, recoveries, q0, q1, q2, q3
+ * ARGV: timeout_ms, worker prefix, inflight prefix, max_recoveries,
+ *       dead_max, only_id ('' = expired workers) */
+static script s_recover = {"recover",
+    "local wz, sk, dk, rec = KEYS[1], KEYS[2], KEYS[3], KEYS[4]\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local ids\n"
+    "local counting = ARGV[6] == ''\n"
+    "if counting then\n"
+    "  ids = redis.call('ZRANGEBYSCORE', wz, '-inf', now - tonumber(ARGV[1]), 'LIMIT', 0, 100)\n"
+    "else\n"
+    "  ids = {ARGV[6]}\n"
+    "end\n"
+    "local names = {'critical', 'high', 'normal', 'low'}\n"
+    "local maxrec = tonumber(ARGV[4])\n"
+    "local moved, dl = 0, 0\n"
+    "for _, id in ipairs(ids) do\n"
+    "  local wk = ARGV[2] .. id\n"
+    "  local fields = redis.call('HGETALL', wk)\n"
+    "  for f = 1, #fields, 2 do\n"
+    "    if string.sub(fields[f], 1, 4) == 'src:' then\n"
+    "      local prio = tonumber(string.sub(fields[f + 1], 1, 1)) or 2\n"
+    "      if prio < 0 or prio > 3 then prio = 2 end\n"
+    "      local ik = ARGV[3] .. id .. ':' .. string.sub(fields[f], 5)\n"
+    "      local items = redis.call('LRANGE', ik, 0, -1)\n"
+    "      for _, job in ipairs(items) do\n"
+    "        local c = 0\n"
+    "        if counting then c = redis.call('HINCRBY', rec, redis.sha1hex(job), 1) end\n"
+    "        if c > maxrec then\n"
+    "          redis.call('HDEL', rec, redis.sha1hex(job))\n"
+    "          redis.call('LPUSH', dk, cmsgpack.pack({job = job,\n"
+    "            reason = 'crash-looping: in flight in ' .. c .. ' workers that died (max_recoveries=' .. maxrec .. ')',\n"
+    "            attempts = c, failed_at = now, priority = names[prio + 1], worker = id}))\n"
+    "          dl = dl + 1\n"
+    "        else\n"
+    "          redis.call('RPUSH', KEYS[5 + prio], job)\n"
+    "          moved = moved + 1\n"
+    "        end\n"
+    "      end\n"
+    "      redis.call('DEL', ik)\n"
+    "    end\n"
+    "  end\n"
+    "  redis.call('DEL', wk)\n"
+    "  redis.call('ZREM', wz, id)\n"
+    "end\n"
+    "if dl > 0 then\n"
+    "  redis.call('HINCRBY', sk, 'dead_lettered', dl)\n"
+    "  local len, max = redis.call('LLEN', dk), tonumber(ARGV[5])\n"
+    "  if len > max then\n"
+    "    redis.call('LTRIM', dk, 0, max - 1)\n"
+    "    redis.call('HINCRBY', sk, 'dead_trimmed', len - max)\n"
+    "  end\n"
+    "end\n"
+    "if counting and moved > 0 then redis.call('HINCRBY', sk, 'recovered', moved) end\n"
+    "return {#ids, moved, dl}\n",
+    ""};
+
+/* KEYS: retry, q0..q3 */
+static script s_promote = {"promote",
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1000)\n"
+    "for _, m in ipairs(due) do\n"
+    "  local p = tonumber(string.sub(m, 1, 1)) or 2\n"
+    "  if p < 0 or p > 3 then p = 2 end\n"
+    "  redis.call('RPUSH', KEYS[2 + p], string.sub(m, 2))\n"
+    "  redis.call('ZREM', KEYS[1], m)\n"
+    "end\n"
+    "return #due\n",
+    ""};
+
+/* KEYS: workers, worker hash  ARGV: id */
+static script s_deregister = {"deregister",
+    "redis.call('ZREM', KEYS[1], ARGV[1])\n"
+    "redis.call('DEL', KEYS[2])\n"
+    "return 1\n",
+    ""};
+
+/* EVALSHA with a SCRIPT LOAD when Redis does not know the script (first
+ * use, or Redis restarted without the script cache). argv[0..2] are
+ * reserved for EVALSHA, sha and numkeys and filled here. */
+static redisReply *run(redisContext *c, script *s, int nkeys, int argc, const char **argv,
+                       size_t *argl, char *err, size_t errlen)
+{
+    char sha[41], nk[12];
+    redisReply *r = NULL;
+
+    snprintf(nk, sizeof nk, "%d", nkeys);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        pthread_mutex_lock(&sha_mu);
+        memcpy(sha, s->sha, sizeof sha);
+        pthread_mutex_unlock(&sha_mu);
+        if (!sha[0] || attempt == 1) {
+            r = redisCommand(c, "SCRIPT LOAD %s", s->src);
+            if (!r || r->type != REDIS_REPLY_STRING || r->len != 40) {
+                snprintf(err, errlen, "SCRIPT LOAD %s: %s", s->name,
+                         r ? (r->str ? r->str : "bad reply") : c->errstr);
+                if (r)
+                    freeReplyObject(r);
+                return NULL;
+            }
+            memcpy(sha, r->str, 40);
+            sha[40] = '\0';
+            freeReplyObject(r);
+            pthread_mutex_lock(&sha_mu);
+            memcpy(s->sha, sha, sizeof sha);
+            pthread_mutex_unlock(&sha_mu);
+        }
+        argv[0] = "EVALSHA";
+        argl[0] = 7;
+        argv[1] = sha;
+        argl[1] = 40;
+        argv[2] = nk;
+        argl[2] = strlen(nk);
+        r = redisCommandArgv(c, argc, argv, argl);
+        if (!r) {
+            snprintf(err, errlen, "%s: %s", s->name, c->errstr);
+            return NULL;
+        }
+        if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+            freeReplyObject(r);
+            continue;
+        }
+        if (r->type == REDIS_REPLY_ERROR) {
+            snprintf(err, errlen, "%s script: %.*s", s->name, (int)r->len, r->str);
+            freeReplyObject(r);
+            return NULL;
+        }
+        return r;
+    }
+    snprintf(err, errlen, "%s: Redis keeps answering NOSCRIPT", s->name);
+    return NULL;
+}
+
+void queue_batch_free(queue_batch *b)
+{
+    if (b->reply)
+        freeReplyObject(b->reply);
+    memset(b, 0, sizeof *b);
+}
+
+static void worker_key(char *out, size_t n, const aq_keys *k, const char *wid)
+{
+    snprintf(out, n, "%s%s", k->worker_prefix, wid);
+}
+
+static void inflight_key(char *out, size_t n, const aq_keys *k, const char *wid, int thread)
+{
+    snprintf(out, n, "%s%s:%d", k->inflight_prefix, wid, thread);
+}
+
+int queue_fetch(redisContext *c, const aq_keys *k, const char *wid, int thread, const int order[4],
+                int max, uint64_t seq, queue_batch *b, char *err, size_t errlen)
+{
+    char ik[AQ_KEY_MAX + 64], wk[AQ_KEY_MAX + 64], smax[16], sth[16], sseq[24], prio[4][2];
+    const char *argv[3 + 6 + 7];
+    size_t argl[3 + 6 + 7];
+    int a = 3;
+
+    memset(b, 0, sizeof *b);
+    inflight_key(ik, sizeof ik, k, wid, thread);
+    worker_key(wk, sizeof wk, k, wid);
+    snprintf(smax, sizeof smax, "%d", max);
+    snprintf(sth, sizeof sth, "%d", thread);
+    snprintf(sseq, sizeof sseq, "%llu", (unsigned long long)seq);
+    argv[a] = ik; argl[a++] = strlen(ik);
+    argv[a] = wk; argl[a++] = strlen(wk);
+    for (int i = 0; i < 4; i++) {
+        argv[a] = k->queue[order[i]];
+        argl[a++] = strlen(k->queue[order[i]]);
+    }
+    argv[a] = smax; argl[a++] = strlen(smax);
+    argv[a] = sth; argl[a++] = strlen(sth);
+    argv[a] = sseq; argl[a++] = strlen(sseq);
+    for (int i = 0; i < 4; i++) {
+        prio[i][0] = (char)('0' + order[i]);
+        prio[i][1] = '\0';
+        argv[a] = prio[i];
+        argl[a++] = 1;
+    }
+    redisReply *r = run(c, &s_fetch, 6, a, argv, argl, err, errlen);
+    if (!r)
+        return -1;
+    if (r->type != REDIS_REPLY_ARRAY) {
+        snprintf(err, errlen, "fetch: unexpected reply type %d", r->type);
+        freeReplyObject(r);
+        return -1;
+    }
+    b->reply = r;
+    if (r->elements == 0)
+        return 0;
+    if (r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING ||
+        r->element[1]->type != REDIS_REPLY_ARRAY || r->element[0]->len >= QUEUE_TOKEN_MAX) {
+        snprintf(err, errlen, "fetch: malformed reply");
+        queue_batch_free(b);
+        return -1;
+    }
+    memcpy(b->token, r->element[0]->str, r->element[0]->len);
+    b->token[r->element[0]->len] = '\0';
+    b->priority = b->token[0] >= '0' && b->token[0] <= '3' ? b->token[0] - '0' : AUDITQ_PRIORITY_NORMAL;
+    b->n = r->element[1]->elements;
+    b->items = r->element[1]->element;
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->items[i]->type != REDIS_REPLY_STRING) {
+            snprintf(err, errlen, "fetch: job %zu is not a string", i);
+            queue_batch_free(b);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int queue_settle(redisContext *c, const aq_keys *k, const char *wid, int thread, const char *token,
+                 size_t processed, const queue_retry *retries, size_t nretries,
+                 const aq_buf *dead, size_t ndead, int dead_letter_max, int *fenced, char *err,
+                 size_t errlen)
+{
+    char ik[AQ_KEY_MAX + 64], wk[AQ_KEY_MAX + 64], rec[AQ_KEY_MAX + 16];
+    char sth[16], sdmax[16], sproc[24], snr[24];
+    size_t argc = 3 + 6 + 5 + 2 * nretries + ndead;
+    const char **argv = calloc(argc, sizeof *argv);
+    size_t *argl = calloc(argc, sizeof *argl);
+    char (*delays)[24] = calloc(nretries ? nretries : 1, sizeof *delays);
+    char **members = calloc(nretries ? nretries : 1, sizeof *members);
+    int rc = -1;
+    size_t a = 3;
+
+    *fenced = 0;
+    if (!argv || !argl || !delays || !members) {
+        snprintf(err, errlen, "settle: out of memory");
+        goto out;
+    }
+    inflight_key(ik, sizeof ik, k, wid, thread);
+    worker_key(wk, sizeof wk, k, wid);
+    snprintf(rec, sizeof rec, "{%s}:recoveries", k->ns);
+    snprintf(sth, sizeof sth, "%d", thread);
+    snprintf(sdmax, sizeof sdmax, "%d", dead_letter_max);
+    snprintf(sproc, sizeof sproc, "%zu", processed);
+    snprintf(snr, sizeof snr, "%zu", nretries);
+    const char *keys[6] = {ik, wk, k->retry, k->dead, k->stats, rec};
+    for (int i = 0; i < 6; i++) {
+        argv[a] = keys[i];
+        argl[a++] = strlen(keys[i]);
+    }
+    const char *fixed[5] = {sth, token, sdmax, sproc, snr};
+    for (int i = 0; i < 5; i++) {
+        argv[a] = fixed[i];
+        argl[a++] = strlen(fixed[i]);
+    }
+    for (size_t i = 0; i < nretries; i++) {
+        /* retry member = priority digit + job bytes */
+        members[i] = malloc(retries[i].len + 1);
+        if (!members[i]) {
+            snprintf(err, errlen, "settle: out of memory");
+            goto out;
+        }
+        members[i][0] = (char)('0' + retries[i].priority);
+        memcpy(members[i] + 1, retries[i].job, retries[i].len);
+        snprintf(delays[i], sizeof delays[i], "%lld", (long long)retries[i].delay_ms);
+        argv[a] = delays[i];
+        argl[a++] = strlen(delays[i]);
+        argv[a] = members[i];
+        argl[a++] = retries[i].len + 1;
+    }
+    for (size_t i = 0; i < ndead; i++) {
+        argv[a] = dead[i].data;
+        argl[a++] = dead[i].len;
+    }
+    redisReply *r = run(c, &s_settle, 6, (int)a, argv, argl, err, errlen);
+    if (!r)
+        goto out;
+    if (r->type != REDIS_REPLY_INTEGER) {
+        snprintf(err, errlen, "settle: unexpected reply type %d", r->type);
+        freeReplyObject(r);
+        goto out;
+    }
+    *fenced = r->integer == 0;
+    freeReplyObject(r);
+    rc = 0;
+out:
+    if (members)
+        for (size_t i = 0; i < nretries; i++)
+            free(members[i]);
+    free(members);
+    free(delays);
+    free(argv);
+    free(argl);
+    return rc;
+}
+
+static int buf_write(void *data, const char *p, size_t n)
+{
+    return aq_buf_append(data, p, n);
+}
+
+static int pack_kstr(msgpack_packer *pk, const char *key, const char *val, size_t len)
+{
+    size_t kl = strlen(key);
+    return msgpack_pack_str(pk, kl) || msgpack_pack_str_body(pk, key, kl) ||
+           msgpack_pack_str(pk, len) || msgpack_pack_str_body(pk, val, len);
+}
+
+int queue_dead_record(aq_buf *out, const char *job, size_t len, int priority, const char *reason,
+                      const char *sqlstate, uint32_t attempts, const char *wid)
+{
+    msgpack_packer pk;
+    const char *pname = codec_priority_name(priority);
+    int n = 6 + (sqlstate && sqlstate[0] ? 1 : 0);
+
+    out->len = 0;
+    msgpack_packer_init(&pk, out, buf_write);
+    if (msgpack_pack_map(&pk, (size_t)n) || msgpack_pack_str(&pk, 3) ||
+        msgpack_pack_str_body(&pk, "job", 3) || msgpack_pack_bin(&pk, len) ||
+        msgpack_pack_bin_body(&pk, job, len) ||
+        pack_kstr(&pk, "reason", reason, strlen(reason)) ||
+        msgpack_pack_str(&pk, 8) || msgpack_pack_str_body(&pk, "attempts", 8) ||
+        msgpack_pack_uint32(&pk, attempts) || msgpack_pack_str(&pk, 9) ||
+        msgpack_pack_str_body(&pk, "failed_at", 9) ||
+        msgpack_pack_int64(&pk, clock_now_us() / 1000) ||
+        pack_kstr(&pk, "priority", pname ? pname : "normal", strlen(pname ? pname : "normal")) ||
+        pack_kstr(&pk, "worker", wid, strlen(wid)))
+        return -1;
+    if (n == 7 && pack_kstr(&pk, "sqlstate", sqlstate, strlen(sqlstate)))
+        return -1;
+    return 0;
+}
+
+int queue_heartbeat(redisContext *c, const aq_keys *k, const char *wid, const char *host, int pid,
+                    int threads, int64_t started_ms, uint64_t processed, uint64_t inflight,
+                    char *err, size_t errlen)
+{
+    char wk[AQ_KEY_MAX + 64], spid[16], sth[16], sst[24], sproc[24], sinf[24];
+    const char *argv[3 + 2 + 7];
+    size_t argl[3 + 2 + 7];
+    int a = 3;
+
+    worker_key(wk, sizeof wk, k, wid);
+    snprintf(spid, sizeof spid, "%d", pid);
+    snprintf(sth, sizeof sth, "%d", threads);
+    snprintf(sst, sizeof sst, "%lld", (long long)started_ms);
+    snprintf(sproc, sizeof sproc, "%llu", (unsigned long long)processed);
+    snprintf(sinf, sizeof sinf, "%llu", (unsigned long long)inflight);
+    const char *vals[9] = {k->workers, wk, wid, host, spid, sth, sst, sproc, sinf};
+    for (int i = 0; i < 9; i++) {
+        argv[a] = vals[i];
+        argl[a++] = strlen(vals[i]);
+    }
+    redisReply *r = run(c, &s_heartbeat, 2, a, argv, argl, err, errlen);
+    if (!r)
+        return -1;
+    freeReplyObject(r);
+    return 0;
+}
+
+int queue_recover(redisContext *c, const aq_keys *k, const aq_config *cfg, const char *only_wid,
+                  long long *workers, long long *jobs, long long *dead, char *err, size_t errlen)
+{
+    char rec[AQ_KEY_MAX + 16], sto[16], smr[16], sdm[16];
+    const char *argv[3 + 8 + 6];
+    size_t argl[3 + 8 + 6];
+    int a = 3;
+
+    snprintf(rec, sizeof rec, "{%s}:recoveries", k->ns);
+    snprintf(sto, sizeof sto, "%d", cfg->heartbeat_timeout_ms);
+    snprintf(smr, sizeof smr, "%d", cfg->max_recoveries);
+    snprintf(sdm, sizeof sdm, "%d", cfg->dead_letter_max);
+    const char *vals[14] = {k->workers, k->stats, k->dead, rec, k->queue[0], k->queue[1],
+                            k->queue[2], k->queue[3], sto, k->worker_prefix, k->inflight_prefix,
+                            smr, sdm, only_wid ? only_wid : ""};
+    for (int i = 0; i < 14; i++) {
+        argv[a] = vals[i];
+        argl[a++] = strlen(vals[i]);
+    }
+    redisReply *r = run(c, &s_recover, 8, a, argv, argl, err, errlen);
+    if (!r)
+        return -1;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
+        snprintf(err, errlen, "recover: unexpected reply");
+        freeReplyObject(r);
+        return -1;
+    }
+    *workers = r->element[0]->integer;
+    *jobs = r->element[1]->integer;
+    *dead = r->element[2]->integer;
+    freeReplyObject(r);
+    return 0;
+}
+
+int queue_promote(redisContext *c, const aq_keys *k, long long *moved, char *err, size_t errlen)
+{
+    const char *argv[3 + 5];
+    size_t argl[3 + 5];
+    int a = 3;
+    const char *vals[5] = {k->retry, k->queue[0], k->queue[1], k->queue[2], k->queue[3]};
+    for (int i = 0; i < 5; i++) {
+        argv[a] = vals[i];
+        argl[a++] = strlen(vals[i]);
+    }
+    redisReply *r = run(c, &s_promote, 5, a, argv, argl, err, errlen);
+    if (!r)
+        return -1;
+    *moved = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+    freeReplyObject(r);
+    return 0;
+}
+
+int queue_deregister(redisContext *c, const aq_keys *k, const char *wid, char *err, size_t errlen)
+{
+    char wk[AQ_KEY_MAX + 64];
+    const char *argv[3 + 3];
+    size_t argl[3 + 3];
+    int a = 3;
+    worker_key(wk, sizeof wk, k, wid);
+    const char *vals[3] = {k->workers, wk, wid};
+    for (int i = 0; i < 3; i++) {
+        argv[a] = vals[i];
+        argl[a++] = strlen(vals[i]);
+    }
+    redisReply *r = run(c, &s_deregister, 2, a, argv, argl, err, errlen);
+    if (!r)
+        return -1;
+    freeReplyObject(r);
+    return 0;
+}

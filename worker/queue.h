@@ -1,0 +1,82 @@
+/* queue.h -- the worker's side of the Redis protocol: Lua scripts that make
+ * every queue transition atomic. Key layout: common/keys.h, docs/PROTOCOL.md.
+ *
+ * Each function uses the given connection only (one connection belongs to
+ * one thread) and returns 0, or -1 with the reason in err; on -1 the caller
+ * checks c->err to know whether the connection must be re-established.
+ */
+#ifndef AQ_QUEUE_H
+#define AQ_QUEUE_H
+#include <hiredis.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec.h"
+#include "config.h"
+#include "keys.h"
+
+#define QUEUE_TOKEN_MAX 48
+
+/* A fetched batch: items point into reply, which the caller frees with
+ * queue_batch_free once the batch is settled. */
+typedef struct queue_batch {
+    redisReply *reply;
+    int priority;                   /* the queue the jobs came from */
+    char token[QUEUE_TOKEN_MAX];    /* fencing token: "prio:seq" */
+    size_t n;
+    redisReply **items;             /* n job byte strings */
+} queue_batch;
+
+void queue_batch_free(queue_batch *b);
+
+/* Atomically moves up to max jobs (oldest first) from the first non-empty
+ * queue in order[] into this thread's in-flight list, and records the
+ * source priority and a fencing token in the worker hash. If the in-flight
+ * list is not empty (an earlier batch was never settled), that batch is
+ * returned again instead. b->n == 0: every queue is empty. */
+int queue_fetch(redisContext *c, const aq_keys *k, const char *wid, int thread, const int order[4],
+                int max, uint64_t seq, queue_batch *b, char *err, size_t errlen);
+
+/* One delayed retry: job bytes (re-encoded with attempts+1) and its delay. */
+typedef struct queue_retry {
+    int priority;
+    const char *job;
+    size_t len;
+    int64_t delay_ms;
+} queue_retry;
+
+/* Acknowledges a batch after PostgreSQL committed it: adds retries to the
+ * retry set (due = Redis time + delay), dead-letter records to the dead
+ * list (trimmed to dead_letter_max, trimmed count kept in stats), bumps
+ * the stats, and deletes the in-flight list -- all in one script. Fenced:
+ * if the worker hash no longer holds this batch's token (peers presumed
+ * this worker dead and recovered the batch), nothing is added and
+ * *fenced = 1: the recovered copy will be processed again, idempotently. */
+int queue_settle(redisContext *c, const aq_keys *k, const char *wid, int thread, const char *token,
+                 size_t processed, const queue_retry *retries, size_t nretries,
+                 const aq_buf *dead, size_t ndead, int dead_letter_max, int *fenced, char *err,
+                 size_t errlen);
+
+/* Builds one dead-letter record (msgpack map, docs/PROTOCOL.md) into out. */
+int queue_dead_record(aq_buf *out, const char *job, size_t len, int priority, const char *reason,
+                      const char *sqlstate, uint32_t attempts, const char *wid);
+
+/* Refreshes this worker's heartbeat and info hash. */
+int queue_heartbeat(redisContext *c, const aq_keys *k, const char *wid, const char *host, int pid,
+                    int threads, int64_t started_ms, uint64_t processed, uint64_t inflight,
+                    char *err, size_t errlen);
+
+/* Returns the in-flight jobs of every worker whose heartbeat is older than
+ * heartbeat_timeout_ms to the front of their queues; a job recovered more
+ * than max_recoveries times is dead-lettered as crash-looping. With
+ * only_wid set, releases that worker's in-flight jobs now, without
+ * counting a recovery (graceful exit with abandoned batches). */
+int queue_recover(redisContext *c, const aq_keys *k, const aq_config *cfg, const char *only_wid,
+                  long long *workers, long long *jobs, long long *dead, char *err, size_t errlen);
+
+/* Moves due retries back to the front of their queues; *moved counts them. */
+int queue_promote(redisContext *c, const aq_keys *k, long long *moved, char *err, size_t errlen);
+
+/* Removes this worker from the registry (clean exit, nothing in flight). */
+int queue_deregister(redisContext *c, const aq_keys *k, const char *wid, char *err, size_t errlen);
+#endif
