@@ -471,6 +471,21 @@ static void json_str(FILE *f, const char *s)
 
 static const char *const PRIO_NAMES[4] = { "critical", "high", "normal", "low" };
 
+/* Enum names of result codes (auditq_strerror gives prose; reports and JSON
+ * keys want the stable identifier). */
+static const char *rc_name(int rc)
+{
+    static const char *const names[] = {
+        "AUDITQ_OK", "AUDITQ_ERR_INVALID_ARG", "AUDITQ_ERR_NOMEM", "AUDITQ_ERR_CONFIG",
+        "AUDITQ_ERR_CONNECT", "AUDITQ_ERR_TIMEOUT", "AUDITQ_ERR_REDIS", "AUDITQ_ERR_AUTH",
+        "AUDITQ_ERR_BUFFER_FULL", "AUDITQ_ERR_MISSING_FIELD", "AUDITQ_ERR_INVALID_JSON",
+        "AUDITQ_ERR_INVALID_UTF8", "AUDITQ_ERR_TOO_LARGE", "AUDITQ_ERR_CLOSED", "AUDITQ_ERR_PROTOCOL",
+    };
+    if (rc >= 0 && (size_t)rc < sizeof names / sizeof names[0])
+        return names[rc];
+    return "AUDITQ_ERR_UNKNOWN";
+}
+
 /* ---- producers ------------------------------------------------------------- */
 
 /* One producer thread's state and results. `done` is read by the progress
@@ -798,15 +813,15 @@ static int bench_open(const bench_opts *o, auditq **out)
     }
     for (int i = 0; i < o->nsets; i++) {
         if (auditq_config_set(cfg, o->lib_sets[i][0], o->lib_sets[i][1]) != AUDITQ_OK) {
-            fprintf(stderr, "auditq-bench: %s=%s: %s\n", o->lib_sets[i][0], o->lib_sets[i][1],
-                    auditq_last_error());
+            /* The library's message names the key, the value and the fix. */
+            fprintf(stderr, "auditq-bench: %s\n", auditq_last_error());
             rc = EXIT_USAGE;
             goto out;
         }
     }
     auditq_rc arc = auditq_open(cfg, out);
     if (arc != AUDITQ_OK) {
-        fprintf(stderr, "auditq-bench: auditq_open: %s: %s\n", auditq_strerror(arc), auditq_last_error());
+        fprintf(stderr, "auditq-bench: auditq_open: %s: %s\n", rc_name(arc), auditq_last_error());
         goto out;
     }
     rc = EXIT_OK;
@@ -829,6 +844,15 @@ typedef struct enqueue_report {
     auditq_stats stats;
     int have_stats;
 } enqueue_report;
+
+/* Async "into Redis" rate: events Redis acknowledged (library counter; an
+ * accepted-but-undelivered event does not count) over send + drain time. */
+static double into_redis_eps(const enqueue_report *e)
+{
+    double total = e->run->send_s + e->drain_s;
+    uint64_t acked = e->have_stats ? e->stats.sent_async : e->run->ok;
+    return total > 0 ? (double)acked / total : 0.0;
+}
 
 static void report_table(const enqueue_report *e)
 {
@@ -858,11 +882,10 @@ static void report_table(const enqueue_report *e)
     printf("wall %.3f s (send)   generator %.2f us/event (outside the timed call)\n", r->send_s,
            r->gen_us_per_event);
     if (o->async) {
-        double total = r->send_s + e->drain_s;
         printf("drain (auditq_flush) %.1f ms   into Redis: %s ev/s", e->drain_s * 1000.0,
-               fmt_count((uint64_t)((double)r->ok / (total > 0 ? total : 1) + 0.5), b1, sizeof b1));
+               fmt_count((uint64_t)(into_redis_eps(e) + 0.5), b1, sizeof b1));
         if (e->drain_rc != AUDITQ_OK)
-            printf("   FLUSH FAILED: %s: %s", auditq_strerror(e->drain_rc), e->drain_err);
+            printf("   FLUSH FAILED: %s: %s", rc_name(e->drain_rc), e->drain_err);
         printf("\n");
     }
     printf("by priority:");
@@ -874,7 +897,7 @@ static void report_table(const enqueue_report *e)
         const char *sep = "";
         for (int k = 0; k < RC_SLOTS; k++) {
             if (r->err_by_rc[k]) {
-                printf("%s%s=%" PRIu64, sep, auditq_strerror((auditq_rc)k), r->err_by_rc[k]);
+                printf("%s%s=%" PRIu64, sep, rc_name(k), r->err_by_rc[k]);
                 sep = " ";
             }
         }
@@ -886,9 +909,10 @@ static void report_table(const enqueue_report *e)
                " redis_retries=%" PRIu64 "\n", e->stats.queued_async, e->stats.sent_async,
                e->stats.rejected_full, e->stats.redis_retries);
     if (r->errors)
-        printf("first error: %s: %s\n", auditq_strerror((auditq_rc)r->first_rc), r->first_err);
+        printf("first error: %s (%s): %s\n", rc_name(r->first_rc),
+               auditq_strerror((auditq_rc)r->first_rc), r->first_err);
     if (e->close_rc != AUDITQ_OK)
-        printf("auditq_close: %s\n", auditq_strerror(e->close_rc));
+        printf("auditq_close: %s (%s)\n", rc_name(e->close_rc), auditq_strerror(e->close_rc));
 }
 
 static void json_lat(FILE *f, const lat_summary *s)
@@ -913,7 +937,7 @@ static void report_json(const enqueue_report *e)
     for (int k = 0; k < RC_SLOTS; k++) {
         if (r->err_by_rc[k]) {
             fputs(sep, f);
-            json_str(f, auditq_strerror((auditq_rc)k));
+            json_str(f, rc_name(k));
             fprintf(f, ":%" PRIu64, r->err_by_rc[k]);
             sep = ",";
         }
@@ -931,9 +955,13 @@ static void report_json(const enqueue_report *e)
         fprintf(f, "%s\"%s\":%" PRIu64, k ? "," : "", PRIO_NAMES[k], r->by_prio[k]);
     fputc('}', f);
     if (o->async) {
-        double total = r->send_s + e->drain_s;
         fprintf(f, ",\"drain_ms\":%.3f,\"drain_ok\":%s,\"into_redis_eps\":%.1f", e->drain_s * 1000.0,
-                e->drain_rc == AUDITQ_OK ? "true" : "false", (double)r->ok / (total > 0 ? total : 1));
+                e->drain_rc == AUDITQ_OK ? "true" : "false", into_redis_eps(e));
+        fputs(",\"drain_error\":", f);
+        if (e->drain_rc != AUDITQ_OK)
+            json_str(f, e->drain_err);
+        else
+            fputs("null", f);
     }
     if (e->have_stats)
         fprintf(f, ",\"library\":{\"sent_sync\":%" PRIu64 ",\"queued_async\":%" PRIu64
@@ -1011,7 +1039,7 @@ static int cmd_enqueue(const bench_opts *o)
         rc = EXIT_OK;
     if (run->errors)
         fprintf(stderr, "auditq-bench: %" PRIu64 " of %" PRIu64 " sends failed; first: %s: %s\n",
-                run->errors, run->events, auditq_strerror((auditq_rc)run->first_rc), run->first_err);
+                run->errors, run->events, rc_name(run->first_rc), run->first_err);
 out:
     if (q)
         auditq_close(q);

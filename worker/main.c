@@ -696,15 +696,14 @@ int main(int argc, char **argv)
     ev_signal_start(w->loop, &w->sig_int);
     ev_signal_start(w->loop, &w->sig_hup);
 
-    /* Register before the threads take work, so our in-flight lists are
-     * never unowned. */
-    on_heartbeat(w->loop, &(ev_timer){.data = w}, 0);
-
     w->th = calloc((size_t)w->nthreads, sizeof *w->th);
     if (!w->th) {
         log_error("out of memory", NULL);
         return 1;
     }
+    /* Register before the threads take work, so our in-flight lists are
+     * never unowned. */
+    on_heartbeat(w->loop, &(ev_timer){.data = w}, 0);
     atomic_store(&w->running, w->nthreads);
     for (int i = 0; i < w->nthreads; i++) {
         wthread *t = &w->th[i];

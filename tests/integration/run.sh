@@ -25,6 +25,12 @@ cd "$root"
 
 timeout_s=${AQ_IT_TIMEOUT:-300}
 
+# True if PID runs and is not a zombie (PID 1 in a container may reap late).
+alive() {
+    kill -0 "$1" 2>/dev/null &&
+        [[ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" != Z ]]
+}
+
 # Kill anything the finished test registered and left running, by pid,
 # after checking the pid still runs what we started (pids get reused).
 reap_registry() {
@@ -33,8 +39,7 @@ reap_registry() {
     while read -r kind pid extra; do
         [[ "$kind" == dir ]] && continue
         [[ "$pid" =~ ^[0-9]+$ ]] || continue
-        kill -0 "$pid" 2>/dev/null || continue
-        [[ "$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null)" != Z ]] || continue
+        alive "$pid" || continue
         cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
         case $kind in
             redis) [[ "$cmd" == *redis-server* ]] || continue ;;
@@ -48,10 +53,12 @@ reap_registry() {
             kill -TERM "$pid" 2>/dev/null || true
         fi
         for _ in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
+            alive "$pid" || break
             sleep 0.1
         done
-        kill -KILL "$pid" 2>/dev/null || true
+        if alive "$pid"; then
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
     done <"$reg"
     if [[ "${AQ_KEEP:-0}" != 1 ]]; then
         while read -r kind pid extra; do
@@ -121,8 +128,8 @@ for t in "${tests[@]+"${tests[@]}"}"; do
     cur_pid=$!
     wait "$cur_pid" || rc=$?
     cur_pid=""
-    reap_registry "$reg"
     secs=$((SECONDS - start))
+    reap_registry "$reg"
     if ((rc == 0)); then
         passed=$((passed + 1))
         echo "-- $name: PASS (${secs}s)"
