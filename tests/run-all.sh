@@ -66,7 +66,7 @@ failed=$((failed + it_fail))
 
 echo "=== total"
 if ((${#failed_names[@]} > 0)); then
-    echo "failed unit tests: ${failed_names[*]}"
+    echo "failed (unit): ${failed_names[*]}"
 fi
 echo "$passed passed, $failed failed"
 ((failed == 0))

@@ -299,14 +299,34 @@ int pgw_connected(const pgw *w)
     return w && w->conn && PQstatus(w->conn) == CONNECTION_OK;
 }
 
-/* Copies libpq's connection-level message without its trailing newline. */
+/* Copies src into dst (always NUL-terminated) with every run of spaces,
+ * tabs and newlines turned into one space and none at either end: libpq's
+ * connection messages span several lines and go into one-line logs. */
+static void flatten_msg(char *dst, size_t dstlen, const char *src)
+{
+    size_t o = 0;
+    int space = 0;
+    if (dstlen == 0)
+        return;
+    for (; *src && o + 1 < dstlen; src++) {
+        if (*src == ' ' || *src == '\t' || *src == '\n' || *src == '\r') {
+            space = o > 0;
+            continue;
+        }
+        if (space && o + 2 < dstlen)
+            dst[o++] = ' ';
+        space = 0;
+        dst[o++] = *src;
+    }
+    dst[o] = '\0';
+}
+
+/* Formats libpq's connection-level message as "what: message". */
 static void conn_error(PGconn *conn, const char *what, char *err, size_t errlen)
 {
-    const char *m = conn ? PQerrorMessage(conn) : "out of memory";
-    size_t n = strlen(m);
-    while (n > 0 && (m[n - 1] == '\n' || m[n - 1] == ' '))
-        n--;
-    snprintf(err, errlen, "%s: %.*s", what, (int)n, m);
+    char m[256];
+    flatten_msg(m, sizeof m, conn ? PQerrorMessage(conn) : "out of memory");
+    snprintf(err, errlen, "%s: %s", what, m);
 }
 
 /* Formats a failed result as "what: SQLSTATE message" into err. */
@@ -412,11 +432,7 @@ static void step_error_take(step_error *e, const PGresult *r, PGconn *conn)
     if (msg) {
         snprintf(e->message, sizeof e->message, "%s", msg);
     } else {
-        const char *m = PQerrorMessage(conn);
-        size_t n = strlen(m);
-        while (n > 0 && m[n - 1] == '\n')
-            n--;
-        snprintf(e->message, sizeof e->message, "%.*s", (int)n, m);
+        flatten_msg(e->message, sizeof e->message, PQerrorMessage(conn));
     }
     e->have = 1;
 }

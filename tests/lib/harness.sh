@@ -10,6 +10,8 @@
 #   pg_start                private cluster; exports PG_PORT PGHOST PGPORT PGUSER
 #                           PGDATABASE AUDITQ_DATABASE_URL.  pg_stop / pg_start_again / pg_kill
 #   psql_q SQL              run SQL, print unaligned tuples-only result
+#   harness_detach          keep servers running after the script (demo);
+#   harness_stop_dir DIR    ...and stop them later from another process
 #   harness_spawn NAME CMD  run CMD in the background (log: $AQ_TMP/NAME.log), stopped
 #                           at cleanup; pid in HARNESS_LAST_PID
 #   wait_for SECS CMD...    poll CMD every 0.1 s until it succeeds (1 on timeout)
@@ -160,6 +162,7 @@ harness_init() {
     _aq_init_pid=$BASHPID
     _aq_cleaned=0
     trap '_aq_on_exit' EXIT
+    trap '_aq_on_err "$LINENO" "$BASH_COMMAND"' ERR
     trap '_aq_on_signal 130' INT
     trap '_aq_on_signal 143' TERM
     trap '_aq_on_signal 129' HUP
@@ -171,6 +174,15 @@ _aq_on_exit() {
     exit "$rc"
 }
 
+# Under set -e a failing command ends the test silently; say which one.
+_aq_on_err() {
+    local rc=$?
+    if [[ $- == *e* ]]; then
+        printf 'FAIL: %s line %s: command failed (exit %s): %s\n' \
+            "$(basename "${BASH_SOURCE[1]:-$0}")" "$1" "$rc" "$2"
+    fi
+}
+
 _aq_on_signal() {
     _aq_log "caught signal; cleaning up"
     # exit runs the EXIT trap, which does the cleanup.
@@ -180,23 +192,13 @@ _aq_on_signal() {
 # Stop everything this harness started, newest first; remove $AQ_TMP unless
 # AQ_KEEP=1.  Idempotent, never fails, safe to call from a test directly.
 harness_cleanup() {
-    local lines=() i kind pid extra
     # Subshells ($(...), ( )) must not tear down the parent's servers.
     [[ "${_aq_init_pid:-}" == "$BASHPID" ]] || return 0
     [[ "$_aq_cleaned" -eq 0 ]] || return 0
     _aq_cleaned=1
     [[ -n "${AQ_TMP:-}" && -d "$AQ_TMP" ]] || return 0
 
-    if [[ -f "$AQ_TMP/.harness-pids" ]]; then
-        mapfile -t lines <"$AQ_TMP/.harness-pids" || true
-    fi
-    for ((i = ${#lines[@]} - 1; i >= 0; i--)); do
-        read -r kind pid extra <<<"${lines[i]}" || true
-        case $kind in
-            pg) _aq_pg_cleanup "$pid" "$extra" ;;
-            redis|proc) _aq_stop_pid "$pid" 10 ;;
-        esac
-    done
+    _aq_stop_recorded "$AQ_TMP/.harness-pids"
 
     if [[ "${AQ_KEEP:-0}" == "1" ]]; then
         _aq_log "AQ_KEEP=1: kept $AQ_TMP"
@@ -207,6 +209,36 @@ harness_cleanup() {
         fi
     fi
     return 0
+}
+
+# Stop every process recorded in FILE ("KIND PID [EXTRA]" lines), newest first.
+_aq_stop_recorded() {
+    local file=$1 lines=() i kind pid extra
+    [[ -f "$file" ]] || return 0
+    mapfile -t lines <"$file" || true
+    for ((i = ${#lines[@]} - 1; i >= 0; i--)); do
+        read -r kind pid extra <<<"${lines[i]}" || true
+        case $kind in
+            pg) _aq_pg_cleanup "$pid" "$extra" ;;
+            redis|proc) _aq_stop_pid "$pid" 10 ;;
+        esac
+    done
+}
+
+# For long-lived setups (make demo): drop the traps so the servers outlive
+# this script.  Stop them later with harness_stop_dir "$AQ_TMP".
+harness_detach() {
+    trap - EXIT INT TERM HUP ERR
+    _aq_cleaned=1
+}
+
+# Stop the servers a (detached) harness recorded in DIR; keeps DIR.
+harness_stop_dir() {
+    local dir=${1:?harness_stop_dir DIR}
+    if [[ -z "${PG_BINDIR:-}" ]]; then
+        PG_BINDIR=$(_aq_pg_bindir) || PG_BINDIR=""
+    fi
+    _aq_stop_recorded "$dir/.harness-pids"
 }
 
 # ---------------------------------------------------------------- ports

@@ -1,0 +1,308 @@
+/* it_client -- integration-test driver that uses libauditq like an app
+ * would, then checks PostgreSQL with libpq.
+ *
+ *   it_client exact --events N --mode sync|async --tag T
+ *       sends N events whose text fields hold quotes, tabs, newlines,
+ *       backslashes, non-ASCII and JSON escapes, each with an explicit
+ *       occurred_at; waits (<= 90 s) until all N are in audit_events; then
+ *       compares every field of every row byte for byte. Exit 0 = all equal.
+ *   it_client bad --valid N --tag T
+ *       sends N valid events and, in the same async burst (so in the same
+ *       worker batch), one whose changes hold "\u0000" -- valid JSON that
+ *       jsonb refuses (SQLSTATE 22P05) -- and pushes one undecodable job
+ *       straight into the normal queue. Prints the bad event_id.
+ *   it_client send --events N --priority P --tag T
+ *       sends N events of one priority (sync); for the priority-order test.
+ *
+ * Environment: AUDITQ_REDIS_URL, AUDITQ_DATABASE_URL.
+ */
+#include <hiredis.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "auditq.h"
+
+#define BASE_TS 1767225600000000LL /* 2026-01-01T00:00:00Z in microseconds */
+
+static const char *env_or(const char *name, const char *dflt)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : dflt;
+}
+
+typedef struct expected {
+    char id[AUDITQ_ID_SIZE];
+    char f[AUDITQ_FIELD_COUNT][512];
+    int priority;
+    long long ts;
+} expected;
+
+static const char *const prio_names[] = {"critical", "high", "normal", "low"};
+static const char *const actor_types[] = {"user", "service", "ai", "system"};
+static const char *const outcomes[] = {"success", "failure", "denied"};
+
+/* Deterministic nasty values for event i. */
+static void make_event(expected *e, int i, const char *tag)
+{
+    memset(e, 0, sizeof *e);
+    snprintf(e->f[AUDITQ_TENANT_ID], 512, "tenant-%s-%d", tag, i % 7);
+    snprintf(e->f[AUDITQ_ACTOR_ID], 512, "user \"%d\"\twith tab", i);
+    snprintf(e->f[AUDITQ_ACTOR_TYPE], 512, "%s", actor_types[i % 4]);
+    snprintf(e->f[AUDITQ_ACTION], 512, "page.update.%d", i % 5);
+    snprintf(e->f[AUDITQ_ENTITY_TYPE], 512, "page");
+    snprintf(e->f[AUDITQ_ENTITY_ID], 512, "C:\\docs\\%d\nline2 Grüße 日本語 🚀", i);
+    snprintf(e->f[AUDITQ_OUTCOME], 512, "%s", outcomes[i % 3]);
+    snprintf(e->f[AUDITQ_SOURCE_IP], 512, i % 2 ? "2001:db8::%x" : "192.0.2.%d", i % 250);
+    snprintf(e->f[AUDITQ_USER_AGENT], 512, "Mozilla/5.0 (X11; Linux) 'quoted' \\N %d", i);
+    snprintf(e->f[AUDITQ_REQUEST_ID], 512, "req-%s-%06d", tag, i);
+    snprintf(e->f[AUDITQ_SESSION_ID], 512, "sess\r\n%d", i % 13);
+    snprintf(e->f[AUDITQ_CHANGES], 512,
+             "{\"title\":[\"Old \\\"%d\\\"\",\"New\\tTitle\\n\"],\"path\":\"a\\\\b\",\"n\":%d,"
+             "\"emoji\":\"\\ud83d\\ude80\",\"nested\":{\"x\":[1,2.5,true,null]}}",
+             i, i);
+    if (i % 3 != 0)
+        snprintf(e->f[AUDITQ_METADATA], 512, "{\"app\":\"it\",\"i\":%d,\"tag\":\"%s\"}", i, tag);
+    else
+        e->f[AUDITQ_METADATA][0] = '\0'; /* absent -> NULL */
+    if (i % 11 == 0) {
+        e->f[AUDITQ_SOURCE_IP][0] = '\0'; /* optional fields left out */
+        e->f[AUDITQ_SESSION_ID][0] = '\0';
+    }
+    e->priority = i % 4;
+    e->ts = BASE_TS + (long long)i * 1000003LL + 7; /* odd microseconds on purpose */
+}
+
+static int fill(auditq_event *ev, const expected *e)
+{
+    auditq_event_reset(ev);
+    for (int f = 1; f < AUDITQ_FIELD_COUNT; f++) {
+        if (!e->f[f][0])
+            continue;
+        auditq_rc rc = (f == AUDITQ_CHANGES || f == AUDITQ_METADATA)
+                           ? auditq_event_set_json(ev, (auditq_field)f, e->f[f])
+                           : auditq_event_set(ev, (auditq_field)f, e->f[f]);
+        if (rc != AUDITQ_OK) {
+            fprintf(stderr, "set field %d: %s: %s\n", f, auditq_strerror(rc), auditq_last_error());
+            return -1;
+        }
+    }
+    auditq_event_set_priority(ev, (auditq_priority)e->priority);
+    auditq_event_set_time(ev, e->ts);
+    return 0;
+}
+
+static auditq *open_q(void)
+{
+    auditq_config *cfg = auditq_config_new();
+    auditq *q = NULL;
+    auditq_config_set(cfg, "redis_url", env_or("AUDITQ_REDIS_URL", "redis://127.0.0.1:6379"));
+    auditq_config_set(cfg, "batch_size", "2000");
+    auditq_config_set(cfg, "flush_interval_ms", "200");
+    if (auditq_open(cfg, &q) != AUDITQ_OK) {
+        fprintf(stderr, "auditq_open: %s\n", auditq_last_error());
+        exit(1);
+    }
+    auditq_config_free(cfg);
+    return q;
+}
+
+static PGconn *pg(void)
+{
+    const char *k[] = {"dbname", NULL};
+    const char *v[] = {env_or("AUDITQ_DATABASE_URL", ""), NULL};
+    PGconn *c = PQconnectdbParams(k, v, 1);
+    if (PQstatus(c) != CONNECTION_OK) {
+        fprintf(stderr, "postgres: %s", PQerrorMessage(c));
+        exit(1);
+    }
+    return c;
+}
+
+static long long count_tag(PGconn *c, const char *tag)
+{
+    char like[128];
+    snprintf(like, sizeof like, "req-%s-%%", tag);
+    const char *p[1] = {like};
+    PGresult *r = PQexecParams(c, "SELECT count(*) FROM audit_events WHERE request_id LIKE $1", 1, NULL,
+                               p, NULL, NULL, 0);
+    long long n = PQresultStatus(r) == PGRES_TUPLES_OK ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : -1;
+    PQclear(r);
+    return n;
+}
+
+static int cmd_exact(int n, int async, const char *tag)
+{
+    auditq *q = open_q();
+    auditq_event *ev = auditq_event_new(NULL);
+    expected *ex = calloc((size_t)n, sizeof *ex);
+    int bad = 0;
+
+    for (int i = 0; i < n; i++) {
+        make_event(&ex[i], i, tag);
+        if (fill(ev, &ex[i]) != 0)
+            return 1;
+        auditq_rc rc = async ? auditq_send_async(q, ev, ex[i].id) : auditq_send(q, ev, ex[i].id);
+        if (rc != AUDITQ_OK) {
+            fprintf(stderr, "send %d: %s: %s\n", i, auditq_strerror(rc), auditq_last_error());
+            return 1;
+        }
+    }
+    if (auditq_flush(q, 10000) != AUDITQ_OK || auditq_close(q) != AUDITQ_OK) {
+        fprintf(stderr, "flush/close: %s\n", auditq_last_error());
+        return 1;
+    }
+    auditq_event_free(ev);
+
+    PGconn *c = pg();
+    long long got = 0;
+    for (int t = 0; t < 900 && (got = count_tag(c, tag)) < n; t++)
+        usleep(100000);
+    if (got != n) {
+        fprintf(stderr, "FAIL: expected %d rows tagged %s, found %lld after 90 s\n", n, tag, got);
+        return 1;
+    }
+    static const char *cols[AUDITQ_FIELD_COUNT] = {
+        NULL, "tenant_id", "actor_id", "actor_type", "action", "entity_type", "entity_id",
+        "outcome", "source_ip", "user_agent", "request_id", "session_id", NULL, NULL};
+    for (int i = 0; i < n; i++) {
+        const expected *e = &ex[i];
+        const char *p[3] = {e->id, e->f[AUDITQ_CHANGES], e->f[AUDITQ_METADATA][0] ? e->f[AUDITQ_METADATA] : NULL};
+        PGresult *r = PQexecParams(
+            c,
+            "SELECT tenant_id, actor_id, actor_type, action, entity_type, entity_id, outcome, "
+            "source_ip, user_agent, request_id, session_id, "
+            "(extract(epoch FROM occurred_at) * 1000000)::bigint, priority, "
+            "changes = $2::jsonb, metadata IS NOT DISTINCT FROM $3::jsonb, received_at >= occurred_at - interval '100 years' "
+            "FROM audit_events WHERE event_id = $1::uuid",
+            3, NULL, p, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+            fprintf(stderr, "FAIL: event %d (%s): %d rows: %s\n", i, e->id, PQntuples(r), PQerrorMessage(c));
+            return 1;
+        }
+        for (int f = 1; f <= AUDITQ_SESSION_ID; f++) {
+            int col = f - 1;
+            int isnull = PQgetisnull(r, 0, col);
+            const char *v = PQgetvalue(r, 0, col);
+            int len = PQgetlength(r, 0, col);
+            int want_null = e->f[f][0] == '\0';
+            if (want_null != isnull || (!isnull && ((size_t)len != strlen(e->f[f]) || memcmp(v, e->f[f], (size_t)len)))) {
+                fprintf(stderr, "FAIL: event %d field %s: expected '%s'%s, got '%s'%s\n", i, cols[f],
+                        e->f[f], want_null ? " (NULL)" : "", v, isnull ? " (NULL)" : "");
+                bad++;
+            }
+        }
+        if (strtoll(PQgetvalue(r, 0, 11), NULL, 10) != e->ts) {
+            fprintf(stderr, "FAIL: event %d occurred_at: expected %lld us, got %s\n", i, e->ts, PQgetvalue(r, 0, 11));
+            bad++;
+        }
+        if (strcmp(PQgetvalue(r, 0, 12), prio_names[e->priority]) != 0) {
+            fprintf(stderr, "FAIL: event %d priority: expected %s got %s\n", i, prio_names[e->priority], PQgetvalue(r, 0, 12));
+            bad++;
+        }
+        if (strcmp(PQgetvalue(r, 0, 13), "t") != 0 || strcmp(PQgetvalue(r, 0, 14), "t") != 0) {
+            fprintf(stderr, "FAIL: event %d changes/metadata differ from what was sent\n", i);
+            bad++;
+        }
+        PQclear(r);
+        if (bad > 20)
+            break;
+    }
+    PQfinish(c);
+    free(ex);
+    if (bad) {
+        fprintf(stderr, "FAIL: %d field mismatches\n", bad);
+        return 1;
+    }
+    printf("exact: %d events (%s) stored, every field byte-exact\n", n, async ? "async" : "sync");
+    return 0;
+}
+
+static int cmd_bad(int n, const char *tag)
+{
+    auditq *q = open_q();
+    auditq_event *ev = auditq_event_new(NULL);
+    expected e;
+    char badid[AUDITQ_ID_SIZE];
+
+    for (int i = 0; i <= n; i++) {
+        make_event(&e, i, tag);
+        e.priority = AUDITQ_PRIORITY_NORMAL;
+        if (fill(ev, &e) != 0)
+            return 1;
+        if (i == n / 2) {
+            /* Valid JSON (the library accepts it), refused by jsonb. */
+            if (auditq_event_set_json(ev, AUDITQ_CHANGES, "{\"note\":\"nul \\u0000 inside\"}") != AUDITQ_OK) {
+                fprintf(stderr, "set_json: %s\n", auditq_last_error());
+                return 1;
+            }
+        }
+        if (i == n)
+            break;
+        auditq_rc rc = auditq_send_async(q, ev, i == n / 2 ? badid : NULL);
+        if (rc != AUDITQ_OK) {
+            fprintf(stderr, "send: %s\n", auditq_last_error());
+            return 1;
+        }
+    }
+    if (auditq_flush(q, 10000) != AUDITQ_OK) {
+        fprintf(stderr, "flush: %s\n", auditq_last_error());
+        return 1;
+    }
+    auditq_close(q);
+    auditq_event_free(ev);
+    printf("%s\n", badid);
+    return 0;
+}
+
+static int cmd_send(int n, int prio, const char *tag)
+{
+    auditq *q = open_q();
+    auditq_event *ev = auditq_event_new(NULL);
+    expected e;
+    for (int i = 0; i < n; i++) {
+        make_event(&e, i, tag);
+        e.priority = prio;
+        e.ts = 0;
+        if (fill(ev, &e) != 0)
+            return 1;
+        auditq_event_set_time(ev, 0);
+        if (auditq_send(q, ev, NULL) != AUDITQ_OK) {
+            fprintf(stderr, "send: %s\n", auditq_last_error());
+            return 1;
+        }
+    }
+    auditq_close(q);
+    auditq_event_free(ev);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    int n = 1000, async = 0, prio = 2;
+    const char *tag = "t";
+    if (argc < 2) {
+        fprintf(stderr, "usage: it_client exact|bad|send [--events N] [--valid N] [--mode sync|async] [--priority P] [--tag T]\n");
+        return 2;
+    }
+    for (int i = 2; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--events") || !strcmp(argv[i], "--valid"))
+            n = (int)strtol(argv[i + 1], NULL, 10);
+        else if (!strcmp(argv[i], "--mode"))
+            async = !strcmp(argv[i + 1], "async");
+        else if (!strcmp(argv[i], "--priority"))
+            prio = (int)strtol(argv[i + 1], NULL, 10);
+        else if (!strcmp(argv[i], "--tag"))
+            tag = argv[i + 1];
+    }
+    if (!strcmp(argv[1], "exact"))
+        return cmd_exact(n, async, tag);
+    if (!strcmp(argv[1], "bad"))
+        return cmd_bad(n, tag);
+    if (!strcmp(argv[1], "send"))
+        return cmd_send(n, prio, tag);
+    fprintf(stderr, "unknown command %s\n", argv[1]);
+    return 2;
+}

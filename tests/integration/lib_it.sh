@@ -1,0 +1,77 @@
+# shellcheck shell=bash
+# lib_it.sh -- shared steps of the auditq integration tests (sourced).
+#   it_setup            private Redis + PostgreSQL, migrated schema
+#   worker_start NAME [--set k=v ...]   background auditq-worker, log in $AQ_TMP/NAME.log
+#   worker_stop NAME    SIGTERM, wait, assert exit 0
+#   stat FIELD          one number from `auditqctl stats --json` (dotted path)
+#   rows [WHERE]        count(*) from audit_events
+#   drained             true when every queue, in-flight list and the retry set are empty
+#   dead_reasons        the dead-letter records' reason (and sqlstate), one per line
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/harness.sh"
+
+BIN="$AQ_ROOT/build/bin"
+PY=/usr/bin/python3
+declare -A WORKER_PID
+
+it_setup() {
+    harness_init
+    redis_start
+    AQ_PG_FAST=${AQ_PG_FAST:-1} pg_start
+    "$BIN/auditqctl" migrate >/dev/null
+}
+
+worker_start() {
+    local name=$1
+    shift
+    harness_spawn "$name" "$BIN/auditq-worker" --set idle_poll_ms=20 --set heartbeat_interval_ms=500 \
+        --set heartbeat_timeout_ms=2000 --set recovery_interval_ms=500 "$@"
+    WORKER_PID[$name]=$HARNESS_LAST_PID
+}
+
+worker_stop() {
+    local name=$1 pid=${WORKER_PID[$1]} rc=0
+    kill -TERM "$pid"
+    wait "$pid" || rc=$?
+    assert_eq 0 "$rc" "worker $name exit status after SIGTERM"
+}
+
+stat() {
+    "$BIN/auditqctl" stats --json | "$PY" -c '
+import json, sys
+v = json.load(sys.stdin)
+for part in sys.argv[1].split("."):
+    v = v[part]
+print(v)' "$1"
+}
+
+rows() {
+    psql_q "SELECT count(*) FROM audit_events ${1:-}"
+}
+
+drained() {
+    local j
+    j=$("$BIN/auditqctl" stats --json) || return 1
+    "$PY" -c '
+import json, sys
+s = json.loads(sys.argv[1])
+depth = sum(q["depth"] for q in s["queues"].values())
+sys.exit(0 if depth == 0 and s["inflight"] == 0 and s["retry"] == 0 else 1)' "$j"
+}
+
+dead_reasons() {
+    redis-cli -p "$REDIS_PORT" --no-raw LRANGE '{auditq}:dead' 0 -1 >/dev/null
+    "$PY" - "$REDIS_PORT" <<'PYEOF'
+import socket, sys, msgpack
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"*4\r\n$6\r\nLRANGE\r\n$13\r\n{auditq}:dead\r\n$1\r\n0\r\n$2\r\n-1\r\n")
+f = s.makefile("rb")
+n = int(f.readline()[1:])
+for _ in range(n):
+    ln = int(f.readline()[1:])
+    rec = msgpack.unpackb(f.read(ln + 2)[:-2], raw=False)
+    line = rec["reason"]
+    if rec.get("sqlstate"):
+        line += " [" + rec["sqlstate"] + "]"
+    print(line)
+PYEOF
+}
