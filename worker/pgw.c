@@ -354,6 +354,16 @@ static int exec_ok(PGconn *conn, const char *sql, const char *what, char *err, s
     return rc;
 }
 
+/* libpq's default notice processor prints to stderr, which would put raw
+ * lines among the worker's logfmt output. The only notices our statements
+ * raise are informational ("relation auditq_stage already exists,
+ * skipping"), so they are dropped. */
+static void pgw_notice(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
 int pgw_connect(pgw *w, char *err, size_t errlen)
 {
     char timeout[16];
@@ -377,6 +387,7 @@ int pgw_connect(pgw *w, char *err, size_t errlen)
         conn_error(w->conn, "connect", err, errlen);
         goto out;
     }
+    PQsetNoticeProcessor(w->conn, pgw_notice, NULL);
     /* Fields are stored byte-exact only if no conversion happens on the way;
      * set again in case the server or a pooler ignored the startup option. */
     snprintf(setup, sizeof setup, "SET statement_timeout = %d; SET client_encoding = 'UTF8'",

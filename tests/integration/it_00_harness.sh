@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2119 # optional NAME arguments are left at their defaults
 # it_00_harness.sh -- self-check of tests/lib/harness.sh, run first so a
 # broken environment (no redis-server, initdb refusing to run, ports) fails
 # here with a clear message instead of inside every other test.
@@ -9,7 +10,6 @@
 # ports and no redis-server/postgres process of ours remains.
 
 set -euo pipefail
-# shellcheck disable=SC2119  # optional NAME args are left to their defaults
 # shellcheck source=tests/lib/harness.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/harness.sh"
 
