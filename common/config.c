@@ -703,7 +703,7 @@ static void cf_print_quoted(FILE *out, const char *s)
 
 void config_print(const aq_config *c, FILE *out)
 {
-    fputs("# auditq settings (config show). This output is a valid config file.\n", out);
+    fputs("# auditq settings (auditq-worker --print-config). This output is a valid config file.\n", out);
     for (size_t i = 0; i < CF_COUNT; i++) {
         const cf_entry *e = &cf_table[i];
         const char *field = (const char *)c + e->off;
@@ -717,10 +717,10 @@ void config_print(const aq_config *c, FILE *out)
         fprintf(out, "\n# %s\n", e->help);
         if (e->type == CF_INT || e->type == CF_WEIGHTS)
             fprintf(out, "# range %ld..%ld, default %s, env %s%s%s\n", e->min, e->max, e->def,
-                    CF_ENV_PREFIX, upper, e->reloadable ? ", reloadable on SIGHUP" : "");
+                    CF_ENV_PREFIX, upper, e->reloadable ? "" : "");
         else
             fprintf(out, "# default %s, env %s%s%s\n", e->def, CF_ENV_PREFIX, upper,
-                    e->reloadable ? ", reloadable on SIGHUP" : "");
+                    e->reloadable ? "" : "");
         fprintf(out, "%s = ", e->name);
         switch (e->type) {
         case CF_STR:
