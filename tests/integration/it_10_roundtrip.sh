@@ -5,8 +5,8 @@ set -euo pipefail
 source "$(dirname "$0")/lib_it.sh"
 it_setup
 worker_start w1 --set threads=2
-"$AQ_ROOT/build/tests/it_client" exact --events 3000 --mode sync --tag sync
-"$AQ_ROOT/build/tests/it_client" exact --events 3000 --mode async --tag async
+"$TBIN/it_client" exact --events 3000 --mode sync --tag sync
+"$TBIN/it_client" exact --events 3000 --mode async --tag async
 assert_eq 6000 "$(rows)" "total rows"
 assert_eq 6000 "$(psql_q 'SELECT count(DISTINCT event_id) FROM audit_events')" "distinct event ids"
 wait_for 10 drained

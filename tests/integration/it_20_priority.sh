@@ -6,7 +6,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib_it.sh"
 it_setup
-C="$AQ_ROOT/build/tests/it_client"
+C="$TBIN/it_client"
 "$C" send --events 1500 --priority 3 --tag low
 "$C" send --events 1500 --priority 2 --tag normal
 "$C" send --events 1500 --priority 1 --tag high

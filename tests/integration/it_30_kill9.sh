@@ -35,7 +35,7 @@ worker_stop rescuer
 # 2. Crash between commit and ack.
 # One priority, so every batch is exactly batch_size jobs.
 N2=5000
-"$AQ_ROOT/build/tests/it_client" send --events $N2 --priority 2 --tag crash
+"$TBIN/it_client" send --events $N2 --priority 2 --tag crash
 worker_start crasher --set threads=1 --set batch_size=1000 --set crash_after_commit=2
 rc=0; wait "${WORKER_PID[crasher]}" || rc=$?
 assert_eq 137 "$rc" "crash hook exit status"

@@ -5,7 +5,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib_it.sh"
 it_setup
-badid=$("$AQ_ROOT/build/tests/it_client" bad --valid 999 --tag bad)
+badid=$("$TBIN/it_client" bad --valid 999 --tag bad)
 redis-cli -p "$REDIS_PORT" LPUSH '{auditq}:queue:normal' 'this is not msgpack' >/dev/null
 assert_eq 1000 "$(stat queues.normal.depth)" "jobs queued (998 good, 1 poison row, 1 undecodable)"
 worker_start w1 --set threads=1 --set batch_size=2000 --set max_attempts=3 \

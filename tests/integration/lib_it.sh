@@ -9,7 +9,8 @@
 #   dead_reasons        the dead-letter records' reason (and sqlstate), one per line
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/harness.sh"
 
-BIN="$AQ_ROOT/build/bin"
+BIN="$AQ_ROOT/${BUILD:-build}/bin"
+TBIN="$AQ_ROOT/${BUILD:-build}/tests"
 PY=/usr/bin/python3
 declare -A WORKER_PID
 
