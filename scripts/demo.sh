@@ -108,9 +108,17 @@ stop_pid() {
 
 redis_cli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@" </dev/null; }
 
+# psql against the demo's cluster, output indented; psql's trailing blank
+# line dropped.  Long values wrap at the terminal's width (100 if none).
 psql_demo() {
-    "$PG_BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d auditq \
-        -P footer=off "$@" </dev/null
+    local cols=100 out
+    if ((TTY)); then
+        cols=$(tput cols 2>/dev/null) || cols=100
+    fi
+    ((cols >= 60)) || cols=60
+    out=$("$PG_BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres \
+        -d auditq -P footer=off -P format=wrapped -P columns=$((cols - 4)) "$@" </dev/null) || return 1
+    printf '%s\n' "$out" | sed -e '/^$/d' -e 's/^/    /'
 }
 
 # ---------------------------------------------------------------- demo.env
@@ -175,9 +183,10 @@ demo_alive() {
 # own pid list for a run that died before writing demo.env -- worker first
 # (so it can finish its batches), then PostgreSQL, then Redis.  Keeps the
 # logs (moved to the top of .run/), removes data dirs and state files.
-# Never fails; prints one line per thing it stopped.
+# Never fails; prints one line per thing it stopped, then (unless $1 is
+# no-log-note) which logs it kept.
 demo_stop() {
-    local stopped=0 kind pid extra pm data dir port
+    local note_logs=${1:-yes} stopped=0 kind pid extra pm data dir port
     local workers=() pgdatas=() redis_dirs=()
 
     if [[ ! -d "$RUN" ]]; then
@@ -255,6 +264,7 @@ demo_stop() {
     else
         say "${GREEN}Stopped.${RESET} No demo process is left."
     fi
+    [[ "$note_logs" == yes ]] || return 0
     local logs="" f
     for f in "$RUN"/*.log; do
         [[ -f "$f" ]] && logs+="${f##*/} "
@@ -273,17 +283,20 @@ on_exit() {
         return 0
     fi
     trap - EXIT INT TERM HUP
-    {
-        printf '\n%sdemo: FAILED in step %s/%s (%s), exit status %s.%s\n' \
-            "$RED" "$STEP_NO" "$NSTEPS" "$STEP_TITLE" "$rc" "$RESET"
-        say "Logs: .run/worker.log (worker), .run/redis-main/redis.log (Redis),"
-        say "      .run/pg/log and .run/pg/initdb.log (PostgreSQL)."
-    } >&2
-    if [[ "${DEMO_KEEP_ON_FAILURE:-0}" == 1 && -f "$ENV_FILE" ]]; then
-        say "DEMO_KEEP_ON_FAILURE=1: leaving the servers running; \`make demo-stop\` stops them." >&2
+    printf '\n%sdemo: FAILED in step %s/%s (%s), exit status %s.%s\n' \
+        "$RED" "$STEP_NO" "$NSTEPS" "$STEP_TITLE" "$rc" "$RESET" >&2
+    if [[ "${DEMO_KEEP_ON_FAILURE:-0}" == 1 ]]; then
+        {
+            say "DEMO_KEEP_ON_FAILURE=1: leaving whatever runs running; \`make demo-stop\` stops it."
+            say "Logs: .run/worker.log (worker), .run/redis-main/redis.log (Redis),"
+            say "      .run/pg/log and .run/pg/initdb.log (PostgreSQL)."
+        } >&2
     else
-        say "Stopping what the demo started (set DEMO_KEEP_ON_FAILURE=1 to keep it running):" >&2
-        demo_stop >&2
+        {
+            say "Stopping what the demo started (DEMO_KEEP_ON_FAILURE=1 keeps it running):"
+            demo_stop | indent
+            say "Worker log: .run/worker.log; Redis: .run/redis.log; PostgreSQL: .run/postgresql.log"
+        } >&2
     fi
     exit "$rc"
 }
@@ -362,7 +375,7 @@ step_servers() {
         if [[ -f "$ENV_FILE" || -s "$RUN/.harness-pids" ]]; then
             say "Found an earlier demo that is not fully running ($WHY_NOT):"
             say "stopping what is left of it and starting fresh."
-            demo_stop | indent
+            demo_stop no-log-note | indent
         fi
         # Old AOF/data must not leak into a fresh demo; old logs go too.
         rm -rf "$RUN"
@@ -439,7 +452,7 @@ step_push() {
 # One line per second when stdout is not a terminal; in a terminal the
 # `auditqctl stats` table is redrawn in place.
 step_drain() {
-    local start deadline target shown=0 empty_polls=0 out done_ok=0 el line
+    local start deadline target shown=0 empty_polls=0 out done_ok=0 el line end_us us
     step 5 "Watch the queues drain: auditqctl stats every second (timeout ${DRAIN_TIMEOUT} s)"
     target=$((BASE_PROCESSED + EVENTS))
     start=$SECONDS
@@ -486,9 +499,11 @@ step_drain() {
         sleep 1
     done
     ((done_ok)) || die "internal: drain loop ended without success"
-    DRAIN_SECS=$(secs_between "$PUSH_START" "$(now_us)")
-    say "${GREEN}Drained.${RESET} $(commas "$EVENTS") events from producer to PostgreSQL in ${DRAIN_SECS} s" \
-        "(about $(commas "$(awk -v n="$EVENTS" -v s="$DRAIN_SECS" 'BEGIN { printf "%d", s > 0 ? n / s : n }')") events/s)."
+    end_us=$(now_us)
+    us=$((end_us - PUSH_START))
+    ((us > 0)) || us=1
+    say "${GREEN}Drained.${RESET} $(commas "$EVENTS") events from producer to PostgreSQL in" \
+        "$(secs_between "$PUSH_START" "$end_us") s (about $(commas $((EVENTS * 1000000 / us))) events/s end to end)."
     if ((S_DEAD_LETTERED > BASE_DEAD)); then
         say "${RED}Note:${RESET} $((S_DEAD_LETTERED - BASE_DEAD)) events were dead-lettered (see .run/worker.log)."
     fi
@@ -517,28 +532,30 @@ step_psql() {
         SELECT priority, count(*) AS rows,
                round(100.0 * count(*) / sum(count(*)) OVER (), 1) AS pct
         FROM audit_events GROUP BY priority
-        ORDER BY array_position(ARRAY['critical','high','normal','low'], priority)" | indent
+        ORDER BY array_position(ARRAY['critical','high','normal','low'], priority)"
     say ""
     say "Top 10 actions:"
     psql_demo -c "
         SELECT action, count(*) AS rows,
                round(100.0 * count(*) / sum(count(*)) OVER (), 1) AS pct
-        FROM audit_events GROUP BY action ORDER BY rows DESC, action LIMIT 10" | indent
+        FROM audit_events GROUP BY action ORDER BY rows DESC, action LIMIT 10"
     say ""
     say "Rows by outcome:"
     psql_demo -c "
         SELECT coalesce(outcome, '(none)') AS outcome, count(*) AS rows,
                round(100.0 * count(*) / sum(count(*)) OVER (), 1) AS pct
-        FROM audit_events GROUP BY outcome ORDER BY rows DESC" | indent
+        FROM audit_events GROUP BY outcome ORDER BY rows DESC"
     say ""
-    say "3 sample rows (events that carry a 'changes' diff):"
+    say "3 sample rows (3 different actions, from events that carry a 'changes' diff):"
     psql_demo -x -c "
-        SELECT event_id, occurred_at,
-               actor_type || ':' || actor_id AS actor, action,
-               entity_type || ':' || entity_id AS entity, outcome, changes
-        FROM audit_events
-        WHERE received_at >= '$RUN_SINCE' AND changes IS NOT NULL
-        ORDER BY occurred_at DESC LIMIT 3" | indent
+        SELECT * FROM (
+            SELECT DISTINCT ON (action) event_id, occurred_at,
+                   actor_type || ':' || actor_id AS actor, action,
+                   entity_type || ':' || entity_id AS entity, outcome, changes
+            FROM audit_events
+            WHERE received_at >= '$RUN_SINCE' AND changes IS NOT NULL
+            ORDER BY action, occurred_at DESC) s
+        ORDER BY random() LIMIT 3" || die "psql query failed (PostgreSQL log: .run/pg/log)"
 }
 
 step_final() {
@@ -551,7 +568,7 @@ ${BOLD}Done.${RESET} The servers and the worker keep running so you can look aro
 
   PostgreSQL   psql -h 127.0.0.1 -p $PG_PORT -U postgres auditq
                  e.g.  SELECT * FROM audit_events WHERE action = 'user.login_failed' LIMIT 5;
-  Redis        redis-cli -p $REDIS_PORT          (keys: auditq:*)
+  Redis        redis-cli -p $REDIS_PORT          (keys: {auditq}:*)
   Queue stats  export AUDITQ_REDIS_URL=$AUDITQ_REDIS_URL
                build/bin/auditqctl stats
   More events  build/bin/auditq-bench enqueue --events 10000 --async   (with AUDITQ_REDIS_URL exported)

@@ -73,7 +73,7 @@ static const char pgw_begin_copy_sql[] =
 #define PGW_STMT_STAGE "auditq_insert_stage"
 static const char pgw_insert_stage_sql[] =
     "INSERT INTO audit_events (" PGW_TARGET_COLS ") "
-    "SELECT event_id, timestamptz 'epoch' + occurred_at_us * interval '1 microsecond', "
+    "SELECT event_id, timestamptz 'epoch' + (occurred_at_us / 1000000) * interval '1 second' + (occurred_at_us % 1000000) * interval '1 microsecond', "
     "priority, " PGW_TEXT_COLS ", changes::jsonb, metadata::jsonb "
     "FROM auditq_stage "
     "ON CONFLICT (event_id, occurred_at) DO NOTHING";
@@ -82,7 +82,7 @@ static const char pgw_insert_stage_sql[] =
 #define PGW_NPARAMS 16
 static const char pgw_insert_arrays_sql[] =
     "INSERT INTO audit_events (" PGW_TARGET_COLS ") "
-    "SELECT u.event_id, timestamptz 'epoch' + u.ts * interval '1 microsecond', "
+    "SELECT u.event_id, timestamptz 'epoch' + (u.ts / 1000000) * interval '1 second' + (u.ts % 1000000) * interval '1 microsecond', "
     "u.priority, u.tenant_id, u.actor_id, u.actor_type, u.action, u.entity_type, "
     "u.entity_id, u.outcome, u.source_ip, u.user_agent, u.request_id, "
     "u.session_id, u.changes::jsonb, u.metadata::jsonb "

@@ -7,6 +7,7 @@
 #   to the microsecond, priority); the 3 invalid jobs are dead letters with
 #   the exact reasons, their exact bytes and their queue's priority;
 #   auditqctl stats reports processed=50 and dead=3; SIGTERM -> exit 0.
+# shellcheck disable=SC2119  # rows/stat take optional args; defaults intended
 set -euo pipefail
 # shellcheck source=tests/integration/lib_it.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib_it.sh"
