@@ -388,16 +388,19 @@ int codec_decode(const char *buf, size_t len, size_t max_bytes, aq_job *j, char 
 #define KEY_IS(lit) (k.len == sizeof(lit) - 1 && memcmp(k.s, lit, sizeof(lit) - 1) == 0)
         if (KEY_IS("v")) {
             bit = 20;
-            if (v.type != V_UINT) {
+            /* Any msgpack integer encoding: Go and others write small ints
+             * as signed types. */
+            int64_t ver;
+            if (as_int64(&v, &ver) != 0 || ver <= 0) {
                 snprintf(err, errlen, "key v: schema version must be a positive integer");
                 return -1;
             }
-            if (v.u != AUDITQ_SCHEMA_VERSION) {
-                snprintf(err, errlen, "key v: unsupported schema version %llu (this worker reads %d)",
-                         (unsigned long long)v.u, AUDITQ_SCHEMA_VERSION);
+            if (ver != AUDITQ_SCHEMA_VERSION) {
+                snprintf(err, errlen, "key v: unsupported schema version %lld (this worker reads %d)",
+                         (long long)ver, AUDITQ_SCHEMA_VERSION);
                 return -1;
             }
-            j->version = (uint32_t)v.u;
+            j->version = (uint32_t)ver;
         } else if (KEY_IS("occurred_at")) {
             bit = 21;
             int64_t ts;
@@ -421,18 +424,22 @@ int codec_decode(const char *buf, size_t len, size_t max_bytes, aq_job *j, char 
             j->priority = p;
         } else if (KEY_IS("attempts")) {
             bit = 23;
-            if (v.type != V_UINT || v.u > 1000000) {
+            int64_t att;
+            if (as_int64(&v, &att) != 0 || att < 0 || att > 1000000) {
                 snprintf(err, errlen, "key attempts: must be an integer 0..1000000");
                 return -1;
             }
-            j->attempts = (uint32_t)v.u;
+            j->attempts = (uint32_t)att;
         } else {
             for (int f = 0; f < AUDITQ_FIELD_COUNT; f++) {
                 if (strlen(field_keys[f]) != k.len || memcmp(field_keys[f], k.s, k.len) != 0)
                     continue;
                 bit = f;
-                if (v.type == V_NIL)
-                    break; /* explicit nil = absent */
+                if (v.type == V_NIL) {
+                    if (f == AUDITQ_EVENT_ID)
+                        bit = 24; /* nil id = no id: refused below as missing */
+                    break;        /* explicit nil = absent */
+                }
                 if (v.type != V_STR) {
                     snprintf(err, errlen, "key %s: must be a string", field_keys[f]);
                     return -1;

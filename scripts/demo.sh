@@ -106,7 +106,21 @@ stop_pid() {
     wait "$pid" 2>/dev/null || true
 }
 
-redis_cli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@" </dev/null; }
+# The worker drains on the first SIGTERM (normally a few ms), but it waits up
+# to shutdown_timeout_ms (30 s) for a batch it cannot acknowledge, e.g. when
+# Redis is already gone.  After 10 s a second SIGTERM makes it stop at once.
+# Nothing is lost: jobs it has not acknowledged stay in Redis (in flight)
+# and the next worker recovers them; rows already committed are skipped as
+# duplicates then.
+stop_worker() {
+    local pid=$1
+    kill -TERM "$pid" 2>/dev/null || true
+    if ! _aq_wait_dead "$pid" 10; then
+        say "    worker still draining after 10 s: second SIGTERM (stop now)"
+        stop_pid "$pid" 5
+    fi
+    wait "$pid" 2>/dev/null || true
+}
 
 # psql against the demo's cluster, output indented; psql's trailing blank
 # line dropped.  Long values wrap at the terminal's width (100 if none).
@@ -213,7 +227,7 @@ demo_stop() {
     for pid in "${workers[@]}"; do
         pid_runs "$pid" auditq-worker || continue
         say "Stopping auditq-worker (pid $pid): SIGTERM, it finishes its batches ..."
-        stop_pid "$pid" 40
+        stop_worker "$pid"
         stopped=$((stopped + 1))
     done
 
@@ -407,7 +421,7 @@ step_worker() {
     old=${DEMO_WORKER_PID:-}
     if [[ "$REUSED" == 1 ]] && pid_runs "$old" auditq-worker; then
         say "Stopping the previous demo's worker (pid $old) ..."
-        stop_pid "$old" 40
+        stop_worker "$old"
     fi
     printf -- '---- %s: demo.sh starts auditq-worker --threads %s\n' "$(date '+%F %T')" \
         "$WORKER_THREADS" >>"$RUN/worker.log"

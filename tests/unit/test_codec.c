@@ -114,6 +114,8 @@ static const bad_case bad_cases[] = {
     {"missing action", B("\x83\xa1v\x01" ID TS), "missing required key action"},
     {"missing event_id", B("\x83\xa1v\x01" TS ACT), "missing required key event_id"},
     {"missing v", B("\x83" ID TS ACT), "missing required key v"},
+    {"nil event_id", B("\x84\xa1v\x01\xa8" "event_id\xc0" TS ACT), "missing required key event_id"},
+    {"signed v = 0", B("\x84\xa1v\xd0\x00" ID TS ACT), "key v: schema version must be a positive integer"},
     {"action nil", B("\x84\xa1v\x01" ID TS "\xa6" "action\xc0"), "missing required key action"},
     {"empty action", B("\x84\xa1v\x01" ID TS "\xa6" "action\xa0"), "action: must not be empty"},
     {"duplicate key", B("\x85\xa1v\x01" ID TS ACT ACT), "duplicate key action"},
@@ -164,6 +166,11 @@ static void test_valid_variants(void **state)
     static const char extra[] = "\x86\xa1v\x01" ID TS ACT "\xa5" "extra\xc3" "\xa9" "tenant_id\xc0";
     assert_int_equal(codec_decode(extra, sizeof extra - 1, 65536, &j, err, sizeof err), 0);
     assert_null(j.f[AUDITQ_TENANT_ID].p);
+    /* v and attempts as signed int64 (Go's default encoding) are accepted. */
+    static const char go[] = "\x85\xa1v\xd3\x00\x00\x00\x00\x00\x00\x00\x01" ID TS ACT "\xa8" "attempts\xd0\x02";
+    assert_int_equal(codec_decode(go, sizeof go - 1, 65536, &j, err, sizeof err), 0);
+    assert_int_equal(j.version, 1);
+    assert_int_equal(j.attempts, 2);
     /* Size cap: the same job is refused when max_bytes is smaller. */
     assert_int_equal(codec_decode(minimal, sizeof minimal - 1, 10, &j, err, sizeof err), -1);
     assert_string_equal(err, "job is 81 bytes, larger than max_job_bytes=10");
