@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# demo.sh -- auditq end to end on this machine, in about half a minute:
+# demo.sh -- auditq end to end on this machine, in well under a minute:
 # private Redis and PostgreSQL servers under .run/, the schema, a worker,
 # 100,000 synthetic audit events, the queues draining, and what landed in
 # PostgreSQL.  `make demo` installs the dependencies, builds and runs this.
@@ -18,9 +18,9 @@
 # worker is restarted so it runs the binaries just built, and another batch
 # of events is added.  A half-dead earlier demo is stopped and started over.
 #
-# If a step fails, the script says which one and where the logs are, then
-# stops everything the demo runs (logs are kept in .run/); set
-# DEMO_KEEP_ON_FAILURE=1 to leave the servers running for a look.
+# If a step fails (or on Ctrl-C), the script says which one and where the
+# logs are, then stops everything the demo runs, a reused one included
+# (logs are kept in .run/); DEMO_KEEP_ON_FAILURE=1 leaves it running.
 #
 # Knobs: DEMO_EVENTS (default 100000), DEMO_DRAIN_TIMEOUT seconds (180).
 # AUDITQ_* variables from your environment are ignored, so the demo always
@@ -299,7 +299,10 @@ on_exit() {
     trap - EXIT INT TERM HUP
     printf '\n%sdemo: FAILED in step %s/%s (%s), exit status %s.%s\n' \
         "$RED" "$STEP_NO" "$NSTEPS" "$STEP_TITLE" "$rc" "$RESET" >&2
-    if [[ "${DEMO_KEEP_ON_FAILURE:-0}" == 1 ]]; then
+    if ((STEP_NO == 0)); then
+        # Preflight: nothing started yet, and a running demo is not ours to stop.
+        exit "$rc"
+    elif [[ "${DEMO_KEEP_ON_FAILURE:-0}" == 1 ]]; then
         {
             say "DEMO_KEEP_ON_FAILURE=1: leaving whatever runs running; \`make demo-stop\` stops it."
             say "Logs: .run/worker.log (worker), .run/redis-main/redis.log (Redis),"
@@ -380,7 +383,8 @@ step_servers() {
         REUSED=1
         export AQ_TMP=$RUN AUDITQ_REDIS_URL AUDITQ_DATABASE_URL
         export PGHOST=127.0.0.1 PGPORT=$PG_PORT PGUSER=postgres PGDATABASE=auditq
-        say "A demo is already running here (started ${DEMO_STARTED:-earlier}): reusing it."
+        say "A demo is already running here (started ${DEMO_STARTED:-earlier}): reusing it --"
+        say "Redis on 127.0.0.1:$REDIS_PORT (pid ${DEMO_REDIS_PID:-?}), PostgreSQL on 127.0.0.1:$PG_PORT."
         say "Same servers and ports, data kept; this run adds $(commas "$EVENTS") more events,"
         say "and the worker is restarted so it runs the binaries just built."
         say "(For a clean slate: make demo-stop && make demo)"
@@ -529,15 +533,17 @@ step_psql() {
     total=$(psql_q "SELECT count(*) FROM audit_events") || die "psql query failed (PostgreSQL log: .run/pg/log)"
     this_run=$(psql_q "SELECT count(*) FROM audit_events WHERE received_at >= '$RUN_SINCE'") ||
         die "psql query failed (PostgreSQL log: .run/pg/log)"
-    if [[ "$REUSED" == 1 ]]; then
-        say "Total rows in audit_events: $(commas "$total")  ($(commas "$this_run") written by this run, the rest by earlier runs)"
+    if ((total != this_run)); then
+        say "Total rows in audit_events: $(commas "$total")  ($(commas "$this_run") arrived during this run, the rest in earlier runs)"
     else
         say "Total rows in audit_events: $(commas "$total")"
     fi
-    if ((this_run < EVENTS)); then
-        say "${RED}WARNING:${RESET} this run sent $(commas "$EVENTS") events but only $(commas "$this_run") new rows arrived."
+    if ((this_run == EVENTS)); then
+        say "All $(commas "$EVENTS") events sent by this run arrived, each stored once (primary key: event_id, occurred_at)."
+    elif ((this_run > EVENTS)); then
+        say "That includes $(commas $((this_run - EVENTS))) events that were still queued from before this run."
     else
-        say "Every event sent by this run is stored exactly once (primary key: event_id, occurred_at)."
+        say "${RED}WARNING:${RESET} this run sent $(commas "$EVENTS") events but only $(commas "$this_run") new rows arrived."
     fi
 
     say ""
