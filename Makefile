@@ -49,7 +49,7 @@ BINS   = $(BUILD)/bin/auditq-worker $(BUILD)/bin/auditqctl $(BUILD)/bin/auditq-b
 UNIT_TESTS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 IT_BINS    = $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(wildcard tests/integration/*.c))
 
-.PHONY: all deps test unit integration demo demo-stop install clean bench
+.PHONY: all deps test unit integration demo demo-stop install clean bench asan tsan
 all: $(LIB_A) $(LIB_SO) $(BINS)
 
 $(BUILD)/obj/%.o: %.c
@@ -108,6 +108,14 @@ test: deps
 	@$(MAKE) --no-print-directory all $(UNIT_TESTS) $(IT_BINS)
 	@bash tests/run-all.sh
 
+# The whole suite under sanitizers, each in its own build dir.
+asan:
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    $(MAKE) --no-print-directory BUILD=build-asan SANITIZE=address,undefined OPT=-O1 test
+tsan:
+	@TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	    $(MAKE) --no-print-directory BUILD=build-tsan SANITIZE=thread OPT=-O1 test
+
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@bash scripts/demo.sh
@@ -130,6 +138,6 @@ install: all
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|0.1.0|g' auditq.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/auditq.pc
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) build-asan build-tsan
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
