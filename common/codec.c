@@ -29,21 +29,27 @@ static const char *const field_keys[AUDITQ_FIELD_COUNT] = {
     "request_id", "session_id", "changes",    "metadata",
 };
 
+int aq_buf_reserve(aq_buf *b, size_t extra)
+{
+    if (b->cap - b->len >= extra)
+        return 0;
+    if (extra > SIZE_MAX / 2 - b->len)
+        return -1;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap - b->len < extra)
+        cap *= 2;
+    char *d = realloc(b->data, cap);
+    if (!d)
+        return -1;
+    b->data = d;
+    b->cap = cap;
+    return 0;
+}
+
 int aq_buf_append(aq_buf *b, const void *p, size_t n)
 {
-    if (n > b->cap - b->len) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap - b->len < n) {
-            if (cap > SIZE_MAX / 2)
-                return -1;
-            cap *= 2;
-        }
-        char *d = realloc(b->data, cap);
-        if (!d)
-            return -1;
-        b->data = d;
-        b->cap = cap;
-    }
+    if (aq_buf_reserve(b, n) != 0)
+        return -1;
     if (n)
         memcpy(b->data + b->len, p, n);
     b->len += n;

@@ -47,6 +47,9 @@ typedef struct aq_buf {
 } aq_buf;
 /* Appends; returns 0 or -1 on OOM (buffer unchanged). */
 int aq_buf_append(aq_buf *b, const void *p, size_t n);
+/* Makes room for `extra` more bytes after len (for in-place writers);
+ * returns 0 or -1 on OOM (buffer unchanged). */
+int aq_buf_reserve(aq_buf *b, size_t extra);
 
 /* Names on the wire and in SQL. */
 const char *codec_priority_name(int priority);        /* "critical".."low", or NULL */

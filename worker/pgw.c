@@ -94,39 +94,12 @@ static const char pgw_insert_arrays_sql[] =
 
 /* ---- buffers and encoders ------------------------------------------------ */
 
-/* Makes room for `extra` more bytes. The buffer's data stays free()-able. */
-static int buf_reserve(aq_buf *b, size_t extra)
-{
-    if (b->cap - b->len >= extra)
-        return 0;
-    if (extra > SIZE_MAX / 2 - b->len)
-        return -1;
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap - b->len < extra)
-        cap *= 2;
-    char *p = realloc(b->data, cap);
-    if (!p)
-        return -1;
-    b->data = p;
-    b->cap = cap;
-    return 0;
-}
-
-static int buf_put(aq_buf *b, const void *p, size_t n)
-{
-    if (buf_reserve(b, n) < 0)
-        return -1;
-    memcpy(b->data + b->len, p, n);
-    b->len += n;
-    return 0;
-}
-
 int pgw_copy_field(aq_buf *b, const char *p, size_t len)
 {
     if (!p)
-        return buf_put(b, "\\N", 2);
+        return aq_buf_append(b, "\\N", 2);
     /* Worst case: every byte becomes a 4-byte \000. */
-    if (len > SIZE_MAX / 4 || buf_reserve(b, len * 4) < 0)
+    if (len > SIZE_MAX / 4 || aq_buf_reserve(b, len * 4) < 0)
         return -1;
     char *o = b->data + b->len;
     for (size_t i = 0; i < len; i++) {
@@ -152,26 +125,26 @@ int pgw_copy_row(aq_buf *b, const aq_job *j)
 
     uuid_format(j->id, id);
     int n = snprintf(ts, sizeof ts, "%" PRId64, j->occurred_at_us);
-    if (buf_put(b, id, 36) < 0 || buf_put(b, "\t", 1) < 0 ||
-        buf_put(b, ts, (size_t)n) < 0 || buf_put(b, "\t", 1) < 0)
+    if (aq_buf_append(b, id, 36) < 0 || aq_buf_append(b, "\t", 1) < 0 ||
+        aq_buf_append(b, ts, (size_t)n) < 0 || aq_buf_append(b, "\t", 1) < 0)
         return -1;
     /* An out-of-range priority is sent as NULL so that the NOT NULL
      * constraint rejects that row (a data error), not the whole batch. */
     if (pgw_copy_field(b, prio, prio ? strlen(prio) : 0) < 0)
         return -1;
     for (int f = AUDITQ_TENANT_ID; f <= AUDITQ_METADATA; f++) {
-        if (buf_put(b, "\t", 1) < 0 ||
+        if (aq_buf_append(b, "\t", 1) < 0 ||
             pgw_copy_field(b, j->f[f].p, j->f[f].len) < 0)
             return -1;
     }
-    return buf_put(b, "\n", 1);
+    return aq_buf_append(b, "\n", 1);
 }
 
 int pgw_array_elem(aq_buf *b, const char *p, size_t len)
 {
     if (!p)
-        return buf_put(b, "NULL", 4);
-    if (len > SIZE_MAX / 2 - 2 || buf_reserve(b, len * 2 + 2) < 0)
+        return aq_buf_append(b, "NULL", 4);
+    if (len > SIZE_MAX / 2 - 2 || aq_buf_reserve(b, len * 2 + 2) < 0)
         return -1;
     char *o = b->data + b->len;
     *o++ = '"';
@@ -610,19 +583,19 @@ static long long txn_insert(pgw *w, const aq_job *jobs, size_t lo, size_t hi, st
     b->len = 0;
     for (int c = 0; c < PGW_NPARAMS; c++) {
         off[c] = b->len;
-        if (buf_put(b, "{", 1) < 0)
+        if (aq_buf_append(b, "{", 1) < 0)
             goto oom;
         for (size_t i = lo; i < hi; i++) {
             const aq_job *j = &jobs[i];
             int rc;
-            if (i > lo && buf_put(b, ",", 1) < 0)
+            if (i > lo && aq_buf_append(b, ",", 1) < 0)
                 goto oom;
             if (c == 0) {
                 uuid_format(j->id, id);
-                rc = buf_put(b, id, 36);
+                rc = aq_buf_append(b, id, 36);
             } else if (c == 1) {
                 int n = snprintf(ts, sizeof ts, "%" PRId64, j->occurred_at_us);
-                rc = buf_put(b, ts, (size_t)n);
+                rc = aq_buf_append(b, ts, (size_t)n);
             } else if (c == 2) {
                 const char *prio = codec_priority_name(j->priority);
                 rc = pgw_array_elem(b, prio, prio ? strlen(prio) : 0);
@@ -633,7 +606,7 @@ static long long txn_insert(pgw *w, const aq_job *jobs, size_t lo, size_t hi, st
             if (rc < 0)
                 goto oom;
         }
-        if (buf_put(b, "}", 2) < 0)   /* with the NUL terminator */
+        if (aq_buf_append(b, "}", 2) < 0)   /* with the NUL terminator */
             goto oom;
     }
     for (int c = 0; c < PGW_NPARAMS; c++)

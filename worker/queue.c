@@ -252,6 +252,23 @@ static redisReply *run(redisContext *c, script *s, int nkeys, int argc, const ch
     return NULL;
 }
 
+/* run() for scripts whose keys and arguments are all C strings. */
+static redisReply *run_strings(redisContext *c, script *s, int nkeys, const char *const *vals, int n,
+                               char *err, size_t errlen)
+{
+    const char *argv[3 + 16];
+    size_t argl[3 + 16];
+    if (n > 16) {
+        snprintf(err, errlen, "%s: too many arguments", s->name);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        argv[3 + i] = vals[i];
+        argl[3 + i] = strlen(vals[i]);
+    }
+    return run(c, s, nkeys, 3 + n, argv, argl, err, errlen);
+}
+
 void queue_batch_free(queue_batch *b)
 {
     if (b->reply)
@@ -273,9 +290,6 @@ int queue_fetch(redisContext *c, const aq_keys *k, const char *wid, int thread, 
                 int max, uint64_t seq, queue_batch *b, char *err, size_t errlen)
 {
     char ik[AQ_KEY_MAX + 64], wk[AQ_KEY_MAX + 64], smax[16], sth[16], sseq[24], prio[4][2];
-    const char *argv[3 + 6 + 7];
-    size_t argl[3 + 6 + 7];
-    int a = 3;
 
     memset(b, 0, sizeof *b);
     inflight_key(ik, sizeof ik, k, wid, thread);
@@ -283,22 +297,13 @@ int queue_fetch(redisContext *c, const aq_keys *k, const char *wid, int thread, 
     snprintf(smax, sizeof smax, "%d", max);
     snprintf(sth, sizeof sth, "%d", thread);
     snprintf(sseq, sizeof sseq, "%llu", (unsigned long long)seq);
-    argv[a] = ik; argl[a++] = strlen(ik);
-    argv[a] = wk; argl[a++] = strlen(wk);
-    for (int i = 0; i < 4; i++) {
-        argv[a] = k->queue[order[i]];
-        argl[a++] = strlen(k->queue[order[i]]);
-    }
-    argv[a] = smax; argl[a++] = strlen(smax);
-    argv[a] = sth; argl[a++] = strlen(sth);
-    argv[a] = sseq; argl[a++] = strlen(sseq);
     for (int i = 0; i < 4; i++) {
         prio[i][0] = (char)('0' + order[i]);
         prio[i][1] = '\0';
-        argv[a] = prio[i];
-        argl[a++] = 1;
     }
-    redisReply *r = run(c, &s_fetch, 6, a, argv, argl, err, errlen);
+    const char *vals[13] = {ik, wk, k->queue[order[0]], k->queue[order[1]], k->queue[order[2]],
+                            k->queue[order[3]], smax, sth, sseq, prio[0], prio[1], prio[2], prio[3]};
+    redisReply *r = run_strings(c, &s_fetch, 6, vals, 13, err, errlen);
     if (!r)
         return -1;
     if (r->type != REDIS_REPLY_ARRAY) {
@@ -450,9 +455,6 @@ int queue_heartbeat(redisContext *c, const aq_keys *k, const char *wid, const ch
                     char *err, size_t errlen)
 {
     char wk[AQ_KEY_MAX + 64], spid[16], sth[16], sst[24], sproc[24], sinf[24];
-    const char *argv[3 + 2 + 7];
-    size_t argl[3 + 2 + 7];
-    int a = 3;
 
     worker_key(wk, sizeof wk, k, wid);
     snprintf(spid, sizeof spid, "%d", pid);
@@ -461,11 +463,7 @@ int queue_heartbeat(redisContext *c, const aq_keys *k, const char *wid, const ch
     snprintf(sproc, sizeof sproc, "%llu", (unsigned long long)processed);
     snprintf(sinf, sizeof sinf, "%llu", (unsigned long long)inflight);
     const char *vals[9] = {k->workers, wk, wid, host, spid, sth, sst, sproc, sinf};
-    for (int i = 0; i < 9; i++) {
-        argv[a] = vals[i];
-        argl[a++] = strlen(vals[i]);
-    }
-    redisReply *r = run(c, &s_heartbeat, 2, a, argv, argl, err, errlen);
+    redisReply *r = run_strings(c, &s_heartbeat, 2, vals, 9, err, errlen);
     if (!r)
         return -1;
     freeReplyObject(r);
@@ -476,9 +474,6 @@ int queue_recover(redisContext *c, const aq_keys *k, const aq_config *cfg, const
                   long long *workers, long long *jobs, long long *dead, char *err, size_t errlen)
 {
     char rec[AQ_KEY_MAX + 16], sto[16], smr[16], sdm[16];
-    const char *argv[3 + 8 + 6];
-    size_t argl[3 + 8 + 6];
-    int a = 3;
 
     snprintf(rec, sizeof rec, "{%s}:recoveries", k->ns);
     snprintf(sto, sizeof sto, "%d", cfg->heartbeat_timeout_ms);
@@ -487,11 +482,7 @@ int queue_recover(redisContext *c, const aq_keys *k, const aq_config *cfg, const
     const char *vals[14] = {k->workers, k->stats, k->dead, rec, k->queue[0], k->queue[1],
                             k->queue[2], k->queue[3], sto, k->worker_prefix, k->inflight_prefix,
                             smr, sdm, only_wid ? only_wid : ""};
-    for (int i = 0; i < 14; i++) {
-        argv[a] = vals[i];
-        argl[a++] = strlen(vals[i]);
-    }
-    redisReply *r = run(c, &s_recover, 8, a, argv, argl, err, errlen);
+    redisReply *r = run_strings(c, &s_recover, 8, vals, 14, err, errlen);
     if (!r)
         return -1;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
@@ -508,15 +499,8 @@ int queue_recover(redisContext *c, const aq_keys *k, const aq_config *cfg, const
 
 int queue_promote(redisContext *c, const aq_keys *k, long long *moved, char *err, size_t errlen)
 {
-    const char *argv[3 + 5];
-    size_t argl[3 + 5];
-    int a = 3;
     const char *vals[5] = {k->retry, k->queue[0], k->queue[1], k->queue[2], k->queue[3]};
-    for (int i = 0; i < 5; i++) {
-        argv[a] = vals[i];
-        argl[a++] = strlen(vals[i]);
-    }
-    redisReply *r = run(c, &s_promote, 5, a, argv, argl, err, errlen);
+    redisReply *r = run_strings(c, &s_promote, 5, vals, 5, err, errlen);
     if (!r)
         return -1;
     *moved = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
@@ -527,16 +511,9 @@ int queue_promote(redisContext *c, const aq_keys *k, long long *moved, char *err
 int queue_deregister(redisContext *c, const aq_keys *k, const char *wid, char *err, size_t errlen)
 {
     char wk[AQ_KEY_MAX + 64];
-    const char *argv[3 + 3];
-    size_t argl[3 + 3];
-    int a = 3;
     worker_key(wk, sizeof wk, k, wid);
     const char *vals[3] = {k->workers, wk, wid};
-    for (int i = 0; i < 3; i++) {
-        argv[a] = vals[i];
-        argl[a++] = strlen(vals[i]);
-    }
-    redisReply *r = run(c, &s_deregister, 2, a, argv, argl, err, errlen);
+    redisReply *r = run_strings(c, &s_deregister, 2, vals, 3, err, errlen);
     if (!r)
         return -1;
     freeReplyObject(r);
