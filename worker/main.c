@@ -202,26 +202,6 @@ static int grow(wthread *t, size_t n)
     return 0;
 }
 
-/* Fetch order: strict, or in weighted mode one queue drawn by weight tried
- * first, then the rest in priority order (so `low` gets its share whenever
- * it has jobs, and no queue is skipped while others are empty). */
-static void pick_order(wthread *t, int order[4])
-{
-    const aq_config *c = &t->w->cfg;
-    int first = 0;
-    if (c->priority_mode == PRIO_WEIGHTED) {
-        int sum = c->weights[0] + c->weights[1] + c->weights[2] + c->weights[3];
-        int r = (int)(backoff_rand(&t->rng) % (uint64_t)sum);
-        for (first = 0; first < 3 && r >= c->weights[first]; first++)
-            r -= c->weights[first];
-    }
-    int n = 0;
-    order[n++] = first;
-    for (int p = 0; p < 4; p++)
-        if (p != first)
-            order[n++] = p;
-}
-
 /* Decodes, writes and settles one batch. Returns when it is settled, or
  * when shutdown ran out of time (the batch stays in flight). */
 static void process_batch(wthread *t, queue_batch *b)
@@ -352,11 +332,10 @@ static void *thread_main(void *arg)
             w_sleep(w, backoff_delay_ms(++rfail, 100, 5000, &t->rng), 0);
             continue;
         }
-        int order[4];
         queue_batch b;
-        pick_order(t, order);
-        if (queue_fetch(t->rc, &w->keys, w->id, t->idx, order, w->cfg.batch_size, ++t->seq, &b, err,
-                        sizeof err) != 0) {
+        double r01 = (double)(backoff_rand(&t->rng) >> 11) / (double)(1ULL << 53);
+        if (queue_fetch(t->rc, &w->keys, w->id, t->idx, w->cfg.priority_mode == PRIO_WEIGHTED,
+                        w->cfg.weights, r01, w->cfg.batch_size, ++t->seq, &b, err, sizeof err) != 0) {
             log_warn("fetch failed", " thread=%d error=\"%s\"", t->idx, err);
             w_sleep(w, backoff_delay_ms(++rfail, 100, 5000, &t->rng), 0);
             continue;

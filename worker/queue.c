@@ -32,8 +32,12 @@ typedef struct script {
 
 static pthread_mutex_t sha_mu = PTHREAD_MUTEX_INITIALIZER;
 
-/* KEYS: inflight, worker hash, q1..q4 (in the order to try)
- * ARGV: max, thread, seq, prio digit of q1..q4 */
+/* KEYS: inflight, worker hash, q0..q3 (critical..low)
+ * ARGV: max, thread, seq, mode ('strict' | 'weighted'), r in [0,1), w0..w3
+ * Weighted: the queue is drawn among the NON-EMPTY queues in proportion to
+ * their weights, so each queue with work gets its share whatever the
+ * others hold (drawing among all queues would hand an empty queue's share
+ * to the highest priority). */
 static script s_fetch = {"fetch",
     "local ik, wk = KEYS[1], KEYS[2]\n"
     "local field = 'src:' .. ARGV[2]\n"
@@ -45,20 +49,37 @@ static script s_fetch = {"fetch",
     "  end\n"
     "  return {src, redis.call('LRANGE', ik, 0, -1)}\n"
     "end\n"
-    "local n = tonumber(ARGV[1])\n"
-    "for i = 3, 6 do\n"
-    "  local items = redis.call('LRANGE', KEYS[i], -n, -1)\n"
-    "  if #items > 0 then\n"
-    "    redis.call('LTRIM', KEYS[i], 0, -#items - 1)\n"
-    "    for s = 1, #items, 1000 do\n"
-    "      redis.call('RPUSH', ik, unpack(items, s, math.min(s + 999, #items)))\n"
-    "    end\n"
-    "    local src = ARGV[i + 1] .. ':' .. ARGV[3]\n"
-    "    redis.call('HSET', wk, field, src)\n"
-    "    return {src, items}\n"
+    "local pick = nil\n"
+    "if ARGV[4] == 'weighted' then\n"
+    "  local lens, total = {}, 0\n"
+    "  for p = 0, 3 do\n"
+    "    lens[p] = redis.call('LLEN', KEYS[3 + p])\n"
+    "    if lens[p] > 0 then total = total + tonumber(ARGV[6 + p]) end\n"
     "  end\n"
+    "  if total == 0 then return {} end\n"
+    "  local x = tonumber(ARGV[5]) * total\n"
+    "  for p = 0, 3 do\n"
+    "    if lens[p] > 0 then\n"
+    "      pick = p\n"
+    "      x = x - tonumber(ARGV[6 + p])\n"
+    "      if x < 0 then break end\n"
+    "    end\n"
+    "  end\n"
+    "else\n"
+    "  for p = 0, 3 do\n"
+    "    if redis.call('LLEN', KEYS[3 + p]) > 0 then pick = p break end\n"
+    "  end\n"
+    "  if not pick then return {} end\n"
     "end\n"
-    "return {}\n",
+    "local q = KEYS[3 + pick]\n"
+    "local items = redis.call('LRANGE', q, -tonumber(ARGV[1]), -1)\n"
+    "redis.call('LTRIM', q, 0, -#items - 1)\n"
+    "for s = 1, #items, 1000 do\n"
+    "  redis.call('RPUSH', ik, unpack(items, s, math.min(s + 999, #items)))\n"
+    "end\n"
+    "local src = pick .. ':' .. ARGV[3]\n"
+    "redis.call('HSET', wk, field, src)\n"
+    "return {src, items}\n",
     ""};
 
 /* KEYS: inflight, worker hash, retry, dead, stats, recoveries
@@ -286,10 +307,11 @@ static void inflight_key(char *out, size_t n, const aq_keys *k, const char *wid,
     snprintf(out, n, "%s%s:%d", k->inflight_prefix, wid, thread);
 }
 
-int queue_fetch(redisContext *c, const aq_keys *k, const char *wid, int thread, const int order[4],
-                int max, uint64_t seq, queue_batch *b, char *err, size_t errlen)
+int queue_fetch(redisContext *c, const aq_keys *k, const char *wid, int thread, int weighted,
+                const int weights[4], double r01, int max, uint64_t seq, queue_batch *b, char *err,
+                size_t errlen)
 {
-    char ik[AQ_KEY_MAX + 64], wk[AQ_KEY_MAX + 64], smax[16], sth[16], sseq[24], prio[4][2];
+    char ik[AQ_KEY_MAX + 64], wk[AQ_KEY_MAX + 64], smax[16], sth[16], sseq[24], sr[32], w[4][16];
 
     memset(b, 0, sizeof *b);
     inflight_key(ik, sizeof ik, k, wid, thread);
@@ -297,13 +319,12 @@ int queue_fetch(redisContext *c, const aq_keys *k, const char *wid, int thread, 
     snprintf(smax, sizeof smax, "%d", max);
     snprintf(sth, sizeof sth, "%d", thread);
     snprintf(sseq, sizeof sseq, "%llu", (unsigned long long)seq);
-    for (int i = 0; i < 4; i++) {
-        prio[i][0] = (char)('0' + order[i]);
-        prio[i][1] = '\0';
-    }
-    const char *vals[13] = {ik, wk, k->queue[order[0]], k->queue[order[1]], k->queue[order[2]],
-                            k->queue[order[3]], smax, sth, sseq, prio[0], prio[1], prio[2], prio[3]};
-    redisReply *r = run_strings(c, &s_fetch, 6, vals, 13, err, errlen);
+    snprintf(sr, sizeof sr, "%.6f", r01);
+    for (int i = 0; i < 4; i++)
+        snprintf(w[i], sizeof w[i], "%d", weights[i]);
+    const char *vals[15] = {ik, wk, k->queue[0], k->queue[1], k->queue[2], k->queue[3], smax, sth,
+                            sseq, weighted ? "weighted" : "strict", sr, w[0], w[1], w[2], w[3]};
+    redisReply *r = run_strings(c, &s_fetch, 6, vals, 15, err, errlen);
     if (!r)
         return -1;
     if (r->type != REDIS_REPLY_ARRAY) {

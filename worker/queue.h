@@ -29,13 +29,16 @@ typedef struct queue_batch {
 
 void queue_batch_free(queue_batch *b);
 
-/* Atomically moves up to max jobs (oldest first) from the first non-empty
- * queue in order[] into this thread's in-flight list, and records the
- * source priority and a fencing token in the worker hash. If the in-flight
- * list is not empty (an earlier batch was never settled), that batch is
- * returned again instead. b->n == 0: every queue is empty. */
-int queue_fetch(redisContext *c, const aq_keys *k, const char *wid, int thread, const int order[4],
-                int max, uint64_t seq, queue_batch *b, char *err, size_t errlen);
+/* Atomically moves up to max jobs (oldest first) from one queue into this
+ * thread's in-flight list, and records the source priority and a fencing
+ * token in the worker hash. The queue: the highest-priority non-empty one
+ * (strict), or one drawn among the non-empty queues in proportion to
+ * weights[] using r01, a uniform number in [0,1) (weighted). If the
+ * in-flight list is not empty (an earlier batch was never settled), that
+ * batch is returned again instead. b->n == 0: every queue is empty. */
+int queue_fetch(redisContext *c, const aq_keys *k, const char *wid, int thread, int weighted,
+                const int weights[4], double r01, int max, uint64_t seq, queue_batch *b, char *err,
+                size_t errlen);
 
 /* One delayed retry: job bytes (re-encoded with attempts+1) and its delay. */
 typedef struct queue_retry {
