@@ -60,7 +60,6 @@ sys.exit(0 if depth == 0 and s["inflight"] == 0 and s["retry"] == 0 else 1)' "$j
 }
 
 dead_reasons() {
-    redis-cli -p "$REDIS_PORT" --no-raw LRANGE '{auditq}:dead' 0 -1 >/dev/null
     "$PY" - "$REDIS_PORT" <<'PYEOF'
 import socket, sys, msgpack
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
@@ -69,10 +68,12 @@ f = s.makefile("rb")
 n = int(f.readline()[1:])
 for _ in range(n):
     ln = int(f.readline()[1:])
-    rec = msgpack.unpackb(f.read(ln + 2)[:-2], raw=False)
-    line = rec["reason"]
+    # raw=True: a record built by the recover script holds the job as a
+    # msgpack str of arbitrary bytes (docs/PROTOCOL.md).
+    rec = {k.decode(): v for k, v in msgpack.unpackb(f.read(ln + 2)[:-2], raw=True).items()}
+    line = rec["reason"].decode()
     if rec.get("sqlstate"):
-        line += " [" + rec["sqlstate"] + "]"
+        line += " [" + rec["sqlstate"].decode() + "]"
     print(line)
 PYEOF
 }
