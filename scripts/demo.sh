@@ -93,19 +93,6 @@ pid_runs() {
     [[ "$cmd" == *"$word"* ]]
 }
 
-# TERM, wait up to SECS, then KILL.  Works for processes that are not our
-# children (a previous demo's), so it polls instead of `wait`.
-stop_pid() {
-    local pid=$1 secs=$2
-    kill -TERM "$pid" 2>/dev/null || true
-    if ! _aq_wait_dead "$pid" "$secs"; then
-        say "    pid $pid still running ${secs}s after SIGTERM: SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-        _aq_wait_dead "$pid" 5 || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
-
 # The worker drains on the first SIGTERM (normally a few ms), but it waits up
 # to shutdown_timeout_ms (30 s) for a batch it cannot acknowledge, e.g. when
 # Redis is already gone.  After 10 s a second SIGTERM makes it stop at once.
@@ -117,7 +104,7 @@ stop_worker() {
     kill -TERM "$pid" 2>/dev/null || true
     if ! _aq_wait_dead "$pid" 10; then
         say "    worker still draining after 10 s: second SIGTERM (stop now)"
-        stop_pid "$pid" 5
+        _aq_stop_pid "$pid" 5
     fi
     wait "$pid" 2>/dev/null || true
 }
@@ -253,7 +240,7 @@ demo_stop() {
         if [[ -n "$port" ]]; then
             redis-cli -h 127.0.0.1 -p "$port" shutdown </dev/null >/dev/null 2>&1 || true
         fi
-        _aq_wait_dead "$pid" 10 || stop_pid "$pid" 5
+        _aq_wait_dead "$pid" 10 || _aq_stop_pid "$pid" 5
         stopped=$((stopped + 1))
     done
 

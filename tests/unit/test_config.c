@@ -105,6 +105,24 @@ static void test_defaults(void **state)
     }
 }
 
+
+/* 13 lines exercising comments, quoting, escapes, CRLF and enums; the
+ * file-parse tests append one more line each. */
+#define SAMPLE_LINES \
+        "# a comment line\n" \
+        "\n" \
+        "   \t\n" \
+        "  # indented comment\n" \
+        "batch_size=250\n" \
+        "  threads   =   4   # trailing comment\n" \
+        "database_url = \"host=db password='a \\\"q\\\" \\\\ b' dbname=x#1\"  # '#' is literal\n" \
+        "namespace = \"billing\"\n" \
+        "redis_url = redis://h:6380/2\r\n" \
+        "priority_mode = weighted\n" \
+        "weights = \" 10 , 5 ,2,1 \"\n" \
+        "write_method = INSERT\n" \
+        "log_level = debug\n"
+
 static void test_file_parse(void **state)
 {
     aq_config c;
@@ -113,19 +131,7 @@ static void test_file_parse(void **state)
 
     config_defaults(&c);
     assert_int_equal(load_text_as(&c,
-        "# a comment line\n"
-        "\n"
-        "   \t\n"
-        "  # indented comment\n"
-        "batch_size=250\n"
-        "  threads   =   4   # trailing comment\n"
-        "database_url = \"host=db password='a \\\"q\\\" \\\\ b' dbname=x#1\"  # '#' is literal\n"
-        "namespace = \"billing\"\n"
-        "redis_url = redis://h:6380/2\r\n"
-        "priority_mode = weighted\n"
-        "weights = \" 10 , 5 ,2,1 \"\n"
-        "write_method = INSERT\n"
-        "log_level = debug\n"
+        SAMPLE_LINES
         "idle_poll_ms = 20#not-a-comment-needs-space\n",
         err, sizeof err), -1);
     /* ^ the last line is an error: "20#not..." is not an integer. */
@@ -134,19 +140,7 @@ static void test_file_parse(void **state)
 
     config_defaults(&c);
     assert_int_equal(load_text(&c,
-        "# a comment line\n"
-        "\n"
-        "   \t\n"
-        "  # indented comment\n"
-        "batch_size=250\n"
-        "  threads   =   4   # trailing comment\n"
-        "database_url = \"host=db password='a \\\"q\\\" \\\\ b' dbname=x#1\"  # '#' is literal\n"
-        "namespace = \"billing\"\n"
-        "redis_url = redis://h:6380/2\r\n"
-        "priority_mode = weighted\n"
-        "weights = \" 10 , 5 ,2,1 \"\n"
-        "write_method = INSERT\n"
-        "log_level = debug\n"
+        SAMPLE_LINES
         "max_job_bytes = +2048\n"
         "batch_size = 300\n",          /* later line wins */
         err, sizeof err), 0);
