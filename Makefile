@@ -31,7 +31,7 @@ LIB_SRC    = $(LIB_COMMON) $(wildcard producer/*.c)
 # Worker/tool-only common pieces.
 APP_COMMON = common/config.c common/log.c
 WORKER_SRC = $(wildcard worker/*.c)
-CTL_SRC    = tools/auditqctl.c tools/ctl_stats.c tools/ctl_migrate.c $(BUILD)/gen/migrations.c
+CTL_SRC    = tools/auditqctl.c $(sort $(wildcard tools/ctl_*.c)) $(BUILD)/gen/migrations.c
 BENCH_SRC  = tools/auditq-bench.c tools/gen.c
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(patsubst $(BUILD)/%,%,$(1)))

@@ -56,6 +56,9 @@ static const cf_enum cf_prio_modes[] = {
 static const cf_enum cf_write_methods[] = {
     { "copy", WRITE_COPY }, { "insert", WRITE_INSERT }, { NULL, 0 }
 };
+static const cf_enum cf_archive_modes[] = {
+    { "schema", ARCHIVE_SCHEMA }, { "csv", ARCHIVE_CSV }, { NULL, 0 }
+};
 static const cf_enum cf_log_levels[] = {
     { "error", LOG_ERROR }, { "warn", LOG_WARN }, { "info", LOG_INFO },
     { "debug", LOG_DEBUG }, { NULL, 0 }
@@ -63,6 +66,8 @@ static const cf_enum cf_log_levels[] = {
 
 static int cf_check_namespace(const char *v, char *why, size_t whylen);
 static int cf_check_redis_url(const char *v, char *why, size_t whylen);
+static int cf_check_ident(const char *v, char *why, size_t whylen);
+static int cf_check_listen(const char *v, char *why, size_t whylen);
 
 #define F(field) offsetof(aq_config, field), sizeof(((aq_config *)0)->field)
 #define STR(n, field, def, lo, check, reload, secret, help) \
@@ -134,6 +139,27 @@ static const cf_entry cf_table[] = {
     /* logging */
     ENUM("log_level", log_level, "info", cf_log_levels, true,
          "Least severe log lines written to stderr: error, warn, info or debug"),
+    INT("summary_interval_ms", summary_interval_ms, "10000", 0, 86400000, true,
+        "How often the worker logs a one-line throughput and lag summary, in milliseconds; 0 = never"),
+    /* operations */
+    STR("http_listen", http_listen, "", 0, cf_check_listen, false, false,
+        "Address of the worker's HTTP endpoint (/metrics, /healthz, /readyz) as host:port, "
+        "e.g. 127.0.0.1:9187; \"\" = off"),
+    INT("hot_months", hot_months, "3", 1, 1200, true,
+        "Retention: months of events kept in audit_events (the current month counts as one)"),
+    INT("retain_months", retain_months, "24", 1, 1200, true,
+        "Retention: months of events kept at all; older archived partitions are dropped "
+        "(must be >= hot_months; compliance setups often need 84)"),
+    ENUM("archive_mode", archive_mode, "schema", cf_archive_modes, true,
+         "Retention: partitions older than hot_months are moved to archive_schema (schema) or "
+         "exported to archive_dir as gzip CSV with a manifest and dropped (csv)"),
+    STR("archive_schema", archive_schema, "auditq_archive", 1, cf_check_ident, true, false,
+        "Retention: schema that holds archived partitions (archive_mode = schema)"),
+    STR("archive_dir", archive_dir, "", 0, NULL, true, false,
+        "Retention: directory for exported partitions (archive_mode = csv)"),
+    INT("retention_interval_s", retention_interval_s, "0", 0, 31536000, true,
+        "The worker runs retention this often, in seconds; 0 = never (run 'auditqctl retention run' "
+        "from cron instead)"),
     /* testing */
     INT("crash_after_commit", crash_after_commit, "0", 0, 1000000000, false,
         "TEST HOOK, never set in production: _exit(137) between commit and ack after this many "
@@ -249,6 +275,43 @@ static int cf_check_namespace(const char *v, char *why, size_t whylen)
         }
     }
     return 0;
+}
+
+/* A PostgreSQL identifier we may put in SQL unquoted: lower case, so the
+ * name the user writes is the name the catalog holds. */
+static int cf_check_ident(const char *v, char *why, size_t whylen)
+{
+    if (!((*v >= 'a' && *v <= 'z') || *v == '_'))
+        goto bad;
+    for (const char *p = v; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
+            goto bad;
+    return 0;
+bad:
+    cf_errf(why, whylen, "must be a lower-case SQL name: a-z or _ first, then a-z 0-9 _ (e.g. auditq_archive)");
+    return -1;
+}
+
+/* "" (off), or host:port with port 1..65535; host may be [v6] or empty
+ * (all addresses). The socket code resolves the host. */
+static int cf_check_listen(const char *v, char *why, size_t whylen)
+{
+    const char *colon = strrchr(v, ':');
+    char *end;
+    long port;
+
+    if (*v == '\0')
+        return 0;
+    if (colon == NULL)
+        goto bad;
+    errno = 0;
+    port = strtol(colon + 1, &end, 10);
+    if (errno != 0 || end == colon + 1 || *end != '\0' || port < 1 || port > 65535)
+        goto bad;
+    return 0;
+bad:
+    cf_errf(why, whylen, "must be host:port, e.g. 127.0.0.1:9187 (loopback only) or :9187 (all addresses)");
+    return -1;
 }
 
 /* Only the scheme is checked here; redis_url_parse checks the rest when the
@@ -677,6 +740,19 @@ int config_validate(const aq_config *c, char *err, size_t errlen)
                 "raise heartbeat_timeout_ms to %ld or lower heartbeat_interval_ms",
                 c->heartbeat_timeout_ms, c->heartbeat_interval_ms,
                 2L * c->heartbeat_interval_ms);
+        return -1;
+    }
+    if (c->retain_months < c->hot_months) {
+        cf_errf(err, errlen,
+                "retain_months (%d) must be at least hot_months (%d); "
+                "raise retain_months or lower hot_months",
+                c->retain_months, c->hot_months);
+        return -1;
+    }
+    if (c->archive_mode == ARCHIVE_CSV && c->archive_dir[0] == '\0') {
+        cf_errf(err, errlen,
+                "archive_mode = csv needs archive_dir; set archive_dir to a directory that will "
+                "hold the exported partitions, or use archive_mode = schema");
         return -1;
     }
     if (c->backoff_max_ms < c->backoff_base_ms) {

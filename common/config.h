@@ -8,6 +8,7 @@
 
 enum { PRIO_STRICT = 0, PRIO_WEIGHTED = 1 };
 enum { WRITE_COPY = 0, WRITE_INSERT = 1 };
+enum { ARCHIVE_SCHEMA = 0, ARCHIVE_CSV = 1 };
 
 typedef struct aq_config {
     char redis_url[512];
@@ -35,6 +36,15 @@ typedef struct aq_config {
     int max_job_bytes;
     int partitions_ahead;        /* months created ahead by the worker */
     int log_level;
+    int summary_interval_ms;     /* periodic logfmt summary line; 0 = off */
+    /* operations (issue 4) */
+    char http_listen[128];       /* "host:port" of /metrics /healthz /readyz; "" = off */
+    int hot_months;              /* retention: months kept in audit_events */
+    int retain_months;           /* retention: months kept at all (archive included) */
+    int archive_mode;            /* ARCHIVE_SCHEMA | ARCHIVE_CSV */
+    char archive_schema[64];     /* ARCHIVE_SCHEMA: where old partitions move */
+    char archive_dir[512];       /* ARCHIVE_CSV: where compressed CSV + manifest go */
+    int retention_interval_s;    /* worker runs retention this often; 0 = never (cron does) */
     /* Test hook (never set in production): after a batch is committed in
      * PostgreSQL and before it is acknowledged in Redis, _exit(137) once
      * the process has committed this many batches. 0 = off. */

@@ -55,6 +55,11 @@ static const ctl_command ctl_commands[] = {
       "  -h, --help  show this help\n"
       "\n"
       "Exit status: 0 ok, 1 Redis unreachable or error, 2 usage error.\n" },
+    { "workers", ctl_workers, ctl_workers_synopsis, ctl_workers_help },
+    { "dlq", ctl_dlq, ctl_dlq_synopsis, ctl_dlq_help },
+    { "partitions", ctl_partitions, ctl_partitions_synopsis, ctl_partitions_help },
+    { "retention", ctl_retention, ctl_retention_synopsis, ctl_retention_help },
+    { "query", ctl_query, ctl_query_synopsis, ctl_query_help },
 };
 
 #define CTL_NCOMMANDS (sizeof ctl_commands / sizeof ctl_commands[0])

@@ -706,7 +706,8 @@ int main(int argc, char **argv)
     ev_timer_init(&w->t_recover, on_recover, 0.05, rec);
     ev_timer_init(&w->t_promote, on_promote, 0.1, 0.1);
     ev_timer_init(&w->t_maint, on_maint, 0.2, 3600.0);
-    ev_timer_init(&w->t_summary, on_summary, 10.0, 10.0);
+    double sum = w->cfg.summary_interval_ms / 1000.0;
+    ev_timer_init(&w->t_summary, on_summary, sum, sum);
     ev_timer_init(&w->t_stop, on_stop_check, 0.02, 0.02);
     w->t_heartbeat.data = w->t_recover.data = w->t_promote.data = w;
     w->t_maint.data = w->t_summary.data = w->t_stop.data = w;
@@ -715,7 +716,8 @@ int main(int argc, char **argv)
     ev_timer_start(w->loop, &w->t_recover);
     ev_timer_start(w->loop, &w->t_promote);
     ev_timer_start(w->loop, &w->t_maint);
-    ev_timer_start(w->loop, &w->t_summary);
+    if (w->cfg.summary_interval_ms > 0)
+        ev_timer_start(w->loop, &w->t_summary);
 
     ev_run(w->loop, 0);
 
