@@ -32,7 +32,7 @@ LIB_SRC    = $(LIB_COMMON) $(wildcard producer/*.c)
 APP_COMMON = common/config.c common/log.c
 WORKER_SRC = $(wildcard worker/*.c)
 CTL_SRC    = tools/auditqctl.c $(sort $(wildcard tools/ctl_*.c)) $(BUILD)/gen/migrations.c
-BENCH_SRC  = tools/auditq-bench.c tools/gen.c
+BENCH_SRC  = tools/auditq-bench.c tools/bench_pg.c tools/gen.c worker/pgw.c $(BUILD)/gen/migrations.c
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(patsubst $(BUILD)/%,%,$(1)))
 

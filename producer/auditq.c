@@ -289,28 +289,36 @@ auditq_rc auditq_event_set_time(auditq_event *ev, int64_t occurred_at_us)
     return AUDITQ_OK;
 }
 
-auditq_rc producer_encode(auditq *q, const auditq_event *ev, aq_buf *out, int *prio, char *id_out)
+auditq_rc producer_fill_job(const auditq_event *ev, aq_job *j)
 {
-    aq_job j;
-
-    memset(&j, 0, sizeof j);
+    memset(j, 0, sizeof *j);
     if (!field_set(ev, AUDITQ_ACTION)) {
         producer_set_error("action is required (e.g. \"page.update\")");
         return AUDITQ_ERR_MISSING_FIELD;
     }
     for (int f = 1; f < AUDITQ_FIELD_COUNT; f++) {
         if (field_set(ev, f)) {
-            j.f[f].p = ev->val[f];
-            j.f[f].len = (uint32_t)ev->len[f];
+            j->f[f].p = ev->val[f];
+            j->f[f].len = (uint32_t)ev->len[f];
         }
     }
     if (field_set(ev, AUDITQ_EVENT_ID))
-        uuid_parse(ev->val[AUDITQ_EVENT_ID], ev->len[AUDITQ_EVENT_ID], j.id);
+        uuid_parse(ev->val[AUDITQ_EVENT_ID], ev->len[AUDITQ_EVENT_ID], j->id);
     else
-        uuid7_new(j.id);
-    j.version = AUDITQ_SCHEMA_VERSION;
-    j.occurred_at_us = ev->occurred_at_us ? ev->occurred_at_us : clock_now_us();
-    j.priority = ev->priority;
+        uuid7_new(j->id);
+    j->version = AUDITQ_SCHEMA_VERSION;
+    j->occurred_at_us = ev->occurred_at_us ? ev->occurred_at_us : clock_now_us();
+    j->priority = ev->priority;
+    return AUDITQ_OK;
+}
+
+auditq_rc producer_encode(auditq *q, const auditq_event *ev, aq_buf *out, int *prio, char *id_out)
+{
+    aq_job j;
+    auditq_rc rc = producer_fill_job(ev, &j);
+
+    if (rc != AUDITQ_OK)
+        return rc;
     if (codec_encode(&j, out) != 0) {
         producer_set_error("out of memory encoding the event");
         return AUDITQ_ERR_NOMEM;

@@ -88,6 +88,10 @@ struct auditq {
 void producer_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Validates and encodes ev into out (fresh bytes appended), filling the
  * event id (id_out may be NULL) and priority. */
+/* Fills j from ev: fields point into ev (valid while ev is unchanged); a
+ * new UUIDv7 unless ev has an event_id; occurred_at now unless set.
+ * AUDITQ_ERR_MISSING_FIELD without an action. */
+auditq_rc producer_fill_job(const auditq_event *ev, aq_job *j);
 auditq_rc producer_encode(auditq *q, const auditq_event *ev, aq_buf *out, int *prio, char *id_out);
 /* Maps a hiredis context error to an auditq_rc and records the detail. */
 auditq_rc producer_redis_error(const redisContext *c, const char *what);

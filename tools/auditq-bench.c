@@ -42,49 +42,36 @@
 #include "auditq.h"
 #include "gen.h"
 #include "redisconn.h"
+#include "bench.h"
 
-#define EXIT_OK 0
-#define EXIT_FAILED 1
-#define EXIT_USAGE 2
 
-#define MAX_THREADS 256
-#define MAX_SETS 32
-#define RC_SLOTS 32            /* auditq_rc values we count individually */
 #define REF_VALUE_BYTES 300
 
 /* ---- time ---------------------------------------------------------------- */
 
-static int64_t now_ns(void)
+int64_t now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static void sleep_until_ns(int64_t t)
+void sleep_until_ns(int64_t t)
 {
     struct timespec ts = { .tv_sec = t / 1000000000, .tv_nsec = t % 1000000000 };
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
         ;
 }
 
-static void sleep_ms(int ms)
+void sleep_ms(int ms)
 {
     sleep_until_ns(now_ns() + (int64_t)ms * 1000000);
 }
 
 /* ---- histogram ------------------------------------------------------------ */
 
-#define HIST_SUB_BITS 7
-#define HIST_SUB (1 << HIST_SUB_BITS)
-#define HIST_BUCKETS ((64 - HIST_SUB_BITS + 1) * HIST_SUB)
 
-typedef struct hist {
-    uint64_t n, sum, min, max;   /* exact */
-    uint64_t counts[HIST_BUCKETS];
-} hist;
-
-static void hist_init(hist *h)
+void hist_init(hist *h)
 {
     memset(h, 0, sizeof *h);
     h->min = UINT64_MAX;
@@ -112,7 +99,7 @@ static uint64_t hist_value(size_t i)
     return lower + width / 2;
 }
 
-static void hist_add(hist *h, uint64_t v)
+void hist_add(hist *h, uint64_t v)
 {
     h->counts[hist_index(v)]++;
     h->n++;
@@ -123,7 +110,7 @@ static void hist_add(hist *h, uint64_t v)
         h->max = v;
 }
 
-static void hist_merge(hist *into, const hist *from)
+void hist_merge(hist *into, const hist *from)
 {
     for (size_t i = 0; i < HIST_BUCKETS; i++)
         into->counts[i] += from->counts[i];
@@ -137,7 +124,7 @@ static void hist_merge(hist *into, const hist *from)
 
 /* Value at quantile q (0..1): the smallest recorded bucket whose cumulative
  * count reaches ceil(q * n), never above the exact max. 0 when empty. */
-static uint64_t hist_quantile(const hist *h, double q)
+uint64_t hist_quantile(const hist *h, double q)
 {
     if (h->n == 0)
         return 0;
@@ -159,13 +146,8 @@ static uint64_t hist_quantile(const hist *h, double q)
     return h->max;
 }
 
-/* Latency summary in microseconds. */
-typedef struct lat_summary {
-    uint64_t n;
-    double mean, p50, p90, p99, p999, max;
-} lat_summary;
 
-static lat_summary hist_summary(const hist *h)
+lat_summary hist_summary(const hist *h)
 {
     lat_summary s = { 0 };
     s.n = h->n;
@@ -182,24 +164,6 @@ static lat_summary hist_summary(const hist *h)
 
 /* ---- options --------------------------------------------------------------- */
 
-typedef struct bench_opts {
-    const char *command;
-    uint64_t events;
-    int async;
-    int threads;
-    const char *redis_url;
-    const char *ns;
-    uint64_t seed;
-    uint64_t rate;               /* events/s for the whole run; 0 = unpaced */
-    const char *lib_sets[MAX_SETS][2];  /* auditq_config_set key/value pairs, in order */
-    int nsets;
-    int json;
-    int quiet;
-    int progress;                /* -1 = auto (stderr is a tty) */
-    uint64_t ref_count;
-    int no_ref;
-    int drain_timeout_ms;
-} bench_opts;
 
 typedef int (*bench_cmd_fn)(const bench_opts *o);
 
@@ -211,6 +175,8 @@ static const struct bench_cmd {
     const char *summary;
 } COMMANDS[] = {
     { "enqueue", cmd_enqueue, "time auditq_send / auditq_send_async calls into Redis" },
+    { "ceiling", cmd_ceiling, "raw PostgreSQL ceiling: the worker's COPY + INSERT path, 1..K connections" },
+    { "e2e", cmd_e2e, "events through producer -> Redis -> worker(s) -> PostgreSQL" },
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 
@@ -240,6 +206,25 @@ static void usage(FILE *out)
         "  --drain-timeout-ms N  async: longest wait for the final auditq_flush (default 120000)\n"
         "  --ref-count K         reference LPUSH round trips (default 10000)\n"
         "  --no-ref              skip the reference LPUSH measurement\n"
+        "\n"
+        "ceiling and e2e:\n"
+        "  --database-url URL    default $AUDITQ_DATABASE_URL or postgresql://localhost/auditq\n"
+        "  --pg-batch N          rows per transaction; e2e passes it as the workers' batch_size\n"
+        "                        (default 1000)\n"
+        "  --conns LIST          ceiling: connection counts to measure (default 1,2)\n"
+        "e2e:\n"
+        "  --workers P           auditq-worker processes to start (default 1, max 16)\n"
+        "  --worker-threads T    threads per worker (default 2)\n"
+        "  --worker-set KEY=VAL  any other worker setting (repeatable)\n"
+        "  --worker PATH         the worker binary (default: auditq-worker next to this one)\n"
+        "  --load-fraction F     latency phase rate = F x the full-load rate (default 0.5)\n"
+        "  --latency-seconds S   length of the latency phase; 0 = skip it (default 10)\n"
+        "  --no-ceiling          do not measure the ceiling in the same run\n"
+        "  (e2e sends --events as fast as it can with auditq_send_async from --threads\n"
+        "  threads, then runs the latency phase; it needs empty queues in its namespace and\n"
+        "  writes real rows to audit_events: run it against a benchmark database.\n"
+        "  ceiling writes to a scratch schema auditq_bench_ceiling it creates and drops.)\n"
+        "\n"
         "  --json                print one JSON object on stdout instead of the table\n"
         "  --progress            progress line on stderr even when it is not a terminal\n"
         "  --quiet               no progress line (wins over --progress)\n"
@@ -247,11 +232,14 @@ static void usage(FILE *out)
         "\n"
         "The reference is a bare hiredis LPUSH of a %d-byte value to {NS}:bench:ref on one\n"
         "connection (the key is deleted afterwards); the report shows auditq's p99 against it.\n"
-        "Exit status: 0 all sends succeeded, 1 some failed, 2 usage error.\n"
+        "Exit status: 0 all sends succeeded (e2e: and every event stored once), 1 failed,\n"
+        "2 usage error.\n"
         "\n"
         "example:\n"
         "  auditq-bench enqueue --events 50000 --async --threads 2 \\\n"
-        "      --redis-url redis://127.0.0.1:6379 --namespace auditq --progress\n",
+        "      --redis-url redis://127.0.0.1:6379 --namespace auditq --progress\n"
+        "  auditq-bench e2e --events 200000 --workers 1 --worker-threads 2 \\\n"
+        "      --database-url postgresql://postgres@127.0.0.1:5432/bench\n",
         MAX_THREADS, REF_VALUE_BYTES);
 }
 
@@ -274,10 +262,38 @@ bad:
     return -1;
 }
 
+/* "1,2,4" -> out[0..n). Returns 0 or -1 after saying what was wrong. */
+static int parse_int_list(const char *opt, const char *s, int *out, int max_items, int min, int max,
+                          int *n)
+{
+    char buf[128];
+    char *save = NULL;
+    int k = 0;
+
+    if (strlen(s) >= sizeof buf)
+        goto bad;
+    memcpy(buf, s, strlen(s) + 1);
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        uint64_t v;
+        if (k == max_items || parse_u64(opt, tok, (uint64_t)min, (uint64_t)max, &v) < 0)
+            goto bad;
+        out[k++] = (int)v;
+    }
+    if (k == 0)
+        goto bad;
+    *n = k;
+    return 0;
+bad:
+    fprintf(stderr, "auditq-bench: %s %s: expected up to %d comma-separated integers %d..%d, e.g. 1,2\n",
+            opt, s, max_items, min, max);
+    return -1;
+}
+
 enum {
     OPT_EVENTS = 256, OPT_ASYNC, OPT_THREADS, OPT_REDIS_URL, OPT_NAMESPACE, OPT_SEED, OPT_RATE,
     OPT_BATCH, OPT_FLUSH, OPT_BUFFER, OPT_SET, OPT_DRAIN, OPT_REF_COUNT, OPT_NO_REF, OPT_JSON,
-    OPT_PROGRESS, OPT_QUIET,
+    OPT_PROGRESS, OPT_QUIET, OPT_DB_URL, OPT_CONNS, OPT_PG_BATCH, OPT_WORKER, OPT_WORKERS,
+    OPT_WORKER_THREADS, OPT_WORKER_SET, OPT_LOAD_FRACTION, OPT_LATENCY_SECONDS, OPT_NO_CEILING,
 };
 
 static const struct option LONG_OPTS[] = {
@@ -298,6 +314,16 @@ static const struct option LONG_OPTS[] = {
     { "json", no_argument, NULL, OPT_JSON },
     { "progress", no_argument, NULL, OPT_PROGRESS },
     { "quiet", no_argument, NULL, OPT_QUIET },
+    { "database-url", required_argument, NULL, OPT_DB_URL },
+    { "conns", required_argument, NULL, OPT_CONNS },
+    { "pg-batch", required_argument, NULL, OPT_PG_BATCH },
+    { "worker", required_argument, NULL, OPT_WORKER },
+    { "workers", required_argument, NULL, OPT_WORKERS },
+    { "worker-threads", required_argument, NULL, OPT_WORKER_THREADS },
+    { "worker-set", required_argument, NULL, OPT_WORKER_SET },
+    { "load-fraction", required_argument, NULL, OPT_LOAD_FRACTION },
+    { "latency-seconds", required_argument, NULL, OPT_LATENCY_SECONDS },
+    { "no-ceiling", no_argument, NULL, OPT_NO_CEILING },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
 };
@@ -335,6 +361,16 @@ static int opts_parse(bench_opts *o, int argc, char **argv)
     o->redis_url = env && *env ? env : "redis://127.0.0.1:6379";
     env = getenv("AUDITQ_NAMESPACE");
     o->ns = env && *env ? env : "auditq";
+    env = getenv("AUDITQ_DATABASE_URL");
+    o->database_url = env && *env ? env : "postgresql://localhost/auditq";
+    o->conns[0] = 1;
+    o->conns[1] = 2;
+    o->nconns = 2;
+    o->pg_batch = 1000;
+    o->workers = 1;
+    o->worker_threads = 2;
+    o->load_fraction = 0.5;
+    o->latency_seconds = 10;
 
     optind = 1;
     for (;;) {
@@ -413,6 +449,57 @@ static int opts_parse(bench_opts *o, int argc, char **argv)
         case OPT_QUIET:
             o->quiet = 1;
             break;
+        case OPT_DB_URL:
+            o->database_url = optarg;
+            break;
+        case OPT_CONNS:
+            if (parse_int_list("--conns", optarg, o->conns, MAX_CONNS_LIST, 1, 64, &o->nconns) < 0)
+                return -1;
+            break;
+        case OPT_PG_BATCH:
+            if (parse_u64("--pg-batch", optarg, 1, 100000, &v) < 0)
+                return -1;
+            o->pg_batch = (int)v;
+            break;
+        case OPT_WORKER:
+            o->worker_path = optarg;
+            break;
+        case OPT_WORKERS:
+            if (parse_u64("--workers", optarg, 1, 16, &v) < 0)
+                return -1;
+            o->workers = (int)v;
+            break;
+        case OPT_WORKER_THREADS:
+            if (parse_u64("--worker-threads", optarg, 1, 256, &v) < 0)
+                return -1;
+            o->worker_threads = (int)v;
+            break;
+        case OPT_WORKER_SET:
+            if (strchr(optarg, '=') == NULL || o->nworker_sets >= MAX_SETS) {
+                fprintf(stderr, "auditq-bench: --worker-set %s: expected KEY=VALUE (at most %d)\n",
+                        optarg, MAX_SETS);
+                return -1;
+            }
+            o->worker_sets[o->nworker_sets++] = optarg;
+            break;
+        case OPT_LOAD_FRACTION: {
+            char *end;
+            errno = 0;
+            o->load_fraction = strtod(optarg, &end);
+            if (errno != 0 || *end != '\0' || !(o->load_fraction > 0.0 && o->load_fraction <= 1.0)) {
+                fprintf(stderr, "auditq-bench: --load-fraction %s: must be a number in (0, 1]\n", optarg);
+                return -1;
+            }
+            break;
+        }
+        case OPT_LATENCY_SECONDS:
+            if (parse_u64("--latency-seconds", optarg, 0, 3600, &v) < 0)
+                return -1;
+            o->latency_seconds = (int)v;
+            break;
+        case OPT_NO_CEILING:
+            o->no_ceiling = 1;
+            break;
         case 'h':
             usage(stdout);
             return 1;
@@ -440,7 +527,7 @@ static int opts_parse(bench_opts *o, int argc, char **argv)
 /* ---- formatting ------------------------------------------------------------ */
 
 /* 1234567 -> "1,234,567" into buf. */
-static const char *fmt_count(uint64_t v, char *buf, size_t len)
+const char *fmt_count(uint64_t v, char *buf, size_t len)
 {
     char digits[32];
     int n = snprintf(digits, sizeof digits, "%" PRIu64, v);
@@ -455,7 +542,7 @@ static const char *fmt_count(uint64_t v, char *buf, size_t len)
 }
 
 /* Prints s as a JSON string literal. */
-static void json_str(FILE *f, const char *s)
+void json_str(FILE *f, const char *s)
 {
     fputc('"', f);
     for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
@@ -469,11 +556,11 @@ static void json_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
-static const char *const PRIO_NAMES[4] = { "critical", "high", "normal", "low" };
+const char *const PRIO_NAMES[4] = { "critical", "high", "normal", "low" };
 
 /* Enum names of result codes (auditq_strerror gives prose; reports and JSON
  * keys want the stable identifier). */
-static const char *rc_name(int rc)
+const char *rc_name(int rc)
 {
     static const char *const names[] = {
         "AUDITQ_OK", "AUDITQ_ERR_INVALID_ARG", "AUDITQ_ERR_NOMEM", "AUDITQ_ERR_CONFIG",
@@ -576,19 +663,8 @@ out:
     return NULL;
 }
 
-/* Merged result of one producers_run. */
-typedef struct run_result {
-    uint64_t events, ok, errors;
-    uint64_t by_prio[4];
-    uint64_t err_by_rc[RC_SLOTS];
-    int first_rc;
-    char first_err[512];
-    double send_s;               /* wall time from release to last thread done */
-    double gen_us_per_event;
-    hist lat;
-} run_result;
 
-static void progress_print(uint64_t done, uint64_t total, double rate)
+void progress_print(uint64_t done, uint64_t total, double rate)
 {
     char a[32], b[32], c[32];
     fprintf(stderr, "\rsent %s/%s (%d%%)  %s ev/s   ", fmt_count(done, a, sizeof a),
@@ -598,7 +674,7 @@ static void progress_print(uint64_t done, uint64_t total, double rate)
 
 /* Runs o->threads producers against q. Returns 0, or -1 if the threads
  * could not be set up (reported on stderr); send failures are results. */
-static int producers_run(const bench_opts *o, auditq *q, run_result *r)
+int producers_run(const bench_opts *o, auditq *q, run_result *r)
 {
     int rc = -1;
     int T = o->threads;
@@ -797,7 +873,7 @@ out:
 
 /* Opens a handle with the run's settings. Returns 0 and *out, or prints why
  * and returns EXIT_USAGE (bad setting) or EXIT_FAILED (open failed). */
-static int bench_open(const bench_opts *o, auditq **out)
+int bench_open(const bench_opts *o, auditq **out)
 {
     int rc = EXIT_FAILED;
     auditq_config *cfg = auditq_config_new();
@@ -915,7 +991,7 @@ static void report_table(const enqueue_report *e)
         printf("auditq_close: %s (%s)\n", rc_name(e->close_rc), auditq_strerror(e->close_rc));
 }
 
-static void json_lat(FILE *f, const lat_summary *s)
+void json_lat(FILE *f, const lat_summary *s)
 {
     fprintf(f, "{\"n\":%" PRIu64 ",\"mean\":%.2f,\"p50\":%.2f,\"p90\":%.2f,\"p99\":%.2f,\"p999\":%.2f,\"max\":%.2f}",
             s->n, s->mean, s->p50, s->p90, s->p99, s->p999, s->max);

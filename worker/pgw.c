@@ -59,7 +59,7 @@ struct pgw {
 #define PGW_TARGET_COLS \
     "event_id, occurred_at, priority, " PGW_TEXT_COLS ", changes, metadata"
 
-static const char pgw_setup_sql[] =
+const char pgw_setup_sql[] =
     "CREATE TEMP TABLE IF NOT EXISTS auditq_stage ("
     "event_id uuid, occurred_at_us bigint, priority text, tenant_id text, "
     "actor_id text, actor_type text, action text, entity_type text, "
@@ -67,11 +67,11 @@ static const char pgw_setup_sql[] =
     "request_id text, session_id text, changes text, metadata text"
     ") ON COMMIT DELETE ROWS";
 
-static const char pgw_begin_copy_sql[] =
+const char pgw_begin_copy_sql[] =
     "BEGIN; COPY auditq_stage FROM STDIN";
 
 #define PGW_STMT_STAGE "auditq_insert_stage"
-static const char pgw_insert_stage_sql[] =
+const char pgw_insert_stage_sql[] =
     "INSERT INTO audit_events (" PGW_TARGET_COLS ") "
     "SELECT event_id, timestamptz 'epoch' + (occurred_at_us / 1000000) * interval '1 second' + (occurred_at_us % 1000000) * interval '1 microsecond', "
     "priority, " PGW_TEXT_COLS ", changes::jsonb, metadata::jsonb "

@@ -1,5 +1,5 @@
-/* pgw_internal.h -- pgw.c's encoders, exposed for tests/unit/test_pgw.c only.
- * Not part of the worker's contract: nothing but pgw.c and its test include it.
+/* pgw_internal.h -- pgw.c's encoders and SQL, exposed for tests/unit/test_pgw.c and
+ * auditq-bench's `ceiling`. Not part of the worker's contract.
  */
 #ifndef AQ_PGW_INTERNAL_H
 #define AQ_PGW_INTERNAL_H
@@ -22,4 +22,10 @@ int pgw_copy_row(aq_buf *b, const aq_job *j);
  * The caller must have rejected NUL bytes (a text parameter cannot carry
  * them). Returns 0 or -1 on OOM. */
 int pgw_array_elem(aq_buf *b, const char *p, size_t len);
+
+/* The write path's SQL, shared with auditq-bench's `ceiling` so the ceiling
+ * it measures is exactly the statements the worker runs. */
+extern const char pgw_setup_sql[];        /* CREATE TEMP TABLE auditq_stage */
+extern const char pgw_begin_copy_sql[];   /* BEGIN; COPY auditq_stage FROM STDIN */
+extern const char pgw_insert_stage_sql[]; /* INSERT ... SELECT ... ON CONFLICT DO NOTHING */
 #endif
