@@ -94,6 +94,11 @@ static const char pgw_insert_arrays_sql[] =
 
 /* ---- buffers and encoders ------------------------------------------------ */
 
+/* 1 for the bytes COPY text format must escape. */
+static const unsigned char copy_special[256] = {
+    ['\0'] = 1, ['\t'] = 1, ['\n'] = 1, ['\r'] = 1, ['\\'] = 1,
+};
+
 int pgw_copy_field(aq_buf *b, const char *p, size_t len)
 {
     if (!p)
@@ -102,19 +107,46 @@ int pgw_copy_field(aq_buf *b, const char *p, size_t len)
     if (len > SIZE_MAX / 4 || aq_buf_reserve(b, len * 4) < 0)
         return -1;
     char *o = b->data + b->len;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)p[i];
-        switch (c) {
+    size_t i = 0;
+    while (i < len) {
+        /* Copy the run of ordinary bytes in one go (most fields have no
+         * special byte at all), then escape one byte. */
+        size_t run = i;
+        while (run < len && !copy_special[(unsigned char)p[run]])
+            run++;
+        memcpy(o, p + i, run - i);
+        o += run - i;
+        if (run == len)
+            break;
+        switch (p[run]) {
         case '\\': *o++ = '\\'; *o++ = '\\'; break;
         case '\t': *o++ = '\\'; *o++ = 't'; break;
         case '\n': *o++ = '\\'; *o++ = 'n'; break;
         case '\r': *o++ = '\\'; *o++ = 'r'; break;
-        case '\0': memcpy(o, "\\000", 4); o += 4; break;
-        default: *o++ = (char)c; break;
+        default: memcpy(o, "\\000", 4); o += 4; break;  /* NUL */
         }
+        i = run + 1;
     }
     b->len = (size_t)(o - b->data);
     return 0;
+}
+
+/* Decimal digits of v (any int64) into out; returns the length. */
+static size_t fmt_i64(int64_t v, char out[24])
+{
+    char tmp[24];
+    size_t n = 0, o = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        out[o++] = '-';
+    while (n)
+        out[o++] = tmp[--n];
+    return o;
 }
 
 int pgw_copy_row(aq_buf *b, const aq_job *j)
@@ -124,9 +156,9 @@ int pgw_copy_row(aq_buf *b, const aq_job *j)
     const char *prio = codec_priority_name(j->priority);
 
     uuid_format(j->id, id);
-    int n = snprintf(ts, sizeof ts, "%" PRId64, j->occurred_at_us);
+    size_t n = fmt_i64(j->occurred_at_us, ts);
     if (aq_buf_append(b, id, 36) < 0 || aq_buf_append(b, "\t", 1) < 0 ||
-        aq_buf_append(b, ts, (size_t)n) < 0 || aq_buf_append(b, "\t", 1) < 0)
+        aq_buf_append(b, ts, n) < 0 || aq_buf_append(b, "\t", 1) < 0)
         return -1;
     /* An out-of-range priority is sent as NULL so that the NOT NULL
      * constraint rejects that row (a data error), not the whole batch. */
