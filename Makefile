@@ -49,7 +49,7 @@ BINS   = $(BUILD)/bin/auditq-worker $(BUILD)/bin/auditqctl $(BUILD)/bin/auditq-b
 UNIT_TESTS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 IT_BINS    = $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(wildcard tests/integration/*.c))
 
-.PHONY: all deps test unit integration demo demo-stop install clean bench asan tsan
+.PHONY: all deps test unit integration demo demo-stop install clean bench bench-scaling asan tsan
 all: $(LIB_A) $(LIB_SO) $(BINS)
 
 $(BUILD)/obj/%.o: %.c
@@ -123,8 +123,12 @@ demo: deps
 demo-stop:
 	@bash scripts/demo.sh stop
 
+# The standard scenario on private durable servers (scripts/bench.sh);
+# bench-scaling: the threads/processes curve (scripts/bench-scaling.sh).
 bench: all
-	@$(BUILD)/bin/auditq-bench enqueue --events 200000
+	@BUILD=$(BUILD) bash scripts/bench.sh
+bench-scaling: all
+	@BUILD=$(BUILD) bash scripts/bench-scaling.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \

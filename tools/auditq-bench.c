@@ -196,6 +196,11 @@ static void usage(FILE *out)
         "  --threads T           producer threads, events split evenly (default 1, max %d)\n"
         "  --rate R              events/s for the whole run, 0 = as fast as possible (default 0)\n"
         "  --seed S              generator seed; thread i uses S+i (default 1)\n"
+        "  --pool N              build N events per thread before the clock starts and send\n"
+        "                        them in turn (an app has its event already; the library's\n"
+        "                        cost is what is measured); 0 = generate each event in the\n"
+        "                        loop, its cost outside the timed call but inside the wall\n"
+        "                        time (default 0)\n"
         "  --redis-url URL       default $AUDITQ_REDIS_URL or redis://127.0.0.1:6379\n"
         "  --namespace NS        default $AUDITQ_NAMESPACE or auditq\n"
         "  --batch-size N        library batch_size (async events per pipelined push)\n"
@@ -293,7 +298,7 @@ enum {
     OPT_EVENTS = 256, OPT_ASYNC, OPT_THREADS, OPT_REDIS_URL, OPT_NAMESPACE, OPT_SEED, OPT_RATE,
     OPT_BATCH, OPT_FLUSH, OPT_BUFFER, OPT_SET, OPT_DRAIN, OPT_REF_COUNT, OPT_NO_REF, OPT_JSON,
     OPT_PROGRESS, OPT_QUIET, OPT_DB_URL, OPT_CONNS, OPT_PG_BATCH, OPT_WORKER, OPT_WORKERS,
-    OPT_WORKER_THREADS, OPT_WORKER_SET, OPT_LOAD_FRACTION, OPT_LATENCY_SECONDS, OPT_NO_CEILING,
+    OPT_WORKER_THREADS, OPT_WORKER_SET, OPT_LOAD_FRACTION, OPT_LATENCY_SECONDS, OPT_NO_CEILING, OPT_POOL,
 };
 
 static const struct option LONG_OPTS[] = {
@@ -324,6 +329,7 @@ static const struct option LONG_OPTS[] = {
     { "load-fraction", required_argument, NULL, OPT_LOAD_FRACTION },
     { "latency-seconds", required_argument, NULL, OPT_LATENCY_SECONDS },
     { "no-ceiling", no_argument, NULL, OPT_NO_CEILING },
+    { "pool", required_argument, NULL, OPT_POOL },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
 };
@@ -500,6 +506,11 @@ static int opts_parse(bench_opts *o, int argc, char **argv)
         case OPT_NO_CEILING:
             o->no_ceiling = 1;
             break;
+        case OPT_POOL:
+            if (parse_u64("--pool", optarg, 0, 1000000, &v) < 0)
+                return -1;
+            o->pool = (int)v;
+            break;
         case 'h':
             usage(stdout);
             return 1;
@@ -599,6 +610,9 @@ typedef struct producer {
     char first_err[512];
     int setup_failed;            /* could not allocate its event */
     hist lat;                    /* per-call latency, ns */
+    auditq_event **pool;         /* --pool: pre-built events sent in turn */
+    int *pool_prio;
+    size_t npool;
 } producer;
 
 /* Start line: threads are created first and released together, so thread
@@ -609,6 +623,29 @@ typedef struct producer_gate {
     int go;                      /* 1 = run, -1 = abort */
     int64_t t0;                  /* start, monotonic ns (pacing origin) */
 } producer_gate;
+
+/* --pool: builds the thread's events before the clock starts, from the
+ * same generator stream the unpooled run would use. -1 on OOM. */
+static int producer_pool_fill(producer *p, const bench_opts *o)
+{
+    gen g;
+    size_t n = (size_t)o->pool < p->n ? (size_t)o->pool : (size_t)p->n;
+
+    p->pool = calloc(n, sizeof *p->pool);
+    p->pool_prio = calloc(n, sizeof *p->pool_prio);
+    if (p->pool == NULL || p->pool_prio == NULL)
+        return -1;
+    gen_init(&g, o->seed + (uint64_t)p->index);
+    for (size_t k = 0; k < n; k++) {
+        p->pool[k] = auditq_event_new(NULL);
+        if (p->pool[k] == NULL)
+            return -1;
+        p->npool = k + 1;
+        gen_fill(&g, p->pool[k]);
+        p->pool_prio[k] = gen_last_priority(&g);
+    }
+    return 0;
+}
 
 static void *producer_main(void *arg)
 {
@@ -630,8 +667,16 @@ static void *producer_main(void *arg)
     gen_init(&g, p->o->seed + (uint64_t)p->index);
     int64_t t0 = p->gate->t0;
     for (uint64_t k = 0; k < p->n; k++) {
+        auditq_event *cur = ev;
+        int prio;
         int64_t g0 = now_ns();
-        gen_fill(&g, ev);
+        if (p->npool) {
+            cur = p->pool[k % p->npool];
+            prio = p->pool_prio[k % p->npool];
+        } else {
+            gen_fill(&g, ev);
+            prio = gen_last_priority(&g);
+        }
         int64_t g1 = now_ns();
         p->gen_ns += g1 - g0;
         if (p->interval_ns > 0) {
@@ -640,12 +685,12 @@ static void *producer_main(void *arg)
                 sleep_until_ns(due);
         }
         int64_t s0 = now_ns();
-        auditq_rc rc = p->o->async ? auditq_send_async(p->q, ev, NULL) : auditq_send(p->q, ev, NULL);
+        auditq_rc rc = p->o->async ? auditq_send_async(p->q, cur, NULL) : auditq_send(p->q, cur, NULL);
         int64_t s1 = now_ns();
         hist_add(&p->lat, (uint64_t)(s1 - s0));
         if (rc == AUDITQ_OK) {
             p->ok++;
-            p->by_prio[gen_last_priority(&g) & 3]++;
+            p->by_prio[prio & 3]++;
         } else {
             p->errors++;
             p->err_by_rc[(unsigned)rc < RC_SLOTS ? (unsigned)rc : RC_SLOTS - 1]++;
@@ -704,6 +749,8 @@ int producers_run(const bench_opts *o, auditq *q, run_result *r)
         p->o = o;
         p->gate = &gate;
         hist_init(&p->lat);
+        if (o->pool > 0 && producer_pool_fill(p, o) < 0)
+            goto oom;
         if (o->rate > 0) {
             /* Each thread carries rate/T; threads are offset by a fraction
              * of the interval so the sends interleave instead of bunching. */
@@ -786,8 +833,15 @@ oom:
     fprintf(stderr, "auditq-bench: out of memory setting up %d threads\n", T);
 out:
     if (ps) {
-        for (int i = 0; i < T; i++)
+        for (int i = 0; i < T; i++) {
+            if (ps[i] && ps[i]->pool) {
+                for (size_t k = 0; k < ps[i]->npool; k++)
+                    auditq_event_free(ps[i]->pool[k]);
+                free(ps[i]->pool);
+                free(ps[i]->pool_prio);
+            }
             free(ps[i]);
+        }
         free(ps);
     }
     pthread_cond_destroy(&gate.cv);
@@ -955,8 +1009,12 @@ static void report_table(const enqueue_report *e)
     } else if (e->ref_err && *e->ref_err) {
         printf("lpush ref    failed: %s\n", e->ref_err);
     }
-    printf("wall %.3f s (send)   generator %.2f us/event (outside the timed call)\n", r->send_s,
-           r->gen_us_per_event);
+    if (o->pool)
+        printf("wall %.3f s (send)   events: a pool of %d per thread, built before the clock started\n",
+               r->send_s, o->pool);
+    else
+        printf("wall %.3f s (send)   generator %.2f us/event (outside the timed call)\n", r->send_s,
+               r->gen_us_per_event);
     if (o->async) {
         printf("drain (auditq_flush) %.1f ms   into Redis: %s ev/s", e->drain_s * 1000.0,
                fmt_count((uint64_t)(into_redis_eps(e) + 0.5), b1, sizeof b1));
@@ -1005,8 +1063,8 @@ static void report_json(const enqueue_report *e)
     FILE *f = stdout;
 
     fprintf(f, "{\"command\":\"enqueue\",\"mode\":\"%s\",\"events\":%" PRIu64 ",\"threads\":%d,"
-               "\"rate\":%" PRIu64 ",\"seed\":%" PRIu64 ",\"namespace\":",
-            o->async ? "async" : "sync", o->events, o->threads, o->rate, o->seed);
+               "\"rate\":%" PRIu64 ",\"seed\":%" PRIu64 ",\"pool\":%d,\"namespace\":",
+            o->async ? "async" : "sync", o->events, o->threads, o->rate, o->seed, o->pool);
     json_str(f, o->ns);
     fprintf(f, ",\"ok\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"errors_by_code\":{", r->ok, r->errors);
     const char *sep = "";

@@ -75,6 +75,7 @@ typedef struct bench_opts {
     double load_fraction;        /* e2e: latency phase rate = this x full-load throughput */
     int latency_seconds;         /* e2e: length of the latency phase; 0 = skip it */
     int no_ceiling;              /* e2e: do not measure the ceiling in the same run */
+    int pool;                    /* pre-built events per producer thread; 0 = generate in the loop */
 } bench_opts;
 
 /* Merged result of one producers_run. */
