@@ -9,6 +9,8 @@
  *                     is scanned, so a typo'd variable is simply unused)
  *   config_set        the --set key=value flag
  *   config_print      "# help" + "name = value", itself a valid file
+ *   config_reload     SIGHUP: copies the rows marked reloadable, reports
+ *                     the others as needing a restart
  * (PgBouncer's CF_ABS table in src/main.c, Redis createIntConfig.)
  *
  * Errors are for humans reading a terminal: they name where the value came
@@ -793,10 +795,10 @@ void config_print(const aq_config *c, FILE *out)
         fprintf(out, "\n# %s\n", e->help);
         if (e->type == CF_INT || e->type == CF_WEIGHTS)
             fprintf(out, "# range %ld..%ld, default %s, env %s%s%s\n", e->min, e->max, e->def,
-                    CF_ENV_PREFIX, upper, e->reloadable ? "" : "");
+                    CF_ENV_PREFIX, upper, e->reloadable ? ", SIGHUP reloads it" : "");
         else
             fprintf(out, "# default %s, env %s%s%s\n", e->def, CF_ENV_PREFIX, upper,
-                    e->reloadable ? "" : "");
+                    e->reloadable ? ", SIGHUP reloads it" : "");
         fprintf(out, "%s = ", e->name);
         switch (e->type) {
         case CF_STR:
@@ -828,4 +830,81 @@ void config_print(const aq_config *c, FILE *out)
         }
         fputc('\n', out);
     }
+}
+
+/* ---- reload --------------------------------------------------------------- */
+
+/* The value of row e in c as a file would spell it (unquoted), URLs masked,
+ * cut with "..." to fit out. */
+static void cf_format_value(const aq_config *c, const cf_entry *e, char *out, size_t cap)
+{
+    const char *field = (const char *)c + e->off;
+    char masked[1100];
+
+    switch (e->type) {
+    case CF_STR:
+        if (e->secret_url) {
+            cf_mask_url(field, masked, sizeof masked);
+            field = masked;
+        }
+        if (strlen(field) >= cap && cap > 4)
+            snprintf(out, cap, "%.*s...", (int)(cap - 4), field);
+        else
+            snprintf(out, cap, "%s", field);
+        return;
+    case CF_INT:
+        snprintf(out, cap, "%d", *(const int *)(const void *)field);
+        return;
+    case CF_ENUM: {
+        int v = *(const int *)(const void *)field;
+        const char *name = "?";
+        for (const cf_enum *en = e->enums; en->name != NULL; en++)
+            if (en->value == v)
+                name = en->name;
+        snprintf(out, cap, "%s", name);
+        return;
+    }
+    case CF_WEIGHTS: {
+        const int *w = (const int *)(const void *)field;
+        snprintf(out, cap, "%d,%d,%d,%d", w[0], w[1], w[2], w[3]);
+        return;
+    }
+    }
+    snprintf(out, cap, "?");
+}
+
+int config_reload(aq_config *live, const aq_config *next,
+                  void (*fn)(void *ctx, const config_change *ch), void *ctx,
+                  char *err, size_t errlen)
+{
+    aq_config merged = *live;
+    int applied = 0;
+
+    /* Fields are compared byte for byte: cf_apply zeroes string tails, so
+     * equal settings are equal bytes. */
+    for (size_t i = 0; i < CF_COUNT; i++) {
+        const cf_entry *e = &cf_table[i];
+        if (e->reloadable && memcmp((const char *)live + e->off, (const char *)next + e->off, e->size) != 0)
+            memcpy((char *)&merged + e->off, (const char *)next + e->off, e->size);
+    }
+    if (config_validate(&merged, err, errlen) != 0)
+        return -1;
+    for (size_t i = 0; i < CF_COUNT; i++) {
+        const cf_entry *e = &cf_table[i];
+        config_change ch;
+
+        if (memcmp((const char *)live + e->off, (const char *)next + e->off, e->size) == 0)
+            continue;
+        ch.name = e->name;
+        ch.applied = e->reloadable;
+        cf_format_value(live, e, ch.old_value, sizeof ch.old_value);
+        cf_format_value(next, e, ch.new_value, sizeof ch.new_value);
+        if (e->reloadable) {
+            memcpy((char *)live + e->off, (const char *)next + e->off, e->size);
+            applied++;
+        }
+        if (fn != NULL)
+            fn(ctx, &ch);
+    }
+    return applied;
 }

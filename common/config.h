@@ -65,4 +65,27 @@ int config_set(aq_config *c, const char *key, const char *value, const char *ori
 int config_validate(const aq_config *c, char *err, size_t errlen);
 /* Prints every setting with its help line and current value ("config show"). */
 void config_print(const aq_config *c, FILE *out);
+
+/* One setting that differs between the running config and a reloaded one. */
+typedef struct config_change {
+    const char *name;          /* the setting, e.g. "batch_size" (static) */
+    char old_value[192];       /* as a file would spell it; passwords masked, */
+    char new_value[192];       /* long values cut with "..." */
+    int applied;               /* 1: reloadable, now in effect; 0: needs a restart,
+                                  the running value is kept */
+} config_change;
+
+/* SIGHUP reload. next is a complete configuration built the way the running
+ * one was (defaults, file, environment, --set) and already validated. Every
+ * setting whose table row is reloadable and whose value differs is copied
+ * from next into live; every other differing setting keeps its running
+ * value. Each differing setting is reported through fn (may be NULL), in
+ * table order. Only the bytes of the copied settings are written, so a
+ * thread reading a non-reloadable setting of live is never raced. If the
+ * merged result would fail config_validate, live is left unchanged and -1
+ * is returned with the reason in err (nothing is reported). Otherwise
+ * returns the number of settings applied. */
+int config_reload(aq_config *live, const aq_config *next,
+                  void (*fn)(void *ctx, const config_change *ch), void *ctx,
+                  char *err, size_t errlen);
 #endif

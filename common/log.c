@@ -4,7 +4,8 @@
  * Each line is built in a stack buffer and handed to stdio in ONE call, so
  * lines from different threads never interleave (stdio locks the stream per
  * call, and stderr is unbuffered, so the line goes out in a single write).
- * The only shared state is log_level, which is set at start and on SIGHUP. */
+ * The only shared state is log_level, which is set at start and on SIGHUP
+ * (atomic: writer threads read it while the main thread reloads). */
 #include "log.h"
 
 #include <stdarg.h>
@@ -12,7 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-int log_level = LOG_INFO;
+atomic_int log_level = LOG_INFO;
 
 static const char *const log_names[] = { "error", "warn", "info", "debug" };
 
@@ -27,8 +28,9 @@ int log_level_parse(const char *s)
 }
 
 /* Appends msg to buf[*len..cap) as the body of a double-quoted logfmt value.
- * Leaves room for the caller's closing quote and newline. */
-static void log_escape(char *buf, size_t cap, size_t *len, const char *msg)
+ * Leaves room for the caller's closing quote and newline. Returns 0, or -1
+ * if msg was cut to fit. */
+static int log_escape(char *buf, size_t cap, size_t *len, const char *msg)
 {
     static const char hex[] = "0123456789abcdef";
     size_t n = *len;
@@ -54,12 +56,38 @@ static void log_escape(char *buf, size_t cap, size_t *len, const char *msg)
                 esc[k++] = (char)*p;
             }
         }
-        if (n + k + 2 >= cap)
-            break;
+        if (n + k + 2 >= cap) {
+            *len = n;
+            return -1;
+        }
         memcpy(buf + n, esc, k);
         n += k;
     }
     *len = n;
+    return 0;
+}
+
+const char *log_q(char *buf, size_t len, const char *s)
+{
+    size_t n = 1;
+
+    if (len < 8) {              /* no room for a useful value: "" */
+        if (len >= 3)
+            memcpy(buf, "\"\"", 3);
+        else if (len > 0)
+            buf[0] = '\0';
+        return buf;
+    }
+    buf[0] = '"';
+    /* Escape into len - 3 bytes: a cut always ends between two escapes,
+     * and the 3 spare bytes hold the "..." that marks it. */
+    if (log_escape(buf, len - 3, &n, s != NULL ? s : "") != 0) {
+        memcpy(buf + n, "...", 3);
+        n += 3;
+    }
+    buf[n++] = '"';
+    buf[n] = '\0';
+    return buf;
 }
 
 void log_emit(int level, const char *msg, const char *fmt, ...)
@@ -71,7 +99,7 @@ void log_emit(int level, const char *msg, const char *fmt, ...)
     struct tm tm;
     int n;
 
-    if (level > log_level && level != LOG_ERROR)
+    if (level != LOG_ERROR && !log_enabled(level))
         return;
     if (level < LOG_ERROR || level > LOG_DEBUG)
         level = LOG_ERROR;
@@ -82,7 +110,7 @@ void log_emit(int level, const char *msg, const char *fmt, ...)
     n = snprintf(buf + len, sizeof buf - len, ".%03ldZ level=%s msg=\"",
                  ts.tv_nsec / 1000000, log_names[level]);
     len += (size_t)n;
-    log_escape(buf, sizeof buf, &len, msg != NULL ? msg : "");
+    (void)log_escape(buf, sizeof buf, &len, msg != NULL ? msg : "");
     buf[len++] = '"';
 
     if (fmt != NULL && fmt[0] != '\0') {

@@ -2,11 +2,13 @@
  *
  * DESIGN
  *
- * Threads. The main thread runs a libev loop that owns signals and timers:
- * heartbeat, recovery of dead workers, promotion of due retries, partition
- * upkeep, a periodic summary line, and shutdown. N writer threads (default:
- * one per core) each own one Redis and one PostgreSQL connection; no
- * connection is ever shared between threads.
+ * Threads. The main thread runs a libev loop that owns signals, timers and
+ * the HTTP endpoint: heartbeat, recovery of dead workers, promotion of due
+ * retries, partition upkeep, a 1 s sample of the queue numbers from Redis
+ * (for /metrics, /readyz and the summary line), the periodic summary line,
+ * SIGHUP reload, and shutdown. N writer threads (default: one per core)
+ * each own one Redis and one PostgreSQL connection; no connection is ever
+ * shared between threads. The main thread has its own Redis connection.
  *
  * A writer thread loops:  fetch -> decode -> write -> settle.
  *   fetch   a Lua script moves up to batch_size jobs from the highest-
@@ -25,6 +27,9 @@
  *   settle  a Lua script adds retries and dead letters, bumps the stats and
  *           deletes the in-flight list, atomically, only if the fencing
  *           token is still ours.
+ * An idle thread (every queue empty) pings its PostgreSQL connection once a
+ * second, so "PostgreSQL is down" shows in /readyz and /metrics without
+ * waiting for traffic.
  *
  * Failure windows and what closes each:
  *   crash before/while fetching: the script is atomic -- jobs are either
@@ -46,6 +51,24 @@
  *   SIGTERM/SIGINT: threads stop fetching, finish and settle the batch in
  *     hand, and exit; a batch that cannot be finished within
  *     shutdown_timeout_ms is released back to its queue before exit.
+ *
+ * Observability. Writer threads count into their own metrics_thread with
+ * relaxed atomics (worker/metrics.h); the main thread sums them for
+ * /metrics, the heartbeat and the summary. The HTTP server (worker/http.h)
+ * runs on the main loop with non-blocking sockets and bounded everything;
+ * it never touches Redis or PostgreSQL itself: a scrape renders numbers
+ * already in memory.
+ *
+ * SIGHUP reload. The main thread rebuilds the configuration exactly as at
+ * start (defaults, -c FILE, AUDITQ_* environment, --set flags, in that
+ * order) and, if it parses and validates, copies the settings marked
+ * reloadable in the config table into w->cfg under cfg_mu and bumps
+ * cfg_gen; anything else that changed is logged as needing a restart.
+ * A writer thread copies w->cfg into its own snapshot (t->cfg) under cfg_mu
+ * when cfg_gen moved, at the top of each loop -- so a batch runs start to
+ * end under one consistent set of settings, and no thread ever reads
+ * w->cfg unlocked. The PostgreSQL writers hold boot_cfg, a copy taken at
+ * start that never changes (they use only non-reloadable settings).
  */
 #include <errno.h>
 #include <ev.h>
@@ -63,12 +86,21 @@
 #include "clock.h"
 #include "codec.h"
 #include "config.h"
+#include "http.h"
 #include "keys.h"
 #include "log.h"
+#include "metrics.h"
 #include "pgw.h"
 #include "queue.h"
 #include "redisconn.h"
+#include "sample.h"
 #include "uuid7.h"
+
+#define MAX_SETS 128
+#define PG_CHECK_MS 1000          /* idle thread's PostgreSQL ping interval */
+#define SAMPLE_INTERVAL_S 1.0     /* queue numbers from Redis */
+#define READY_SAMPLE_MAX_MS 5000  /* /readyz: last good Redis sample at most this old */
+#define MAIN_REDIS_RETRY_MS 1000  /* main connection: reconnect at most this often */
 
 typedef struct worker worker;
 
@@ -80,6 +112,11 @@ typedef struct wthread {
     pgw *pg;
     uint64_t rng;
     uint64_t seq;
+    aq_config cfg;            /* this thread's snapshot of the live settings */
+    unsigned cfg_gen;         /* w->cfg_gen it was taken at */
+    metrics_thread *m;        /* &w->mt[idx]: written here, read by main */
+    int64_t pg_check_us;      /* monotonic time of the last idle ping */
+    int pg_known;             /* -1 never checked, 0 down (logged), 1 up */
     /* per-batch scratch, grown as needed */
     aq_job *jobs;
     size_t *jobitem;          /* jobs[i] came from items[jobitem[i]] */
@@ -90,41 +127,62 @@ typedef struct wthread {
     size_t cap;
     int abandoned;            /* left a batch in flight at shutdown */
     pgw_stats pgst;
-    /* counters read by the main thread */
-    atomic_uint_fast64_t processed, failed, dead_lettered, retried, batches, inflight;
 } wthread;
 
 struct worker {
-    aq_config cfg;
+    /* configuration */
+    aq_config cfg;                     /* live settings: main thread writes under cfg_mu */
+    aq_config boot_cfg;                /* as started; never written again (pgw reads it) */
+    pthread_mutex_t cfg_mu;
+    atomic_uint cfg_gen;               /* bumped on each applied reload */
     char cfg_path[512];
+    char *sets[MAX_SETS];              /* --set KEY=VALUE, in command-line order */
+    int nsets;
     aq_keys keys;
     aq_redis_target rt;
+
+    /* identity */
     char id[160];
     char host[128];
     int pid;
     int64_t started_ms;
+    int64_t started_us;
     int nthreads;
     wthread *th;
+    metrics_thread *mt;                /* nthreads entries */
 
+    /* shutdown */
     atomic_int stopping;
-    int64_t stop_deadline_us;          /* monotonic */
+    atomic_int_fast64_t stop_deadline_us; /* monotonic */
     atomic_int running;                /* writer threads still running */
     atomic_uint_fast64_t committed_batches;
     pthread_mutex_t mu;
     pthread_cond_t cv;                 /* wakes sleeping threads at shutdown */
 
+    /* main thread only */
     redisContext *rc;                  /* main thread's own connection */
+    int64_t rc_retry_us;               /* monotonic: no reconnect before this */
+    int rc_down_logged;
+    uint64_t recovered;
+    uint64_t reloads_ok, reloads_failed;
+    metrics_queue_sample sample;       /* last successful Redis sample */
+    int sample_have;                   /* sample holds data */
+    int sample_ok;                     /* the most recent attempt succeeded */
+    int64_t sample_us;                 /* wall clock of the last success */
+    char sample_err[256];
     uint64_t last_processed;
     int64_t last_summary_us;
+    int summary_quiet;                 /* the last summary saw nothing to say */
+    http_server *http;
 
     struct ev_loop *loop;
     ev_signal sig_term, sig_int, sig_hup;
-    ev_timer t_heartbeat, t_recover, t_promote, t_maint, t_summary, t_stop;
+    ev_timer t_heartbeat, t_recover, t_promote, t_maint, t_summary, t_sample, t_stop;
 };
 
 static int64_t deadline_left_ms(worker *w)
 {
-    return (w->stop_deadline_us - clock_mono_us()) / 1000;
+    return (atomic_load(&w->stop_deadline_us) - clock_mono_us()) / 1000;
 }
 
 /* Sleeps ms, or less when shutdown begins (unless ignore_stop). */
@@ -157,22 +215,67 @@ static void retry_sleep(worker *w, int64_t ms)
     w_sleep(w, ms, 1);
 }
 
+/* ---- writer threads ------------------------------------------------------- */
+
+/* Takes a fresh snapshot of the live settings if a reload applied any. */
+static void thread_refresh_cfg(wthread *t)
+{
+    worker *w = t->w;
+    if (atomic_load_explicit(&w->cfg_gen, memory_order_acquire) == t->cfg_gen)
+        return;
+    pthread_mutex_lock(&w->cfg_mu);
+    t->cfg = w->cfg;
+    t->cfg_gen = atomic_load(&w->cfg_gen);
+    pthread_mutex_unlock(&w->cfg_mu);
+}
+
 static int ensure_redis(wthread *t)
 {
-    char err[256];
+    char err[256], q[300];
     if (t->rc && !t->rc->err)
         return 0;
     if (t->rc) {
         redisFree(t->rc);
         t->rc = NULL;
     }
-    t->rc = redis_connect(&t->w->rt, t->w->cfg.redis_connect_timeout_ms, t->w->cfg.redis_timeout_ms,
+    t->rc = redis_connect(&t->w->rt, t->cfg.redis_connect_timeout_ms, t->cfg.redis_timeout_ms,
                           err, sizeof err, NULL);
     if (!t->rc) {
-        log_warn("redis unavailable", " thread=%d error=\"%s\"", t->idx, err);
+        atomic_store_explicit(&t->m->redis_up, 0, memory_order_relaxed);
+        log_warn("redis unavailable", " thread=%d error=%s", t->idx, log_q(q, sizeof q, err));
         return -1;
     }
     return 0;
+}
+
+static void note_redis(wthread *t)
+{
+    atomic_store_explicit(&t->m->redis_up, t->rc != NULL && !t->rc->err, memory_order_relaxed);
+}
+
+/* Records the PostgreSQL connection state; logs only the transitions. */
+static void note_pg(wthread *t, int up, const char *err)
+{
+    char q[600];
+    atomic_store_explicit(&t->m->pg_up, up, memory_order_relaxed);
+    if (up && t->pg_known == 0)
+        log_info("postgres connection restored", " thread=%d", t->idx);
+    else if (!up && t->pg_known == 1)
+        log_warn("postgres connection lost", " thread=%d error=%s", t->idx, log_q(q, sizeof q, err));
+    else if (!up && t->pg_known == -1)
+        log_warn("postgres unreachable", " thread=%d error=%s", t->idx, log_q(q, sizeof q, err));
+    t->pg_known = up;
+}
+
+/* Idle thread: checks its PostgreSQL connection at most once per PG_CHECK_MS. */
+static void pg_check(wthread *t)
+{
+    char err[512] = "";
+    int64_t now = clock_mono_us();
+    if (t->pg_known != -1 && now - t->pg_check_us < (int64_t)PG_CHECK_MS * 1000)
+        return;
+    t->pg_check_us = now;
+    note_pg(t, pgw_ping(t->pg, err, sizeof err) == 0, err);
 }
 
 static int grow(wthread *t, size_t n)
@@ -202,21 +305,90 @@ static int grow(wthread *t, size_t n)
     return 0;
 }
 
+/* Writes the decoded jobs until PostgreSQL has taken every row (committed
+ * or refused as bad data). Returns -1 if shutdown ran out of time first. */
+static int write_batch(wthread *t, size_t nj, size_t total)
+{
+    worker *w = t->w;
+    const aq_config *c = &t->cfg;
+    char err[512], q[600];
+    unsigned attempt = 0;
+
+    while (nj > 0) {
+        metrics_set_state(t->m, MST_WRITING);
+        int64_t t0 = clock_mono_us();
+        int rc = pgw_write(t->pg, t->jobs, nj, t->res, &t->pgst, err, sizeof err);
+        int64_t took = clock_mono_us() - t0;
+        note_pg(t, pgw_connected(t->pg), err);
+        if (rc == PGW_DONE) {
+            metrics_observe_write(t->m, took);
+            return 0;
+        }
+        atomic_fetch_add_explicit(&t->m->write_errors, 1, memory_order_relaxed);
+        attempt++;
+        if (out_of_time(w)) {
+            log_warn("shutdown deadline passed with a batch unwritten; it stays in flight",
+                     " thread=%d jobs=%zu", t->idx, total);
+            return -1;
+        }
+        int64_t delay = backoff_delay_ms(attempt, c->backoff_base_ms, c->backoff_max_ms, &t->rng);
+        log_warn("postgres write failed; will retry", " thread=%d attempt=%u retry_in_ms=%lld error=%s",
+                 t->idx, attempt, (long long)delay, log_q(q, sizeof q, err));
+        metrics_set_state(t->m, MST_BACKOFF);
+        retry_sleep(w, delay);
+    }
+    return 0;
+}
+
+/* Acknowledges the batch in Redis, retrying until it is done. Returns -1
+ * if shutdown ran out of time first. */
+static int settle_batch(wthread *t, queue_batch *b, size_t processed, size_t nr, size_t nd)
+{
+    worker *w = t->w;
+    char err[512], q[600];
+    unsigned attempt = 0;
+
+    for (;;) {
+        int fenced = 0;
+        metrics_set_state(t->m, MST_SETTLING);
+        int ok = ensure_redis(t) == 0 &&
+                 queue_settle(t->rc, &w->keys, w->id, t->idx, b->token, processed, t->retries, nr,
+                              t->dead, nd, t->cfg.dead_letter_max, &fenced, err, sizeof err) == 0;
+        note_redis(t);
+        if (ok) {
+            if (fenced)
+                log_warn("batch was recovered by another worker meanwhile; its copy will be re-written "
+                         "idempotently", " thread=%d jobs=%zu", t->idx, b->n);
+            return 0;
+        }
+        if (t->rc && !t->rc->err)
+            log_warn("settle failed; will retry", " thread=%d error=%s", t->idx, log_q(q, sizeof q, err));
+        if (out_of_time(w)) {
+            log_warn("shutdown deadline passed before the batch was acknowledged; it stays in flight "
+                     "(already committed: its re-delivery is a no-op)", " thread=%d", t->idx);
+            return -1;
+        }
+        metrics_set_state(t->m, MST_BACKOFF);
+        retry_sleep(w, backoff_delay_ms(++attempt, 50, 2000, &t->rng));
+    }
+}
+
 /* Decodes, writes and settles one batch. Returns when it is settled, or
  * when shutdown ran out of time (the batch stays in flight). */
 static void process_batch(wthread *t, queue_batch *b)
 {
     worker *w = t->w;
-    const aq_config *c = &w->cfg;
-    char err[512];
+    const aq_config *c = &t->cfg;
+    char err[512], q[600];
     size_t nj = 0, nd = 0, nr = 0, bad = 0;
-    unsigned attempt = 0;
+    int64_t t0 = clock_mono_us();
 
     if (grow(t, b->n) != 0) {
         log_error("out of memory for a batch; aborting", " n=%zu", b->n);
         abort(); /* the daemon's one OOM policy: die, the batch is recovered */
     }
-    atomic_store(&t->inflight, b->n);
+    atomic_store(&t->m->inflight, b->n);
+    metrics_observe_batch(t->m, b->n);
     for (size_t i = 0; i < b->n; i++) {
         const redisReply *it = b->items[i];
         if (codec_decode(it->str, it->len, (size_t)c->max_job_bytes, &t->jobs[nj], err, sizeof err) == 0) {
@@ -225,27 +397,16 @@ static void process_batch(wthread *t, queue_batch *b)
         }
         char reason[600];
         snprintf(reason, sizeof reason, "undecodable job: %s", err);
-        log_warn("job dead-lettered at decode", " thread=%d bytes=%zu reason=\"%s\"", t->idx, it->len, err);
+        log_warn("job dead-lettered at decode", " thread=%d bytes=%zu reason=%s", t->idx, it->len,
+                 log_q(q, sizeof q, err));
         if (queue_dead_record(&t->dead[nd], it->str, it->len, b->priority, reason, NULL, 0, w->id) != 0)
             abort();
         nd++;
     }
 
-    while (nj > 0) {
-        int rc = pgw_write(t->pg, t->jobs, nj, t->res, &t->pgst, err, sizeof err);
-        if (rc == PGW_DONE)
-            break;
-        attempt++;
-        if (out_of_time(w)) {
-            log_warn("shutdown deadline passed with a batch unwritten; it stays in flight",
-                     " thread=%d jobs=%zu", t->idx, b->n);
-            t->abandoned = 1;
-            return;
-        }
-        int64_t delay = backoff_delay_ms(attempt, c->backoff_base_ms, c->backoff_max_ms, &t->rng);
-        log_warn("postgres write failed; will retry", " thread=%d attempt=%u retry_in_ms=%lld error=\"%s\"",
-                 t->idx, attempt, (long long)delay, err);
-        retry_sleep(w, delay);
+    if (write_batch(t, nj, b->n) != 0) {
+        t->abandoned = 1;
+        return;
     }
 
     if (c->crash_after_commit > 0 &&
@@ -268,8 +429,8 @@ static void process_batch(wthread *t, queue_batch *b)
             char reason[400];
             snprintf(reason, sizeof reason, "postgres rejected the row %u times: %s", attempts,
                      t->res[j].message);
-            log_warn("row dead-lettered", " thread=%d event_id=%s sqlstate=%s attempts=%u error=\"%s\"",
-                     t->idx, idtxt, t->res[j].sqlstate, attempts, t->res[j].message);
+            log_warn("row dead-lettered", " thread=%d event_id=%s sqlstate=%s attempts=%u error=%s",
+                     t->idx, idtxt, t->res[j].sqlstate, attempts, log_q(q, sizeof q, t->res[j].message));
             if (queue_dead_record(&t->dead[nd++], it->str, it->len, job->priority, reason,
                                   t->res[j].sqlstate, attempts, w->id) != 0)
                 abort();
@@ -283,71 +444,67 @@ static void process_batch(wthread *t, queue_batch *b)
             t->retries[nr].job = rb->data;
             t->retries[nr].len = rb->len;
             t->retries[nr].delay_ms = backoff_delay_ms(attempts, c->backoff_base_ms, c->backoff_max_ms, &t->rng);
-            log_info("row rejected; retry scheduled", " thread=%d event_id=%s sqlstate=%s attempt=%u retry_in_ms=%lld error=\"%s\"",
+            log_info("row rejected; retry scheduled", " thread=%d event_id=%s sqlstate=%s attempt=%u retry_in_ms=%lld error=%s",
                      t->idx, idtxt, t->res[j].sqlstate, attempts, (long long)t->retries[nr].delay_ms,
-                     t->res[j].message);
+                     log_q(q, sizeof q, t->res[j].message));
             nr++;
         }
     }
 
-    attempt = 0;
-    for (;;) {
-        int fenced = 0;
-        if (ensure_redis(t) == 0 &&
-            queue_settle(t->rc, &w->keys, w->id, t->idx, b->token, nj - bad, t->retries, nr, t->dead,
-                         nd, c->dead_letter_max, &fenced, err, sizeof err) == 0) {
-            if (fenced)
-                log_warn("batch was recovered by another worker meanwhile; its copy will be re-written "
-                         "idempotently", " thread=%d jobs=%zu", t->idx, b->n);
-            break;
-        }
-        if (t->rc && !t->rc->err)
-            log_warn("settle failed; will retry", " thread=%d error=\"%s\"", t->idx, err);
-        if (out_of_time(w)) {
-            log_warn("shutdown deadline passed before the batch was acknowledged; it stays in flight "
-                     "(already committed: its re-delivery is a no-op)", " thread=%d", t->idx);
-            t->abandoned = 1;
-            return;
-        }
-        retry_sleep(w, backoff_delay_ms(++attempt, 50, 2000, &t->rng));
+    if (settle_batch(t, b, nj - bad, nr, nd) != 0) {
+        t->abandoned = 1;
+        return;
     }
-    atomic_fetch_add(&t->processed, nj - bad);
-    atomic_fetch_add(&t->failed, bad + nd);
-    atomic_fetch_add(&t->dead_lettered, nd);
-    atomic_fetch_add(&t->retried, nr);
-    atomic_fetch_add(&t->batches, 1);
-    atomic_store(&t->inflight, 0);
+    atomic_fetch_add(&t->m->processed, nj - bad);
+    atomic_fetch_add(&t->m->failed, bad + nd);
+    atomic_fetch_add(&t->m->dead_lettered, nd);
+    atomic_fetch_add(&t->m->retried, nr);
+    atomic_fetch_add(&t->m->batches, 1);
+    atomic_store(&t->m->last_batch_us, clock_now_us());
+    atomic_store(&t->m->inflight, 0);
+    log_debug("batch done", " thread=%d priority=%s jobs=%zu written=%zu retried=%zu dead_lettered=%zu ms=%lld",
+              t->idx, codec_priority_name(b->priority) ? codec_priority_name(b->priority) : "?", b->n,
+              nj - bad, nr, nd, (long long)((clock_mono_us() - t0) / 1000));
 }
 
 static void *thread_main(void *arg)
 {
     wthread *t = arg;
     worker *w = t->w;
-    char err[512];
+    char err[512], q[600];
     unsigned rfail = 0;
     int64_t idle = 1;
 
     while (!atomic_load(&w->stopping)) {
+        thread_refresh_cfg(t);
+        const aq_config *c = &t->cfg;
         if (ensure_redis(t) != 0) {
+            metrics_set_state(t->m, MST_BACKOFF);
             w_sleep(w, backoff_delay_ms(++rfail, 100, 5000, &t->rng), 0);
             continue;
         }
         queue_batch b;
         double r01 = (double)(backoff_rand(&t->rng) >> 11) / (double)(1ULL << 53);
-        if (queue_fetch(t->rc, &w->keys, w->id, t->idx, w->cfg.priority_mode == PRIO_WEIGHTED,
-                        w->cfg.weights, r01, w->cfg.batch_size, ++t->seq, &b, err, sizeof err) != 0) {
-            log_warn("fetch failed", " thread=%d error=\"%s\"", t->idx, err);
+        metrics_set_state(t->m, MST_FETCHING);
+        int frc = queue_fetch(t->rc, &w->keys, w->id, t->idx, c->priority_mode == PRIO_WEIGHTED,
+                              c->weights, r01, c->batch_size, ++t->seq, &b, err, sizeof err);
+        note_redis(t);
+        if (frc != 0) {
+            log_warn("fetch failed", " thread=%d error=%s", t->idx, log_q(q, sizeof q, err));
+            metrics_set_state(t->m, MST_BACKOFF);
             w_sleep(w, backoff_delay_ms(++rfail, 100, 5000, &t->rng), 0);
             continue;
         }
         rfail = 0;
         if (b.n == 0) {
             queue_batch_free(&b);
+            pg_check(t);
             /* Empty queues: back off from 1 ms up to idle_poll_ms, so a
              * trickle of events is picked up within milliseconds while an
              * idle worker costs a few commands per second. */
+            metrics_set_state(t->m, MST_IDLE);
             w_sleep(w, idle, 0);
-            idle = idle * 2 > w->cfg.idle_poll_ms ? w->cfg.idle_poll_ms : idle * 2;
+            idle = idle * 2 > c->idle_poll_ms ? c->idle_poll_ms : idle * 2;
             continue;
         }
         idle = 1;
@@ -356,35 +513,40 @@ static void *thread_main(void *arg)
         if (t->abandoned)
             break;
     }
+    metrics_set_state(t->m, MST_STOPPED);
     atomic_fetch_sub(&w->running, 1);
     return NULL;
 }
 
-/* ---- main thread ---------------------------------------------------------- */
+/* ---- main thread: Redis timers -------------------------------------------- */
 
+/* The main thread's Redis connection, (re)connected at most once per
+ * MAIN_REDIS_RETRY_MS: the loop also serves HTTP, and a Redis that is down
+ * must not turn every 100 ms timer into a connect attempt. */
 static redisContext *main_redis(worker *w)
 {
-    char err[256];
+    char err[256], q[300];
     if (w->rc && w->rc->err) {
         redisFree(w->rc);
         w->rc = NULL;
     }
+    if (w->rc)
+        return w->rc;
+    int64_t now = clock_mono_us();
+    if (now < w->rc_retry_us)
+        return NULL;
+    w->rc = redis_connect(&w->rt, w->cfg.redis_connect_timeout_ms, w->cfg.redis_timeout_ms, err,
+                          sizeof err, NULL);
     if (!w->rc) {
-        w->rc = redis_connect(&w->rt, w->cfg.redis_connect_timeout_ms, w->cfg.redis_timeout_ms, err,
-                              sizeof err, NULL);
-        if (!w->rc)
-            log_warn("redis unavailable (main)", " error=\"%s\"", err);
+        w->rc_retry_us = now + (int64_t)MAIN_REDIS_RETRY_MS * 1000;
+        if (!w->rc_down_logged)
+            log_warn("redis unavailable (main)", " error=%s", log_q(q, sizeof q, err));
+        w->rc_down_logged = 1;
+    } else if (w->rc_down_logged) {
+        log_info("redis connection restored (main)", NULL);
+        w->rc_down_logged = 0;
     }
     return w->rc;
-}
-
-static void sum_counters(worker *w, uint64_t *processed, uint64_t *inflight)
-{
-    *processed = *inflight = 0;
-    for (int i = 0; i < w->nthreads; i++) {
-        *processed += atomic_load(&w->th[i].processed);
-        *inflight += atomic_load(&w->th[i].inflight);
-    }
 }
 
 static void on_heartbeat(struct ev_loop *loop, ev_timer *tm, int revents)
@@ -392,15 +554,15 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *tm, int revents)
     (void)loop;
     (void)revents;
     worker *w = tm->data;
-    char err[256];
-    uint64_t processed, inflight;
+    char err[256], q[300];
+    metrics_totals tot;
     redisContext *c = main_redis(w);
     if (!c)
         return;
-    sum_counters(w, &processed, &inflight);
-    if (queue_heartbeat(c, &w->keys, w->id, w->host, w->pid, w->nthreads, w->started_ms, processed,
-                        inflight, err, sizeof err) != 0)
-        log_warn("heartbeat failed", " error=\"%s\"", err);
+    metrics_sum(w->mt, w->nthreads, &tot);
+    if (queue_heartbeat(c, &w->keys, w->id, w->host, w->pid, w->nthreads, w->started_ms, tot.processed,
+                        tot.inflight, err, sizeof err) != 0)
+        log_warn("heartbeat failed", " error=%s", log_q(q, sizeof q, err));
 }
 
 static void on_recover(struct ev_loop *loop, ev_timer *tm, int revents)
@@ -408,16 +570,18 @@ static void on_recover(struct ev_loop *loop, ev_timer *tm, int revents)
     (void)loop;
     (void)revents;
     worker *w = tm->data;
-    char err[256];
+    char err[256], q[300];
     long long workers = 0, jobs = 0, dead = 0;
     redisContext *c = main_redis(w);
     if (!c)
         return;
-    if (queue_recover(c, &w->keys, &w->cfg, NULL, &workers, &jobs, &dead, err, sizeof err) != 0)
-        log_warn("recovery check failed", " error=\"%s\"", err);
-    else if (workers > 0)
+    if (queue_recover(c, &w->keys, &w->cfg, NULL, &workers, &jobs, &dead, err, sizeof err) != 0) {
+        log_warn("recovery check failed", " error=%s", log_q(q, sizeof q, err));
+    } else if (workers > 0) {
+        w->recovered += (uint64_t)(jobs > 0 ? jobs : 0);
         log_warn("recovered in-flight jobs of dead workers", " workers=%lld jobs=%lld dead_lettered=%lld",
                  workers, jobs, dead);
+    }
 }
 
 static void on_promote(struct ev_loop *loop, ev_timer *tm, int revents)
@@ -425,20 +589,49 @@ static void on_promote(struct ev_loop *loop, ev_timer *tm, int revents)
     (void)loop;
     (void)revents;
     worker *w = tm->data;
-    char err[256];
+    char err[256], q[300];
     long long moved = 0, total = 0;
     redisContext *c = main_redis(w);
     if (!c)
         return;
     do {
         if (queue_promote(c, &w->keys, &moved, err, sizeof err) != 0) {
-            log_warn("retry promotion failed", " error=\"%s\"", err);
+            log_warn("retry promotion failed", " error=%s", log_q(q, sizeof q, err));
             return;
         }
         total += moved;
     } while (moved == 1000);
     if (total > 0)
         log_debug("retries due, back in their queues", " jobs=%lld", total);
+}
+
+/* Reads the queue numbers for /metrics, /readyz and the summary. */
+static void on_sample(struct ev_loop *loop, ev_timer *tm, int revents)
+{
+    (void)loop;
+    (void)revents;
+    worker *w = tm->data;
+    metrics_queue_sample s;
+    redisContext *c = main_redis(w);
+
+    if (!c) {
+        w->sample_ok = 0;
+        snprintf(w->sample_err, sizeof w->sample_err, "no connection to Redis");
+        return;
+    }
+    if (sample_queues(c, &w->keys, &w->cfg, &s, w->sample_err, sizeof w->sample_err) != 0) {
+        char q[300];
+        if (w->sample_ok)
+            log_warn("reading queue numbers from redis failed", " error=%s",
+                     log_q(q, sizeof q, w->sample_err));
+        w->sample_ok = 0;
+        return;
+    }
+    w->sample = s;
+    w->sample_have = 1;
+    w->sample_ok = 1;
+    w->sample_us = clock_now_us();
+    w->sample_err[0] = '\0';
 }
 
 /* Creates the coming months' partitions (auditq_ensure_partitions, from
@@ -449,52 +642,258 @@ static void on_maint(struct ev_loop *loop, ev_timer *tm, int revents)
     (void)loop;
     (void)revents;
     worker *w = tm->data;
-    char ahead[16], cto[16];
+    char ahead[16], cto[16], q[600];
     snprintf(ahead, sizeof ahead, "%d", w->cfg.partitions_ahead);
     snprintf(cto, sizeof cto, "%d", w->cfg.pg_connect_timeout_s);
     const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
     const char *vals[] = {w->cfg.database_url, cto, "auditq-worker-maint", NULL};
     PGconn *pg = PQconnectdbParams(keys, vals, 1);
     if (PQstatus(pg) != CONNECTION_OK) {
-        const char *msg = PQerrorMessage(pg);
-        log_warn("partition upkeep skipped: cannot connect to PostgreSQL", " error=\"%.*s\"",
-                 (int)strcspn(msg, "\n"), msg);
+        char msg[512];
+        snprintf(msg, sizeof msg, "%.*s", (int)strcspn(PQerrorMessage(pg), "\n"), PQerrorMessage(pg));
+        log_warn("partition upkeep skipped: cannot connect to PostgreSQL", " error=%s",
+                 log_q(q, sizeof q, msg));
         PQfinish(pg);
         return;
     }
     const char *params[1] = {ahead};
     PGresult *r = PQexecParams(pg, "SELECT auditq_ensure_partitions($1::int)", 1, NULL, params, NULL,
                                NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        log_warn("partition upkeep failed (run 'auditqctl migrate'?)", " error=\"%s\"",
-                 PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : "");
-    else if (strcmp(PQgetvalue(r, 0, 0), "0") != 0)
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+        log_warn("partition upkeep failed (run 'auditqctl migrate'?)", " error=%s",
+                 log_q(q, sizeof q, m ? m : ""));
+    } else if (strcmp(PQgetvalue(r, 0, 0), "0") != 0) {
         log_info("partitions created", " count=%s", PQgetvalue(r, 0, 0));
+    }
     PQclear(r);
     PQfinish(pg);
 }
 
+/* One logfmt line: throughput since the last summary, this process's
+ * totals, and the lag (queued jobs, oldest job's age) from the last Redis
+ * sample. Quiet while there is nothing to report. */
 static void on_summary(struct ev_loop *loop, ev_timer *tm, int revents)
 {
     (void)loop;
     (void)revents;
     worker *w = tm->data;
-    uint64_t processed, inflight, failed = 0, dead = 0;
-    sum_counters(w, &processed, &inflight);
-    for (int i = 0; i < w->nthreads; i++) {
-        failed += atomic_load(&w->th[i].failed);
-        dead += atomic_load(&w->th[i].dead_lettered);
-    }
+    metrics_totals t;
+    char lag[200];
+    metrics_sum(w->mt, w->nthreads, &t);
     int64_t now = clock_mono_us();
     double secs = (double)(now - w->last_summary_us) / 1e6;
-    uint64_t delta = processed - w->last_processed;
-    if (delta > 0 || inflight > 0)
-        log_info("summary", " written_per_s=%.0f processed=%llu failed=%llu dead_lettered=%llu inflight=%llu",
-                 secs > 0 ? (double)delta / secs : 0.0, (unsigned long long)processed,
-                 (unsigned long long)failed, (unsigned long long)dead, (unsigned long long)inflight);
-    w->last_processed = processed;
+    uint64_t delta = t.processed - w->last_processed;
+    long long queued = 0, oldest = -1;
+
+    if (w->sample_have) {
+        queued = metrics_queued(&w->sample);
+        oldest = metrics_oldest_ms(&w->sample);
+    }
+    if (!w->sample_have)
+        snprintf(lag, sizeof lag, " queued=unknown oldest_age_s=unknown");
+    else
+        snprintf(lag, sizeof lag, " queued=%lld oldest_age_s=%.3f inflight_all=%lld retry=%lld dead=%lld%s",
+                 queued, oldest > 0 ? (double)oldest / 1000.0 : 0.0, w->sample.inflight, w->sample.retry,
+                 w->sample.dead, w->sample_ok ? "" : " queue_sample=stale");
+    int quiet = delta == 0 && t.inflight == 0 && queued == 0 && w->sample_ok;
+    if (!quiet || !w->summary_quiet)
+        log_info("summary", " written_per_s=%.0f processed=%llu failed=%llu dead_lettered=%llu "
+                 "inflight=%llu%s", secs > 0 ? (double)delta / secs : 0.0,
+                 (unsigned long long)t.processed, (unsigned long long)t.failed,
+                 (unsigned long long)t.dead_lettered, (unsigned long long)t.inflight, lag);
+    w->summary_quiet = quiet;
+    w->last_processed = t.processed;
     w->last_summary_us = now;
 }
+
+/* ---- main thread: HTTP ---------------------------------------------------- */
+
+/* Readiness: not stopping, Redis sampled successfully within
+ * READY_SAMPLE_MAX_MS, and at least one writer thread with a live
+ * PostgreSQL connection. Returns 1, or 0 with what is down in why. */
+static int is_ready(worker *w, char *why, size_t cap)
+{
+    size_t n = 0;
+    int64_t now = clock_now_us();
+    metrics_totals t;
+
+    why[0] = '\0';
+    if (atomic_load(&w->stopping))
+        n += (size_t)snprintf(why + n, cap - n, "shutting down; ");
+    if (n < cap && (!w->sample_ok || now - w->sample_us > (int64_t)READY_SAMPLE_MAX_MS * 1000)) {
+        if (w->sample_have)
+            n += (size_t)snprintf(why + n, cap - n, "redis unreachable (last good read %.1f s ago: %s); ",
+                                  (double)(now - w->sample_us) / 1e6, w->sample_err);
+        else
+            n += (size_t)snprintf(why + n, cap - n, "redis unreachable (%s); ",
+                                  w->sample_err[0] ? w->sample_err : "not read yet");
+    }
+    metrics_sum(w->mt, w->nthreads, &t);
+    if (n < cap && t.pg_up_threads == 0)
+        n += (size_t)snprintf(why + n, cap - n,
+                              "postgresql unreachable (0 of %d writer threads connected); ", w->nthreads);
+    if (n >= cap)
+        n = cap - 1;
+    if (n >= 2 && why[n - 2] == ';')
+        why[n - 2] = '\0';
+    return why[0] == '\0';
+}
+
+static void on_http(void *ctx, const http_request *req, http_response *resp)
+{
+    worker *w = ctx;
+    char why[700], text[800];
+    int n;
+
+    if (strcmp(req->path, "/metrics") == 0) {
+        metrics_view v = {
+            .version = AUDITQ_VERSION, .worker_id = w->id, .namespace_ = w->keys.ns,
+            .start_us = w->started_us, .now_us = clock_now_us(), .threads = w->mt,
+            .nthreads = w->nthreads, .recovered = w->recovered, .reloads_ok = w->reloads_ok,
+            .reloads_failed = w->reloads_failed, .ready = is_ready(w, why, sizeof why),
+            .sample = w->sample_have ? &w->sample : NULL, .sample_ok = w->sample_ok,
+            .sample_us = w->sample_us,
+        };
+        if (metrics_render(&v, &resp->body) != 0) {
+            resp->status = 500;
+            resp->body.len = 0;
+            return;
+        }
+        resp->status = 200;
+        resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
+        return;
+    }
+    if (strcmp(req->path, "/healthz") == 0) {
+        resp->status = 200;
+        (void)aq_buf_append(&resp->body, "ok\n", 3);
+        return;
+    }
+    if (strcmp(req->path, "/readyz") == 0) {
+        if (is_ready(w, why, sizeof why)) {
+            resp->status = 200;
+            n = snprintf(text, sizeof text, "ready\n");
+        } else {
+            resp->status = 503;
+            n = snprintf(text, sizeof text, "not ready: %s\n", why);
+        }
+        (void)aq_buf_append(&resp->body, text, n > 0 && (size_t)n < sizeof text ? (size_t)n : 0);
+        return;
+    }
+    resp->status = 404;
+    n = snprintf(text, sizeof text, "not found: %.200s (try /metrics, /healthz or /readyz)\n", req->path);
+    (void)aq_buf_append(&resp->body, text, n > 0 && (size_t)n < sizeof text ? (size_t)n : 0);
+}
+
+/* ---- main thread: configuration ------------------------------------------- */
+
+/* Builds a configuration the one way, at start and on SIGHUP: defaults,
+ * the file (if any), AUDITQ_* variables, then the --set flags in order,
+ * then the cross-field checks. 0, or -1 with the reason in err. */
+static int build_config(aq_config *c, const char *path, char *const *sets, int nsets, char *err,
+                        size_t errlen)
+{
+    config_defaults(c);
+    if (path[0] && config_load_file(c, path, err, errlen) != 0)
+        return -1;
+    if (config_load_env(c, err, errlen) != 0)
+        return -1;
+    for (int i = 0; i < nsets; i++) {
+        char key[128];
+        const char *eq = strchr(sets[i], '=');
+        /* The shape was checked when the flag was read. */
+        memcpy(key, sets[i], (size_t)(eq - sets[i]));
+        key[eq - sets[i]] = '\0';
+        if (config_set(c, key, eq + 1, "--set", err, errlen) != 0)
+            return -1;
+    }
+    return config_validate(c, err, errlen);
+}
+
+typedef struct reload_report {
+    config_change ch[64];
+    int n, applied, restart;
+} reload_report;
+
+static void collect_change(void *ctx, const config_change *ch)
+{
+    reload_report *r = ctx;
+    if (r->n < (int)(sizeof r->ch / sizeof r->ch[0]))
+        r->ch[r->n++] = *ch;
+    if (ch->applied)
+        r->applied++;
+    else
+        r->restart++;
+}
+
+static void apply_summary_interval(worker *w)
+{
+    ev_timer_stop(w->loop, &w->t_summary);
+    if (w->cfg.summary_interval_ms > 0) {
+        double s = w->cfg.summary_interval_ms / 1000.0;
+        ev_timer_set(&w->t_summary, s, s);
+        ev_timer_start(w->loop, &w->t_summary);
+    }
+}
+
+/* SIGHUP. Tolerant where start is strict: a file that does not parse or
+ * validate leaves everything as it was, and says why (file:line). */
+static void reload_config(worker *w)
+{
+    static aq_config next; /* main thread only; 2.5 KB off the stack */
+    static reload_report rep;
+    char err[1024], q[1100], fq[600], oq[220], nq[220];
+    const char *file = w->cfg_path[0] ? w->cfg_path : "(none: environment and --set only)";
+    int old_level = w->cfg.log_level;
+
+    log_q(fq, sizeof fq, file);
+    if (build_config(&next, w->cfg_path, w->sets, w->nsets, err, sizeof err) != 0) {
+        w->reloads_failed++;
+        log_error("config reload failed; keeping the running configuration", " file=%s error=%s", fq,
+                  log_q(q, sizeof q, err));
+        return;
+    }
+    memset(&rep, 0, sizeof rep);
+    pthread_mutex_lock(&w->cfg_mu);
+    int rc = config_reload(&w->cfg, &next, collect_change, &rep, err, sizeof err);
+    if (rc > 0)
+        atomic_fetch_add_explicit(&w->cfg_gen, 1, memory_order_release);
+    pthread_mutex_unlock(&w->cfg_mu);
+    if (rc < 0) {
+        w->reloads_failed++;
+        log_error("config reload failed; keeping the running configuration", " file=%s error=%s", fq,
+                  log_q(q, sizeof q, err));
+        return;
+    }
+    w->reloads_ok++;
+    /* Report under the more verbose of the two levels, so switching to a
+     * quieter level still says so. */
+    atomic_store(&log_level, old_level > w->cfg.log_level ? old_level : w->cfg.log_level);
+    for (int i = 0; i < rep.n; i++) {
+        const config_change *ch = &rep.ch[i];
+        char msg[600];
+        log_q(oq, sizeof oq, ch->old_value);
+        log_q(nq, sizeof nq, ch->new_value);
+        if (ch->applied) {
+            snprintf(msg, sizeof msg, "setting %s changed from %s to %s", ch->name, ch->old_value,
+                     ch->new_value);
+            log_info(msg, " setting=%s old=%s new=%s applied=1", ch->name, oq, nq);
+        } else {
+            snprintf(msg, sizeof msg, "setting %s changed from %s to %s; restart to apply", ch->name,
+                     ch->old_value, ch->new_value);
+            log_warn(msg, " setting=%s old=%s new=%s applied=0", ch->name, oq, nq);
+        }
+    }
+    if (rep.n == 0)
+        log_info("config reloaded: nothing changed", " file=%s", fq);
+    else
+        log_info("config reloaded", " file=%s changed=%d applied=%d restart_needed=%d", fq, rep.n,
+                 rep.applied, rep.restart);
+    atomic_store(&log_level, w->cfg.log_level);
+    apply_summary_interval(w);
+}
+
+/* ---- main thread: signals and shutdown ------------------------------------ */
 
 static void on_stop_check(struct ev_loop *loop, ev_timer *tm, int revents)
 {
@@ -510,10 +909,10 @@ static void begin_shutdown(worker *w, const char *why)
 {
     if (atomic_load(&w->stopping)) {
         log_warn("second stop signal: giving up on the batches in hand now", " signal=%s", why);
-        w->stop_deadline_us = clock_mono_us();
+        atomic_store(&w->stop_deadline_us, clock_mono_us());
         return;
     }
-    w->stop_deadline_us = clock_mono_us() + (int64_t)w->cfg.shutdown_timeout_ms * 1000;
+    atomic_store(&w->stop_deadline_us, clock_mono_us() + (int64_t)w->cfg.shutdown_timeout_ms * 1000);
     atomic_store(&w->stopping, 1);
     pthread_mutex_lock(&w->mu);
     pthread_cond_broadcast(&w->cv);
@@ -529,12 +928,13 @@ static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
     (void)revents;
     worker *w = s->data;
     if (s->signum == SIGHUP) {
-        log_warn("SIGHUP: this version has no live reload; restart the worker to apply config changes "
-                 "(a graceful restart loses nothing)", NULL);
+        reload_config(w);
         return;
     }
     begin_shutdown(w, s->signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
+
+/* ---- start ---------------------------------------------------------------- */
 
 static void usage(FILE *out)
 {
@@ -559,7 +959,19 @@ static void usage(FILE *out)
             "(e.g. AUDITQ_REDIS_URL, AUDITQ_DATABASE_URL, AUDITQ_THREADS, AUDITQ_BATCH_SIZE)\n"
             "< command-line flags.\n"
             "\n"
+            "HTTP: with http_listen = HOST:PORT (e.g. --set http_listen=127.0.0.1:9187;\n"
+            "\":9187\" = every address) the worker serves GET /metrics (Prometheus text\n"
+            "format), /healthz (200 while it runs) and /readyz (200 when Redis and\n"
+            "PostgreSQL are reachable, else 503 naming what is down). It refuses to start\n"
+            "if it cannot bind. Off by default.\n"
+            "\n"
             "Signals: SIGTERM/SIGINT drain and exit 0 (a second one stops at once).\n"
+            "SIGHUP reloads the configuration (the -c file, environment and --set flags,\n"
+            "as at start): reloadable settings (batch_size, idle_poll_ms, max_attempts,\n"
+            "backoff_*, dead_letter_max, priority_mode, weights, log_level,\n"
+            "summary_interval_ms, retention settings) apply at once; others are logged as\n"
+            "needing a restart; a file with an error is ignored, the error logged.\n"
+            "Logs: logfmt lines on stderr (ts=... level=... msg=... key=value).\n"
             "Exit codes: 0 clean stop, 2 configuration error, 1 other failure.\n");
 }
 
@@ -571,27 +983,31 @@ static int load_config(worker *w, int argc, char **argv, int *check, int *print)
         {"check", no_argument, NULL, 1},           {"print-config", no_argument, NULL, 2},
         {"help", no_argument, NULL, 'h'},          {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
+    static char flagbuf[MAX_SETS][80];
     char err[1024];
-    char *sets[128];
-    int nsets = 0, o;
+    int o;
 
-    config_defaults(&w->cfg);
     while ((o = getopt_long(argc, argv, "c:s:t:b:hV", opts, NULL)) != -1) {
         switch (o) {
         case 'c': snprintf(w->cfg_path, sizeof w->cfg_path, "%s", optarg); break;
         case 's':
         case 't':
         case 'b':
-            if (nsets == 128) {
-                fprintf(stderr, "auditq-worker: too many --set options\n");
+            if (w->nsets == MAX_SETS) {
+                fprintf(stderr, "auditq-worker: too many --set options (at most %d)\n", MAX_SETS);
                 return 2;
             }
-            if (o == 's')
-                sets[nsets++] = optarg;
-            else {
-                static char buf[2][64];
-                snprintf(buf[o == 't' ? 0 : 1], sizeof buf[0], "%s=%s", o == 't' ? "threads" : "batch_size", optarg);
-                sets[nsets++] = buf[o == 't' ? 0 : 1];
+            if (o == 's') {
+                const char *eq = strchr(optarg, '=');
+                if (!eq || eq == optarg || (size_t)(eq - optarg) >= 128) {
+                    fprintf(stderr, "auditq-worker: --set '%s': expected KEY=VALUE\n", optarg);
+                    return 2;
+                }
+                w->sets[w->nsets++] = optarg;
+            } else {
+                char *buf = flagbuf[w->nsets];
+                snprintf(buf, sizeof flagbuf[0], "%s=%.60s", o == 't' ? "threads" : "batch_size", optarg);
+                w->sets[w->nsets++] = buf;
             }
             break;
         case 1: *check = 1; break;
@@ -605,23 +1021,7 @@ static int load_config(worker *w, int argc, char **argv, int *check, int *print)
         fprintf(stderr, "auditq-worker: unexpected argument '%s'; see --help\n", argv[optind]);
         return 2;
     }
-    if (w->cfg_path[0] && config_load_file(&w->cfg, w->cfg_path, err, sizeof err) != 0)
-        goto bad;
-    if (config_load_env(&w->cfg, err, sizeof err) != 0)
-        goto bad;
-    for (int i = 0; i < nsets; i++) {
-        char key[128];
-        const char *eq = strchr(sets[i], '=');
-        if (!eq || (size_t)(eq - sets[i]) >= sizeof key) {
-            fprintf(stderr, "auditq-worker: --set '%s': expected KEY=VALUE\n", sets[i]);
-            return 2;
-        }
-        memcpy(key, sets[i], (size_t)(eq - sets[i]));
-        key[eq - sets[i]] = '\0';
-        if (config_set(&w->cfg, key, eq + 1, "--set", err, sizeof err) != 0)
-            goto bad;
-    }
-    if (config_validate(&w->cfg, err, sizeof err) != 0)
+    if (build_config(&w->cfg, w->cfg_path, w->sets, w->nsets, err, sizeof err) != 0)
         goto bad;
     if (redis_url_parse(w->cfg.redis_url, &w->rt, err, sizeof err) != 0 ||
         keys_init(&w->keys, w->cfg.namespace_) != 0)
@@ -632,26 +1032,9 @@ bad:
     return 2;
 }
 
-int main(int argc, char **argv)
+static void make_identity(worker *w)
 {
-    static worker W;
-    worker *w = &W;
-    int check = 0, print = 0, rc;
-
-    rc = load_config(w, argc, argv, &check, &print);
-    if (rc)
-        return rc;
-    if (print) {
-        config_print(&w->cfg, stdout);
-        return 0;
-    }
-    if (check) {
-        printf("configuration OK\n");
-        return 0;
-    }
-    log_level = w->cfg.log_level;
-    signal(SIGPIPE, SIG_IGN);
-
+    uint8_t rnd[16];
     w->nthreads = w->cfg.threads > 0 ? w->cfg.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (w->nthreads < 1)
         w->nthreads = 1;
@@ -659,79 +1042,40 @@ int main(int argc, char **argv)
     if (gethostname(w->host, sizeof w->host) != 0)
         snprintf(w->host, sizeof w->host, "unknown");
     w->host[sizeof w->host - 1] = '\0';
-    uint8_t rnd[16];
     uuid7_new(rnd);
     snprintf(w->id, sizeof w->id, "%.100s:%d:%02x%02x%02x", w->host, w->pid, rnd[13], rnd[14], rnd[15]);
-    w->started_ms = clock_now_us() / 1000;
-    pthread_mutex_init(&w->mu, NULL);
-    pthread_cond_init(&w->cv, NULL);
+    w->started_us = clock_now_us();
+    w->started_ms = w->started_us / 1000;
+}
 
-    w->loop = EV_DEFAULT;
-    ev_signal_init(&w->sig_term, on_signal, SIGTERM);
-    ev_signal_init(&w->sig_int, on_signal, SIGINT);
-    ev_signal_init(&w->sig_hup, on_signal, SIGHUP);
-    w->sig_term.data = w->sig_int.data = w->sig_hup.data = w;
-    ev_signal_start(w->loop, &w->sig_term);
-    ev_signal_start(w->loop, &w->sig_int);
-    ev_signal_start(w->loop, &w->sig_hup);
-
-    w->th = calloc((size_t)w->nthreads, sizeof *w->th);
-    if (!w->th) {
-        log_error("out of memory", NULL);
-        return 1;
-    }
-    /* Register before the threads take work, so our in-flight lists are
-     * never unowned. */
-    on_heartbeat(w->loop, &(ev_timer){.data = w}, 0);
-    atomic_store(&w->running, w->nthreads);
-    for (int i = 0; i < w->nthreads; i++) {
-        wthread *t = &w->th[i];
-        t->w = w;
-        t->idx = i;
-        t->rng = ((uint64_t)w->pid << 32) ^ (uint64_t)clock_mono_us() ^ ((uint64_t)i * 0x9E3779B97F4A7C15ULL);
-        t->pg = pgw_new(&w->cfg);
-        if (!t->pg || pthread_create(&t->tid, NULL, thread_main, t) != 0) {
-            log_error("cannot start writer thread", " thread=%d", i);
-            return 1;
-        }
-    }
-    log_info("worker started", " id=%s threads=%d batch_size=%d namespace=%s priority_mode=%s write_method=%s",
-             w->id, w->nthreads, w->cfg.batch_size, w->cfg.namespace_,
-             w->cfg.priority_mode == PRIO_WEIGHTED ? "weighted" : "strict",
-             w->cfg.write_method == WRITE_INSERT ? "insert" : "copy");
-
+static void start_timers(worker *w)
+{
     double hb = w->cfg.heartbeat_interval_ms / 1000.0;
     double rec = w->cfg.recovery_interval_ms / 1000.0;
     ev_timer_init(&w->t_heartbeat, on_heartbeat, hb, hb);
     ev_timer_init(&w->t_recover, on_recover, 0.05, rec);
     ev_timer_init(&w->t_promote, on_promote, 0.1, 0.1);
     ev_timer_init(&w->t_maint, on_maint, 0.2, 3600.0);
-    double sum = w->cfg.summary_interval_ms / 1000.0;
-    ev_timer_init(&w->t_summary, on_summary, sum, sum);
+    ev_timer_init(&w->t_sample, on_sample, 0.0, SAMPLE_INTERVAL_S);
+    ev_timer_init(&w->t_summary, on_summary, 0.0, 0.0);
     ev_timer_init(&w->t_stop, on_stop_check, 0.02, 0.02);
-    w->t_heartbeat.data = w->t_recover.data = w->t_promote.data = w;
-    w->t_maint.data = w->t_summary.data = w->t_stop.data = w;
+    w->t_heartbeat.data = w->t_recover.data = w->t_promote.data = w->t_maint.data = w;
+    w->t_sample.data = w->t_summary.data = w->t_stop.data = w;
     w->last_summary_us = clock_mono_us();
     ev_timer_start(w->loop, &w->t_heartbeat);
     ev_timer_start(w->loop, &w->t_recover);
     ev_timer_start(w->loop, &w->t_promote);
     ev_timer_start(w->loop, &w->t_maint);
-    if (w->cfg.summary_interval_ms > 0)
-        ev_timer_start(w->loop, &w->t_summary);
+    ev_timer_start(w->loop, &w->t_sample);
+    apply_summary_interval(w);
+}
 
-    ev_run(w->loop, 0);
-
-    /* Shutdown: threads have stopped (or are stuck in a bounded call). */
-    int stuck = atomic_load(&w->running);
-    int abandoned = stuck > 0;
-    for (int i = 0; i < w->nthreads; i++) {
-        if (stuck == 0) {
-            pthread_join(w->th[i].tid, NULL);
-            abandoned |= w->th[i].abandoned;
-        }
-    }
-    on_summary(w->loop, &w->t_summary, 0);
-    char err[256];
+/* Leaves Redis tidy on the way out: releases abandoned batches at once, or
+ * deregisters. */
+static void finish_in_redis(worker *w, int abandoned)
+{
+    char err[256], q[300];
+    w->rc_retry_us = 0;
     redisContext *c = main_redis(w);
     if (c && abandoned) {
         long long nw, nj, nd;
@@ -741,17 +1085,18 @@ int main(int argc, char **argv)
             log_warn("released unfinished batches back to their queues", " jobs=%lld", nj);
         else
             log_warn("could not release unfinished batches; peers recover them after heartbeat_timeout_ms",
-                     " error=\"%s\"", err);
+                     " error=%s", log_q(q, sizeof q, err));
     } else if (c) {
         if (queue_deregister(c, &w->keys, w->id, err, sizeof err) != 0)
-            log_warn("could not deregister", " error=\"%s\"", err);
+            log_warn("could not deregister", " error=%s", log_q(q, sizeof q, err));
     } else {
         log_warn("redis unreachable at exit; in-flight jobs (if any) are recovered by peers after "
                  "heartbeat_timeout_ms", NULL);
     }
-    log_info("worker stopped", " id=%s", w->id);
-    if (stuck)
-        _exit(0); /* threads still inside a bounded call: don't free under them */
+}
+
+static void free_threads(worker *w)
+{
     for (int i = 0; i < w->nthreads; i++) {
         wthread *t = &w->th[i];
         if (t->rc)
@@ -769,6 +1114,103 @@ int main(int argc, char **argv)
         free(t->retrybufs);
     }
     free(w->th);
+    free(w->mt);
+}
+
+int main(int argc, char **argv)
+{
+    static worker W;
+    worker *w = &W;
+    int check = 0, print = 0, rc;
+    char err[512], q[600];
+
+    rc = load_config(w, argc, argv, &check, &print);
+    if (rc)
+        return rc;
+    if (print) {
+        config_print(&w->cfg, stdout);
+        return 0;
+    }
+    if (check) {
+        printf("configuration OK\n");
+        return 0;
+    }
+    atomic_store(&log_level, w->cfg.log_level);
+    signal(SIGPIPE, SIG_IGN);
+    w->boot_cfg = w->cfg;
+    make_identity(w);
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    pthread_mutex_init(&w->cfg_mu, NULL);
+
+    w->loop = EV_DEFAULT;
+    ev_signal_init(&w->sig_term, on_signal, SIGTERM);
+    ev_signal_init(&w->sig_int, on_signal, SIGINT);
+    ev_signal_init(&w->sig_hup, on_signal, SIGHUP);
+    w->sig_term.data = w->sig_int.data = w->sig_hup.data = w;
+    ev_signal_start(w->loop, &w->sig_term);
+    ev_signal_start(w->loop, &w->sig_int);
+    ev_signal_start(w->loop, &w->sig_hup);
+
+    /* Bind before anything registers in Redis: a taken port is a
+     * configuration problem the operator must see at once. */
+    if (w->cfg.http_listen[0]) {
+        w->http = http_start(w->loop, w->cfg.http_listen, on_http, w, err, sizeof err);
+        if (!w->http) {
+            log_error("cannot start the HTTP endpoint", " error=%s", log_q(q, sizeof q, err));
+            return 1;
+        }
+    }
+
+    w->th = calloc((size_t)w->nthreads, sizeof *w->th);
+    w->mt = calloc((size_t)w->nthreads, sizeof *w->mt);
+    if (!w->th || !w->mt) {
+        log_error("out of memory", NULL);
+        return 1;
+    }
+    /* Register before the threads take work, so our in-flight lists are
+     * never unowned. */
+    on_heartbeat(w->loop, &(ev_timer){.data = w}, 0);
+    atomic_store(&w->running, w->nthreads);
+    for (int i = 0; i < w->nthreads; i++) {
+        wthread *t = &w->th[i];
+        t->w = w;
+        t->idx = i;
+        t->cfg = w->cfg;
+        t->m = &w->mt[i];
+        t->pg_known = -1;
+        t->rng = ((uint64_t)w->pid << 32) ^ (uint64_t)clock_mono_us() ^ ((uint64_t)i * 0x9E3779B97F4A7C15ULL);
+        t->pg = pgw_new(&w->boot_cfg);
+        if (!t->pg || pthread_create(&t->tid, NULL, thread_main, t) != 0) {
+            log_error("cannot start writer thread", " thread=%d", i);
+            return 1;
+        }
+    }
+    log_info("worker started", " id=%s threads=%d batch_size=%d namespace=%s priority_mode=%s write_method=%s http=%s",
+             w->id, w->nthreads, w->cfg.batch_size, w->cfg.namespace_,
+             w->cfg.priority_mode == PRIO_WEIGHTED ? "weighted" : "strict",
+             w->cfg.write_method == WRITE_INSERT ? "insert" : "copy",
+             w->http ? http_address(w->http) : "off");
+
+    start_timers(w);
+    ev_run(w->loop, 0);
+
+    /* Shutdown: threads have stopped (or are stuck in a bounded call). */
+    int stuck = atomic_load(&w->running);
+    int abandoned = stuck > 0;
+    for (int i = 0; i < w->nthreads; i++) {
+        if (stuck == 0) {
+            pthread_join(w->th[i].tid, NULL);
+            abandoned |= w->th[i].abandoned;
+        }
+    }
+    on_summary(w->loop, &w->t_summary, 0);
+    finish_in_redis(w, abandoned);
+    http_stop(w->http);
+    log_info("worker stopped", " id=%s", w->id);
+    if (stuck)
+        _exit(0); /* threads still inside a bounded call: don't free under them */
+    free_threads(w);
     if (w->rc)
         redisFree(w->rc);
     ev_loop_destroy(w->loop);

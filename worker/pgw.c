@@ -420,6 +420,23 @@ out:
     return rc;
 }
 
+int pgw_ping(pgw *w, char *err, size_t errlen)
+{
+    PGresult *r;
+    int ok;
+
+    if (!pgw_connected(w))
+        return pgw_connect(w, err, errlen);
+    r = PQexec(w->conn, "");
+    ok = PQresultStatus(r) == PGRES_EMPTY_QUERY;
+    if (!ok)
+        result_error(r, w->conn, "ping", err, errlen);
+    PQclear(r);
+    if (!ok)
+        pgw_disconnect(w);
+    return ok ? 0 : -1;
+}
+
 /* ---- one transaction ----------------------------------------------------- */
 
 typedef struct write_ctx {

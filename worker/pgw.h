@@ -54,6 +54,11 @@ void pgw_free(pgw *w);
  * statement_timeout, creates the staging table. 0 or -1 with err. */
 int pgw_connect(pgw *w, char *err, size_t errlen);
 int pgw_connected(const pgw *w);
+/* For an idle writer: a connection whose server went away is only noticed
+ * when it is used, so this sends an empty query (one round trip), or
+ * connects if not connected. 0: connected and answering; -1 with err: not
+ * (the connection is dropped, to be re-made by the next call or write). */
+int pgw_ping(pgw *w, char *err, size_t errlen);
 
 /* Writes jobs[0..n) idempotently.
  * PGW_DONE: every row is either committed (res[i].bad == 0) or has a data

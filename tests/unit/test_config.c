@@ -436,7 +436,7 @@ static void test_print_roundtrip(void **state)
     assert_memory_equal(&c, &back, sizeof c);
     /* Each setting is "# help" then "name = value". */
     assert_non_null(strstr(text, "\n# Most events written to PostgreSQL in one transaction\n"
-                                 "# range 1..100000, default 1000, env AUDITQ_BATCH_SIZE\n"
+                                 "# range 1..100000, default 1000, env AUDITQ_BATCH_SIZE, SIGHUP reloads it\n"
                                  "batch_size = 1000\n"));
     assert_non_null(strstr(text, "\nredis_url = \"redis://127.0.0.1:6379\"\n"));
     assert_non_null(strstr(text, "\nweights = 8,4,2,1\n"));

@@ -1,0 +1,28 @@
+/* sample.h -- reads the namespace's queue numbers from Redis for /metrics,
+ * /readyz and the summary log line (docs/PROTOCOL.md names every key).
+ *
+ * Called by the main thread on a 1 s timer, on the main thread's own
+ * connection; each call is three pipelined round trips whatever the queue
+ * sizes, plus nothing per job: depths are LLEN/ZCARD, the oldest job's age
+ * is decoded from the queue's tail element alone.
+ */
+#ifndef AQ_SAMPLE_H
+#define AQ_SAMPLE_H
+#include <hiredis.h>
+#include <stddef.h>
+
+#include "config.h"
+#include "keys.h"
+#include "metrics.h"
+
+/* At most this many registered workers have their in-flight lists counted
+ * (the registry is normally a handful; this bounds one sample's work). */
+#define SAMPLE_MAX_WORKERS 1000
+
+/* Fills *s from Redis. Returns 0, or -1 with the reason in err (*s is then
+ * unspecified); on -1 the caller checks c->err to know whether the
+ * connection must be re-established. cfg supplies heartbeat_timeout_ms
+ * (which workers count as live) and max_job_bytes (decoding the oldest). */
+int sample_queues(redisContext *c, const aq_keys *k, const aq_config *cfg,
+                  metrics_queue_sample *s, char *err, size_t errlen);
+#endif
