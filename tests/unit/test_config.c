@@ -514,6 +514,96 @@ static void test_print_masks_passwords(void **state)
     }
 }
 
+/* ---- config_reload (SIGHUP) ---- */
+
+typedef struct seen {
+    config_change ch[16];
+    int n;
+} seen;
+
+static void record_change(void *ctx, const config_change *ch)
+{
+    seen *s = ctx;
+    assert_true(s->n < 16);
+    s->ch[s->n++] = *ch;
+}
+
+static void test_reload(void **state)
+{
+    aq_config live, next, before;
+    char err[512] = "";
+    seen s;
+    (void)state;
+
+    config_defaults(&live);
+    next = live;
+    assert_int_equal(config_set(&next, "batch_size", "7", NULL, err, sizeof err), 0);
+    assert_int_equal(config_set(&next, "threads", "4", NULL, err, sizeof err), 0);
+    assert_int_equal(config_set(&next, "log_level", "debug", NULL, err, sizeof err), 0);
+    assert_int_equal(config_set(&next, "weights", "1,2,3,4", NULL, err, sizeof err), 0);
+    assert_int_equal(config_set(&next, "database_url", "postgresql://u:secret@db/a", NULL, err, sizeof err), 0);
+
+    memset(&s, 0, sizeof s);
+    assert_int_equal(config_reload(&live, &next, record_change, &s, err, sizeof err), 3);
+    /* Reported in table order; passwords masked; non-reloadable kept. */
+    assert_int_equal(s.n, 5);
+    assert_string_equal(s.ch[0].name, "database_url");
+    assert_string_equal(s.ch[0].old_value, "postgresql://localhost/auditq");
+    assert_string_equal(s.ch[0].new_value, "postgresql://u:***@db/a");
+    assert_int_equal(s.ch[0].applied, 0);
+    assert_string_equal(s.ch[1].name, "threads");
+    assert_string_equal(s.ch[1].old_value, "0");
+    assert_string_equal(s.ch[1].new_value, "4");
+    assert_int_equal(s.ch[1].applied, 0);
+    assert_string_equal(s.ch[2].name, "batch_size");
+    assert_string_equal(s.ch[2].old_value, "1000");
+    assert_string_equal(s.ch[2].new_value, "7");
+    assert_int_equal(s.ch[2].applied, 1);
+    assert_string_equal(s.ch[3].name, "weights");
+    assert_string_equal(s.ch[3].old_value, "8,4,2,1");
+    assert_string_equal(s.ch[3].new_value, "1,2,3,4");
+    assert_string_equal(s.ch[4].name, "log_level");
+    assert_string_equal(s.ch[4].old_value, "info");
+    assert_string_equal(s.ch[4].new_value, "debug");
+    assert_int_equal(s.ch[4].applied, 1);
+    assert_int_equal(live.batch_size, 7);
+    assert_int_equal(live.log_level, LOG_DEBUG);
+    assert_int_equal(live.weights[3], 4);
+    assert_int_equal(live.threads, 0);
+    assert_string_equal(live.database_url, "postgresql://localhost/auditq");
+
+    /* Again with the same input: only the restart-needing ones differ. */
+    memset(&s, 0, sizeof s);
+    assert_int_equal(config_reload(&live, &next, record_change, &s, err, sizeof err), 0);
+    assert_int_equal(s.n, 2);
+
+    /* A result that fails validation changes nothing and reports nothing. */
+    assert_int_equal(config_set(&next, "backoff_base_ms", "5000", NULL, err, sizeof err), 0);
+    assert_int_equal(config_set(&next, "backoff_max_ms", "100", NULL, err, sizeof err), 0);
+    assert_int_equal(config_set(&next, "batch_size", "9", NULL, err, sizeof err), 0);
+    before = live;
+    memset(&s, 0, sizeof s);
+    assert_int_equal(config_reload(&live, &next, record_change, &s, err, sizeof err), -1);
+    assert_string_equal(err, "backoff_max_ms (100) must be at least backoff_base_ms (5000); "
+                             "raise backoff_max_ms or lower backoff_base_ms");
+    assert_int_equal(s.n, 0);
+    assert_memory_equal(&live, &before, sizeof live);
+
+    /* Long values are cut, marked with "...". */
+    config_defaults(&live);
+    next = live;
+    char longdir[400];
+    memset(longdir, 'd', sizeof longdir - 1);
+    longdir[0] = '/';
+    longdir[sizeof longdir - 1] = '\0';
+    assert_int_equal(config_set(&next, "archive_dir", longdir, NULL, err, sizeof err), 0);
+    memset(&s, 0, sizeof s);
+    assert_int_equal(config_reload(&live, &next, record_change, &s, err, sizeof err), 1);
+    assert_int_equal(strlen(s.ch[0].new_value), sizeof s.ch[0].new_value - 1);
+    assert_string_equal(s.ch[0].new_value + sizeof s.ch[0].new_value - 4, "...");
+    assert_string_equal(live.archive_dir, longdir);
+}
+
 static void test_log_level_parse(void **state)
 {
     (void)state;
@@ -548,6 +638,22 @@ static char *capture_stderr(void (*fn)(void))
     close(fd);
     unlink(path);
     return out;
+}
+
+static void test_log_q(void **state)
+{
+    char b[32];
+    (void)state;
+    assert_string_equal(log_q(b, sizeof b, "plain"), "\"plain\"");
+    assert_string_equal(log_q(b, sizeof b, "relation \"x\" at C:\\d\n"),
+                        "\"relation \\\"x\\\" at C:\\\\d\\n\"");
+    assert_string_equal(log_q(b, sizeof b, NULL), "\"\"");
+    /* Cut to fit, never inside an escape, marked with "...". */
+    assert_string_equal(log_q(b, sizeof b, "aaaaaaaaaaaaaaaaaaaaaa\"bbbbbbbbbbbb"),
+                        "\"aaaaaaaaaaaaaaaaaaaaaa\\\"b...\"");
+    assert_string_equal(log_q(b, sizeof b, "aaaaaaaaaaaaaaaaaaaaaaaa\"bbbbbbbbbbbb"),
+                        "\"aaaaaaaaaaaaaaaaaaaaaaaa...\"");
+    assert_string_equal(log_q(b, 5, "abc"), "\"\"");
 }
 
 static void log_calls(void)
@@ -606,8 +712,10 @@ int main(void)
         cmocka_unit_test(test_shipped_conf),
         cmocka_unit_test(test_print_roundtrip),
         cmocka_unit_test(test_print_masks_passwords),
+        cmocka_unit_test(test_reload),
         cmocka_unit_test(test_log_level_parse),
         cmocka_unit_test(test_log_format),
+        cmocka_unit_test(test_log_q),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
