@@ -19,13 +19,16 @@
 #
 # Installing `postgresql` may create and try to start the distribution's own
 # "main" cluster (port 5432).  That is harmless: tests never use it, they run
-# private clusters on free ports (tests/lib/harness.sh).
+# private clusters on free ports (tests/lib/harness.sh).  The same goes for
+# `prometheus` (port 9090): the tests need its promtool (rule checks and rule
+# unit tests) and its server binary, which tests/integration/it_80_metrics.sh
+# starts privately on a free port to scrape a worker.
 
 set -eu
 
 PKGS="build-essential pkg-config libhiredis-dev libpq-dev libev-dev libmsgpack-dev
 libcmocka-dev redis-server redis-tools postgresql postgresql-contrib python3
-python3-msgpack valgrind util-linux procps"
+python3-msgpack valgrind util-linux procps curl prometheus"
 
 say() { printf 'deps: %s\n' "$*"; }
 
