@@ -141,9 +141,10 @@ void auditq_config_free(auditq_config *cfg);
 
 /* ---- handle -------------------------------------------------------------- */
 
-/* Opens a handle: copies cfg (the caller keeps ownership of cfg), starts the
- * async flusher thread and tries one connection. A Redis that is down at open
- * is not an error: sends fail (or buffer) until it is back.
+/* Opens a handle: copies cfg (the caller keeps ownership of cfg) and starts
+ * the async flusher thread. It does not contact Redis (call auditq_ping to
+ * check it at start-up): a Redis that is down at open is not an error; sends
+ * fail (or buffer) until it is back.
  * On success *out owns a handle the caller releases with auditq_close. */
 auditq_rc auditq_open(const auditq_config *cfg, auditq **out);
 /* Drains the async buffer (up to close_timeout_ms), stops the flusher and
@@ -181,10 +182,14 @@ auditq_rc auditq_event_set_time(auditq_event *ev, int64_t occurred_at_us);
 /* ---- sending ------------------------------------------------------------- */
 
 /* Sync: encodes and LPUSHes the event; returns once Redis acknowledged it.
- * Waits at most connect_timeout_ms + timeout_ms. The event stays owned by
- * the caller. If id_out is not NULL it receives the event_id (AUDITQ_ID_SIZE
- * bytes). A timeout means "unknown": retry with the same event_id (set it
- * with AUDITQ_EVENT_ID from id_out) and the event is stored once. */
+ * Bounded wait: for a free pool connection (up to timeout_ms), a connect
+ * (connect_timeout_ms, plus timeout_ms for AUTH/SELECT on a new connection)
+ * and the LPUSH (timeout_ms). The event stays owned by the caller. If id_out
+ * is not NULL it receives the event_id (AUDITQ_ID_SIZE bytes). A timeout
+ * means "unknown": to retry and have the event stored once, the retry must
+ * carry the same event_id AND occurred_at -- set AUDITQ_EVENT_ID (from
+ * id_out) and auditq_event_set_time() before the FIRST attempt, since rows
+ * are unique on (event_id, occurred_at). */
 auditq_rc auditq_send(auditq *q, const auditq_event *ev, char *id_out);
 /* Async: encodes the event into the bounded buffer and returns; a background
  * thread pipelines it to Redis. With full_policy=block a full buffer waits up

@@ -111,6 +111,8 @@ auditq_rc auditq_config_set(auditq_config *cfg, const char *key, const char *val
     if (strcmp(key, "redis_url") == 0) {
         aq_redis_target t;
         char err[200];
+        if (strlen(value) >= sizeof cfg->redis_url)
+            snprintf(err, sizeof err, "longer than %zu bytes", sizeof cfg->redis_url - 1);
         if (strlen(value) >= sizeof cfg->redis_url || redis_url_parse(value, &t, err, sizeof err) != 0) {
             producer_set_error("redis_url: %s", err);
             return AUDITQ_ERR_CONFIG;
