@@ -197,4 +197,6 @@ assert_eq "$expected" "$rules" "alert rules as Prometheus evaluated them"
 echo "Prometheus scraped auditq_processed_total=253; 5 alert rules healthy, none firing"
 
 worker_stop w1
+# PostgreSQL's errors (quotes, newlines) went into the log as quoted values.
+"$PY" "$AQ_ROOT/tests/integration/logfmt_check.py" "$AQ_TMP/w1.log"
 it_pass "metrics endpoint: healthz/readyz follow PostgreSQL, exact queue and counter values, Prometheus scrape = 253"
