@@ -405,6 +405,47 @@ static void test_shipped_conf(void **state)
     assert_memory_equal(&c, &d, sizeof c);
 }
 
+/* Every setting is documented in config/auditq.conf, and its "Env:" line
+ * says the same as the table about SIGHUP ("SIGHUP reloads it." for
+ * reloadable rows, "Needs a restart." for the others). The table's view
+ * comes from config_print ("env AUDITQ_X, SIGHUP reloads it"). */
+static void test_shipped_conf_reload_marks(void **state)
+{
+    aq_config c;
+    char *printed = NULL, *conf = NULL;
+    size_t plen = 0, clen = 0;
+    FILE *f;
+    int settings = 0;
+    (void)state;
+
+    config_defaults(&c);
+    f = open_memstream(&printed, &plen);
+    assert_non_null(f);
+    config_print(&c, f);
+    fclose(f);
+    f = fopen("config/auditq.conf", "r");
+    assert_non_null(f);
+    assert_true(getdelim(&conf, &clen, '\0', f) > 0);
+    fclose(f);
+
+    for (const char *p = strstr(printed, "env AUDITQ_"); p != NULL; p = strstr(p + 1, "env AUDITQ_")) {
+        char var[80], want[160];
+        size_t n = strcspn(p + 4, ",\n");
+        int reloadable = strncmp(p + 4 + n, ", SIGHUP reloads it\n", 20) == 0;
+        assert_true(n < sizeof var);
+        memcpy(var, p + 4, n);
+        var[n] = '\0';
+        snprintf(want, sizeof want, "Env: %s. %s\n", var,
+                 reloadable ? "SIGHUP reloads it." : "Needs a restart.");
+        if (strstr(conf, want) == NULL)
+            fail_msg("config/auditq.conf lacks \"%.*s\" (or says the opposite)", (int)strlen(want) - 1, want);
+        settings++;
+    }
+    assert_true(settings >= 34);
+    free(printed);
+    free(conf);
+}
+
 /* Prints c, parses the text into a fresh config, returns it in *out. */
 static void print_and_reparse(const aq_config *c, aq_config *out, char **text)
 {
@@ -710,6 +751,7 @@ int main(void)
         cmocka_unit_test(test_weights),
         cmocka_unit_test(test_validate),
         cmocka_unit_test(test_shipped_conf),
+        cmocka_unit_test(test_shipped_conf_reload_marks),
         cmocka_unit_test(test_print_roundtrip),
         cmocka_unit_test(test_print_masks_passwords),
         cmocka_unit_test(test_reload),
