@@ -58,8 +58,16 @@ wait_for 10 curl -sf -o /dev/null "$URL/healthz"
 assert_eq 200 "$(status_of "$URL/healthz")" "/healthz status"
 assert_eq "ok" "$(body_of "$URL/healthz")" "/healthz body"
 # The thread takes one batch (strict priority: normal first) and holds it,
-# retrying the write; the 1 s Redis sample then shows it in flight.
-wait_for 15 metric_is auditq_inflight_jobs 100
+# retrying the write; the 1 s Redis sample then shows it in flight. (One
+# sample is several round trips, so one taken during the fetch may count
+# the batch both queued and in flight: wait for a sample after it.)
+sampled_held_batch() {
+    local m
+    m=$(curl -sf "$URL/metrics") || return 1
+    [[ "$(awk '$1 == "auditq_inflight_jobs" { print $2 }' <<<"$m")" == 100 &&
+       "$(awk '$1 == "auditq_queue_depth{priority=\"normal\"}" { print $2 }' <<<"$m")" == 150 ]]
+}
+wait_for 15 sampled_held_batch
 assert_eq 503 "$(status_of "$URL/readyz")" "/readyz status with PostgreSQL down"
 assert_eq "not ready: postgresql unreachable (0 of 1 writer threads connected)" \
     "$(body_of "$URL/readyz")" "/readyz body with PostgreSQL down"
