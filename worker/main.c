@@ -983,7 +983,7 @@ static int load_config(worker *w, int argc, char **argv, int *check, int *print)
         {"check", no_argument, NULL, 1},           {"print-config", no_argument, NULL, 2},
         {"help", no_argument, NULL, 'h'},          {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
-    static char flagbuf[MAX_SETS][80];
+    static char flagbuf[MAX_SETS][128];
     char err[1024];
     int o;
 
@@ -1006,7 +1006,7 @@ static int load_config(worker *w, int argc, char **argv, int *check, int *print)
                 w->sets[w->nsets++] = optarg;
             } else {
                 char *buf = flagbuf[w->nsets];
-                snprintf(buf, sizeof flagbuf[0], "%s=%.60s", o == 't' ? "threads" : "batch_size", optarg);
+                snprintf(buf, sizeof flagbuf[0], "%s=%.100s", o == 't' ? "threads" : "batch_size", optarg);
                 w->sets[w->nsets++] = buf;
             }
             break;
