@@ -207,10 +207,11 @@ static int part_list_json(const retention_part *parts, size_t n, int exact, long
     bad |= part_puts(&b, num);
     /* default_months is "a, b, ..." -- split it back into strings. */
     for (const char *s = default_months; *s;) {
-        size_t len = strcspn(s, ",");
+        size_t len = strcspn(s, ","), cut = len < 15 ? len : 15;
         char m[16];
 
-        snprintf(m, sizeof m, "%.*s", (int)(len < 15 ? len : 15), s);
+        memcpy(m, s, cut);
+        m[cut] = '\0';
         if (s != default_months)
             bad |= part_puts(&b, ", ");
         bad |= retention_json_append(&b, m);
