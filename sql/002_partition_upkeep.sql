@@ -125,7 +125,7 @@ BEGIN
     -- maintenance row by row) and clones the row triggers.
     EXECUTE format(
         'CREATE TABLE %I (LIKE audit_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS '
-        'INCLUDING STORAGE INCLUDING COMPRESSION) '
+        'INCLUDING STORAGE) '
         'WITH (autovacuum_vacuum_insert_scale_factor = 0.02, '
         'autovacuum_analyze_scale_factor = 0.02, autovacuum_freeze_min_age = 0)',
         part);
