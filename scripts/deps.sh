@@ -23,12 +23,18 @@
 # `prometheus` (port 9090): the tests need its promtool (rule checks and rule
 # unit tests) and its server binary, which tests/integration/it_80_metrics.sh
 # starts privately on a free port to scrape a worker.
+# zlib1g-dev and libssl-dev: `retention run` with archive_mode=csv writes
+# gzip CSV (zlib) and a manifest with its SHA-256 (libcrypto) -- libraries
+# instead of hand-written compression and hashing.  systemd: only for
+# `systemd-analyze verify` of config/auditq-worker.service (it_86); nothing
+# is started.
 
 set -eu
 
 PKGS="build-essential pkg-config libhiredis-dev libpq-dev libev-dev libmsgpack-dev
 libcmocka-dev redis-server redis-tools postgresql postgresql-contrib python3
-python3-msgpack valgrind util-linux procps curl prometheus"
+python3-msgpack valgrind util-linux procps curl prometheus zlib1g-dev libssl-dev
+systemd"
 
 say() { printf 'deps: %s\n' "$*"; }
 
