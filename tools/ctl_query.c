@@ -991,22 +991,27 @@ static int q_cell_emit(FILE *out, const q_cell *cell, int limit, int write)
     return used;
 }
 
-/* Writes cell in exactly `width` columns (padded unless last), cut with
- * an ellipsis when it does not fit. */
-static void q_cell_write(FILE *out, const q_cell *cell, int width, int last)
+/* Writes cell into a column `width` wide, cut with an ellipsis when it
+ * does not fit. Padding is not written but returned: `pending` spaces owed
+ * by the columns before are written only ahead of visible text, so no line
+ * ends in blanks. Returns the spaces owed after this cell (its padding and
+ * the one-space gap). */
+static int q_cell_write(FILE *out, const q_cell *cell, int width, int pending)
 {
-    int used;
+    int total = q_cell_emit(out, cell, -1, 0), used;
 
-    if (q_cell_emit(out, cell, -1, 0) <= width) {
+    if (total == 0)
+        return pending + width + 1;
+    for (; pending > 0; pending--)
+        putc(' ', out);
+    if (total <= width) {
         used = q_cell_emit(out, cell, -1, 1);
     } else {
         used = q_cell_emit(out, cell, width - 1, 1);
         fputs("\xe2\x80\xa6", out);  /* U+2026 HORIZONTAL ELLIPSIS */
         used++;
     }
-    if (!last)
-        for (; used <= width; used++)  /* <=: also the one-space gap */
-            putc(' ', out);
+    return width - used + 1;
 }
 
 enum { Q_T_TIME, Q_T_TENANT, Q_T_ACTOR, Q_T_ACTION, Q_T_ENTITY, Q_T_OUTCOME, Q_T_EVENT, Q_T_N };
@@ -1058,10 +1063,12 @@ static void q_write_table_header(FILE *out, const q_table *t)
         "OCCURRED_AT", "TENANT", "ACTOR", "ACTION", "ENTITY", "OUTCOME", "EVENT_ID",
     };
 
+    int pending = 0;
+
     for (int i = 0; i < t->ncols; i++) {
         q_cell c = q_cell_of(names[i]);
 
-        q_cell_write(out, &c, t->width[i], i == t->ncols - 1);
+        pending = q_cell_write(out, &c, t->width[i], pending);
     }
     putc('\n', out);
 }
@@ -1069,10 +1076,11 @@ static void q_write_table_header(FILE *out, const q_table *t)
 static void q_write_table_row(FILE *out, const q_table *t, const PGresult *r, int row)
 {
     q_cell cells[Q_T_N];
-    int has_id = !PQgetisnull(r, row, Q_COL_ENTITY_ID);
+    int has_id = !PQgetisnull(r, row, Q_COL_ENTITY_ID), pending = 0;
+    const char *ts = PQgetvalue(r, row, Q_COL_OCCURRED_AT);
 
     /* Seconds are enough to read; the full time is in csv/ndjson. */
-    cells[Q_T_TIME] = (q_cell){ { PQgetvalue(r, row, Q_COL_OCCURRED_AT), "Z" }, { 19, 1 }, 2 };
+    cells[Q_T_TIME] = (q_cell){ { ts, "Z" }, { strcspn(ts, "."), 1 }, 2 };
     cells[Q_T_TENANT] = q_cell_col(r, row, Q_COL_TENANT);
     cells[Q_T_ACTOR] = q_cell_col(r, row, Q_COL_ACTOR);
     cells[Q_T_ACTION] = q_cell_col(r, row, Q_COL_ACTION);
@@ -1083,10 +1091,8 @@ static void q_write_table_row(FILE *out, const q_table *t, const PGresult *r, in
         has_id ? 3 : 1 };
     cells[Q_T_OUTCOME] = q_cell_col(r, row, Q_COL_OUTCOME);
     cells[Q_T_EVENT] = q_cell_col(r, row, Q_COL_EVENT_ID);
-    if (PQgetlength(r, row, Q_COL_OCCURRED_AT) < 19)
-        cells[Q_T_TIME] = q_cell_col(r, row, Q_COL_OCCURRED_AT);
     for (int i = 0; i < t->ncols; i++)
-        q_cell_write(out, &cells[i], t->width[i], i == t->ncols - 1);
+        pending = q_cell_write(out, &cells[i], t->width[i], pending);
     putc('\n', out);
 }
 

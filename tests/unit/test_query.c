@@ -599,39 +599,48 @@ static void test_json_string(void **state)
     }
 }
 
-struct cell_case { const char *s; int width; int last; const char *want; };
+/* A row of cells in the given widths, as the table writes it. */
+struct row_case { const char *cells[4]; int widths[4]; const char *want; };
 
-static void cell_one(FILE *f, const void *arg)
+static void row_one(FILE *f, const void *arg)
 {
-    const struct cell_case *c = arg;
-    q_cell cell = q_cell_of(c->s);
+    const struct row_case *c = arg;
+    int pending = 0;
 
-    q_cell_write(f, &cell, c->width, c->last);
+    for (int i = 0; i < 4 && c->cells[i] != NULL; i++) {
+        q_cell cell = q_cell_of(c->cells[i]);
+
+        pending = q_cell_write(f, &cell, c->widths[i], pending);
+    }
 }
 
-static void test_table_cell(void **state)
+static void test_table_cells(void **state)
 {
-    static const struct cell_case cases[] = {
-        { "acme", 6, 0, "acme   " },                       /* padded + gap */
-        { "acme", 6, 1, "acme" },                          /* last column: no padding */
-        { "exactly", 7, 0, "exactly " },
-        { "too long!", 7, 0, "too lo\xe2\x80\xa6 " },
-        { "too long!", 7, 1, "too lo\xe2\x80\xa6" },
-        { "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e", 6, 0, "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e " },
+    static const struct row_case cases[] = {
+        { { "acme", "x" }, { 6, 3 }, "acme   x" },                  /* padded + gap */
+        { { "acme" }, { 6 }, "acme" },                             /* nothing after: no blanks */
+        { { "acme", "", "" }, { 6, 3, 3 }, "acme" },               /* empty cells owe, never write */
+        { { "", "x" }, { 3, 1 }, "    x" },
+        { { "exactly", "x" }, { 7, 1 }, "exactly x" },
+        { { "too long!", "x" }, { 7, 1 }, "too lo\xe2\x80\xa6 x" },
+        { { "too long!" }, { 7 }, "too lo\xe2\x80\xa6" },
+        { { "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e", "x" }, { 6, 1 },
+          "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e x" },
         /* 3 wide chars in 5 columns: 2 fit in 4, then the mark */
-        { "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e", 5, 0, "\xe6\x97\xa5\xe6\x9c\xac\xe2\x80\xa6 " },
+        { { "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e", "x" }, { 5, 1 },
+          "\xe6\x97\xa5\xe6\x9c\xac\xe2\x80\xa6 x" },
         /* ...and in 4: one wide char, no room to split the second */
-        { "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e", 4, 0, "\xe6\x97\xa5\xe2\x80\xa6  " },
-        { "a\nb\tc\x1b[31m", 12, 1, "a?b?c?[31m" },         /* controls and escapes shown as ? */
-        { "evil\xe2\x80\xaegnp.exe", 20, 1, "evil?gnp.exe" },  /* RIGHT-TO-LEFT OVERRIDE */
-        { "e\xcc\x81t\xc3\xa9", 3, 1, "e\xcc\x81t\xc3\xa9" },  /* combining accent takes no column */
-        { "", 3, 0, "    " },
+        { { "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e", "x" }, { 4, 1 }, "\xe6\x97\xa5\xe2\x80\xa6  x" },
+        { { "a\nb\tc\x1b[31m" }, { 12 }, "a?b?c?[31m" },          /* controls and escapes: ? */
+        { { "evil\xe2\x80\xaegnp.exe" }, { 20 }, "evil?gnp.exe" },  /* RIGHT-TO-LEFT OVERRIDE */
+        { { "e\xcc\x81t\xc3\xa9", "x" }, { 3, 1 }, "e\xcc\x81t\xc3\xa9 x" }, /* combining: 0 cols */
+        { { "\xf0\x9f\x98\x80!", "x" }, { 3, 1 }, "\xf0\x9f\x98\x80! x" },   /* emoji: 2 cols */
     };
 
     (void)state;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         size_t len;
-        char *got = capture(cell_one, &cases[i], &len);
+        char *got = capture(row_one, &cases[i], &len);
 
         if (len != strlen(cases[i].want) || memcmp(cases[i].want, got, len) != 0)
             fail_msg("case %zu: got '%.*s', expected '%s'", i, (int)len, got, cases[i].want);
@@ -683,7 +692,7 @@ int main(void)
         cmocka_unit_test(test_sql_cursor_ascending),
         cmocka_unit_test(test_csv_field),
         cmocka_unit_test(test_json_string),
-        cmocka_unit_test(test_table_cell),
+        cmocka_unit_test(test_table_cells),
         cmocka_unit_test(test_table_layout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
