@@ -6,7 +6,10 @@
  * the HTTP endpoint: heartbeat, recovery of dead workers, promotion of due
  * retries, partition upkeep, a 1 s sample of the queue numbers from Redis
  * (for /metrics, /readyz and the summary line), the periodic summary line,
- * SIGHUP reload, and shutdown. N writer threads (default: one per core)
+ * SIGHUP reload, and shutdown. With retention_interval_s > 0 a retention
+ * thread (common/retention.c, its own PostgreSQL connection) runs the
+ * retention policy at start and then every interval; shutdown does not wait
+ * for it (each of its steps is one transaction). N writer threads (default: one per core)
  * each own one Redis and one PostgreSQL connection; no connection is ever
  * shared between threads. The main thread has its own Redis connection.
  *
@@ -93,6 +96,7 @@
 #include "pgw.h"
 #include "queue.h"
 #include "redisconn.h"
+#include "retention.h"
 #include "sample.h"
 #include "uuid7.h"
 
@@ -178,6 +182,16 @@ struct worker {
     struct ev_loop *loop;
     ev_signal sig_term, sig_int, sig_hup;
     ev_timer t_heartbeat, t_recover, t_promote, t_maint, t_summary, t_sample, t_stop;
+
+    /* retention_interval_s > 0: `auditqctl retention run` on a timer, in a
+     * thread of its own with its own PostgreSQL connection (an export of a
+     * big month takes minutes; the loop must not wait for it). */
+    ev_timer t_retention;              /* 1 s tick: is a run due? */
+    pthread_t ret_tid;
+    int ret_joinable;                  /* ret_tid was started and not joined */
+    atomic_int ret_running;
+    int64_t ret_last_start_us;         /* monotonic; 0 = never */
+    aq_config ret_cfg;                 /* the run's settings, copied at its start */
 };
 
 static int64_t deadline_left_ms(worker *w)
@@ -670,6 +684,79 @@ static void on_maint(struct ev_loop *loop, ev_timer *tm, int revents)
     PQfinish(pg);
 }
 
+/* ---- retention on a timer ------------------------------------------------- */
+
+static void retention_log(void *ctx, const retention_event *ev)
+{
+    char q[600];
+    (void)ctx;
+    log_q(q, sizeof q, ev->line);
+    switch (ev->kind) {
+    case RET_EV_WARNING:
+        log_warn("retention", " detail=%s", q);
+        break;
+    case RET_EV_PROGRESS:
+        log_debug("retention", " detail=%s", q);
+        break;
+    default:
+        log_info("retention", " detail=%s", q);
+        break;
+    }
+}
+
+static void *retention_main(void *arg)
+{
+    worker *w = arg;
+    char err[1024], q[1100];
+    PGconn *pg = retention_connect(&w->ret_cfg, err, sizeof err);
+
+    if (pg == NULL) {
+        log_warn("retention run skipped: cannot connect to PostgreSQL", " error=%s", log_q(q, sizeof q, err));
+    } else {
+        int rc = retention_run(pg, &w->ret_cfg, 0, retention_log, NULL, err, sizeof err);
+        if (rc == RETENTION_BUSY)
+            log_info("retention run skipped: another run holds the lock", " detail=%s", log_q(q, sizeof q, err));
+        else if (rc != RETENTION_OK)
+            log_error("retention run failed; the next run continues from here", " error=%s",
+                      log_q(q, sizeof q, err));
+        PQfinish(pg);
+    }
+    atomic_store(&w->ret_running, 0);
+    return NULL;
+}
+
+/* Every second: start a retention run when one is due (the first shortly
+ * after start, then every retention_interval_s, which SIGHUP may change)
+ * and none is running. Never during shutdown. */
+static void on_retention(struct ev_loop *loop, ev_timer *tm, int revents)
+{
+    (void)loop;
+    (void)revents;
+    worker *w = tm->data;
+    int64_t now = clock_mono_us();
+
+    if (w->cfg.retention_interval_s <= 0 || atomic_load(&w->stopping) || atomic_load(&w->ret_running))
+        return;
+    if (w->ret_last_start_us != 0 &&
+        now - w->ret_last_start_us < (int64_t)w->cfg.retention_interval_s * 1000000)
+        return;
+    if (w->ret_joinable) {
+        pthread_join(w->ret_tid, NULL);
+        w->ret_joinable = 0;
+    }
+    pthread_mutex_lock(&w->cfg_mu);
+    w->ret_cfg = w->cfg;
+    pthread_mutex_unlock(&w->cfg_mu);
+    w->ret_last_start_us = now;
+    atomic_store(&w->ret_running, 1);
+    if (pthread_create(&w->ret_tid, NULL, retention_main, w) != 0) {
+        atomic_store(&w->ret_running, 0);
+        log_warn("retention run skipped: cannot start its thread", NULL);
+        return;
+    }
+    w->ret_joinable = 1;
+}
+
 /* One logfmt line: throughput since the last summary, this process's
  * totals, and the lag (queued jobs, oldest job's age) from the last Redis
  * sample. Quiet while there is nothing to report. */
@@ -1066,6 +1153,9 @@ static void start_timers(worker *w)
     ev_timer_start(w->loop, &w->t_recover);
     ev_timer_start(w->loop, &w->t_promote);
     ev_timer_start(w->loop, &w->t_maint);
+    ev_timer_init(&w->t_retention, on_retention, 1.0, 1.0);
+    w->t_retention.data = w;
+    ev_timer_start(w->loop, &w->t_retention);
     ev_timer_start(w->loop, &w->t_sample);
     apply_summary_interval(w);
 }
@@ -1202,6 +1292,17 @@ int main(int argc, char **argv)
         if (stuck == 0) {
             pthread_join(w->th[i].tid, NULL);
             abandoned |= w->th[i].abandoned;
+        }
+    }
+    if (w->ret_joinable) {
+        if (atomic_load(&w->ret_running)) {
+            /* Not waited for: each retention step is one transaction, which
+             * PostgreSQL rolls back when our connection goes with us, and
+             * an export's files are only renamed into place when complete. */
+            log_warn("a retention run is still going; it is abandoned and its current step rolled back "
+                     "(the next run redoes it)", NULL);
+        } else {
+            pthread_join(w->ret_tid, NULL);
         }
     }
     on_summary(w->loop, &w->t_summary, 0);
