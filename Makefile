@@ -140,6 +140,13 @@ install: all
 	install -m 644 include/auditq.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 config/auditq.conf $(DESTDIR)$(PREFIX)/share/auditq/auditq.conf.example
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|0.1.0|g' auditq.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/auditq.pc
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man3 \
+	    $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/lib/systemd/system
+	for m in docs/man/*.[138]; do \
+	    install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man$${m##*.}/; done
+	sed -e 's|/usr/local/|$(PREFIX)/|g' config/auditq-worker.service \
+	    > $(DESTDIR)$(PREFIX)/lib/systemd/system/auditq-worker.service
+	install -m 644 config/auditq-alerts.yml $(DESTDIR)$(PREFIX)/share/auditq/auditq-alerts.yml
 
 clean:
 	rm -rf $(BUILD) build-asan build-tsan
