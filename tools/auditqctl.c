@@ -44,17 +44,7 @@ static const ctl_command ctl_commands[] = {
       "  -h, --help  show this help\n"
       "\n"
       "Exit status: 0 ok, 1 connection/SQL error or changed migration, 2 usage error.\n" },
-    { "stats", ctl_stats,
-      "stats [--json]                   show queue depths and worker statistics",
-      "Usage: auditqctl [OPTIONS] stats [--json]\n"
-      "\n"
-      "Shows the Redis queue depths (per priority, in flight, dead letters) and\n"
-      "the counters the workers publish.\n"
-      "\n"
-      "  --json      print one JSON object instead of a table\n"
-      "  -h, --help  show this help\n"
-      "\n"
-      "Exit status: 0 ok, 1 Redis unreachable or error, 2 usage error.\n" },
+    { "stats", ctl_stats, ctl_stats_synopsis, ctl_stats_help },
     { "workers", ctl_workers, ctl_workers_synopsis, ctl_workers_help },
     { "dlq", ctl_dlq, ctl_dlq_synopsis, ctl_dlq_help },
     { "partitions", ctl_partitions, ctl_partitions_synopsis, ctl_partitions_help },

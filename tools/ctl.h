@@ -21,8 +21,6 @@ enum { CTL_OK = 0, CTL_FAILED = 1, CTL_USAGE = 2 };
 /* migrate [--dry-run] [--status]: applies the embedded SQL migrations
  * (tools/migrations.h) and creates the monthly partitions. */
 int ctl_migrate(const aq_config *cfg, int argc, char **argv);
-/* stats [--json]: queue depths and worker counters (tools/ctl_stats.c). */
-int ctl_stats(const aq_config *cfg, int argc, char **argv);
 
 /* Each command below lives in its own tools/ctl_NAME.c, which also defines
  * its one-line synopsis and its --help text (the dispatcher lists them). */
@@ -30,6 +28,7 @@ int ctl_stats(const aq_config *cfg, int argc, char **argv);
     int ctl_##name(const aq_config *cfg, int argc, char **argv);       \
     extern const char ctl_##name##_synopsis[];                         \
     extern const char ctl_##name##_help[]
+CTL_DECLARE(stats);       /* tools/ctl_stats.c */
 CTL_DECLARE(workers);     /* tools/ctl_workers.c */
 CTL_DECLARE(dlq);         /* tools/ctl_dlq.c */
 CTL_DECLARE(partitions);  /* tools/ctl_partitions.c */

@@ -1,64 +1,134 @@
-/* ctl_stats.c -- `auditqctl stats [--json]`: queue depths, oldest-job ages,
- * in-flight / retry / dead counts, live workers and the pipeline totals.
+/* ctl_stats.c -- `auditqctl stats [--json] [--watch SECS [--count K]]`:
+ * queue depths, oldest-job ages (the lag), in-flight / retry / dead counts,
+ * live workers and the pipeline totals; with --watch, a live view with
+ * rates.
  *
- * Everything is read from Redis (docs/PROTOCOL.md); the worker keeps the
+ * Everything is read from Redis (docs/PROTOCOL.md); the workers keep the
  * totals in {ns}:stats, so the numbers cover every worker process. Ages are
  * measured against Redis' clock (TIME), the same clock workers use.
+ *
+ * Rates. Nothing counts enqueues (producers only LPUSH), so the input rate
+ * is derived from a conservation law between two samples: every job that
+ * arrived is still waiting (queues, in flight, retry set) or has left
+ * (processed, dead-lettered); jobs put back from the dead list by
+ * `dlq requeue` re-enter without being new:
+ *   in = d(queued + in flight + retry) + d(processed) + d(dead_lettered)
+ *        - d(requeued)
+ * The samples are not atomic (in flight is read per worker), so a short
+ * interval can come out slightly negative; it is shown as 0.
+ * written = d(processed) / elapsed, elapsed taken from Redis' clock.
+ *
+ * Watch loop. SIGINT/SIGTERM are blocked except while sleeping in pselect,
+ * so a signal can neither be lost between the flag test and the sleep nor
+ * interrupt a Redis call half-way; the loop then ends and exits 0.
  */
+#include <errno.h>
 #include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/select.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "clock.h"
 #include "codec.h"
 #include "ctl.h"
-#include "keys.h"
-#include "redisconn.h"
+#include "ctl_common.h"
+
+const char ctl_stats_synopsis[] =
+    "stats [--json] [--watch SECS]    show queue depths and worker statistics";
+const char ctl_stats_help[] =
+    "Usage: auditqctl [OPTIONS] stats [--json] [--watch SECS [--count K]]\n"
+    "\n"
+    "Shows the Redis queue depths per priority with the age of the oldest\n"
+    "waiting job (the lag), jobs in flight, in the retry set and dead-lettered,\n"
+    "live workers, and the totals all workers publish in {ns}:stats.\n"
+    "\n"
+    "  --json          print one JSON object instead of a table\n"
+    "  --watch SECS    refresh every SECS seconds (0.2 or more, fractions\n"
+    "                  allowed) and add rates: events/s in (enqueued) and\n"
+    "                  events/s written to PostgreSQL. On a terminal the view\n"
+    "                  is redrawn in place; otherwise one block is printed per\n"
+    "                  refresh (with --json: one object per line). Stops on\n"
+    "                  Ctrl-C or SIGTERM. If Redis becomes unreachable the\n"
+    "                  view shows the error and keeps trying.\n"
+    "  --count K       with --watch: stop after K refreshes\n"
+    "  -h, --help      show this help\n"
+    "\n"
+    "Exit status: 0 ok (also when a watch is stopped by a signal), 1 Redis\n"
+    "unreachable at the first sample or error, 2 usage error.\n";
+
+#define STATS_COLS 80
+
+static const char *const prio_names[AQ_PRIORITIES] = {"critical", "high", "normal", "low"};
 
 typedef struct stats {
     long long depth[AQ_PRIORITIES];
     long long oldest_ms[AQ_PRIORITIES]; /* -1: empty or undecodable */
     long long inflight, retry, dead, workers, workers_registered;
     long long processed, failed, retried, recovered, dead_lettered, dead_trimmed;
+    long long requeued, dead_purged;
     long long now_ms;
 } stats;
 
-static long long reply_int(const redisReply *r)
+/* Rates between two samples; valid = 0 on the first sample. */
+typedef struct rates {
+    int valid;
+    double in_per_s, written_per_s;
+} rates;
+
+/* Sums the jobs held by every registered worker's in-flight lists (live or
+ * not yet recovered): each worker hash names them in its src:<thread>
+ * fields. */
+static int count_inflight(redisContext *c, const aq_keys *k, const aq_config *cfg,
+                          const redisReply *wz, stats *s, char *err, size_t errlen)
 {
-    if (!r)
-        return 0;
-    if (r->type == REDIS_REPLY_INTEGER)
-        return r->integer;
-    if (r->type == REDIS_REPLY_STRING)
-        return strtoll(r->str, NULL, 10);
+    size_t nw = wz->type == REDIS_REPLY_ARRAY ? wz->elements / 2 : 0;
+
+    s->workers_registered = (long long)nw;
+    for (size_t w = 0; w < nw; w++)
+        if (s->now_ms - ctl_reply_ll(wz->element[2 * w + 1]) <= cfg->heartbeat_timeout_ms)
+            s->workers++;
+    for (size_t w = 0; w < nw; w++) {
+        const char *id = wz->element[2 * w]->str;
+        redisReply *f = redisCommand(c, "HKEYS %s%s", k->worker_prefix, id);
+        if (!f || f->type == REDIS_REPLY_ERROR) {
+            snprintf(err, errlen, "HKEYS %s%s: %s", k->worker_prefix, id,
+                     f ? f->str : (c->errstr[0] ? c->errstr : "connection lost"));
+            if (f)
+                freeReplyObject(f);
+            return -1;
+        }
+        for (size_t e = 0; f->type == REDIS_REPLY_ARRAY && e < f->elements; e++) {
+            if (strncmp(f->element[e]->str, "src:", 4) != 0)
+                continue;
+            redisReply *l = redisCommand(c, "LLEN %s%s:%s", k->inflight_prefix, id, f->element[e]->str + 4);
+            if (!l) {
+                snprintf(err, errlen, "Redis connection: %s", c->errstr[0] ? c->errstr : "lost");
+                freeReplyObject(f);
+                return -1;
+            }
+            s->inflight += ctl_reply_ll(l);
+            freeReplyObject(l);
+        }
+        freeReplyObject(f);
+    }
     return 0;
 }
 
-/* Appends commands, then reads exactly that many replies into out[]. */
-static int pipeline(redisContext *c, int n, redisReply **out)
+/* One sample: a pipeline of TIME, LLEN + LINDEX -1 per queue, the retry
+ * and dead sizes, the totals and the workers, then the in-flight lists. */
+static int collect(redisContext *c, const aq_keys *k, const aq_config *cfg, stats *s, char *err,
+                   size_t errlen)
 {
-    for (int i = 0; i < n; i++) {
-        if (redisGetReply(c, (void **)&out[i]) != REDIS_OK) {
-            for (int j = 0; j < i; j++)
-                freeReplyObject(out[j]);
-            return -1;
-        }
-    }
-    for (int i = 0; i < n; i++) {
-        if (out[i]->type == REDIS_REPLY_ERROR) {
-            fprintf(stderr, "auditqctl stats: Redis error: %s\n", out[i]->str);
-            for (int j = 0; j < n; j++)
-                freeReplyObject(out[j]);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static int collect(redisContext *c, const aq_keys *k, const aq_config *cfg, stats *s)
-{
-    redisReply *r[16];
-    int n = 0;
+    enum { N = 1 + 2 * AQ_PRIORITIES + 4 };
+    redisReply *r[N];
+    int i, rc = -1;
 
     memset(s, 0, sizeof *s);
     redisAppendCommand(c, "TIME");
@@ -70,192 +140,421 @@ static int collect(redisContext *c, const aq_keys *k, const aq_config *cfg, stat
     redisAppendCommand(c, "LLEN %s", k->dead);
     redisAppendCommand(c, "HGETALL %s", k->stats);
     redisAppendCommand(c, "ZRANGE %s 0 -1 WITHSCORES", k->workers);
-    n = 1 + 2 * AQ_PRIORITIES + 4;
-    if (pipeline(c, n, r) != 0)
+    if (ctl_get_replies(c, N, r, err, errlen) != 0)
         return -1;
 
     if (r[0]->type == REDIS_REPLY_ARRAY && r[0]->elements == 2)
-        s->now_ms = reply_int(r[0]->element[0]) * 1000 + reply_int(r[0]->element[1]) / 1000;
+        s->now_ms = ctl_reply_ll(r[0]->element[0]) * 1000 + ctl_reply_ll(r[0]->element[1]) / 1000;
     for (int p = 0; p < AQ_PRIORITIES; p++) {
-        redisReply *len = r[1 + 2 * p], *oldest = r[2 + 2 * p];
+        redisReply *oldest = r[2 + 2 * p];
         aq_job j;
-        char err[160];
-        s->depth[p] = reply_int(len);
+        char derr[160];
+
+        s->depth[p] = ctl_reply_ll(r[1 + 2 * p]);
         s->oldest_ms[p] = -1;
         if (oldest->type == REDIS_REPLY_STRING &&
-            codec_decode(oldest->str, oldest->len, (size_t)cfg->max_job_bytes, &j, err, sizeof err) == 0) {
+            codec_decode(oldest->str, oldest->len, (size_t)cfg->max_job_bytes, &j, derr, sizeof derr) == 0) {
             long long age = s->now_ms - j.occurred_at_us / 1000;
             s->oldest_ms[p] = age < 0 ? 0 : age;
         }
     }
-    int i = 1 + 2 * AQ_PRIORITIES;
-    s->retry = reply_int(r[i++]);
-    s->dead = reply_int(r[i++]);
-    redisReply *h = r[i++];
-    for (size_t e = 0; h->type == REDIS_REPLY_ARRAY && e + 1 < h->elements; e += 2) {
-        const char *name = h->element[e]->str;
-        long long v = reply_int(h->element[e + 1]);
-        if (!strcmp(name, "processed")) s->processed = v;
-        else if (!strcmp(name, "failed")) s->failed = v;
-        else if (!strcmp(name, "retried")) s->retried = v;
-        else if (!strcmp(name, "recovered")) s->recovered = v;
-        else if (!strcmp(name, "dead_lettered")) s->dead_lettered = v;
-        else if (!strcmp(name, "dead_trimmed")) s->dead_trimmed = v;
-    }
-    redisReply *wz = r[i++];
-    /* In-flight: each registered worker's hash names its in-flight lists
-     * (fields src:<thread>); count them, live or not yet recovered. */
-    size_t nw = wz->type == REDIS_REPLY_ARRAY ? wz->elements / 2 : 0;
-    s->workers_registered = (long long)nw;
-    for (size_t w = 0; w < nw; w++) {
-        const char *id = wz->element[2 * w]->str;
-        long long hb = reply_int(wz->element[2 * w + 1]);
-        if (s->now_ms - hb <= cfg->heartbeat_timeout_ms)
-            s->workers++;
-        redisReply *f = redisCommand(c, "HKEYS %s%s", k->worker_prefix, id);
-        if (!f)
-            goto fail;
-        for (size_t e = 0; f->type == REDIS_REPLY_ARRAY && e < f->elements; e++) {
-            if (strncmp(f->element[e]->str, "src:", 4) != 0)
-                continue;
-            redisReply *l = redisCommand(c, "LLEN %s%s:%s", k->inflight_prefix, id, f->element[e]->str + 4);
-            if (!l) {
-                freeReplyObject(f);
-                goto fail;
-            }
-            s->inflight += reply_int(l);
-            freeReplyObject(l);
-        }
-        freeReplyObject(f);
-    }
-    for (int x = 0; x < n; x++)
-        freeReplyObject(r[x]);
-    return 0;
-fail:
-    for (int x = 0; x < n; x++)
-        freeReplyObject(r[x]);
-    return -1;
+    i = 1 + 2 * AQ_PRIORITIES;
+    s->retry = ctl_reply_ll(r[i++]);
+    s->dead = ctl_reply_ll(r[i++]);
+    const redisReply *h = r[i++];
+    static const struct { const char *name; size_t off; } fields[] = {
+        {"processed", offsetof(stats, processed)},
+        {"failed", offsetof(stats, failed)},
+        {"retried", offsetof(stats, retried)},
+        {"recovered", offsetof(stats, recovered)},
+        {"dead_lettered", offsetof(stats, dead_lettered)},
+        {"dead_trimmed", offsetof(stats, dead_trimmed)},
+        {"requeued", offsetof(stats, requeued)},
+        {"dead_purged", offsetof(stats, dead_purged)},
+    };
+    for (size_t e = 0; h->type == REDIS_REPLY_ARRAY && e + 1 < h->elements; e += 2)
+        for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++)
+            if (strcmp(h->element[e]->str, fields[f].name) == 0)
+                *(long long *)((char *)s + fields[f].off) = ctl_reply_ll(h->element[e + 1]);
+    if (count_inflight(c, k, cfg, r[i], s, err, errlen) != 0)
+        goto out;
+    rc = 0;
+out:
+    ctl_free_replies(r, N);
+    return rc;
 }
 
-static void fmt_count(char *out, size_t n, long long v)
+static long long queued_total(const stats *s)
 {
-    char tmp[32];
-    int len = snprintf(tmp, sizeof tmp, "%lld", v < 0 ? -v : v), o = 0;
-    if (v < 0 && (size_t)o + 1 < n)
-        out[o++] = '-';
-    for (int i = 0; i < len && (size_t)o + 1 < n; i++) {
-        if (i > 0 && (len - i) % 3 == 0 && (size_t)o + 2 < n)
-            out[o++] = ',';
-        out[o++] = tmp[i];
-    }
-    out[o] = '\0';
+    long long t = 0;
+    for (int p = 0; p < AQ_PRIORITIES; p++)
+        t += s->depth[p];
+    return t;
 }
 
-static void fmt_age(char *out, size_t n, long long ms)
+/* See the header comment for the formula. */
+static rates rates_between(const stats *prev, const stats *cur, double nominal_s)
 {
-    if (ms < 0)
-        snprintf(out, n, "-");
-    else if (ms < 1000)
-        snprintf(out, n, "%lld ms", ms);
-    else if (ms < 120000)
-        snprintf(out, n, "%.1f s", (double)ms / 1000.0);
-    else if (ms < 7200000)
-        snprintf(out, n, "%.1f min", (double)ms / 60000.0);
-    else
-        snprintf(out, n, "%.1f h", (double)ms / 3600000.0);
+    rates r = {1, 0, 0};
+    double dt = (double)(cur->now_ms - prev->now_ms) / 1000.0;
+    long long in = (queued_total(cur) + cur->inflight + cur->retry) -
+                   (queued_total(prev) + prev->inflight + prev->retry) +
+                   (cur->processed - prev->processed) + (cur->dead_lettered - prev->dead_lettered) -
+                   (cur->requeued - prev->requeued);
+
+    if (dt <= 0)
+        dt = nominal_s;
+    r.in_per_s = in > 0 ? (double)in / dt : 0;
+    r.written_per_s = cur->processed > prev->processed ? (double)(cur->processed - prev->processed) / dt : 0;
+    return r;
 }
 
-static void print_json(const stats *s, const char *ns)
+static void print_json(FILE *out, const stats *s, const char *ns, const rates *rt)
 {
-    static const char *const names[AQ_PRIORITIES] = {"critical", "high", "normal", "low"};
-    printf("{\"namespace\":\"%s\",\"time_ms\":%lld,\"queues\":{", ns, s->now_ms);
+    fprintf(out, "{\"namespace\":\"%s\",\"time_ms\":%lld,\"queues\":{", ns, s->now_ms);
     for (int p = 0; p < AQ_PRIORITIES; p++) {
-        printf("%s\"%s\":{\"depth\":%lld,\"oldest_age_ms\":", p ? "," : "", names[p], s->depth[p]);
+        fprintf(out, "%s\"%s\":{\"depth\":%lld,\"oldest_age_ms\":", p ? "," : "", prio_names[p], s->depth[p]);
         if (s->oldest_ms[p] < 0)
-            printf("null}");
+            fprintf(out, "null}");
         else
-            printf("%lld}", s->oldest_ms[p]);
+            fprintf(out, "%lld}", s->oldest_ms[p]);
     }
-    printf("},\"inflight\":%lld,\"retry\":%lld,\"dead\":%lld,\"workers\":%lld,"
-           "\"workers_registered\":%lld,\"processed\":%lld,\"failed\":%lld,\"retried\":%lld,"
-           "\"recovered\":%lld,\"dead_lettered\":%lld,\"dead_trimmed\":%lld}\n",
-           s->inflight, s->retry, s->dead, s->workers, s->workers_registered, s->processed,
-           s->failed, s->retried, s->recovered, s->dead_lettered, s->dead_trimmed);
+    fprintf(out, "},\"inflight\":%lld,\"retry\":%lld,\"dead\":%lld,\"workers\":%lld,"
+            "\"workers_registered\":%lld,\"processed\":%lld,\"failed\":%lld,\"retried\":%lld,"
+            "\"recovered\":%lld,\"dead_lettered\":%lld,\"dead_trimmed\":%lld,"
+            "\"requeued\":%lld,\"dead_purged\":%lld",
+            s->inflight, s->retry, s->dead, s->workers, s->workers_registered, s->processed,
+            s->failed, s->retried, s->recovered, s->dead_lettered, s->dead_trimmed, s->requeued,
+            s->dead_purged);
+    if (rt) {
+        if (rt->valid)
+            fprintf(out, ",\"in_per_s\":%.1f,\"written_per_s\":%.1f", rt->in_per_s, rt->written_per_s);
+        else
+            fprintf(out, ",\"in_per_s\":null,\"written_per_s\":null");
+    }
+    fprintf(out, "}\n");
 }
 
-static void print_table(const stats *s, const char *ns)
+/* Output that keeps every line within STATS_COLS: items are joined by three
+ * spaces and wrapped between items. eol ends each line ("\033[K\n" when
+ * redrawing in place, so leftovers of a longer previous line are erased). */
+typedef struct view {
+    FILE *f;
+    const char *eol;
+    size_t col;
+} view;
+
+static void view_line(view *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void view_line(view *v, const char *fmt, ...)
 {
-    static const char *const names[AQ_PRIORITIES] = {"critical", "high", "normal", "low"};
-    char a[32], b[32], c[32];
+    char buf[256];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    ctl_put_text(v->f, buf, strlen(buf), STATS_COLS);
+    fputs(v->eol, v->f);
+}
+
+static void view_item(view *v, const char *item)
+{
+    size_t n = strlen(item);
+
+    if (v->col > 0 && v->col + 3 + n > STATS_COLS) {
+        fputs(v->eol, v->f);
+        v->col = 0;
+    }
+    if (v->col > 0) {
+        fputs("   ", v->f);
+        v->col += 3;
+    }
+    v->col += ctl_put_text(v->f, item, n, STATS_COLS - v->col);
+}
+
+static void view_end(view *v)
+{
+    if (v->col > 0)
+        fputs(v->eol, v->f);
+    v->col = 0;
+}
+
+static void view_count(view *v, const char *label, long long n)
+{
+    char num[32], item[80];
+    ctl_fmt_count(num, sizeof num, n);
+    snprintf(item, sizeof item, "%s %s", label, num);
+    view_item(v, item);
+}
+
+static void fmt_rate(char *out, size_t n, double r)
+{
+    if (r >= 100) {
+        char num[28];
+        ctl_fmt_count(num, sizeof num, llround(r));
+        snprintf(out, n, "%s/s", num);
+    } else {
+        snprintf(out, n, "%.1f/s", r);
+    }
+}
+
+/* The table. With watch (interval_s > 0) a header line with the time and
+ * interval and a line of rates come first. */
+static void print_table(view *v, const stats *s, const char *ns, double interval_s, const rates *rt)
+{
+    char a[40], b[40];
     long long total = 0;
 
-    printf("auditq  namespace=%s\n\n", ns);
-    printf("%-10s %12s %12s\n", "queue", "depth", "oldest");
+    if (interval_s > 0) {
+        char t[40], item[160];
+        ctl_fmt_iso(t, sizeof t, s->now_ms, 0);
+        snprintf(item, sizeof item, "auditq  namespace=%s", ns);
+        view_item(v, item);
+        view_item(v, t);
+        snprintf(item, sizeof item, "every %g s", interval_s);
+        view_item(v, item);
+        view_end(v);
+        if (rt->valid) {
+            fmt_rate(a, sizeof a, rt->in_per_s);
+            fmt_rate(b, sizeof b, rt->written_per_s);
+            view_line(v, "events in %s   written %s", a, b);
+        } else {
+            view_line(v, "events in -   written -   (rates from the next refresh)");
+        }
+    } else {
+        view_line(v, "auditq  namespace=%s", ns);
+    }
+    view_line(v, "%s", "");
+    view_line(v, "%-10s %12s %12s", "queue", "depth", "oldest");
     for (int p = 0; p < AQ_PRIORITIES; p++) {
-        fmt_count(a, sizeof a, s->depth[p]);
-        fmt_age(b, sizeof b, s->oldest_ms[p]);
-        printf("%-10s %12s %12s\n", names[p], a, b);
+        ctl_fmt_count(a, sizeof a, s->depth[p]);
+        ctl_fmt_age(b, sizeof b, s->oldest_ms[p]);
+        view_line(v, "%-10s %12s %12s", prio_names[p], a, b);
         total += s->depth[p];
     }
-    fmt_count(a, sizeof a, total);
-    printf("%-10s %12s\n\n", "total", a);
-    fmt_count(a, sizeof a, s->inflight);
-    fmt_count(b, sizeof b, s->retry);
-    fmt_count(c, sizeof c, s->dead);
-    printf("in flight %s   retry %s   dead %s\n", a, b, c);
-    printf("workers   %lld live", s->workers);
+    ctl_fmt_count(a, sizeof a, total);
+    view_line(v, "%-10s %12s", "total", a);
+    view_line(v, "%s", "");
+    view_count(v, "in flight", s->inflight);
+    view_count(v, "retry", s->retry);
+    view_count(v, "dead", s->dead);
+    view_end(v);
     if (s->workers_registered > s->workers)
-        printf(" (%lld silent, awaiting recovery)", s->workers_registered - s->workers);
-    printf("\n\n");
-    fmt_count(a, sizeof a, s->processed);
-    fmt_count(b, sizeof b, s->failed);
-    printf("processed %s   failed %s", a, b);
-    fmt_count(a, sizeof a, s->retried);
-    fmt_count(b, sizeof b, s->recovered);
-    fmt_count(c, sizeof c, s->dead_lettered);
-    printf("   retried %s   recovered %s   dead-lettered %s", a, b, c);
+        view_line(v, "workers   %lld live (%lld silent, awaiting recovery)", s->workers,
+                  s->workers_registered - s->workers);
+    else
+        view_line(v, "workers   %lld live", s->workers);
+    view_line(v, "%s", "");
+    view_count(v, "processed", s->processed);
+    view_count(v, "failed", s->failed);
+    view_count(v, "retried", s->retried);
+    view_count(v, "recovered", s->recovered);
+    view_count(v, "dead-lettered", s->dead_lettered);
+    if (s->requeued)
+        view_count(v, "requeued", s->requeued);
+    if (s->dead_purged)
+        view_count(v, "purged", s->dead_purged);
     if (s->dead_trimmed)
-        printf("   dead letters trimmed by dead_letter_max %lld", s->dead_trimmed);
-    printf("\n");
+        view_count(v, "dead letters trimmed by dead_letter_max", s->dead_trimmed);
+    view_end(v);
+}
+
+/* ---- watch ---------------------------------------------------------------- */
+
+static volatile sig_atomic_t stats_stop;
+
+static void stats_on_signal(int sig)
+{
+    (void)sig;
+    stats_stop = 1;
+}
+
+/* Sleeps until the monotonic deadline (us) or a blocked-elsewhere signal. */
+static void sleep_until(int64_t deadline_us, const sigset_t *during)
+{
+    while (!stats_stop) {
+        int64_t left = deadline_us - clock_mono_us();
+        if (left <= 0)
+            return;
+        struct timespec ts = {(time_t)(left / 1000000), (long)(left % 1000000) * 1000};
+        if (pselect(0, NULL, NULL, NULL, &ts, during) < 0 && errno != EINTR)
+            return;
+    }
+}
+
+typedef struct watch {
+    const aq_config *cfg;
+    const aq_keys *k;
+    double interval_s;
+    long long count;    /* 0: until stopped */
+    int json, tty;
+} watch;
+
+static void watch_error(const watch *w, long long n, const char *err)
+{
+    char t[40];
+    ctl_fmt_iso(t, sizeof t, clock_now_us() / 1000, 0);
+    if (w->json) {
+        printf("{\"time_ms\":%lld,\"error\":", (long long)(clock_now_us() / 1000));
+        ctl_json_str(stdout, err, strlen(err));
+        printf("}\n");
+    } else if (w->tty) {
+        view v = {stdout, "\033[K\n", 0};
+        fputs("\033[H", stdout);
+        view_line(&v, "auditq  namespace=%s   %s   every %g s", w->cfg->namespace_, t, w->interval_s);
+        view_line(&v, "%s", "");
+        view_line(&v, "Redis: %s", err);
+        view_line(&v, "retrying every %g s; Ctrl-C to stop", w->interval_s);
+        fputs("\033[J", stdout);
+    } else {
+        printf("%s%s  Redis: %s; retrying every %g s\n", n > 0 ? "\n" : "", t, err, w->interval_s);
+    }
+    fflush(stdout);
+}
+
+static int run_watch(const watch *w, redisContext *c, const stats *first)
+{
+    stats prev = *first, cur = *first;
+    int64_t step = (int64_t)llround(w->interval_s * 1e6), next = clock_mono_us();
+    sigset_t block, during;
+    struct sigaction sa;
+    char err[512];
+
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = stats_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    sigprocmask(SIG_BLOCK, &block, &during);
+    sigdelset(&during, SIGINT);
+    sigdelset(&during, SIGTERM);
+
+    for (long long n = 0; !stats_stop && (w->count == 0 || n < w->count); n++) {
+        rates rt = {0, 0, 0};
+
+        if (n > 0) {
+            /* A sample slower than the interval is followed at once by the
+             * next one instead of piling up delay. */
+            next += step;
+            if (next < clock_mono_us())
+                next = clock_mono_us();
+            sleep_until(next, &during);
+            if (stats_stop)
+                break;
+            if (!c)
+                c = ctl_redis_connect(w->cfg, err, sizeof err);
+            if (!c || collect(c, w->k, w->cfg, &cur, err, sizeof err) != 0) {
+                if (c && c->err) { /* connection broken: reconnect next time */
+                    redisFree(c);
+                    c = NULL;
+                }
+                watch_error(w, n, err);
+                continue;
+            }
+            rt = rates_between(&prev, &cur, w->interval_s);
+        }
+        if (w->json) {
+            print_json(stdout, &cur, w->cfg->namespace_, &rt);
+        } else if (w->tty) {
+            view v = {stdout, "\033[K\n", 0};
+            fputs("\033[H", stdout);
+            print_table(&v, &cur, w->cfg->namespace_, w->interval_s, &rt);
+            fputs("\033[J", stdout);
+        } else {
+            view v = {stdout, "\n", 0};
+            if (n > 0)
+                fputs("\n", stdout);
+            print_table(&v, &cur, w->cfg->namespace_, w->interval_s, &rt);
+        }
+        fflush(stdout);
+        prev = cur;
+    }
+    if (c)
+        redisFree(c);
+    sigprocmask(SIG_UNBLOCK, &block, NULL);
+    return CTL_OK;
+}
+
+static int parse_interval(const char *s, double *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+
+    if (end == s || *end != '\0' || !isfinite(v) || v < 0.2 || v > 86400) {
+        fprintf(stderr, "auditqctl stats: --watch '%s': give the refresh interval in seconds, "
+                "0.2 to 86400 (e.g. --watch 2 or --watch 0.5)\n", s);
+        return -1;
+    }
+    *out = v;
+    return 0;
 }
 
 int ctl_stats(const aq_config *cfg, int argc, char **argv)
 {
-    static const struct option opts[] = {{"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
-    int json = 0, o;
+    static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
+                                         {"watch", required_argument, NULL, 'w'},
+                                         {"count", required_argument, NULL, 'n'},
+                                         {NULL, 0, NULL, 0}};
+    int json = 0, o, rc;
+    double interval = 0;
+    long long count = 0;
     aq_keys k;
-    aq_redis_target t;
-    char err[512];
+    char err[512], *end;
     stats s;
 
     optind = 1;
-    while ((o = getopt_long(argc, argv, "j", opts, NULL)) != -1) {
-        if (o == 'j')
+    opterr = 0;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (o) {
+        case 'j':
             json = 1;
-        else {
-            fprintf(stderr, "auditqctl stats: unknown option; see 'auditqctl stats --help'\n");
+            break;
+        case 'w':
+            if (parse_interval(optarg, &interval) != 0)
+                return CTL_USAGE;
+            break;
+        case 'n':
+            count = strtoll(optarg, &end, 10);
+            if (end == optarg || *end != '\0' || count < 1) {
+                fprintf(stderr, "auditqctl stats: --count '%s': give a number of refreshes, 1 or more\n", optarg);
+                return CTL_USAGE;
+            }
+            break;
+        default:
+            fprintf(stderr, "auditqctl stats: unknown option or missing value '%s'; see 'auditqctl stats --help'\n",
+                    argv[optind - 1]);
             return CTL_USAGE;
         }
     }
-    if (keys_init(&k, cfg->namespace_) != 0 || redis_url_parse(cfg->redis_url, &t, err, sizeof err) != 0) {
-        fprintf(stderr, "auditqctl stats: %s\n", err);
+    if (optind < argc) {
+        fprintf(stderr, "auditqctl stats: unexpected argument '%s'; see 'auditqctl stats --help'\n", argv[optind]);
         return CTL_USAGE;
     }
-    redisContext *c = redis_connect(&t, cfg->redis_connect_timeout_ms, cfg->redis_timeout_ms, err,
-                                    sizeof err, NULL);
-    if (!c) {
-        fprintf(stderr, "auditqctl stats: %s; check redis_url / AUDITQ_REDIS_URL\n", err);
-        return CTL_FAILED;
+    if (count > 0 && interval == 0) {
+        fprintf(stderr, "auditqctl stats: --count needs --watch SECS\n");
+        return CTL_USAGE;
     }
-    if (collect(c, &k, cfg, &s) != 0) {
-        fprintf(stderr, "auditqctl stats: reading from Redis failed: %s\n", c->err ? c->errstr : "see above");
+    redisContext *c = ctl_redis_open(cfg, "stats", &k, &rc);
+    if (!c)
+        return rc;
+    if (collect(c, &k, cfg, &s, err, sizeof err) != 0) {
+        fprintf(stderr, "auditqctl stats: reading from Redis failed: %s; check redis_url (AUDITQ_REDIS_URL)\n", err);
         redisFree(c);
         return CTL_FAILED;
     }
+    if (interval > 0) {
+        watch w = {cfg, &k, interval, count, json, isatty(STDOUT_FILENO)};
+        return run_watch(&w, c, &s);
+    }
     redisFree(c);
-    if (json)
-        print_json(&s, cfg->namespace_);
-    else
-        print_table(&s, cfg->namespace_);
+    if (json) {
+        print_json(stdout, &s, cfg->namespace_, NULL);
+    } else {
+        view v = {stdout, "\n", 0};
+        print_table(&v, &s, cfg->namespace_, 0, NULL);
+    }
     return CTL_OK;
 }

@@ -1,0 +1,310 @@
+/* ctl_common.c -- helpers shared by the Redis-reading auditqctl commands
+ * (see ctl_common.h). */
+#include "ctl_common.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ctl.h"
+#include "text.h"
+
+redisContext *ctl_redis_connect(const aq_config *cfg, char *err, size_t errlen)
+{
+    aq_redis_target t;
+
+    if (redis_url_parse(cfg->redis_url, &t, err, errlen) != 0)
+        return NULL;
+    return redis_connect(&t, cfg->redis_connect_timeout_ms, cfg->redis_timeout_ms, err, errlen, NULL);
+}
+
+redisContext *ctl_redis_open(const aq_config *cfg, const char *cmd, aq_keys *k, int *rc)
+{
+    aq_redis_target t;
+    char err[512];
+    redisContext *c;
+
+    if (keys_init(k, cfg->namespace_) != 0) {
+        fprintf(stderr, "auditqctl %s: namespace '%s' is invalid: use 1..64 of A-Z a-z 0-9 _ . -\n",
+                cmd, cfg->namespace_);
+        *rc = CTL_USAGE;
+        return NULL;
+    }
+    if (redis_url_parse(cfg->redis_url, &t, err, sizeof err) != 0) {
+        fprintf(stderr, "auditqctl %s: %s; fix redis_url (AUDITQ_REDIS_URL)\n", cmd, err);
+        *rc = CTL_USAGE;
+        return NULL;
+    }
+    c = redis_connect(&t, cfg->redis_connect_timeout_ms, cfg->redis_timeout_ms, err, sizeof err, NULL);
+    if (!c) {
+        fprintf(stderr, "auditqctl %s: %s; check redis_url (AUDITQ_REDIS_URL) and that Redis is running\n",
+                cmd, err);
+        *rc = CTL_FAILED;
+        return NULL;
+    }
+    *rc = CTL_OK;
+    return c;
+}
+
+long long ctl_reply_ll(const redisReply *r)
+{
+    if (!r)
+        return 0;
+    if (r->type == REDIS_REPLY_INTEGER)
+        return r->integer;
+    if (r->type == REDIS_REPLY_STRING)
+        return strtoll(r->str, NULL, 10);
+    return 0;
+}
+
+void ctl_free_replies(redisReply **r, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (r[i])
+            freeReplyObject(r[i]);
+        r[i] = NULL;
+    }
+}
+
+int ctl_get_replies(redisContext *c, int n, redisReply **out, char *err, size_t errlen)
+{
+    for (int i = 0; i < n; i++)
+        out[i] = NULL;
+    for (int i = 0; i < n; i++) {
+        void *r = NULL;
+        if (redisGetReply(c, &r) != REDIS_OK) {
+            snprintf(err, errlen, "Redis connection: %s", c->errstr[0] ? c->errstr : "lost");
+            ctl_free_replies(out, i);
+            return -1;
+        }
+        out[i] = r;
+    }
+    for (int i = 0; i < n; i++) {
+        if (out[i]->type == REDIS_REPLY_ERROR) {
+            snprintf(err, errlen, "Redis error: %.*s", (int)out[i]->len, out[i]->str);
+            ctl_free_replies(out, n);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int ctl_redis_now_ms(redisContext *c, long long *ms, char *err, size_t errlen)
+{
+    redisReply *r = redisCommand(c, "TIME");
+
+    if (!r) {
+        snprintf(err, errlen, "Redis connection: %s", c->errstr[0] ? c->errstr : "lost");
+        return -1;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+        snprintf(err, errlen, "Redis TIME: unexpected reply");
+        freeReplyObject(r);
+        return -1;
+    }
+    *ms = ctl_reply_ll(r->element[0]) * 1000 + ctl_reply_ll(r->element[1]) / 1000;
+    freeReplyObject(r);
+    return 0;
+}
+
+int ctl_parse_duration_ms(const char *s, long long *ms, char *err, size_t errlen)
+{
+    static const struct { const char *unit; long long ms; } units[] = {
+        {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}, {"w", 604800000},
+    };
+    const char *p = s;
+    long long total = 0;
+
+    if (*p == '\0')
+        goto bad;
+    while (*p) {
+        char *end;
+        size_t ulen = 0;
+        long long mult = 0;
+
+        if (!isdigit((unsigned char)*p))
+            goto bad;
+        errno = 0;
+        long long v = strtoll(p, &end, 10);
+        if (errno != 0)
+            goto bad;
+        while (isalpha((unsigned char)end[ulen]))
+            ulen++;
+        for (size_t u = 0; u < sizeof units / sizeof units[0]; u++)
+            if (strlen(units[u].unit) == ulen && strncmp(end, units[u].unit, ulen) == 0)
+                mult = units[u].ms;
+        if (mult == 0 || v > (LLONG_MAX - total) / mult)
+            goto bad;
+        total += v * mult;
+        p = end + ulen;
+    }
+    *ms = total;
+    return 0;
+bad:
+    snprintf(err, errlen, "'%s' is not a duration; use a number and a unit (ms, s, m, h, d, w), "
+             "e.g. 30s, 15m, 2h, 7d or 1h30m", s);
+    return -1;
+}
+
+void ctl_fmt_count(char *out, size_t n, long long v)
+{
+    char tmp[32];
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    int len = snprintf(tmp, sizeof tmp, "%llu", u);
+    size_t o = 0;
+
+    if (n == 0)
+        return;
+    if (v < 0 && o + 1 < n)
+        out[o++] = '-';
+    for (int i = 0; i < len && o + 1 < n; i++) {
+        if (i > 0 && (len - i) % 3 == 0) {
+            if (o + 2 >= n)
+                break;
+            out[o++] = ',';
+        }
+        out[o++] = tmp[i];
+    }
+    out[o] = '\0';
+}
+
+void ctl_fmt_age(char *out, size_t n, long long ms)
+{
+    if (ms < 0)
+        snprintf(out, n, "-");
+    else if (ms < 1000)
+        snprintf(out, n, "%lld ms", ms);
+    else if (ms < 120000)
+        snprintf(out, n, "%.1f s", (double)ms / 1000.0);
+    else if (ms < 7200000)
+        snprintf(out, n, "%.1f min", (double)ms / 60000.0);
+    else
+        snprintf(out, n, "%.1f h", (double)ms / 3600000.0);
+}
+
+void ctl_fmt_age_short(char *out, size_t n, long long ms)
+{
+    long long s = ms / 1000;
+
+    if (ms < 0)
+        snprintf(out, n, "-");
+    else if (s < 60)
+        snprintf(out, n, "%llds", s);
+    else if (s < 3600)
+        snprintf(out, n, "%lldm", s / 60);
+    else if (s < 86400)
+        snprintf(out, n, "%lldh", s / 3600);
+    else if (s < 100 * 86400LL)
+        snprintf(out, n, "%lldd", s / 86400);
+    else if (s < 100 * 604800LL)
+        snprintf(out, n, "%lldw", s / 604800);
+    else
+        snprintf(out, n, "%lldy", s / (365 * 86400LL));
+}
+
+void ctl_fmt_iso(char *out, size_t n, long long unix_ms, int with_ms)
+{
+    long long sec = unix_ms >= 0 ? unix_ms / 1000 : -((-unix_ms + 999) / 1000);
+    int msec = (int)(unix_ms - sec * 1000);
+    time_t t = (time_t)sec;
+    struct tm tm;
+
+    if (!gmtime_r(&t, &tm)) {
+        snprintf(out, n, "(time %lld ms)", unix_ms);
+        return;
+    }
+    if (with_ms)
+        snprintf(out, n, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, msec);
+    else
+        snprintf(out, n, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+size_t ctl_utf8_seq(const char *p, size_t len)
+{
+    unsigned char b = (unsigned char)p[0];
+    size_t need;
+
+    if (len == 0)
+        return 0;
+    if (b < 0x80)
+        return 1;
+    if (b >= 0xc2 && b <= 0xdf)
+        need = 2;
+    else if (b >= 0xe0 && b <= 0xef)
+        need = 3;
+    else if (b >= 0xf0 && b <= 0xf4)
+        need = 4;
+    else
+        return 0;
+    /* text_utf8_valid knows overlongs, surrogates and the U+10FFFF cap. */
+    if (need > len || !text_utf8_valid(p, need, NULL))
+        return 0;
+    return need;
+}
+
+void ctl_json_str(FILE *f, const char *p, size_t len)
+{
+    size_t i = 0;
+
+    fputc('"', f);
+    while (i < len) {
+        unsigned char b = (unsigned char)p[i];
+        size_t n;
+
+        if (b == '"' || b == '\\') {
+            fputc('\\', f);
+            fputc(b, f);
+            i++;
+        } else if (b < 0x20 || b == 0x7f) {
+            switch (b) {
+            case '\n': fputs("\\n", f); break;
+            case '\r': fputs("\\r", f); break;
+            case '\t': fputs("\\t", f); break;
+            default: fprintf(f, "\\u%04x", b); break;
+            }
+            i++;
+        } else if ((n = ctl_utf8_seq(p + i, len - i)) > 0) {
+            fwrite(p + i, 1, n, f);
+            i += n;
+        } else {
+            fputs("\\ufffd", f);
+            i++;
+        }
+    }
+    fputc('"', f);
+}
+
+size_t ctl_put_text(FILE *f, const char *p, size_t len, size_t max_cols)
+{
+    size_t i = 0, cols = 0, total = 0;
+
+    /* Count first: truncation must know whether the text fits. */
+    for (size_t j = 0; j < len; total++) {
+        size_t n = ctl_utf8_seq(p + j, len - j);
+        j += n ? n : 1;
+    }
+    size_t budget = total <= max_cols ? total : (max_cols > 3 ? max_cols - 3 : 0);
+    while (i < len && cols < budget) {
+        unsigned char b = (unsigned char)p[i];
+        size_t n = ctl_utf8_seq(p + i, len - i);
+
+        if (n == 0 || b < 0x20 || b == 0x7f) {
+            fputc('?', f);
+            i += n ? n : 1;
+        } else {
+            fwrite(p + i, 1, n, f);
+            i += n;
+        }
+        cols++;
+    }
+    if (total > max_cols) {
+        for (size_t d = 0; d < 3 && cols < max_cols; d++, cols++)
+            fputc('.', f);
+    }
+    return cols;
+}
