@@ -1333,7 +1333,9 @@ int ctl_dlq(const aq_config *cfg, int argc, char **argv)
     dlq_filter_init(&x.flt);
     if ((rc = parse_args(&x, argc, argv)) != CTL_OK)
         return rc;
-    x.c = ctl_redis_open(cfg, sub_names[x.sub], &x.k, &rc);
+    char cmd[16];
+    snprintf(cmd, sizeof cmd, "dlq %s", sub_names[x.sub]);
+    x.c = ctl_redis_open(cfg, cmd, &x.k, &rc);
     if (!x.c)
         return rc;
     if (ctl_redis_now_ms(x.c, &x.now_ms, err, sizeof err) != 0) {

@@ -403,11 +403,11 @@ static void watch_error(const watch *w, long long n, const char *err)
         fputs("\033[H", stdout);
         view_line(&v, "auditq  namespace=%s   %s   every %g s", w->cfg->namespace_, t, w->interval_s);
         view_line(&v, "%s", "");
-        view_line(&v, "Redis: %s", err);
+        view_line(&v, "%s", err);
         view_line(&v, "retrying every %g s; Ctrl-C to stop", w->interval_s);
         fputs("\033[J", stdout);
     } else {
-        printf("%s%s  Redis: %s; retrying every %g s\n", n > 0 ? "\n" : "", t, err, w->interval_s);
+        printf("%s%s  %s; retrying every %g s\n", n > 0 ? "\n" : "", t, err, w->interval_s);
     }
     fflush(stdout);
 }
