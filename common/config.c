@@ -114,7 +114,7 @@ static const cf_entry cf_table[] = {
         "Monthly partitions of the events table the worker creates ahead of time"),
     /* reliability */
     INT("max_attempts", max_attempts, "5", 1, 1000, true,
-        "Tries of a batch that fails on bad data before its events are dead-lettered"),
+        "Times PostgreSQL may reject one row (a data error) before it is dead-lettered; the row is retried with backoff in between"),
     INT("backoff_base_ms", backoff_base_ms, "200", 1, 3600000, true,
         "First retry delay after a failure, in milliseconds; doubles on each retry"),
     INT("backoff_max_ms", backoff_max_ms, "60000", 1, 86400000, true,

@@ -470,7 +470,7 @@ static void process_batch(wthread *t, queue_batch *b)
         return;
     }
     atomic_fetch_add(&t->m->processed, nj - bad);
-    atomic_fetch_add(&t->m->failed, bad + nd);
+    atomic_fetch_add(&t->m->failed, nr + nd);  /* as the settle script counts `failed` */
     atomic_fetch_add(&t->m->dead_lettered, nd);
     atomic_fetch_add(&t->m->retried, nr);
     atomic_fetch_add(&t->m->batches, 1);
@@ -999,7 +999,10 @@ static void begin_shutdown(worker *w, const char *why)
         atomic_store(&w->stop_deadline_us, clock_mono_us());
         return;
     }
-    atomic_store(&w->stop_deadline_us, clock_mono_us() + (int64_t)w->cfg.shutdown_timeout_ms * 1000);
+    /* shutdown_timeout_ms = 0: no limit (a second signal still sets one). */
+    atomic_store(&w->stop_deadline_us, w->cfg.shutdown_timeout_ms == 0
+                                           ? INT64_MAX / 4
+                                           : clock_mono_us() + (int64_t)w->cfg.shutdown_timeout_ms * 1000);
     atomic_store(&w->stopping, 1);
     pthread_mutex_lock(&w->mu);
     pthread_cond_broadcast(&w->cv);
