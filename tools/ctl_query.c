@@ -73,10 +73,10 @@ const char ctl_query_help[] =
     "Filters:\n"
     "  --tenant T           tenant_id = T\n"
     "  --actor A            actor_id = A\n"
-    "  --action A           action = A; 'PREFIX*' matches every action starting\n"
-    "                       with PREFIX, but only narrows what the other filters\n"
-    "                       select (no index serves it): add --since or another\n"
-    "                       filter\n"
+    "  --action A           action = A. 'PREFIX*' matches every action starting\n"
+    "                       with PREFIX, but only narrows the rows the other\n"
+    "                       filters select (the action index serves a prefix\n"
+    "                       only in a C-collation database): add --since\n"
     "  --entity TYPE[:ID]   entity_type = TYPE (and entity_id = ID; the first ':'\n"
     "                       separates them)\n"
     "  --outcome O          success, failure or denied (no index of its own)\n"
@@ -124,8 +124,8 @@ const char ctl_query_help[] =
     "          80); control characters are shown as '?'.\n"
     "\n"
     "One run reads one consistent snapshot (a read-only REPEATABLE READ\n"
-    "transaction). Events are stored after they occur: export windows that\n"
-    "ended before the queue lag to get every event of the window.\n"
+    "transaction). Events are stored some time after they occur (the queue\n"
+    "lag): a window that ends further back than that is complete.\n"
     "\n"
     "Exit status: 0 ok (also when no row matches), 1 connection/SQL/output error,\n"
     "2 usage error (bad option, time, UUID or cursor).\n";
@@ -339,9 +339,9 @@ static int q_parse_iso(const char *s, int max_year_digits, int64_t *out)
             sign = *p++ == '+' ? 1 : -1;
             if (q_digits(&p, 2, &oh) != 0)
                 return -1;
-            if (*p == ':')
-                p++;
-            if (*p != '\0' && q_digits(&p, 2, &om) != 0)
+            if (*p == ':' && (p++, q_digits(&p, 2, &om) != 0))
+                return -1;
+            if (*p >= '0' && *p <= '9' && q_digits(&p, 2, &om) != 0)
                 return -1;
             if (oh > 23 || om > 59)
                 return -1;
@@ -549,7 +549,8 @@ static int q_apply(q_opts *o, const char *name, const char *v, int64_t now_us,
         const char *colon = strchr(v, ':');
 
         if (v[0] == '\0' || v[0] == ':') {
-            snprintf(err, errlen, "--entity '%.64s': give TYPE or TYPE:ID, e.g. --entity document:42", v);
+            snprintf(err, errlen, "--entity '%.64s': give TYPE or TYPE:ID, "
+                     "e.g. --entity document:42", v);
             return -1;
         }
         memcpy(o->entity_buf, v, strlen(v) + 1);
@@ -582,7 +583,8 @@ static int q_apply(q_opts *o, const char *name, const char *v, int64_t now_us,
         *(since ? &o->has_since : &o->has_until) = 1;
     } else if (strcmp(name, "--limit") == 0) {
         if (q_parse_ll(v, 0, INT64_C(1000000000000000), &n) != 0) {
-            snprintf(err, errlen, "--limit '%.64s': must be a whole number of rows, 0 for no limit", v);
+            snprintf(err, errlen, "--limit '%.64s': must be a whole number of rows, "
+                     "0 for no limit", v);
             return -1;
         }
         o->limit = n;
@@ -1161,7 +1163,8 @@ static void q_sql_error(PGconn *conn, const PGresult *r, const char *what)
 
     if (primary == NULL) {
         q_first_line(PQerrorMessage(conn), first, sizeof first);
-        fprintf(stderr, Q_PROG ": %s: %s\n", what, first[0] ? first : "connection to the server lost");
+        fprintf(stderr, Q_PROG ": %s: %s\n", what,
+                first[0] ? first : "connection to the server lost");
         return;
     }
     fprintf(stderr, Q_PROG ": %s: %s (SQLSTATE %s)%s%s\n", what, primary,
@@ -1188,7 +1191,9 @@ static PGconn *q_connect(const aq_config *cfg)
     /* Later keywords override earlier ones (and the URL's): application_name
      * and connect_timeout yield to the URL, client_encoding does not, since
      * the output formats promise UTF-8. */
-    const char *keys[] = { "application_name", "connect_timeout", "dbname", "client_encoding", NULL };
+    const char *keys[] = {
+        "application_name", "connect_timeout", "dbname", "client_encoding", NULL,
+    };
     const char *vals[] = { "auditqctl", timeout, cfg->database_url, "UTF8", NULL };
     PGconn *conn;
 

@@ -57,7 +57,8 @@ FROM generate_series(0, @LAST@) AS i,
 def us_of(text):
     """'YYYY-MM-DD[THH:MM:SS[.ffffff]]Z' -> microseconds since the epoch."""
     text = text.rstrip("Z")
-    fmt = "%Y-%m-%dT%H:%M:%S.%f" if "." in text else "%Y-%m-%dT%H:%M:%S" if "T" in text else "%Y-%m-%d"
+    fmt = ("%Y-%m-%dT%H:%M:%S.%f" if "." in text else
+           "%Y-%m-%dT%H:%M:%S" if "T" in text else "%Y-%m-%d")
     d = datetime.datetime.strptime(text, fmt).replace(tzinfo=datetime.timezone.utc)
     return (d - EPOCH) // datetime.timedelta(microseconds=1)
 
@@ -191,8 +192,10 @@ def matches(r, f):
             return False
     if "outcome" in f and r["outcome"] != f["outcome"]:
         return False
-    if "event-id" in f and (event_id_of(r["_i"]) if "_i" in r else r["event_id"]) != f["event-id"].lower():
-        return False
+    if "event-id" in f:
+        eid = event_id_of(r["_i"]) if "_i" in r else r["event_id"]
+        if eid != f["event-id"].lower():
+            return False
     if "since" in f and r["_us"] < us_of(f["since"]):
         return False
     if "until" in f and r["_us"] >= us_of(f["until"]):
