@@ -247,6 +247,7 @@ typedef struct dlq_ctx {
     long long limit;        /* 0 = no limit */
     long long index;        /* show INDEX; 0 = none */
     int json, raw, dry_run, all, yes;
+    int purge_go;           /* purge may delete: (a filter or --all) and --yes */
     long long now_ms;       /* Redis' clock at the start: ages and age filters */
     int idx_width;          /* digits of the list length at the first fetch */
     char tomb[64];
@@ -750,7 +751,7 @@ static void progress(dlq_ctx *x, int final)
 {
     if (x->sub != SUB_REQUEUE && x->sub != SUB_PURGE)
         return;
-    if (x->dry_run || (x->sub == SUB_PURGE && !x->yes))
+    if (x->dry_run || (x->sub == SUB_PURGE && !x->purge_go))
         return;
     const char *verb = x->sub == SUB_PURGE ? "purged" : "requeued";
     if (x->progress_tty) {
@@ -957,7 +958,7 @@ static int on_match(dlq_ctx *x, scanner *s, batch *b, size_t i, const dlq_entry 
         x->shown++;
         return 0;
     case SUB_PURGE:
-        if (!x->yes)
+        if (!x->purge_go)
             return 0;  /* counting only */
         if (b->n == BATCH_RECORDS || b->bytes + e->len > BATCH_BYTES)
             if (batch_flush(x, s, b) != 0)
@@ -1176,7 +1177,7 @@ static int run_sub(dlq_ctx *x)
         return CTL_OK;
     case SUB_PURGE: {
         long long n = x->limit && x->matched > x->limit ? x->limit : x->matched;
-        if (!x->yes) {
+        if (!x->purge_go) {
             if (!dlq_filter_active(&x->flt) && !x->all)
                 fprintf(stderr, "auditqctl dlq purge: refusing to purge without a filter; --all --yes "
                         "would purge %lld of %lld dead letters. Give a filter (--reason, --sqlstate, "
@@ -1315,6 +1316,9 @@ static int parse_args(dlq_ctx *x, int argc, char **argv)
         if (x->raw && !x->index && !x->flt.has_event_id)
             return usage_err(sub, "%s", "--raw writes one job: give INDEX or --event-id");
     }
+    /* Nothing is deleted unless both say so; otherwise purge only counts,
+     * to say in its refusal how many it would delete. */
+    x->purge_go = x->sub == SUB_PURGE && x->yes && (dlq_filter_active(&x->flt) || x->all);
     if (x->sub == SUB_REQUEUE && !dlq_filter_active(&x->flt) && !x->all)
         return usage_err(sub, "%s", "requeue needs a filter (--reason, --sqlstate, --priority, "
                          "--older-than, --newer-than, --event-id) or --all");

@@ -189,17 +189,21 @@ static void fmt_hb_age(char *out, size_t n, long long ms)
         ctl_fmt_age_short(out, n, ms);
 }
 
-static void fmt_num(char *out, size_t n, long long v)
+/* Counts get thousands separators; ids (pid) and small numbers do not. */
+static void fmt_num(char *out, size_t n, long long v, int grouped)
 {
     if (v < 0)
         snprintf(out, n, "-");
-    else
+    else if (grouped)
         ctl_fmt_count(out, n, v);
+    else
+        snprintf(out, n, "%lld", v);
 }
 
 /* 79 columns: HOST 12, PID 7, THR 3, STARTED 19, UPTIME 6, HB AGO 6,
  * PROCESSED 11, INFLIGHT 8. A longer host name is cut ("..."); --json has
- * it whole. */
+ * it whole, and the worker id. A dead worker's row is followed by a line
+ * saying so. */
 static void print_table(const wrec *w, size_t n, long long now_ms, const aq_config *cfg)
 {
     size_t dead = 0;
@@ -214,8 +218,8 @@ static void print_table(const wrec *w, size_t n, long long now_ms, const aq_conf
         char pid[24], thr[24], started[40], up[48], hb[48], proc[32], infl[32];
         const char *host = w[i].host ? w[i].host : "-";
 
-        fmt_num(pid, sizeof pid, w[i].pid);
-        fmt_num(thr, sizeof thr, w[i].threads);
+        fmt_num(pid, sizeof pid, w[i].pid, 0);
+        fmt_num(thr, sizeof thr, w[i].threads, 0);
         if (w[i].started_ms > 0) {
             ctl_fmt_iso(started, sizeof started, w[i].started_ms, 0);
             started[10] = ' ';              /* 2026-01-01 12:00:00 */
@@ -225,8 +229,8 @@ static void print_table(const wrec *w, size_t n, long long now_ms, const aq_conf
         }
         fmt_uptime(up, sizeof up, w[i].started_ms > 0 ? now_ms - w[i].started_ms : -1);
         fmt_hb_age(hb, sizeof hb, now_ms - w[i].heartbeat_ms);
-        fmt_num(proc, sizeof proc, w[i].processed);
-        fmt_num(infl, sizeof infl, w[i].inflight);
+        fmt_num(proc, sizeof proc, w[i].processed, 1);
+        fmt_num(infl, sizeof infl, w[i].inflight, 1);
         size_t hc = ctl_put_text(stdout, host, strlen(host), 12);
         printf("%*s %7s %3s %-19s %6s %6s %11s %8s\n", (int)(12 - hc), "", pid, thr, started, up, hb,
                proc, infl);
@@ -234,8 +238,8 @@ static void print_table(const wrec *w, size_t n, long long now_ms, const aq_conf
             char line[512], age[32];
             dead++;
             ctl_fmt_age(age, sizeof age, now_ms - w[i].heartbeat_ms);
-            snprintf(line, sizeof line, "  ^ dead (not yet recovered): silent for %s > heartbeat_timeout_ms=%d; id %s",
-                     age, cfg->heartbeat_timeout_ms, w[i].id);
+            snprintf(line, sizeof line, "  ^ dead (not yet recovered): silent %s, over heartbeat_timeout_ms=%d",
+                     age, cfg->heartbeat_timeout_ms);
             ctl_put_text(stdout, line, strlen(line), 79);
             putchar('\n');
         }
