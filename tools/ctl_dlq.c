@@ -706,9 +706,9 @@ static int scan_next(dlq_ctx *x, scanner *s)
     return s->records->elements > 0;
 }
 
-/* After a chunk: `removed` of its records were removed by us (removed[i]
- * set for those). The records it left in the list become the anchors,
- * after the older ones. */
+/* After a chunk: `removed` of its records were removed by us (flags 1);
+ * those with flag 0 are still in the list and become the anchors, after
+ * the older ones. */
 static int scan_advance(scanner *s, size_t removed, const char *removed_flags)
 {
     const redisReply *recs = s->records;
@@ -782,7 +782,8 @@ typedef struct batch {
     pending p[BATCH_RECORDS];
     int n;
     size_t bytes;
-    char *removed;          /* per chunk record: 1 once removed by us */
+    char *removed;          /* per chunk record: 1 removed by us, 2 not there
+                             * (gone, or not found), 0 still in the list */
     size_t removed_n;
 } batch;
 
@@ -822,7 +823,7 @@ static int batch_flush(dlq_ctx *x, scanner *s, batch *b)
          * this chunk moved it left. The script adds the pushes. */
         size_t before = 0;
         for (size_t j = 0; j < p->chunk_i; j++)
-            before += (size_t)b->removed[j];
+            before += b->removed[j] == 1;
         snprintf(pos[i], sizeof pos[i], "%lld", s->off + (long long)p->chunk_i - (long long)before);
         argv[a] = pos[i];
         argl[a++] = strlen(pos[i]);
@@ -846,8 +847,10 @@ static int batch_flush(dlq_ctx *x, scanner *s, batch *b)
             b->removed_n++;
             x->done++;
         } else if (r->element[i]->integer == 2) {
+            b->removed[b->p[i].chunk_i] = 2;
             x->missed++;
         } else {
+            b->removed[b->p[i].chunk_i] = 2;  /* not an anchor: it is not there */
             x->gone++;
         }
     }

@@ -14,8 +14,9 @@
  * `dlq requeue` re-enter without being new:
  *   in = d(queued + in flight + retry) + d(processed) + d(dead_lettered)
  *        - d(requeued)
- * The samples are not atomic (in flight is read per worker), so a short
- * interval can come out slightly negative; it is shown as 0.
+ * Each sample is one atomic snapshot (a read-only script), so this holds
+ * exactly; only a redelivered duplicate (counted again in processed) or a
+ * hand-edited key can make it negative, which is shown as 0.
  * written = d(processed) / elapsed, elapsed taken from Redis' clock.
  *
  * Watch loop. SIGINT/SIGTERM are blocked except while sleeping in pselect,
@@ -82,86 +83,43 @@ typedef struct rates {
     double in_per_s, written_per_s;
 } rates;
 
-/* Sums the jobs held by every registered worker's in-flight lists (live or
- * not yet recovered): each worker hash names them in its src:<thread>
- * fields. */
-static int count_inflight(redisContext *c, const aq_keys *k, const aq_config *cfg,
-                          const redisReply *wz, stats *s, char *err, size_t errlen)
-{
-    size_t nw = wz->type == REDIS_REPLY_ARRAY ? wz->elements / 2 : 0;
+/* One consistent snapshot, taken atomically by a read-only script, so the
+ * conservation law behind the rates holds exactly between two samples (a
+ * job is never counted both in its queue and in flight). In flight = the
+ * lists every registered worker's hash names in its src:<thread> fields
+ * (live or not yet recovered); like the worker's recover script, this one
+ * builds those key names from prefixes, all under the {ns} tag.
+ * KEYS: q0..q3, retry, dead, stats, workers.  ARGV: worker prefix, in-flight
+ * prefix.  Returns {sec, usec, (len, oldest) x 4, retry, dead,
+ * {stats hash}, {workers with scores}, in flight}. */
+static const char snapshot_src[] =
+    "local t = redis.call('TIME')\n"
+    "local out = {t[1], t[2]}\n"
+    "for p = 1, 4 do\n"
+    "  out[#out + 1] = redis.call('LLEN', KEYS[p])\n"
+    "  out[#out + 1] = redis.call('LINDEX', KEYS[p], -1)\n"
+    "end\n"
+    "out[#out + 1] = redis.call('ZCARD', KEYS[5])\n"
+    "out[#out + 1] = redis.call('LLEN', KEYS[6])\n"
+    "out[#out + 1] = redis.call('HGETALL', KEYS[7])\n"
+    "local ws = redis.call('ZRANGE', KEYS[8], 0, -1, 'WITHSCORES')\n"
+    "out[#out + 1] = ws\n"
+    "local inflight = 0\n"
+    "for i = 1, #ws, 2 do\n"
+    "  for _, f in ipairs(redis.call('HKEYS', ARGV[1] .. ws[i])) do\n"
+    "    if string.sub(f, 1, 4) == 'src:' then\n"
+    "      inflight = inflight + redis.call('LLEN', ARGV[2] .. ws[i] .. ':' .. string.sub(f, 5))\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "out[#out + 1] = inflight\n"
+    "return out\n";
 
-    s->workers_registered = (long long)nw;
-    for (size_t w = 0; w < nw; w++)
-        if (s->now_ms - ctl_reply_ll(wz->element[2 * w + 1]) <= cfg->heartbeat_timeout_ms)
-            s->workers++;
-    for (size_t w = 0; w < nw; w++) {
-        const char *id = wz->element[2 * w]->str;
-        redisReply *f = redisCommand(c, "HKEYS %s%s", k->worker_prefix, id);
-        if (!f || f->type == REDIS_REPLY_ERROR) {
-            snprintf(err, errlen, "HKEYS %s%s: %s", k->worker_prefix, id,
-                     f ? f->str : (c->errstr[0] ? c->errstr : "connection lost"));
-            if (f)
-                freeReplyObject(f);
-            return -1;
-        }
-        for (size_t e = 0; f->type == REDIS_REPLY_ARRAY && e < f->elements; e++) {
-            if (strncmp(f->element[e]->str, "src:", 4) != 0)
-                continue;
-            redisReply *l = redisCommand(c, "LLEN %s%s:%s", k->inflight_prefix, id, f->element[e]->str + 4);
-            if (!l) {
-                snprintf(err, errlen, "Redis connection: %s", c->errstr[0] ? c->errstr : "lost");
-                freeReplyObject(f);
-                return -1;
-            }
-            s->inflight += ctl_reply_ll(l);
-            freeReplyObject(l);
-        }
-        freeReplyObject(f);
-    }
-    return 0;
-}
+enum { SNAP_ELEMENTS = 2 + 2 * AQ_PRIORITIES + 5 };
 
-/* One sample: a pipeline of TIME, LLEN + LINDEX -1 per queue, the retry
- * and dead sizes, the totals and the workers, then the in-flight lists. */
 static int collect(redisContext *c, const aq_keys *k, const aq_config *cfg, stats *s, char *err,
                    size_t errlen)
 {
-    enum { N = 1 + 2 * AQ_PRIORITIES + 4 };
-    redisReply *r[N];
-    int i, rc = -1;
-
-    memset(s, 0, sizeof *s);
-    redisAppendCommand(c, "TIME");
-    for (int p = 0; p < AQ_PRIORITIES; p++) {
-        redisAppendCommand(c, "LLEN %s", k->queue[p]);
-        redisAppendCommand(c, "LINDEX %s -1", k->queue[p]);
-    }
-    redisAppendCommand(c, "ZCARD %s", k->retry);
-    redisAppendCommand(c, "LLEN %s", k->dead);
-    redisAppendCommand(c, "HGETALL %s", k->stats);
-    redisAppendCommand(c, "ZRANGE %s 0 -1 WITHSCORES", k->workers);
-    if (ctl_get_replies(c, N, r, err, errlen) != 0)
-        return -1;
-
-    if (r[0]->type == REDIS_REPLY_ARRAY && r[0]->elements == 2)
-        s->now_ms = ctl_reply_ll(r[0]->element[0]) * 1000 + ctl_reply_ll(r[0]->element[1]) / 1000;
-    for (int p = 0; p < AQ_PRIORITIES; p++) {
-        redisReply *oldest = r[2 + 2 * p];
-        aq_job j;
-        char derr[160];
-
-        s->depth[p] = ctl_reply_ll(r[1 + 2 * p]);
-        s->oldest_ms[p] = -1;
-        if (oldest->type == REDIS_REPLY_STRING &&
-            codec_decode(oldest->str, oldest->len, (size_t)cfg->max_job_bytes, &j, derr, sizeof derr) == 0) {
-            long long age = s->now_ms - j.occurred_at_us / 1000;
-            s->oldest_ms[p] = age < 0 ? 0 : age;
-        }
-    }
-    i = 1 + 2 * AQ_PRIORITIES;
-    s->retry = ctl_reply_ll(r[i++]);
-    s->dead = ctl_reply_ll(r[i++]);
-    const redisReply *h = r[i++];
     static const struct { const char *name; size_t off; } fields[] = {
         {"processed", offsetof(stats, processed)},
         {"failed", offsetof(stats, failed)},
@@ -172,16 +130,54 @@ static int collect(redisContext *c, const aq_keys *k, const aq_config *cfg, stat
         {"requeued", offsetof(stats, requeued)},
         {"dead_purged", offsetof(stats, dead_purged)},
     };
+    redisReply *r = redisCommand(c, "EVAL %s 8 %s %s %s %s %s %s %s %s %s %s", snapshot_src,
+                                 k->queue[0], k->queue[1], k->queue[2], k->queue[3], k->retry,
+                                 k->dead, k->stats, k->workers, k->worker_prefix, k->inflight_prefix);
+    int i;
+
+    memset(s, 0, sizeof *s);
+    if (!r) {
+        snprintf(err, errlen, "Redis connection: %s", c->errstr[0] ? c->errstr : "lost");
+        return -1;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != SNAP_ELEMENTS) {
+        snprintf(err, errlen, "Redis: unexpected reply to the stats script%s%.*s",
+                 r->type == REDIS_REPLY_ERROR ? ": " : "", r->type == REDIS_REPLY_ERROR ? (int)r->len : 0,
+                 r->type == REDIS_REPLY_ERROR ? r->str : "");
+        freeReplyObject(r);
+        return -1;
+    }
+    s->now_ms = ctl_reply_ll(r->element[0]) * 1000 + ctl_reply_ll(r->element[1]) / 1000;
+    for (int p = 0; p < AQ_PRIORITIES; p++) {
+        const redisReply *oldest = r->element[3 + 2 * p];
+        aq_job j;
+        char derr[160];
+
+        s->depth[p] = ctl_reply_ll(r->element[2 + 2 * p]);
+        s->oldest_ms[p] = -1;
+        if (oldest->type == REDIS_REPLY_STRING &&
+            codec_decode(oldest->str, oldest->len, (size_t)cfg->max_job_bytes, &j, derr, sizeof derr) == 0) {
+            long long age = s->now_ms - j.occurred_at_us / 1000;
+            s->oldest_ms[p] = age < 0 ? 0 : age;
+        }
+    }
+    i = 2 + 2 * AQ_PRIORITIES;
+    s->retry = ctl_reply_ll(r->element[i++]);
+    s->dead = ctl_reply_ll(r->element[i++]);
+    const redisReply *h = r->element[i++];
     for (size_t e = 0; h->type == REDIS_REPLY_ARRAY && e + 1 < h->elements; e += 2)
         for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++)
             if (strcmp(h->element[e]->str, fields[f].name) == 0)
                 *(long long *)((char *)s + fields[f].off) = ctl_reply_ll(h->element[e + 1]);
-    if (count_inflight(c, k, cfg, r[i], s, err, errlen) != 0)
-        goto out;
-    rc = 0;
-out:
-    ctl_free_replies(r, N);
-    return rc;
+    const redisReply *wz = r->element[i++];
+    size_t nw = wz->type == REDIS_REPLY_ARRAY ? wz->elements / 2 : 0;
+    s->workers_registered = (long long)nw;
+    for (size_t w = 0; w < nw; w++)
+        if (s->now_ms - ctl_reply_ll(wz->element[2 * w + 1]) <= cfg->heartbeat_timeout_ms)
+            s->workers++;
+    s->inflight = ctl_reply_ll(r->element[i]);
+    freeReplyObject(r);
+    return 0;
 }
 
 static long long queued_total(const stats *s)
