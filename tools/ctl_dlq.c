@@ -237,6 +237,9 @@ enum { SKIP_UNREADABLE, SKIP_NO_JOB, SKIP_TOO_BIG, SKIP_UNDECODABLE, SKIP_N };
 static const char *const skip_names[SKIP_N] = {
     "not a dead-letter record", "no job in the record", "job larger than max_job_bytes",
     "undecodable job"};
+static const char *const skip_plurals[SKIP_N] = {
+    "not dead-letter records", "no job in the records", "jobs larger than max_job_bytes",
+    "undecodable jobs"};
 
 typedef struct dlq_ctx {
     const aq_config *cfg;
@@ -1104,18 +1107,17 @@ static void print_skips(const dlq_ctx *x)
         total += x->skipped[i];
         kinds += x->skipped[i] > 0;
     }
-    if (x->skip_lines > SKIP_LINES_MAX)
-        printf("... %lld more skipped records not listed\n", x->skip_lines - SKIP_LINES_MAX);
     if (total == 0)
         return;
     printf(" (%lld skipped: ", total);
     for (int i = 0, first = 1; i < SKIP_N; i++) {
         if (!x->skipped[i])
             continue;
+        const char *name = x->skipped[i] == 1 ? skip_names[i] : skip_plurals[i];
         if (kinds == 1)
-            printf("%s", skip_names[i]);
+            printf("%s", name);
         else
-            printf("%s%lld %s", first ? "" : ", ", x->skipped[i], skip_names[i]);
+            printf("%s%lld %s", first ? "" : ", ", x->skipped[i], name);
         first = 0;
     }
     printf(")");
@@ -1174,6 +1176,8 @@ static int run_sub(dlq_ctx *x)
         }
         return CTL_OK;
     case SUB_REQUEUE:
+        if (x->skip_lines > SKIP_LINES_MAX)
+            printf("... and %lld more skipped records, not listed\n", x->skip_lines - SKIP_LINES_MAX);
         printf("%s %lld %s", x->dry_run ? "would requeue" : "requeued", x->done, plural(x->done, "job", "jobs"));
         print_skips(x);
         print_gone(x);
