@@ -692,6 +692,17 @@ static int phase_run(e2e_ctx *x, phase_result *ph, uint64_t events, uint64_t rat
     po.rate = rate;
     po.async = 1;
     po.progress = 0;
+    /* Unpaced, the producer outruns the workers by design: a full buffer
+     * must make it wait (full_policy=block), not fail, unless the user set
+     * the wait. */
+    int has_wait = 0;
+    for (int i = 0; i < po.nsets; i++)
+        has_wait |= strcmp(po.lib_sets[i][0], "enqueue_timeout_ms") == 0;
+    if (!has_wait && po.nsets < MAX_SETS) {
+        po.lib_sets[po.nsets][0] = "enqueue_timeout_ms";
+        po.lib_sets[po.nsets][1] = "60000";
+        po.nsets++;
+    }
     if (run == NULL) {
         snprintf(err, errlen, "out of memory");
         goto out;
