@@ -51,7 +51,7 @@ const char ctl_stats_help[] =
     "live workers, and the totals all workers publish in {ns}:stats.\n"
     "\n"
     "  --json          print one JSON object instead of a table\n"
-    "  --watch SECS    refresh every SECS seconds (0.2 or more, fractions\n"
+    "  --watch SECS    refresh every SECS seconds (0.2 to 86400, fractions\n"
     "                  allowed) and add rates: events/s in (enqueued) and\n"
     "                  events/s written to PostgreSQL. On a terminal the view\n"
     "                  is redrawn in place; otherwise one block is printed per\n"
