@@ -10,21 +10,9 @@
 # the 2-connection ceiling, worker CPU seconds and peak RSS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source tests/lib/harness.sh
-BIN=${BUILD:-build}/bin
 N=${1:-200000}
 PY=/usr/bin/python3
-harness_init
-redis_start
-pg_start
-export AUDITQ_REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
-fresh_db() {
-    PGOPTIONS="-c client_min_messages=warning" psql_q "DROP DATABASE IF EXISTS bench" >/dev/null
-    psql_q "CREATE DATABASE bench" >/dev/null
-    export AUDITQ_DATABASE_URL="postgresql://postgres@127.0.0.1:$PG_PORT/bench"
-    "$BIN/auditqctl" migrate >/dev/null
-    redis-cli -p "$REDIS_PORT" FLUSHALL >/dev/null
-}
+source scripts/bench-servers.sh
 fresh_db
 ceil=$("$BIN/auditq-bench" ceiling --events "$N" --conns 1,2,4 --quiet --json)
 echo "ceiling: $ceil"

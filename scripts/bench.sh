@@ -18,21 +18,9 @@
 # BENCH_WORKER_THREADS (default 2), BENCH_WORKERS (default 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source tests/lib/harness.sh
-BIN=${BUILD:-build}/bin
 fmt=()
 [[ "${1:-}" == --json ]] && fmt=(--json)
-harness_init
-redis_start
-pg_start
-export AUDITQ_REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
-fresh_db() {
-    PGOPTIONS="-c client_min_messages=warning" psql_q "DROP DATABASE IF EXISTS bench" >/dev/null
-    psql_q "CREATE DATABASE bench" >/dev/null
-    export AUDITQ_DATABASE_URL="postgresql://postgres@127.0.0.1:$PG_PORT/bench"
-    "$BIN/auditqctl" migrate >/dev/null
-    redis-cli -p "$REDIS_PORT" FLUSHALL >/dev/null
-}
+source scripts/bench-servers.sh
 echo "== machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); $(redis-server --version | awk '{print $1, $2, $3}'); $(postgres --version 2>/dev/null || "$(pg_config --bindir)/postgres" --version)"
 echo "== enqueue, sync"
 fresh_db
