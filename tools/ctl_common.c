@@ -308,3 +308,42 @@ size_t ctl_put_text(FILE *f, const char *p, size_t len, size_t max_cols)
     }
     return cols;
 }
+
+void ctl_first_line(const char *msg, char *out, size_t outlen)
+{
+    size_t n = strcspn(msg != NULL ? msg : "", "\n");
+
+    if (outlen == 0)
+        return;
+    if (n >= outlen)
+        n = outlen - 1;
+    memcpy(out, msg != NULL ? msg : "", n);
+    out[n] = '\0';
+}
+
+PGconn *ctl_pg_connect(const aq_config *cfg, const char *prog, const char *client_encoding)
+{
+    char timeout[16], first[512];
+    /* Later keywords override earlier ones: application_name and
+     * connect_timeout yield to what the URL sets, client_encoding does not. */
+    const char *keys[] = { "application_name", "connect_timeout", "dbname", "client_encoding", NULL };
+    const char *vals[] = { "auditqctl", timeout, cfg->database_url, client_encoding, NULL };
+    PGconn *conn;
+
+    if (client_encoding == NULL)
+        keys[3] = NULL;
+    snprintf(timeout, sizeof timeout, "%d", cfg->pg_connect_timeout_s);
+    conn = PQconnectdbParams(keys, vals, 1);
+    if (conn == NULL) {
+        fprintf(stderr, "%s: out of memory\n", prog);
+        return NULL;
+    }
+    if (PQstatus(conn) != CONNECTION_OK) {
+        ctl_first_line(PQerrorMessage(conn), first, sizeof first);
+        fprintf(stderr, "%s: cannot connect to PostgreSQL (%s); "
+                "check database_url / AUDITQ_DATABASE_URL\n", prog, first);
+        PQfinish(conn);
+        return NULL;
+    }
+    return conn;
+}

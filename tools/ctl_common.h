@@ -2,7 +2,9 @@
  * connection with its one error message, reply helpers, duration parsing,
  * and the formatting of counts, ages, times and untrusted text.
  *
- * Used by ctl_stats.c, ctl_workers.c and ctl_dlq.c. Nothing here keeps
+ * Also the PostgreSQL connection of migrate and query.
+ *
+ * Used by ctl_stats.c, ctl_workers.c, ctl_dlq.c, ctl_migrate.c and ctl_query.c. Nothing here keeps
  * state; every function is safe on any input (text printed from Redis may
  * hold arbitrary bytes: a dead-letter reason comes from a PostgreSQL
  * message or from whoever pushed garbage into the dead list).
@@ -10,6 +12,8 @@
 #ifndef AQ_CTL_COMMON_H
 #define AQ_CTL_COMMON_H
 #include <stdio.h>
+
+#include <libpq-fe.h>
 
 #include "config.h"
 #include "keys.h"
@@ -65,4 +69,13 @@ size_t ctl_put_text(FILE *f, const char *p, size_t len, size_t max_cols);
 /* Length in bytes of the well-formed UTF-8 sequence at p[0..len) (1..4),
  * or 0 if the bytes there are not one. */
 size_t ctl_utf8_seq(const char *p, size_t len);
+
+/* The first line of msg (NULL = "") into out, truncated to fit. */
+void ctl_first_line(const char *msg, char *out, size_t outlen);
+/* Connects to cfg->database_url with application_name auditqctl and
+ * connect_timeout pg_connect_timeout_s (the URL's own values win), and
+ * client_encoding if not NULL (it wins over the URL). Returns the
+ * connection (caller frees with PQfinish), or NULL after printing
+ * "PROG: cannot connect to PostgreSQL (...); check database_url ...". */
+PGconn *ctl_pg_connect(const aq_config *cfg, const char *prog, const char *client_encoding);
 #endif

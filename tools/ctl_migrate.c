@@ -27,6 +27,7 @@
 #include "clock.h"
 #include "config.h"
 #include "ctl.h"
+#include "ctl_common.h"
 #include "migrations.h"
 
 #define MIG_PROG "auditqctl migrate"
@@ -56,19 +57,6 @@ static void mig_checksum(const char *sql, char out[MIG_CHECKSUM_LEN])
 
 /* Copies the first line of msg (libpq messages end in '\n' and may continue
  * with hints on further lines) into out. */
-static void mig_first_line(const char *msg, char *out, size_t outlen)
-{
-    size_t n = strcspn(msg != NULL ? msg : "", "\n");
-
-    if (outlen == 0)
-        return;
-    if (n >= outlen)
-        n = outlen - 1;
-    if (n > 0)
-        memcpy(out, msg, n);
-    out[n] = '\0';
-}
-
 /* Server WARNINGs (e.g. a month auditq_ensure_partitions had to skip) are
  * for the operator: show them with our prefix instead of libpq's default. */
 static void mig_notice(void *arg, const char *message)
@@ -115,7 +103,7 @@ static void mig_describe(PGconn *conn, const PGresult *r, const char *sql,
     if (primary == NULL) {
         char first[512];
 
-        mig_first_line(PQerrorMessage(conn), first, sizeof first);
+        ctl_first_line(PQerrorMessage(conn), first, sizeof first);
         snprintf(err, errlen, "%s", first[0] ? first : "connection to the server lost");
         return;
     }
@@ -131,7 +119,7 @@ static void mig_describe(PGconn *conn, const PGresult *r, const char *sql,
             snprintf(line, sizeof line, " at line %d", mig_line_of(sql, p));
     }
     if (context != NULL)
-        mig_first_line(context, ctx, sizeof ctx);
+        ctl_first_line(context, ctx, sizeof ctx);
     n = (size_t)snprintf(err, errlen, "%s%s (SQLSTATE %s)", primary, line,
                          state != NULL ? state : "?????");
     if (detail != NULL && n < errlen)
@@ -176,28 +164,10 @@ static PGresult *mig_query(PGconn *conn, const char *sql, int nparams,
  * PQfinish), or NULL with the reason printed. */
 static PGconn *mig_connect(const aq_config *cfg)
 {
-    char timeout[16];
-    char first[512];
-    /* dbname comes last: PQconnectdbParams lets later keywords override
-     * earlier ones, so anything the URL sets (its own application_name or
-     * connect_timeout) wins over our defaults. */
-    const char *keys[] = { "application_name", "connect_timeout", "dbname", NULL };
-    const char *vals[] = { "auditqctl", timeout, cfg->database_url, NULL };
-    PGconn *conn;
+    PGconn *conn = ctl_pg_connect(cfg, MIG_PROG, NULL);
 
-    snprintf(timeout, sizeof timeout, "%d", cfg->pg_connect_timeout_s);
-    conn = PQconnectdbParams(keys, vals, 1);
-    if (conn == NULL) {
-        fprintf(stderr, MIG_PROG ": out of memory\n");
+    if (conn == NULL)
         return NULL;
-    }
-    if (PQstatus(conn) != CONNECTION_OK) {
-        mig_first_line(PQerrorMessage(conn), first, sizeof first);
-        fprintf(stderr, MIG_PROG ": cannot connect to PostgreSQL (%s); "
-                "check database_url / AUDITQ_DATABASE_URL\n", first);
-        PQfinish(conn);
-        return NULL;
-    }
     PQsetNoticeProcessor(conn, mig_notice, NULL);
     return conn;
 }

@@ -57,6 +57,7 @@
 #include "clock.h"
 #include "config.h"
 #include "ctl.h"
+#include "ctl_common.h"
 #include "uuid7.h"
 
 #define Q_PROG "auditqctl query"
@@ -1143,16 +1144,6 @@ static void q_progress_line(q_progress *p, long long rows, int final)
 /* ------------------------------------------------------------------ PostgreSQL */
 
 /* First line of msg into out (libpq messages end in '\n', may go on). */
-static void q_first_line(const char *msg, char *out, size_t outlen)
-{
-    size_t n = strcspn(msg != NULL ? msg : "", "\n");
-
-    if (n >= outlen)
-        n = outlen - 1;
-    memcpy(out, msg != NULL ? msg : "", n);
-    out[n] = '\0';
-}
-
 /* Prints "auditqctl query: what: <server message> (SQLSTATE x)". */
 static void q_sql_error(PGconn *conn, const PGresult *r, const char *what)
 {
@@ -1162,7 +1153,7 @@ static void q_sql_error(PGconn *conn, const PGresult *r, const char *what)
     char first[512];
 
     if (primary == NULL) {
-        q_first_line(PQerrorMessage(conn), first, sizeof first);
+        ctl_first_line(PQerrorMessage(conn), first, sizeof first);
         fprintf(stderr, Q_PROG ": %s: %s\n", what,
                 first[0] ? first : "connection to the server lost");
         return;
@@ -1187,29 +1178,11 @@ static int q_exec(PGconn *conn, const char *sql, const char *what)
  * with PQfinish), or NULL with the reason printed. */
 static PGconn *q_connect(const aq_config *cfg)
 {
-    char timeout[16], first[512];
-    /* Later keywords override earlier ones (and the URL's): application_name
-     * and connect_timeout yield to the URL, client_encoding does not, since
-     * the output formats promise UTF-8. */
-    const char *keys[] = {
-        "application_name", "connect_timeout", "dbname", "client_encoding", NULL,
-    };
-    const char *vals[] = { "auditqctl", timeout, cfg->database_url, "UTF8", NULL };
-    PGconn *conn;
+    /* client_encoding UTF8: the output formats promise UTF-8. */
+    PGconn *conn = ctl_pg_connect(cfg, Q_PROG, "UTF8");
 
-    snprintf(timeout, sizeof timeout, "%d", cfg->pg_connect_timeout_s);
-    conn = PQconnectdbParams(keys, vals, 1);
-    if (conn == NULL) {
-        fprintf(stderr, Q_PROG ": out of memory\n");
+    if (conn == NULL)
         return NULL;
-    }
-    if (PQstatus(conn) != CONNECTION_OK) {
-        q_first_line(PQerrorMessage(conn), first, sizeof first);
-        fprintf(stderr, Q_PROG ": cannot connect to PostgreSQL (%s); "
-                "check database_url / AUDITQ_DATABASE_URL\n", first);
-        PQfinish(conn);
-        return NULL;
-    }
     /* UTC so to_char and the ::timestamptz parameters mean what we print;
      * no idle timeout because the transaction waits while a slow reader
      * (a pipe, a pager) drains a page. */

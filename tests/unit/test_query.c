@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "ctl_common.c"
 #include "ctl_query.c"
 
 /* 2024-07-19T12:00:00Z, the worked example of docs/PROTOCOL.md. */
