@@ -14,17 +14,7 @@ it_setup
 CTL="$BIN/auditqctl"
 
 # month N months from now (UTC) as YYYY_MM / YYYY-MM
-month() { psql_q "SELECT to_char(date_trunc('month', now() AT TIME ZONE 'UTC') + interval '$1 months', '$2')"; }
 in_table() { psql_q "SELECT count(*) FROM audit_events WHERE tableoid = '$1'::regclass"; }
-# the first line of the error PostgreSQL gives for SQL (fails if SQL succeeds)
-refused() {
-    local out
-    if out=$(psql_q "$1" 2>&1); then
-        echo "FAIL: expected an error from: $1" >&2
-        exit 1
-    fi
-    printf '%s\n' "$out" | head -n 1
-}
 insert_rows() {  # COUNT START_TIMESTAMP TAG
     psql_q "INSERT INTO audit_events (event_id, occurred_at, priority, action, actor_id, metadata)
             SELECT gen_random_uuid(), '$2'::timestamptz + i * interval '1 minute', 'normal', '$3', 'u' || i,

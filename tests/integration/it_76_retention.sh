@@ -17,24 +17,11 @@ it_setup
 CTL="$BIN/auditqctl"
 ARCH="$AQ_TMP/archive"
 
-month() { psql_q "SELECT to_char(date_trunc('month', now() AT TIME ZONE 'UTC') + interval '$1 months', '$2')"; }
 month_start() { psql_q "SELECT (date_trunc('month', now() AT TIME ZONE 'UTC') + interval '$1 months') AT TIME ZONE 'UTC'"; }
-tables_in() {  # SCHEMA -> the audit_events_YYYY_MM tables in it, one line
-    psql_q "SELECT coalesce(string_agg(relname, ' ' ORDER BY relname), '') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE n.nspname = '$1' AND c.relkind = 'r' AND relname ~ '^audit_events_[0-9]{4}_[0-9]{2}$'"
-}
 names() {  # FROM TO -> audit_events_YYYY_MM for months FROM..TO, one line
     local k out=""
     for ((k = $1; k <= $2; k++)); do out+="${out:+ }audit_events_$(month "$k" YYYY_MM)"; done
     printf '%s\n' "$out"
-}
-refused() {
-    local out
-    if out=$(psql_q "$1" 2>&1); then
-        echo "FAIL: expected an error from: $1" >&2
-        exit 1
-    fi
-    printf '%s\n' "$out" | head -n 1
 }
 insert_rows() {  # COUNT MONTH_OFFSET TAG
     psql_q "INSERT INTO audit_events (event_id, occurred_at, priority, action, metadata)

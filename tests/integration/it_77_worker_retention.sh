@@ -8,11 +8,6 @@
 set -euo pipefail
 source "$(dirname "$0")/lib_it.sh"
 it_setup
-month() { psql_q "SELECT to_char(date_trunc('month', now() AT TIME ZONE 'UTC') + interval '$1 months', '$2')"; }
-tables_in() {
-    psql_q "SELECT coalesce(string_agg(relname, ' ' ORDER BY relname), '') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE n.nspname = '$1' AND c.relkind = 'r' AND relname ~ '^audit_events_[0-9]{4}_[0-9]{2}$'"
-}
 psql_q "DO \$\$ BEGIN FOR k IN 1 .. 6 LOOP
             PERFORM auditq_partition_month(date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' - make_interval(months => k));
         END LOOP; END \$\$"

@@ -7,6 +7,9 @@
 #   rows [WHERE]        count(*) from audit_events
 #   drained             true when every queue, in-flight list and the retry set are empty
 #   dead_reasons        the dead-letter records' reason (and sqlstate), one per line
+#   month K FMT         this month (UTC) + K months, formatted by to_char FMT
+#   tables_in SCHEMA    the audit_events_YYYY_MM tables in SCHEMA, one line
+#   refused SQL         the first line of the error PostgreSQL gives (fails if SQL succeeds)
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/harness.sh"
 
 BIN="$AQ_ROOT/${BUILD:-build}/bin"
@@ -76,4 +79,20 @@ for _ in range(n):
         line += " [" + rec["sqlstate"].decode() + "]"
     print(line)
 PYEOF
+}
+
+month() { psql_q "SELECT to_char(date_trunc('month', now() AT TIME ZONE 'UTC') + interval '$1 months', '$2')"; }
+
+tables_in() {
+    psql_q "SELECT coalesce(string_agg(relname, ' ' ORDER BY relname), '') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = '$1' AND c.relkind = 'r' AND relname ~ '^audit_events_[0-9]{4}_[0-9]{2}$'"
+}
+
+refused() {
+    local out
+    if out=$(psql_q "$1" 2>&1); then
+        echo "FAIL: expected an error from: $1" >&2
+        exit 1
+    fi
+    printf '%s\n' "$out" | head -n 1
 }
