@@ -26,7 +26,8 @@ LIBS_LIB  = -lhiredis -lmsgpackc -lpthread
 LIBS_ALL  = -lhiredis -lmsgpackc -lpq -lev -lpthread -lm -lz -lcrypto
 
 # What goes into libauditq (producer + the common pieces it needs).
-LIB_COMMON = common/codec.c common/text.c common/uuid7.c common/redisconn.c common/backoff.c common/keys.c
+LIB_COMMON = common/codec.c common/text.c common/uuid7.c common/redisconn.c common/backoff.c common/keys.c \
+             $(wildcard common/spool.c)
 LIB_SRC    = $(LIB_COMMON) $(wildcard producer/*.c)
 # Worker/tool-only common pieces.
 APP_COMMON = common/config.c common/log.c common/retention.c
@@ -48,8 +49,15 @@ BINS   = $(BUILD)/bin/auditq-worker $(BUILD)/bin/auditqctl $(BUILD)/bin/auditq-b
 
 UNIT_TESTS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 IT_BINS    = $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(wildcard tests/integration/*.c))
+# Fuzz targets tests/fuzz/fuzz_X.c (LLVMFuzzerTestOneInput). `make test`
+# builds each with tests/fuzz/replay_main.c and the normal compiler and runs
+# it over its seed corpus tests/fuzz/corpus/X/ (a regression test, no
+# clang needed); `make fuzz` builds them with clang's libFuzzer.
+FUZZ_SRC   = $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_REPLAY= $(patsubst tests/fuzz/%.c,$(BUILD)/tests/%,$(FUZZ_SRC))
 
-.PHONY: all deps test unit integration demo demo-stop install clean bench bench-scaling asan tsan
+.PHONY: all deps test unit integration demo demo-stop install clean bench bench-scaling asan tsan \
+        valgrind fuzz fuzz-build test-faults
 all: $(LIB_A) $(LIB_SO) $(BINS)
 
 $(BUILD)/obj/%.o: %.c
@@ -91,6 +99,10 @@ $(BUILD)/tests/%: tests/unit/%.c $(UNIT_LINK)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(LIBS_ALL) -lcmocka
 
+$(BUILD)/tests/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/replay_main.c $(UNIT_LINK)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(LIBS_ALL)
+
 $(BUILD)/tests/%: tests/integration/%.c $(LIB_A) $(APP_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(LIBS_ALL)
@@ -105,8 +117,25 @@ integration: all $(IT_BINS)
 	@bash tests/integration/run.sh
 
 test: deps
-	@$(MAKE) --no-print-directory all $(UNIT_TESTS) $(IT_BINS)
+	@$(MAKE) --no-print-directory all $(UNIT_TESTS) $(IT_BINS) $(FUZZ_REPLAY)
 	@bash tests/run-all.sh
+
+# The fault-injection suite in its long form (tests/integration/it_9*:
+# more kills, longer runs); `make test` runs the same scripts bounded.
+test-faults: deps
+	@$(MAKE) --no-print-directory all $(IT_BINS)
+	@AQ_FAULTS=long AQ_IT_TIMEOUT=1800 bash tests/integration/run.sh it_9
+
+# libFuzzer (clang): each target for FUZZ_SECONDS (default 60) from its
+# seed corpus; new inputs go to build-fuzz/corpus/X, crashes to build-fuzz/.
+fuzz: deps
+	@bash tests/fuzz/run.sh
+
+# Unit tests, fuzz corpora and the integration suite with every auditq
+# binary run under valgrind memcheck (scripts/valgrind.sh).
+valgrind: deps
+	@$(MAKE) --no-print-directory BUILD=build-valgrind OPT=-O1 all $(patsubst $(BUILD)/%,build-valgrind/%,$(UNIT_TESTS) $(IT_BINS) $(FUZZ_REPLAY))
+	@BUILD=build-valgrind bash scripts/valgrind.sh
 
 # The whole suite under sanitizers, each in its own build dir.
 asan:
@@ -149,6 +178,6 @@ install: all
 	install -m 644 config/auditq-alerts.yml $(DESTDIR)$(PREFIX)/share/auditq/auditq-alerts.yml
 
 clean:
-	rm -rf $(BUILD) build-asan build-tsan
+	rm -rf $(BUILD) build-asan build-tsan build-valgrind build-fuzz
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

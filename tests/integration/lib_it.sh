@@ -12,7 +12,7 @@
 #   refused SQL         the first line of the error PostgreSQL gives (fails if SQL succeeds)
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/harness.sh"
 
-BIN="$AQ_ROOT/${BUILD:-build}/bin"
+BIN="${AQ_BIN:-$AQ_ROOT/${BUILD:-build}/bin}"   # AQ_BIN: wrapped binaries (make valgrind)
 TBIN="$AQ_ROOT/${BUILD:-build}/tests"
 PY=/usr/bin/python3
 declare -A WORKER_PID
