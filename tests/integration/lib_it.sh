@@ -13,7 +13,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/harness.sh"
 
 BIN="${AQ_BIN:-$AQ_ROOT/${BUILD:-build}/bin}"   # AQ_BIN: wrapped binaries (make valgrind)
-TBIN="$AQ_ROOT/${BUILD:-build}/tests"
+TBIN="${AQ_TBIN:-$AQ_ROOT/${BUILD:-build}/tests}" # AQ_TBIN: wrapped test clients (make valgrind)
 PY=/usr/bin/python3
 declare -A WORKER_PID
 
