@@ -333,6 +333,9 @@ static int write_batch(wthread *t, size_t nj, size_t total)
         int64_t t0 = clock_mono_us();
         int rc = pgw_write(t->pg, t->jobs, nj, t->res, &t->pgst, err, sizeof err);
         int64_t took = clock_mono_us() - t0;
+        /* t->pgst is this thread's running total: publish it as is. */
+        atomic_store_explicit(&t->m->pg_transactions, t->pgst.transactions, memory_order_relaxed);
+        atomic_store_explicit(&t->m->pg_bisections, t->pgst.bisections, memory_order_relaxed);
         note_pg(t, pgw_connected(t->pg), err);
         if (rc == PGW_DONE) {
             metrics_observe_write(t->m, took);

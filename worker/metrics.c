@@ -75,6 +75,8 @@ void metrics_sum(const metrics_thread *th, int n, metrics_totals *out)
         out->dead_lettered += atomic_load_explicit(&m->dead_lettered, RLX);
         out->batches += atomic_load_explicit(&m->batches, RLX);
         out->write_errors += atomic_load_explicit(&m->write_errors, RLX);
+        out->pg_transactions += atomic_load_explicit(&m->pg_transactions, RLX);
+        out->pg_bisections += atomic_load_explicit(&m->pg_bisections, RLX);
         out->inflight += atomic_load_explicit(&m->inflight, RLX);
         out->pg_up_threads += atomic_load_explicit(&m->pg_up, RLX) != 0;
         out->redis_up_threads += atomic_load_explicit(&m->redis_up, RLX) != 0;
@@ -229,6 +231,12 @@ static void render_process(out *o, const metrics_view *v, const metrics_totals *
     counter1(o, "auditq_pg_write_errors_total",
              "Batch writes to PostgreSQL that failed and were retried (server away, timeouts).",
              t->write_errors);
+    counter1(o, "auditq_pg_transactions_total",
+             "PostgreSQL transactions this process tried for batch writes: one per clean batch, "
+             "plus the extra ones that isolate rows PostgreSQL refuses (O(log n) per bad row).",
+             t->pg_transactions);
+    counter1(o, "auditq_pg_bisections_total",
+             "Times a failing batch was split in two to isolate a refused row.", t->pg_bisections);
     family(o, "auditq_config_reloads_total", "counter",
            "SIGHUP config reloads, by outcome (error: the old configuration was kept).");
     put(o, "auditq_config_reloads_total{result=\"ok\"} %" PRIu64 "\n", v->reloads_ok);

@@ -53,6 +53,11 @@ static void fill_threads(metrics_thread *th)
     atomic_store(&th[1].inflight, 1);
     atomic_store(&th[1].state, MST_WRITING);
     atomic_store(&th[1].write_errors, 4);
+    /* 2 + 3 transactions: thread 1 isolated one refused row in a batch of 4
+     * (whole, left half, right half's single rows: 2 splits) */
+    atomic_store(&th[0].pg_transactions, 2);
+    atomic_store(&th[1].pg_transactions, 3);
+    atomic_store(&th[1].pg_bisections, 2);
     metrics_observe_batch(&th[1], 1);
 }
 
@@ -90,6 +95,12 @@ static const char expected_full[] =
     "# HELP auditq_pg_write_errors_total Batch writes to PostgreSQL that failed and were retried (server away, timeouts).\n"
     "# TYPE auditq_pg_write_errors_total counter\n"
     "auditq_pg_write_errors_total 4\n"
+    "# HELP auditq_pg_transactions_total PostgreSQL transactions this process tried for batch writes: one per clean batch, plus the extra ones that isolate rows PostgreSQL refuses (O(log n) per bad row).\n"
+    "# TYPE auditq_pg_transactions_total counter\n"
+    "auditq_pg_transactions_total 5\n"
+    "# HELP auditq_pg_bisections_total Times a failing batch was split in two to isolate a refused row.\n"
+    "# TYPE auditq_pg_bisections_total counter\n"
+    "auditq_pg_bisections_total 2\n"
     "# HELP auditq_config_reloads_total SIGHUP config reloads, by outcome (error: the old configuration was kept).\n"
     "# TYPE auditq_config_reloads_total counter\n"
     "auditq_config_reloads_total{result=\"ok\"} 5\n"
