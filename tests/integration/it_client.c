@@ -13,6 +13,16 @@
  *       straight into the normal queue. Prints the bad event_id.
  *   it_client send --events N --priority P --tag T
  *       sends N events of one priority (sync); for the priority-order test.
+ *   it_client stream --mode sync|async --ack-log FILE --stop-file F --tag T
+ *                    [--events MAX] [--rate R]
+ *       for the fault tests: sends events (priorities cycling) until F exists
+ *       or MAX were sent, at about R events/s (0 = flat out), and appends the
+ *       event_id of every event Redis acknowledged to FILE, one per line --
+ *       sync: auditq_send returned OK; async: an auditq_flush (every 200
+ *       events) returned OK, which covers every event buffered before it. A
+ *       failed send or flush is counted, not fatal: that event's fate is
+ *       unknown, so the test holds only acknowledged ids to account. Prints
+ *       "stream: mode=M sent=N acked=A failed=F".
  *
  * Environment: AUDITQ_REDIS_URL, AUDITQ_DATABASE_URL.
  */
@@ -21,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "auditq.h"
@@ -279,23 +290,125 @@ static int cmd_send(int n, int prio, const char *tag)
     return 0;
 }
 
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int cmd_stream(int max, int async, const char *tag, const char *ack_path, const char *stop_path,
+                      double rate)
+{
+    enum { FLUSH_EVERY = 200 };
+    auditq *q = open_q();
+    auditq_event *ev = auditq_event_new(NULL);
+    FILE *ack = fopen(ack_path, "a");
+    char (*pending)[AUDITQ_ID_SIZE] = NULL; /* async: sent, not yet covered by a good flush */
+    size_t npend = 0, cap = 0;
+    long long sent = 0, acked = 0, failed = 0;
+    double t0 = now_s();
+    expected e;
+
+    if (!ack || !ev) {
+        fprintf(stderr, "stream: cannot open %s\n", ack_path);
+        return 1;
+    }
+    for (int i = 0; max <= 0 || i < max; i++) {
+        if (i % 50 == 0) {
+            if (access(stop_path, F_OK) == 0)
+                break;
+            double ahead = rate > 0 ? (double)i / rate - (now_s() - t0) : 0;
+            if (ahead > 0)
+                usleep((useconds_t)(ahead * 1e6));
+        }
+        make_event(&e, i, tag);
+        if (fill(ev, &e) != 0)
+            return 1;
+        auditq_event_set_time(ev, 0);
+        char id[AUDITQ_ID_SIZE];
+        sent++;
+        if (!async) {
+            if (auditq_send(q, ev, id) == AUDITQ_OK) {
+                fprintf(ack, "%s\n", id);
+                acked++;
+            } else {
+                failed++;
+            }
+            continue;
+        }
+        if (npend == cap) {
+            cap = cap ? cap * 2 : 1024;
+            pending = realloc(pending, cap * sizeof *pending);
+            if (!pending)
+                return 1;
+        }
+        if (auditq_send_async(q, ev, pending[npend]) != AUDITQ_OK) {
+            failed++;
+            continue;
+        }
+        npend++;
+        if (npend % FLUSH_EVERY == 0) {
+            if (auditq_flush(q, 10000) != AUDITQ_OK) {
+                failed++;
+                continue;
+            }
+            for (size_t k = 0; k < npend; k++)
+                fprintf(ack, "%s\n", pending[k]);
+            acked += (long long)npend;
+            npend = 0;
+        }
+    }
+    if (npend > 0) {
+        if (auditq_flush(q, 30000) == AUDITQ_OK) {
+            for (size_t k = 0; k < npend; k++)
+                fprintf(ack, "%s\n", pending[k]);
+            acked += (long long)npend;
+        } else {
+            failed++;
+        }
+    }
+    auditq_close(q);
+    auditq_event_free(ev);
+    free(pending);
+    if (fclose(ack) != 0) {
+        fprintf(stderr, "stream: writing %s failed\n", ack_path);
+        return 1;
+    }
+    printf("stream: mode=%s sent=%lld acked=%lld failed=%lld\n", async ? "async" : "sync", sent, acked,
+           failed);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int n = 1000, async = 0, prio = 2;
     const char *tag = "t";
+    const char *ack_path = NULL, *stop_path = NULL;
+    double rate = 0;
+    int n_given = 0;
     if (argc < 2) {
-        fprintf(stderr, "usage: it_client exact|bad|send [--events N] [--valid N] [--mode sync|async] [--priority P] [--tag T]\n");
+        fprintf(stderr, "usage: it_client exact|bad|send|stream [--events N] [--valid N] [--mode sync|async] [--priority P] [--tag T]\n"
+                        "                 [--ack-log FILE --stop-file F [--rate R]]\n");
         return 2;
     }
     for (int i = 2; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--events") || !strcmp(argv[i], "--valid"))
+        if (!strcmp(argv[i], "--events") || !strcmp(argv[i], "--valid")) {
             n = (int)strtol(argv[i + 1], NULL, 10);
+            n_given = 1;
+        }
         else if (!strcmp(argv[i], "--mode"))
             async = !strcmp(argv[i + 1], "async");
         else if (!strcmp(argv[i], "--priority"))
             prio = (int)strtol(argv[i + 1], NULL, 10);
         else if (!strcmp(argv[i], "--tag"))
             tag = argv[i + 1];
+        else if (!strcmp(argv[i], "--ack-log"))
+            ack_path = argv[i + 1];
+        else if (!strcmp(argv[i], "--stop-file"))
+            stop_path = argv[i + 1];
+        else if (!strcmp(argv[i], "--rate"))
+            rate = strtod(argv[i + 1], NULL);
     }
     if (!strcmp(argv[1], "exact"))
         return cmd_exact(n, async, tag);
@@ -303,6 +416,8 @@ int main(int argc, char **argv)
         return cmd_bad(n, tag);
     if (!strcmp(argv[1], "send"))
         return cmd_send(n, prio, tag);
+    if (!strcmp(argv[1], "stream") && ack_path && stop_path)
+        return cmd_stream(n_given ? n : 0, async, tag, ack_path, stop_path, rate);
     fprintf(stderr, "unknown command %s\n", argv[1]);
     return 2;
 }
