@@ -14,7 +14,18 @@ WARNINGS  = -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes -Wshadow \
 ifneq ($(WERROR),)
 WARNINGS += -Werror
 endif
-PKG_CFLAGS := -I/usr/include/hiredis -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
+# hiredis: the one pkg-config finds (PKG_CONFIG_PATH picks a newer one).
+# HIREDIS_SSL=1 when it comes with hiredis_ssl (hiredis >= 1.0 built with
+# TLS): then rediss:// URLs work (AQ_HAVE_HIREDIS_SSL, common/redisconn.c).
+# Debian 12's hiredis 0.14 has no TLS: see docs/SECURITY.md for a tunnel.
+HIREDIS_SSL ?= $(shell pkg-config --exists hiredis_ssl 2>/dev/null && echo 1 || echo 0)
+PKG_CFLAGS := $(shell pkg-config --cflags hiredis 2>/dev/null || echo -I/usr/include/hiredis) \
+              -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
+HIREDIS_LIBS := $(shell pkg-config --libs-only-L hiredis 2>/dev/null) -lhiredis
+ifeq ($(HIREDIS_SSL),1)
+PKG_CFLAGS   += -DAQ_HAVE_HIREDIS_SSL
+HIREDIS_LIBS += -lhiredis_ssl -lssl -lcrypto
+endif
 CFLAGS   ?= $(OPT) -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC $(WARNINGS) $(CFLAGS) -Iinclude -Icommon -Iworker -Itools -I$(BUILD)/gen $(PKG_CFLAGS)
 LDFLAGS  ?=
@@ -22,8 +33,8 @@ ifneq ($(SANITIZE),)
 ALL_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
 LDFLAGS    += -fsanitize=$(SANITIZE)
 endif
-LIBS_LIB  = -lhiredis -lmsgpackc -lpthread
-LIBS_ALL  = -lhiredis -lmsgpackc -lpq -lev -lpthread -lm -lz -lcrypto
+LIBS_LIB  = $(HIREDIS_LIBS) -lmsgpackc -lpthread
+LIBS_ALL  = $(HIREDIS_LIBS) -lmsgpackc -lpq -lev -lpthread -lm -lz -lcrypto
 
 # What goes into libauditq (producer + the common pieces it needs).
 LIB_COMMON = common/codec.c common/text.c common/uuid7.c common/redisconn.c common/backoff.c common/keys.c \
