@@ -10,6 +10,7 @@
 #   month K FMT         this month (UTC) + K months, formatted by to_char FMT
 #   tables_in SCHEMA    the audit_events_YYYY_MM tables in SCHEMA, one line
 #   refused SQL         the first line of the error PostgreSQL gives (fails if SQL succeeds)
+#   account ACKLOG TAG  acknowledged event_ids (it_client stream) vs rows: acked= stored= duplicates= missing= unacked=
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/harness.sh"
 
 BIN="${AQ_BIN:-$AQ_ROOT/${BUILD:-build}/bin}"   # AQ_BIN: wrapped binaries (make valgrind)
@@ -95,4 +96,22 @@ refused() {
         exit 1
     fi
     printf '%s\n' "$out" | head -n 1
+}
+
+# account ACKLOG TAG: PostgreSQL against the event_ids a producer logged as
+# acknowledged by Redis (it_client stream --ack-log ACKLOG --tag TAG). Prints
+# "acked=A stored=S duplicates=D missing=M unacked=U": S rows tagged TAG,
+# D = S - distinct event_ids, M acknowledged ids with no row, U rows whose
+# id was never acknowledged (a send that failed after Redis took it).
+account() {
+    local psql=psql
+    [[ -n "${PG_BINDIR:-}" && -x "$PG_BINDIR/psql" ]] && psql=$PG_BINDIR/psql
+    "$psql" -X -A -t -q -v ON_ERROR_STOP=1 -c "CREATE TEMP TABLE acked (id uuid)" \
+        -c "\\copy acked FROM '$1'" -c "
+        WITH s AS (SELECT event_id FROM audit_events WHERE request_id LIKE 'req-$2-%')
+        SELECT format('acked=%s stored=%s duplicates=%s missing=%s unacked=%s',
+            (SELECT count(*) FROM acked), (SELECT count(*) FROM s),
+            (SELECT count(*) - count(DISTINCT event_id) FROM s),
+            (SELECT count(*) FROM acked a WHERE NOT EXISTS (SELECT 1 FROM s WHERE s.event_id = a.id)),
+            (SELECT count(*) FROM s WHERE NOT EXISTS (SELECT 1 FROM acked a WHERE a.id = s.event_id)))" </dev/null
 }
