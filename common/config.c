@@ -85,7 +85,7 @@ static int cf_check_listen(const char *v, char *why, size_t whylen);
 static const cf_entry cf_table[] = {
     /* connections */
     STR("redis_url", redis_url, "redis://127.0.0.1:6379", 1, cf_check_redis_url, false, true,
-        "Redis to read jobs from: redis://[user[:password]@]host[:port][/db] or unix:///path[?db=N]"),
+        "Redis to read jobs from: redis[s]://[user[:password]@]host[:port][/db][?tls_ca=FILE...] or unix:///path[?db=N]"),
     STR("database_url", database_url, "postgresql://localhost/auditq", 0, NULL, false, true,
         "PostgreSQL to write events to: a libpq URI or conninfo string (\"host=... dbname=...\"); "
         "\"\" = libpq defaults and PG* variables"),
@@ -317,13 +317,14 @@ bad:
 }
 
 /* Only the scheme is checked here; redis_url_parse checks the rest when the
- * worker connects (config.c stays free of the Redis module). */
+ * worker connects (config.c stays free of the Redis module), including
+ * whether this build has TLS for rediss://. */
 static int cf_check_redis_url(const char *v, char *why, size_t whylen)
 {
-    if (strncmp(v, "redis://", 8) == 0 || strncmp(v, "unix://", 7) == 0)
+    if (strncmp(v, "redis://", 8) == 0 || strncmp(v, "rediss://", 9) == 0 || strncmp(v, "unix://", 7) == 0)
         return 0;
     cf_errf(why, whylen,
-            "must start with redis:// or unix:// (e.g. redis://127.0.0.1:6379; TLS is not supported)");
+            "must start with redis://, rediss:// (TLS) or unix:// (e.g. redis://127.0.0.1:6379)");
     return -1;
 }
 

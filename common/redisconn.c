@@ -1,11 +1,34 @@
-/* redisconn.c -- Redis URL parsing and connecting with AUTH/SELECT. */
+/* redisconn.c -- Redis URL parsing, connecting (TLS, AUTH, SELECT) and the
+ * messages for refused logins and ACL denials (see redisconn.h). */
 #include "redisconn.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#ifdef AQ_HAVE_HIREDIS_SSL
+#include <hiredis_ssl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <pthread.h>
+#endif
+
+/* Where every refusal message sends the reader. */
+#define SECURITY_DOC "docs/SECURITY.md"
+
+int redis_tls_available(void)
+{
+#ifdef AQ_HAVE_HIREDIS_SSL
+    return 1;
+#else
+    return 0;
+#endif
+}
 
 static int hexval(char c)
 {
@@ -30,7 +53,7 @@ static int pct_copy(char *out, size_t cap, const char *s, size_t n)
             c = (char)(h * 16 + l);
             i += 2;
         }
-        if (o + 1 >= cap)
+        if (c == '\0' || o + 1 >= cap)
             return -1;
         out[o++] = c;
     }
@@ -54,42 +77,132 @@ static int parse_int(const char *s, size_t n, int lo, int hi, int *out)
     return 0;
 }
 
+void redis_url_mask(const char *url, char *out, size_t cap)
+{
+    const char *sep = url ? strstr(url, "://") : NULL;
+    size_t n;
+
+    if (cap == 0)
+        return;
+    snprintf(out, cap, "%s", url ? url : "");
+    if (!sep)
+        return;
+    const char *auth = sep + 3;
+    size_t alen = strcspn(auth, "/?#");
+    /* The userinfo ends at the LAST '@' of the authority, so an unescaped
+     * '@' in a password does not leak the rest of it. */
+    const char *at = memrchr(auth, '@', alen);
+    if (!at)
+        return;
+    const char *colon = memchr(auth, ':', (size_t)(at - auth));
+    /* redis://secret@host: a lone part is the password. */
+    const char *from = colon ? colon + 1 : auth;
+    n = (size_t)(from - url);
+    if (n >= cap)
+        return;
+    snprintf(out + n, cap - n, "***%s", at);
+}
+
+/* ?tls_ca=..&tls_cert=..&tls_key=..&tls_server_name=.. (rediss:// only). */
+static int parse_params(const char *q, aq_redis_target *t, const char *shown, char *err, size_t errlen)
+{
+    static const struct { const char *name; size_t off; } params[] = {
+        {"tls_ca", offsetof(aq_redis_target, tls_ca)},
+        {"tls_cert", offsetof(aq_redis_target, tls_cert)},
+        {"tls_key", offsetof(aq_redis_target, tls_key)},
+        {"tls_server_name", offsetof(aq_redis_target, tls_server_name)},
+    };
+    const char *p = q;
+
+    while (*p) {
+        size_t n = strcspn(p, "&");
+        const char *eq = memchr(p, '=', n);
+        size_t klen = eq ? (size_t)(eq - p) : n;
+        size_t i;
+
+        for (i = 0; i < sizeof params / sizeof params[0]; i++)
+            if (strlen(params[i].name) == klen && strncmp(p, params[i].name, klen) == 0)
+                break;
+        if (i == sizeof params / sizeof params[0]) {
+            snprintf(err, errlen, "Redis URL '%s': unknown parameter '%.*s' (known: tls_ca, tls_cert, "
+                     "tls_key, tls_server_name)", shown, (int)(klen > 40 ? 40 : klen), p);
+            return -1;
+        }
+        if (!t->tls) {
+            snprintf(err, errlen, "Redis URL '%s': %s is for TLS: use rediss://", shown, params[i].name);
+            return -1;
+        }
+        if (!eq || pct_copy((char *)t + params[i].off, sizeof t->tls_ca, eq + 1, n - klen - 1) != 0 ||
+            eq + 1 == p + n) {
+            snprintf(err, errlen, "Redis URL '%s': %s needs a value (at most %zu bytes, %%-escapes allowed)",
+                     shown, params[i].name, sizeof t->tls_ca - 1);
+            return -1;
+        }
+        p += n;
+        if (*p == '&')
+            p++;
+    }
+    if (!t->tls_cert[0] != !t->tls_key[0]) {
+        snprintf(err, errlen, "Redis URL '%s': tls_cert and tls_key go together (a client certificate "
+                 "and its private key)", shown);
+        return -1;
+    }
+    return 0;
+}
+
 int redis_url_parse(const char *url, aq_redis_target *t, char *err, size_t errlen)
 {
+    char shown[160];
+
     memset(t, 0, sizeof *t);
     t->port = 6379;
     if (!url || !*url) {
         snprintf(err, errlen, "empty Redis URL; expected redis://host:port");
         return -1;
     }
+    redis_url_mask(url, shown, sizeof shown);
+    if (strlen(url) >= sizeof shown)
+        memcpy(shown + sizeof shown - 4, "...", 4);
     if (strncmp(url, "unix://", 7) == 0) {
         const char *p = url + 7, *q = strchr(p, '?');
         size_t n = q ? (size_t)(q - p) : strlen(p);
         if (n == 0 || n >= sizeof t->unix_path || p[0] != '/') {
-            snprintf(err, errlen, "Redis URL '%s': expected unix:///absolute/path.sock", url);
+            snprintf(err, errlen, "Redis URL '%s': expected unix:///absolute/path.sock", shown);
             return -1;
         }
         memcpy(t->unix_path, p, n);
         if (q && (strncmp(q, "?db=", 4) != 0 || parse_int(q + 4, strlen(q + 4), 0, 1000, &t->db))) {
-            snprintf(err, errlen, "Redis URL '%s': only ?db=N is understood after the path", url);
+            snprintf(err, errlen, "Redis URL '%s': only ?db=N is understood after the path", shown);
             return -1;
         }
         return 0;
     }
-    if (strncmp(url, "redis://", 8) != 0) {
-        snprintf(err, errlen, "Redis URL '%s': must start with redis:// or unix:// (rediss:// needs a TLS tunnel, see README)", url);
+    const char *p;
+    if (strncmp(url, "redis://", 8) == 0) {
+        p = url + 8;
+    } else if (strncmp(url, "rediss://", 9) == 0) {
+        if (!redis_tls_available()) {
+            snprintf(err, errlen, "Redis URL '%s': this auditq was built without TLS (hiredis 0.14 has "
+                     "none): use a TLS tunnel and redis://127.0.0.1:PORT, or build with hiredis >= 1.0 "
+                     "and hiredis_ssl (" SECURITY_DOC ")", shown);
+            return -1;
+        }
+        t->tls = 1;
+        p = url + 9;
+    } else {
+        snprintf(err, errlen, "Redis URL '%s': must start with redis://, rediss:// (TLS) or unix://", shown);
         return -1;
     }
-    const char *p = url + 8;
-    const char *slash = strchr(p, '/');
-    size_t authority = slash ? (size_t)(slash - p) : strlen(p);
+    size_t authority = strcspn(p, "/?");
+    const char *slash = p[authority] == '/' ? p + authority : NULL;
+    const char *query = strchr(p + authority, '?');
     const char *at = memrchr(p, '@', authority);
     if (at) {
         const char *colon = memchr(p, ':', (size_t)(at - p));
         size_t ulen = colon ? (size_t)(colon - p) : (size_t)(at - p);
         if (pct_copy(t->user, sizeof t->user, p, ulen) != 0 ||
             (colon && pct_copy(t->password, sizeof t->password, colon + 1, (size_t)(at - colon - 1)) != 0)) {
-            snprintf(err, errlen, "Redis URL: bad user or password (too long or bad %%-escape)");
+            snprintf(err, errlen, "Redis URL '%s': bad user or password (too long, NUL or bad %%-escape)", shown);
             return -1;
         }
         if (!colon) { /* redis://secret@host: the lone part is a password */
@@ -103,7 +216,7 @@ int redis_url_parse(const char *url, aq_redis_target *t, char *err, size_t errle
     if (*hs == '[') { /* [ipv6]:port */
         const char *rb = memchr(hs, ']', authority);
         if (!rb) {
-            snprintf(err, errlen, "Redis URL '%s': unterminated [IPv6] host", url);
+            snprintf(err, errlen, "Redis URL '%s': unterminated [IPv6] host", shown);
             return -1;
         }
         if (rb + 1 < he && rb[1] == ':')
@@ -118,20 +231,200 @@ int redis_url_parse(const char *url, aq_redis_target *t, char *err, size_t errle
         }
     }
     if (he == hs || (size_t)(he - hs) >= sizeof t->host) {
-        snprintf(err, errlen, "Redis URL '%s': missing or too long host", url);
+        snprintf(err, errlen, "Redis URL '%s': missing or too long host", shown);
         return -1;
     }
     memcpy(t->host, hs, (size_t)(he - hs));
     if (ps && parse_int(ps, (size_t)(p + authority - ps), 1, 65535, &t->port)) {
-        snprintf(err, errlen, "Redis URL '%s': port must be 1..65535", url);
+        snprintf(err, errlen, "Redis URL '%s': port must be 1..65535", shown);
         return -1;
     }
-    if (slash && slash[1] && parse_int(slash + 1, strlen(slash + 1), 0, 1000, &t->db)) {
-        snprintf(err, errlen, "Redis URL '%s': database after / must be a number", url);
-        return -1;
+    if (slash) {
+        size_t dlen = query ? (size_t)(query - slash - 1) : strlen(slash + 1);
+        if (dlen && parse_int(slash + 1, dlen, 0, 1000, &t->db)) {
+            snprintf(err, errlen, "Redis URL '%s': database after / must be a number", shown);
+            return -1;
+        }
     }
+    if (query && parse_params(query + 1, t, shown, err, errlen) != 0)
+        return -1;
     return 0;
 }
+
+/* ---- refusals -------------------------------------------------------------- */
+
+int redis_refusal_kind(const char *reply)
+{
+    if (!reply)
+        return REDIS_REFUSED_NONE;
+    if (strstr(reply, "NOAUTH"))
+        return REDIS_REFUSED_NOAUTH;
+    if (strstr(reply, "WRONGPASS"))
+        return REDIS_REFUSED_LOGIN;
+    /* Redis 6/7.0 say NOPERM for a direct command; a command inside a
+     * script is refused as "ERR The user executing the script can't run
+     * this command" (7.0) or "... can't access at least one of the keys"
+     * (7.0); 7.2 says "NOPERM User x has no permissions to ...". */
+    if (strstr(reply, "NOPERM") || strstr(reply, "user executing the script can't")) {
+        if (strstr(reply, " key"))
+            return REDIS_REFUSED_KEY;
+        return REDIS_REFUSED_COMMAND;
+    }
+    return REDIS_REFUSED_NONE;
+}
+
+int redis_explain_refusal(const aq_redis_target *t, const char *role, const char *what,
+                          const char *key, const char *reply, char *out, size_t outlen)
+{
+    int kind = redis_refusal_kind(reply);
+    const char *user = t && t->user[0] ? t->user : "default";
+    int in_script = reply && strstr(reply, "script") != NULL;
+    char cmd[48] = "";
+
+    if (kind == REDIS_REFUSED_NONE)
+        return kind;
+    /* The refused command, when Redis names it: "... run the 'lrange' command". */
+    const char *q = reply ? strstr(reply, "run the '") : NULL;
+    if (q) {
+        q += 9;
+        size_t n = strcspn(q, "'");
+        if (n < sizeof cmd) {
+            memcpy(cmd, q, n);
+            cmd[n] = '\0';
+        }
+    }
+    switch (kind) {
+    case REDIS_REFUSED_NOAUTH:
+        if (t && t->unix_path[0])
+            snprintf(out, outlen, "Redis at %s wants a login (NOAUTH) and redis_url has none: use "
+                     "redis://USER:PASSWORD@host:port (" SECURITY_DOC ")", t->unix_path);
+        else
+            snprintf(out, outlen, "Redis at %s:%d wants a login (NOAUTH) and redis_url has none: use "
+                     "redis://USER:PASSWORD@host:port (" SECURITY_DOC ")", t ? t->host : "?", t ? t->port : 0);
+        break;
+    case REDIS_REFUSED_LOGIN:
+        snprintf(out, outlen, "Redis refused the login of user '%s' (WRONGPASS): wrong password, unknown "
+                 "user or user off; fix redis_url or the ACL (" SECURITY_DOC ")", user);
+        break;
+    case REDIS_REFUSED_COMMAND:
+        if (in_script && cmd[0])
+            snprintf(out, outlen, "Redis user '%s' may not run %s, called by %s (NOPERM): give it the %s "
+                     "rules of " SECURITY_DOC " (config/users.acl)", user, cmd, what, role);
+        else if (in_script)
+            snprintf(out, outlen, "Redis user '%s' may not run a command %s calls (NOPERM): give it the %s "
+                     "rules of " SECURITY_DOC " (config/users.acl)", user, what, role);
+        else if (cmd[0])
+            snprintf(out, outlen, "Redis user '%s' may not run %s (NOPERM): grant it (ACL SETUSER %s +%s)%s%s%s",
+                     user, what, user, cmd, role[0] ? " or use the " : "", role,
+                     role[0] ? " rules of " SECURITY_DOC : "");
+        else
+            snprintf(out, outlen, "Redis user '%s' may not run %s (NOPERM): use the %s rules of " SECURITY_DOC,
+                     user, what, role[0] ? role : "auditq");
+        break;
+    default:
+        if (key)
+            snprintf(out, outlen, "Redis user '%s' may not use key '%s' with %s (NOPERM): its key patterns "
+                     "must cover it, see the %s rules of " SECURITY_DOC, user, key, what, role);
+        else
+            snprintf(out, outlen, "Redis user '%s' may not use the keys of %s (NOPERM): its key patterns "
+                     "must cover them, see the %s rules of " SECURITY_DOC, user, what, role);
+        break;
+    }
+    return kind;
+}
+
+/* ---- connecting ------------------------------------------------------------ */
+
+#ifdef AQ_HAVE_HIREDIS_SSL
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+
+static void tls_init(void)
+{
+    redisInitOpenSSL();
+}
+
+/* OpenSSL's last error as text ("" when none). */
+static const char *tls_reason(void)
+{
+    unsigned long e = ERR_peek_last_error();
+    const char *r = e ? ERR_reason_error_string(e) : NULL;
+    return r ? r : "";
+}
+
+static int is_ip_literal(const char *s)
+{
+    unsigned char buf[16];
+    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+/* TLS handshake on c's socket. The certificate must chain to tls_ca (or
+ * the system's trust store) and name tls_server_name or the host, like
+ * libpq's sslmode=verify-full: hiredis itself checks only the chain. We
+ * build the SSL object ourselves for that and hand it to hiredis, which
+ * owns it once the handshake succeeded. 0, or -1 with err. */
+static int tls_start(redisContext *c, const aq_redis_target *t, char *err, size_t errlen)
+{
+    const char *name = t->tls_server_name[0] ? t->tls_server_name : t->host;
+    SSL_CTX *ctx = NULL;
+    SSL *ssl = NULL;
+    int rc = -1;
+
+    pthread_once(&tls_once, tls_init);
+    ERR_clear_error();
+    ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) {
+        snprintf(err, errlen, "TLS: cannot create a context: %s", tls_reason());
+        goto out;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    if (t->tls_ca[0] ? SSL_CTX_load_verify_locations(ctx, t->tls_ca, NULL) != 1
+                     : SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        snprintf(err, errlen, "TLS: cannot load the CA certificates %s: %s",
+                 t->tls_ca[0] ? t->tls_ca : "(system default)", tls_reason());
+        goto out;
+    }
+    if (t->tls_cert[0]) {
+        if (SSL_CTX_use_certificate_chain_file(ctx, t->tls_cert) != 1) {
+            snprintf(err, errlen, "TLS: cannot load tls_cert %s: %s", t->tls_cert, tls_reason());
+            goto out;
+        }
+        if (SSL_CTX_use_PrivateKey_file(ctx, t->tls_key, SSL_FILETYPE_PEM) != 1 ||
+            SSL_CTX_check_private_key(ctx) != 1) {
+            snprintf(err, errlen, "TLS: cannot load tls_key %s (or it does not match tls_cert): %s",
+                     t->tls_key, tls_reason());
+            goto out;
+        }
+    }
+    ssl = SSL_new(ctx);
+    if (!ssl) {
+        snprintf(err, errlen, "TLS: cannot create a session: %s", tls_reason());
+        goto out;
+    }
+    if (is_ip_literal(name)) {
+        if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name) != 1) {
+            snprintf(err, errlen, "TLS: cannot verify against address %s", name);
+            goto out;
+        }
+    } else if (SSL_set_tlsext_host_name(ssl, name) != 1 || SSL_set1_host(ssl, name) != 1) {
+        snprintf(err, errlen, "TLS: cannot verify against name %s", name);
+        goto out;
+    }
+    if (redisInitiateSSL(c, ssl) != REDIS_OK) {
+        long v = SSL_get_verify_result(ssl);
+        snprintf(err, errlen, "TLS handshake with Redis at %s:%d failed: %s%s%s; check tls_ca and "
+                 "tls_server_name in redis_url", t->host, t->port, c->errstr, v != X509_V_OK ? ": " : "",
+                 v != X509_V_OK ? X509_verify_cert_error_string(v) : "");
+        goto out;
+    }
+    ssl = NULL; /* hiredis owns it now */
+    rc = 0;
+out:
+    SSL_free(ssl);
+    SSL_CTX_free(ctx); /* the session keeps its own reference */
+    return rc;
+}
+#endif
 
 redisContext *redis_connect(const aq_redis_target *t, int connect_timeout_ms, int timeout_ms,
                             char *err, size_t errlen, int *auth_failed)
@@ -160,6 +453,15 @@ redisContext *redis_connect(const aq_redis_target *t, int connect_timeout_ms, in
         snprintf(err, errlen, "cannot set Redis socket options: %s", c->errstr);
         goto fail;
     }
+    if (t->tls) {
+#ifdef AQ_HAVE_HIREDIS_SSL
+        if (tls_start(c, t, err, errlen) != 0)
+            goto fail;
+#else
+        snprintf(err, errlen, "rediss://: this auditq was built without TLS (" SECURITY_DOC ")");
+        goto fail;
+#endif
+    }
     if (t->password[0]) {
         const char *argv[3] = {"AUTH", t->user, t->password};
         size_t argl[3] = {4, strlen(t->user), strlen(t->password)};
@@ -170,27 +472,47 @@ redisContext *redis_connect(const aq_redis_target *t, int connect_timeout_ms, in
             argc = 2;
         }
         r = redisCommandArgv(c, argc, argv, argl);
+    } else if (t->db == 0) {
+        /* No login configured: ask now whether the server wants one, so the
+         * caller hears NOAUTH at connect and not from its first command. A
+         * NOPERM (PING not granted) means we are logged in: fine. */
+        r = redisCommand(c, "PING");
+    }
+    if (t->password[0] || t->db == 0) {
         if (!r) {
-            snprintf(err, errlen, "Redis AUTH: %s", c->errstr);
+            snprintf(err, errlen, "Redis %s: %s", t->password[0] ? "AUTH" : "PING", c->errstr);
             goto fail;
         }
         if (r->type == REDIS_REPLY_ERROR) {
-            snprintf(err, errlen, "Redis refused AUTH%s%s: %.*s; check the user/password in redis_url",
-                     t->user[0] ? " for user " : "", t->user, (int)r->len, r->str);
-            if (auth_failed)
-                *auth_failed = 1;
-            goto fail;
+            int kind = redis_explain_refusal(t, "", "", NULL, r->str, err, errlen);
+            if (kind == REDIS_REFUSED_NOAUTH || (t->password[0] && kind != REDIS_REFUSED_COMMAND)) {
+                if (kind == REDIS_REFUSED_NONE)
+                    snprintf(err, errlen, "Redis refused AUTH%s%s: %.*s; check the user and password in "
+                             "redis_url", t->user[0] ? " for user " : "", t->user, (int)r->len, r->str);
+                if (auth_failed)
+                    *auth_failed = 1;
+                goto fail;
+            }
         }
         freeReplyObject(r);
         r = NULL;
     }
     if (t->db) {
         r = redisCommand(c, "SELECT %d", t->db);
-        if (!r || r->type == REDIS_REPLY_ERROR) {
-            snprintf(err, errlen, "Redis SELECT %d failed: %s", t->db, r ? r->str : c->errstr);
+        if (!r) {
+            snprintf(err, errlen, "Redis SELECT %d failed: %s", t->db, c->errstr);
+            goto fail;
+        }
+        if (r->type == REDIS_REPLY_ERROR) {
+            int kind = redis_explain_refusal(t, "", "SELECT", NULL, r->str, err, errlen);
+            if (kind == REDIS_REFUSED_NONE)
+                snprintf(err, errlen, "Redis SELECT %d failed: %.*s", t->db, (int)r->len, r->str);
+            if (kind != REDIS_REFUSED_NONE && auth_failed)
+                *auth_failed = 1;
             goto fail;
         }
         freeReplyObject(r);
+        r = NULL;
     }
     return c;
 fail:

@@ -1,5 +1,11 @@
-/* redisconn.h -- Redis URLs and connections with timeouts, AUTH and SELECT.
- * hiredis 0.14 has no URL parser and no TLS; this fills the first gap. */
+/* redisconn.h -- Redis URLs and connections with timeouts, TLS, AUTH and
+ * SELECT, and the messages for refused logins and ACL denials.
+ *
+ * hiredis 0.14 (Debian 12) has no URL parser and no TLS. The parser is
+ * here; TLS needs hiredis >= 1.0 with hiredis_ssl, and the Makefile
+ * defines AQ_HAVE_HIREDIS_SSL when it finds one. Without it a rediss://
+ * URL is refused with a message pointing at docs/SECURITY.md (a TLS
+ * tunnel). */
 #ifndef AQ_REDISCONN_H
 #define AQ_REDISCONN_H
 #include <hiredis.h>
@@ -8,20 +14,58 @@ typedef struct aq_redis_target {
     char host[256];
     int port;
     char unix_path[256];   /* non-empty: connect to this socket */
-    char user[128];        /* ACL user, may be empty */
+    char user[128];        /* ACL user, may be empty (then AUTH logs in "default") */
     char password[256];    /* may be empty */
     int db;
+    int tls;               /* rediss:// */
+    char tls_ca[256];      /* CA bundle file; empty: the system's trust store */
+    char tls_cert[256];    /* client certificate (with tls_key), may be empty */
+    char tls_key[256];
+    char tls_server_name[256]; /* name to verify and send as SNI; empty: host */
 } aq_redis_target;
 
+/* 1 when this build can connect with TLS (rediss://). */
+int redis_tls_available(void);
+
 /* Parses redis://[user[:password]@]host[:port][/db] (password alone:
- * redis://:secret@host) or unix:///path[?db=N]. Percent-escapes in user and
- * password are decoded. Returns 0, or -1 with the reason in err. */
+ * redis://:secret@host), the same with rediss:// for TLS plus optional
+ * ?tls_ca=FILE&tls_cert=FILE&tls_key=FILE&tls_server_name=NAME, or
+ * unix:///path[?db=N]. Percent-escapes in user, password and parameters are
+ * decoded. Returns 0, or -1 with the reason in err (the password masked). */
 int redis_url_parse(const char *url, aq_redis_target *t, char *err, size_t errlen);
 
-/* Connects within connect_timeout_ms, sets the command timeout, sends AUTH
- * and SELECT when set. Returns a context the caller frees with redisFree, or
- * NULL with the reason in err; *auth_failed (if not NULL) is set to 1 when
- * the server refused the credentials. */
+/* Copies url into out (cap bytes) with the password replaced by ***, for
+ * messages and logs. */
+void redis_url_mask(const char *url, char *out, size_t cap);
+
+/* Connects within connect_timeout_ms, sets the command timeout, does the
+ * TLS handshake (rediss://, certificate and host name verified), then
+ * AUTH when a password is set, or else a PING so that a server that wants
+ * a login says so now, and SELECT when db is set. Returns a context the
+ * caller frees with redisFree, or NULL with the reason in err; *auth_failed
+ * (if not NULL) is set to 1 when the server refused the credentials or
+ * wants some (retrying will not help: the configuration must change). */
 redisContext *redis_connect(const aq_redis_target *t, int connect_timeout_ms,
                             int timeout_ms, char *err, size_t errlen, int *auth_failed);
+
+/* Kinds of refusal in a Redis error reply. */
+enum {
+    REDIS_REFUSED_NONE = 0,
+    REDIS_REFUSED_NOAUTH,    /* a login is required (NOAUTH) */
+    REDIS_REFUSED_LOGIN,     /* wrong user or password, or user off (WRONGPASS) */
+    REDIS_REFUSED_COMMAND,   /* the ACL forbids the command (NOPERM, also inside a script) */
+    REDIS_REFUSED_KEY        /* the ACL forbids the key (NOPERM, also inside a script) */
+};
+
+/* Classifies an error reply (any Redis from 6.0 on). */
+int redis_refusal_kind(const char *reply);
+
+/* When reply (the error text Redis gave for `what`, e.g. "LPUSH" or "the
+ * fetch script") is a refusal, writes into out a message naming the user,
+ * the command and the fix, and returns its kind; else returns
+ * REDIS_REFUSED_NONE and leaves out alone. role ("producer", "worker",
+ * "auditqctl") names the ACL rules in docs/SECURITY.md to grant; key may
+ * be NULL. */
+int redis_explain_refusal(const aq_redis_target *t, const char *role, const char *what,
+                          const char *key, const char *reply, char *out, size_t outlen);
 #endif

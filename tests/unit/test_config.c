@@ -199,11 +199,11 @@ static void test_file_errors(void **state)
           "config/auditq.conf:1: namespace = 12345678901234567890123456789012345678901234567890"
           "123456789012345: must be 1 to 64 characters long" },
         { "redis_url = http://x\n",
-          "config/auditq.conf:1: redis_url = http://x: must start with redis:// or unix:// "
-          "(e.g. redis://127.0.0.1:6379; TLS is not supported)" },
-        { "redis_url = \"rediss://:hunter2@h\"\n",   /* password masked in the error */
-          "config/auditq.conf:1: redis_url = rediss://:***@h: must start with redis:// or "
-          "unix:// (e.g. redis://127.0.0.1:6379; TLS is not supported)" },
+          "config/auditq.conf:1: redis_url = http://x: must start with redis://, rediss:// (TLS) "
+          "or unix:// (e.g. redis://127.0.0.1:6379)" },
+        { "redis_url = \"http://:hunter2@h\"\n",   /* password masked in the error */
+          "config/auditq.conf:1: redis_url = http://:***@h: must start with redis://, "
+          "rediss:// (TLS) or unix:// (e.g. redis://127.0.0.1:6379)" },
         { "namespace = \"abc\n",
           "config/auditq.conf:1: namespace: missing closing '\"'; end the value with \"" },
         { "namespace = \"abc\" def\n",
@@ -289,7 +289,7 @@ static void test_env_overrides_file(void **state)
     setenv("AUDITQ_REDIS_URL", "tcp://u:pw@h", 1);
     assert_int_equal(config_load_env(&c, err, sizeof err), -1);
     assert_string_equal(err, "AUDITQ_REDIS_URL=tcp://u:***@h: redis_url: must start with "
-                             "redis:// or unix:// (e.g. redis://127.0.0.1:6379; TLS is not supported)");
+                             "redis://, rediss:// (TLS) or unix:// (e.g. redis://127.0.0.1:6379)");
 
     unsetenv("AUDITQ_REDIS_URL");
     unsetenv("AUDITQ_DATABASE_URL");

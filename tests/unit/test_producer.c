@@ -75,7 +75,7 @@ static void test_config_errors(void **state)
         {"namespace", "a b", AUDITQ_ERR_CONFIG, "namespace = 'a b': must be 1..64 characters of A-Z a-z 0-9 _ . -"},
         {"bogus", "1", AUDITQ_ERR_CONFIG, "unknown setting 'bogus' (see auditq.h for the list)"},
         {"redis_url", "http://x", AUDITQ_ERR_CONFIG,
-         "redis_url: Redis URL 'http://x': must start with redis:// or unix:// (rediss:// needs a TLS tunnel, see README)"},
+         "redis_url: Redis URL 'http://x': must start with redis://, rediss:// (TLS) or unix://"},
         {"redis_url", "redis://h:99999", AUDITQ_ERR_CONFIG, "redis_url: Redis URL 'redis://h:99999': port must be 1..65535"},
         {"redis_url", "redis://user:p%40ss@h:1/2", AUDITQ_OK, ""},
         {"sync_connections", "64", AUDITQ_OK, ""},
