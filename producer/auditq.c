@@ -436,8 +436,9 @@ static int slot_get(auditq *q, auditq_rc *rc)
     if (q->slots[idx].ctx)
         return idx;
     if (clock_mono_us() < down_until) {
-        producer_set_error("Redis at %s timed out on connect moments ago; failing fast",
-                           q->cfg.redis_url);
+        char shown[256];
+        redis_url_mask(q->cfg.redis_url, shown, sizeof shown); /* no password in app logs */
+        producer_set_error("Redis at %s timed out on connect moments ago; failing fast", shown);
         *rc = AUDITQ_ERR_CONNECT;
         goto release;
     }
@@ -493,11 +494,16 @@ static auditq_rc sync_command(auditq *q, int argc, const char **argv, const size
     }
     slot_put(q, idx, 0);
     if (r->type == REDIS_REPLY_ERROR) {
-        producer_set_error("Redis refused %s: %.*s", argv[0], (int)r->len, r->str);
-        rc = (strncmp(r->str, "NOAUTH", 6) == 0 || strncmp(r->str, "NOPERM", 6) == 0 ||
-              strncmp(r->str, "WRONGPASS", 9) == 0)
-                 ? AUDITQ_ERR_AUTH
-                 : AUDITQ_ERR_REDIS;
+        char why[256];
+        /* An ACL refusal names the user, the command and the fix. */
+        if (redis_explain_refusal(&q->target, "producer", argv[0], argc > 1 ? argv[1] : NULL, r->str,
+                                  why, sizeof why) != REDIS_REFUSED_NONE) {
+            producer_set_error("%s", why);
+            rc = AUDITQ_ERR_AUTH;
+        } else {
+            producer_set_error("Redis refused %s: %.*s", argv[0], (int)r->len, r->str);
+            rc = AUDITQ_ERR_REDIS;
+        }
         freeReplyObject(r);
         return rc;
     }
