@@ -20,7 +20,7 @@
 #      COMMIT; the worker's auditq_pg_write_errors_total must equal them.
 #
 # Both: every event the producer acknowledged is in PostgreSQL exactly once
-# (by event_id: lib_it.sh `account`), queues, in-flight lists and the retry
+# (by event_id: lib_it.sh `acked_vs_rows`), queues, in-flight lists and the retry
 # set drain to empty, no dead letter. Prints "figure:" lines for
 # docs (recovery_s: from the end of the fault to everything drained).
 # AQ_FAULTS=long: 20 resets per place instead of 3, and a longer outage.
@@ -61,7 +61,7 @@ stream_stop() {
 # check_exact NAME TAG SCENARIO RECOVERY_MS: the exactly-once assertions and the figure line.
 check_exact() {
     local acc acked stored
-    acc=$(account "$AQ_TMP/$1.acked" "$2")
+    acc=$(acked_vs_rows "$AQ_TMP/$1.acked" "$2")
     acked=$(sed -E 's/^acked=([0-9]+) .*/\1/' <<<"$acc")
     stored=$(sed -E 's/.* stored=([0-9]+).*/\1/' <<<"$acc")
     [[ "$acked" -gt 0 ]] || { echo "FAIL: $3: no event acknowledged"; exit 1; }

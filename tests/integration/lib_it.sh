@@ -10,7 +10,7 @@
 #   month K FMT         this month (UTC) + K months, formatted by to_char FMT
 #   tables_in SCHEMA    the audit_events_YYYY_MM tables in SCHEMA, one line
 #   refused SQL         the first line of the error PostgreSQL gives (fails if SQL succeeds)
-#   account ACKLOG TAG  acknowledged event_ids (it_client stream) vs rows: acked= stored= duplicates= missing= unacked=
+#   acked_vs_rows ACKLOG TAG  acknowledged event_ids (it_client stream) vs rows: acked= stored= duplicates= missing= unacked=
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/harness.sh"
 
 BIN="${AQ_BIN:-$AQ_ROOT/${BUILD:-build}/bin}"   # AQ_BIN: wrapped binaries (make valgrind)
@@ -98,12 +98,12 @@ refused() {
     printf '%s\n' "$out" | head -n 1
 }
 
-# account ACKLOG TAG: PostgreSQL against the event_ids a producer logged as
+# acked_vs_rows ACKLOG TAG: PostgreSQL against the event_ids a producer logged as
 # acknowledged by Redis (it_client stream --ack-log ACKLOG --tag TAG). Prints
 # "acked=A stored=S duplicates=D missing=M unacked=U": S rows tagged TAG,
 # D = S - distinct event_ids, M acknowledged ids with no row, U rows whose
 # id was never acknowledged (a send that failed after Redis took it).
-account() {
+acked_vs_rows() {
     local psql=psql
     [[ -n "${PG_BINDIR:-}" && -x "$PG_BINDIR/psql" ]] && psql=$PG_BINDIR/psql
     "$psql" -X -A -t -q -v ON_ERROR_STOP=1 -c "CREATE TEMP TABLE acked (id uuid)" \
