@@ -3,6 +3,7 @@
 #include "redisconn.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -278,21 +279,27 @@ int redis_explain_refusal(const aq_redis_target *t, const char *role, const char
 {
     int kind = redis_refusal_kind(reply);
     const char *user = t && t->user[0] ? t->user : "default";
-    int in_script = reply && strstr(reply, "script") != NULL;
+    /* Refusals inside a Lua script end "script: <sha>, on @user_script:N." */
+    int in_script = reply && strstr(reply, "@user_script") != NULL;
     char cmd[48] = "";
 
     if (kind == REDIS_REFUSED_NONE)
         return kind;
     /* The refused command, when Redis names it: "... run the 'lrange' command". */
     const char *q = reply ? strstr(reply, "run the '") : NULL;
+    char upper[48] = "a command";
     if (q) {
         q += 9;
         size_t n = strcspn(q, "'");
         if (n < sizeof cmd) {
             memcpy(cmd, q, n);
             cmd[n] = '\0';
+            for (size_t i = 0; i <= n; i++)
+                upper[i] = (char)toupper((unsigned char)cmd[i]);
         }
     }
+    if (!what || !what[0])
+        what = upper;
     switch (kind) {
     case REDIS_REFUSED_NOAUTH:
         if (t && t->unix_path[0])

@@ -61,11 +61,11 @@ enum {
 int redis_refusal_kind(const char *reply);
 
 /* When reply (the error text Redis gave for `what`, e.g. "LPUSH" or "the
- * fetch script") is a refusal, writes into out a message naming the user,
- * the command and the fix, and returns its kind; else returns
- * REDIS_REFUSED_NONE and leaves out alone. role ("producer", "worker",
- * "auditqctl") names the ACL rules in docs/SECURITY.md to grant; key may
- * be NULL. */
+ * fetch script"; NULL or "": the command Redis names) is a refusal, writes
+ * into out a message naming the user, the command and the fix, and returns
+ * its kind; else returns REDIS_REFUSED_NONE and leaves out alone. role
+ * ("producer", "worker", "auditqctl"; "" for none) names the ACL rules in
+ * docs/SECURITY.md to grant; key may be NULL. */
 int redis_explain_refusal(const aq_redis_target *t, const char *role, const char *what,
                           const char *key, const char *reply, char *out, size_t outlen);
 #endif

@@ -12,20 +12,31 @@
 #include "ctl.h"
 #include "text.h"
 
+/* The target of the last connect: auditqctl talks to one Redis per run,
+ * and ctl_redis_why names its user. */
+static aq_redis_target ctl_target;
+
 redisContext *ctl_redis_connect(const aq_config *cfg, char *err, size_t errlen)
 {
-    aq_redis_target t;
-
-    if (redis_url_parse(cfg->redis_url, &t, err, errlen) != 0)
+    if (redis_url_parse(cfg->redis_url, &ctl_target, err, errlen) != 0)
         return NULL;
-    return redis_connect(&t, cfg->redis_connect_timeout_ms, cfg->redis_timeout_ms, err, errlen, NULL);
+    return redis_connect(&ctl_target, cfg->redis_connect_timeout_ms, cfg->redis_timeout_ms, err, errlen,
+                         NULL);
+}
+
+const char *ctl_redis_why(const char *what, const char *err, char *buf, size_t n)
+{
+    return redis_explain_refusal(&ctl_target, "auditqctl", what, NULL, err, buf, n) != REDIS_REFUSED_NONE
+               ? buf
+               : err;
 }
 
 redisContext *ctl_redis_open(const aq_config *cfg, const char *cmd, aq_keys *k, int *rc)
 {
-    aq_redis_target t;
+    aq_redis_target *t = &ctl_target;
     char err[512];
     redisContext *c;
+    int auth_failed = 0;
 
     if (keys_init(k, cfg->namespace_) != 0) {
         fprintf(stderr, "auditqctl %s: namespace '%s' is invalid: use 1..64 of A-Z a-z 0-9 _ . -\n",
@@ -33,15 +44,16 @@ redisContext *ctl_redis_open(const aq_config *cfg, const char *cmd, aq_keys *k, 
         *rc = CTL_USAGE;
         return NULL;
     }
-    if (redis_url_parse(cfg->redis_url, &t, err, sizeof err) != 0) {
+    if (redis_url_parse(cfg->redis_url, t, err, sizeof err) != 0) {
         fprintf(stderr, "auditqctl %s: %s; fix redis_url (AUDITQ_REDIS_URL)\n", cmd, err);
         *rc = CTL_USAGE;
         return NULL;
     }
-    c = redis_connect(&t, cfg->redis_connect_timeout_ms, cfg->redis_timeout_ms, err, sizeof err, NULL);
+    c = redis_connect(t, cfg->redis_connect_timeout_ms, cfg->redis_timeout_ms, err, sizeof err, &auth_failed);
     if (!c) {
-        fprintf(stderr, "auditqctl %s: %s; check redis_url (AUDITQ_REDIS_URL) and that Redis is running\n",
-                cmd, err);
+        /* A refused login's message already says what to fix. */
+        fprintf(stderr, "auditqctl %s: %s%s\n", cmd, err,
+                auth_failed ? "" : "; check redis_url (AUDITQ_REDIS_URL) and that Redis is running");
         *rc = CTL_FAILED;
         return NULL;
     }
@@ -84,7 +96,12 @@ int ctl_get_replies(redisContext *c, int n, redisReply **out, char *err, size_t 
     }
     for (int i = 0; i < n; i++) {
         if (out[i]->type == REDIS_REPLY_ERROR) {
-            snprintf(err, errlen, "Redis error: %.*s", (int)out[i]->len, out[i]->str);
+            char why[300];
+            if (redis_explain_refusal(&ctl_target, "auditqctl", NULL, NULL, out[i]->str, why, sizeof why) !=
+                REDIS_REFUSED_NONE)
+                snprintf(err, errlen, "%s", why);
+            else
+                snprintf(err, errlen, "Redis error: %.*s", (int)out[i]->len, out[i]->str);
             ctl_free_replies(out, n);
             return -1;
         }

@@ -27,6 +27,10 @@
 redisContext *ctl_redis_open(const aq_config *cfg, const char *cmd, aq_keys *k, int *rc);
 /* Same without printing: NULL with the reason in err (for retry loops). */
 redisContext *ctl_redis_connect(const aq_config *cfg, char *err, size_t errlen);
+/* err, or when it is an ACL refusal (NOPERM, NOAUTH, WRONGPASS) of `what`
+ * (e.g. "the stats script"; NULL: the command Redis names) a message in
+ * buf (n bytes) naming the Redis user, the refused command and the fix. */
+const char *ctl_redis_why(const char *what, const char *err, char *buf, size_t n);
 
 /* Integer value of an integer or numeric-string reply; 0 for anything else
  * (missing hash fields read as 0, as docs/PROTOCOL.md says). */

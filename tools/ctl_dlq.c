@@ -643,8 +643,13 @@ static redisReply *eval(dlq_ctx *x, const char *src, int nkeys, int argc, const 
 
 static int redis_fail(dlq_ctx *x, redisReply *r, const char *what)
 {
+    char why[300];
+    /* An ACL refusal says which user lacks what (dlq requeue/purge need the
+     * admin rules of docs/SECURITY.md). */
     fprintf(stderr, "auditqctl dlq %s: %s failed: %s\n", sub_names[x->sub], what,
-            r ? (r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply")
+            r ? (r->type == REDIS_REPLY_ERROR
+                     ? ctl_redis_why(strcmp(what, "LINDEX") == 0 ? NULL : "the dlq script", r->str, why, sizeof why)
+                     : "unexpected reply")
               : (x->c->errstr[0] ? x->c->errstr : "connection lost"));
     if (r)
         freeReplyObject(r);

@@ -140,6 +140,12 @@ static int collect(redisContext *c, const aq_keys *k, const aq_config *cfg, stat
         snprintf(err, errlen, "Redis connection: %s", c->errstr[0] ? c->errstr : "lost");
         return -1;
     }
+    if (r->type == REDIS_REPLY_ERROR && redis_refusal_kind(r->str) != REDIS_REFUSED_NONE) {
+        char why[300];
+        snprintf(err, errlen, "%s", ctl_redis_why("the stats script", r->str, why, sizeof why));
+        freeReplyObject(r);
+        return -1;
+    }
     if (r->type != REDIS_REPLY_ARRAY || r->elements != SNAP_ELEMENTS) {
         snprintf(err, errlen, "Redis: unexpected reply to the stats script%s%.*s",
                  r->type == REDIS_REPLY_ERROR ? ": " : "", r->type == REDIS_REPLY_ERROR ? (int)r->len : 0,

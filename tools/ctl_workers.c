@@ -105,8 +105,12 @@ static int load_workers(redisContext *c, const aq_keys *k, const aq_config *cfg,
     int rc = -1;
 
     if (!z || z->type != REDIS_REPLY_ARRAY) {
-        snprintf(err, errlen, "ZRANGE %s: %s", k->workers,
-                 z ? (z->str ? z->str : "unexpected reply") : c->errstr);
+        char why[300];
+        if (z && z->type == REDIS_REPLY_ERROR && redis_refusal_kind(z->str) != REDIS_REFUSED_NONE)
+            snprintf(err, errlen, "%s", ctl_redis_why(NULL, z->str, why, sizeof why));
+        else
+            snprintf(err, errlen, "ZRANGE %s: %s", k->workers,
+                     z ? (z->str ? z->str : "unexpected reply") : c->errstr);
         goto out;
     }
     nw = z->elements / 2;

@@ -267,6 +267,13 @@ static void note_redis(wthread *t)
     atomic_store_explicit(&t->m->redis_up, t->rc != NULL && !t->rc->err, memory_order_relaxed);
 }
 
+/* err as logged: an ACL refusal (NOPERM, NOAUTH, WRONGPASS) is replaced by
+ * a message naming our Redis user, what was refused and the fix. */
+static const char *redis_why(const worker *w, const char *what, const char *err, char *buf, size_t n)
+{
+    return redis_explain_refusal(&w->rt, "worker", what, NULL, err, buf, n) != REDIS_REFUSED_NONE ? buf : err;
+}
+
 /* Records the PostgreSQL connection state; logs only the transitions. */
 static void note_pg(wthread *t, int up, const char *err)
 {
@@ -378,8 +385,11 @@ static int settle_batch(wthread *t, queue_batch *b, size_t processed, size_t nr,
                          "idempotently", " thread=%d jobs=%zu", t->idx, b->n);
             return 0;
         }
-        if (t->rc && !t->rc->err)
-            log_warn("settle failed; will retry", " thread=%d error=%s", t->idx, log_q(q, sizeof q, err));
+        if (t->rc && !t->rc->err) {
+            char why[300];
+            log_warn("settle failed; will retry", " thread=%d error=%s", t->idx,
+                     log_q(q, sizeof q, redis_why(w, "the settle script", err, why, sizeof why)));
+        }
         if (out_of_time(w)) {
             log_warn("shutdown deadline passed before the batch was acknowledged; it stays in flight "
                      "(already committed: its re-delivery is a no-op)", " thread=%d", t->idx);
@@ -507,7 +517,9 @@ static void *thread_main(void *arg)
                               c->weights, r01, c->batch_size, ++t->seq, &b, err, sizeof err);
         note_redis(t);
         if (frc != 0) {
-            log_warn("fetch failed", " thread=%d error=%s", t->idx, log_q(q, sizeof q, err));
+            char why[300];
+            log_warn("fetch failed", " thread=%d error=%s", t->idx,
+                     log_q(q, sizeof q, redis_why(w, "the fetch script", err, why, sizeof why)));
             metrics_set_state(t->m, MST_BACKOFF);
             w_sleep(w, backoff_delay_ms(++rfail, 100, 5000, &t->rng), 0);
             continue;
@@ -571,7 +583,7 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *tm, int revents)
     (void)loop;
     (void)revents;
     worker *w = tm->data;
-    char err[256], q[300];
+    char err[256], q[600], why[300];
     metrics_totals tot;
     redisContext *c = main_redis(w);
     if (!c)
@@ -579,7 +591,42 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *tm, int revents)
     metrics_sum(w->mt, w->nthreads, &tot);
     if (queue_heartbeat(c, &w->keys, w->id, w->host, w->pid, w->nthreads, w->started_ms, tot.processed,
                         tot.inflight, err, sizeof err) != 0)
+        log_warn("heartbeat failed", " error=%s",
+                 log_q(q, sizeof q, redis_why(w, "the heartbeat script", err, why, sizeof why)));
+}
+
+/* Connects and registers before the threads take work. Redis refusing our
+ * login, or an ACL without the commands the heartbeat needs, is a
+ * configuration error that no retry can fix: log it and return -1 (exit
+ * status 1). A Redis that is down is not: the threads and timers wait for
+ * it, as always. */
+static int register_at_start(worker *w)
+{
+    char err[256], q[600], why[300];
+    int auth_failed = 0;
+
+    w->rc = redis_connect(&w->rt, w->cfg.redis_connect_timeout_ms, w->cfg.redis_timeout_ms, err,
+                          sizeof err, &auth_failed);
+    if (!w->rc) {
+        if (auth_failed) {
+            log_error("cannot start: Redis refused the worker's login", " error=%s", log_q(q, sizeof q, err));
+            return -1;
+        }
+        log_warn("redis unavailable (main)", " error=%s", log_q(q, sizeof q, err));
+        w->rc_down_logged = 1;
+        w->rc_retry_us = clock_mono_us() + (int64_t)MAIN_REDIS_RETRY_MS * 1000;
+        return 0;
+    }
+    if (queue_heartbeat(w->rc, &w->keys, w->id, w->host, w->pid, w->nthreads, w->started_ms, 0, 0, err,
+                        sizeof err) != 0) {
+        if (redis_explain_refusal(&w->rt, "worker", "the heartbeat script", NULL, err, why, sizeof why) !=
+            REDIS_REFUSED_NONE) {
+            log_error("cannot start: Redis refused the worker", " error=%s", log_q(q, sizeof q, why));
+            return -1;
+        }
         log_warn("heartbeat failed", " error=%s", log_q(q, sizeof q, err));
+    }
+    return 0;
 }
 
 static void on_recover(struct ev_loop *loop, ev_timer *tm, int revents)
@@ -587,13 +634,14 @@ static void on_recover(struct ev_loop *loop, ev_timer *tm, int revents)
     (void)loop;
     (void)revents;
     worker *w = tm->data;
-    char err[256], q[300];
+    char err[256], q[600], why[300];
     long long workers = 0, jobs = 0, dead = 0;
     redisContext *c = main_redis(w);
     if (!c)
         return;
     if (queue_recover(c, &w->keys, &w->cfg, NULL, &workers, &jobs, &dead, err, sizeof err) != 0) {
-        log_warn("recovery check failed", " error=%s", log_q(q, sizeof q, err));
+        log_warn("recovery check failed", " error=%s",
+                 log_q(q, sizeof q, redis_why(w, "the recover script", err, why, sizeof why)));
     } else if (workers > 0) {
         w->recovered += (uint64_t)(jobs > 0 ? jobs : 0);
         log_warn("recovered in-flight jobs of dead workers", " workers=%lld jobs=%lld dead_lettered=%lld",
@@ -606,14 +654,15 @@ static void on_promote(struct ev_loop *loop, ev_timer *tm, int revents)
     (void)loop;
     (void)revents;
     worker *w = tm->data;
-    char err[256], q[300];
+    char err[256], q[600], why[300];
     long long moved = 0, total = 0;
     redisContext *c = main_redis(w);
     if (!c)
         return;
     do {
         if (queue_promote(c, &w->keys, &moved, err, sizeof err) != 0) {
-            log_warn("retry promotion failed", " error=%s", log_q(q, sizeof q, err));
+            log_warn("retry promotion failed", " error=%s",
+                     log_q(q, sizeof q, redis_why(w, "the promote script", err, why, sizeof why)));
             return;
         }
         total += moved;
@@ -637,10 +686,10 @@ static void on_sample(struct ev_loop *loop, ev_timer *tm, int revents)
         return;
     }
     if (sample_queues(c, &w->keys, &w->cfg, &s, w->sample_err, sizeof w->sample_err) != 0) {
-        char q[300];
+        char q[600], why[300];
         if (w->sample_ok)
             log_warn("reading queue numbers from redis failed", " error=%s",
-                     log_q(q, sizeof q, w->sample_err));
+                     log_q(q, sizeof q, redis_why(w, "the queue sample", w->sample_err, why, sizeof why)));
         w->sample_ok = 0;
         return;
     }
@@ -1266,7 +1315,8 @@ int main(int argc, char **argv)
     }
     /* Register before the threads take work, so our in-flight lists are
      * never unowned. */
-    on_heartbeat(w->loop, &(ev_timer){.data = w}, 0);
+    if (register_at_start(w) != 0)
+        return 1;
     atomic_store(&w->running, w->nthreads);
     for (int i = 0; i < w->nthreads; i++) {
         wthread *t = &w->th[i];
