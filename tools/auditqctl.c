@@ -50,6 +50,7 @@ static const ctl_command ctl_commands[] = {
     { "partitions", ctl_partitions, ctl_partitions_synopsis, ctl_partitions_help },
     { "retention", ctl_retention, ctl_retention_synopsis, ctl_retention_help },
     { "query", ctl_query, ctl_query_synopsis, ctl_query_help },
+    { "grants", ctl_grants, ctl_grants_synopsis, ctl_grants_help },
 };
 
 #define CTL_NCOMMANDS (sizeof ctl_commands / sizeof ctl_commands[0])

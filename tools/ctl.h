@@ -34,4 +34,5 @@ CTL_DECLARE(dlq);         /* tools/ctl_dlq.c */
 CTL_DECLARE(partitions);  /* tools/ctl_partitions.c */
 CTL_DECLARE(retention);   /* tools/ctl_retention.c */
 CTL_DECLARE(query);       /* tools/ctl_query.c */
+CTL_DECLARE(grants);      /* tools/ctl_grants.c */
 #endif
