@@ -63,7 +63,10 @@ typedef enum auditq_rc {
     AUDITQ_ERR_INVALID_UTF8 = 11,/* a text field is not valid UTF-8 or has NUL */
     AUDITQ_ERR_TOO_LARGE = 12,   /* field or encoded job exceeds its limit */
     AUDITQ_ERR_CLOSED = 13,      /* the handle is closing */
-    AUDITQ_ERR_PROTOCOL = 14     /* unexpected reply from Redis */
+    AUDITQ_ERR_PROTOCOL = 14,    /* unexpected reply from Redis */
+    AUDITQ_ERR_SPOOL_FULL = 15,  /* Redis failed and the spool is at spool_max_bytes */
+    AUDITQ_ERR_SPOOL = 16        /* spool unusable: locked by another handle or
+                                    process, not a spool file, I/O error */
 } auditq_rc;
 
 typedef enum auditq_priority {
@@ -105,6 +108,15 @@ typedef struct auditq_stats {
     uint64_t errors;           /* calls that returned an error */
     uint64_t redis_retries;    /* async batches retried after a Redis failure */
     uint64_t buffered;         /* events in the async buffer right now */
+    /* The spool (spool_path set; see "Spool" below). */
+    uint64_t spooled;          /* events written to the spool instead of Redis */
+    uint64_t replayed;         /* spooled events since pushed to Redis by the replay */
+    uint64_t spool_rejected_full;   /* events the spool refused at spool_max_bytes */
+    uint64_t spool_corrupt_records; /* torn or corrupt spool regions skipped, never replayed */
+    uint64_t spool_errors;     /* spool write/fsync failures */
+    uint64_t replay_retries;   /* replay chunks retried after a Redis failure */
+    uint64_t spool_records;    /* records waiting in the spool right now */
+    uint64_t spool_bytes;      /* spool file size right now (what spool_max_bytes caps) */
 } auditq_stats;
 
 /* ---- errors -------------------------------------------------------------- */
@@ -134,6 +146,17 @@ auditq_config *auditq_config_new(void);
  *   enqueue_timeout_ms 0..60000    async: longest wait for space (default 50)
  *   close_timeout_ms   0..600000   auditq_close: longest drain (default 5000)
  *   max_job_bytes      1024..16777216 encoded job cap (default 65536)
+ *   spool_path         file to spool events to while Redis fails; empty = no
+ *                      spool (the default). One file per producer process.
+ *   spool_fsync        always | interval | never   when spooled bytes reach
+ *                      the disk: before the call returns / every
+ *                      spool_fsync_interval_ms / when the OS writes them
+ *                      (default always)
+ *   spool_fsync_interval_ms 1..60000  (default 1000)
+ *   spool_max_bytes    4096..2^50  spool file cap in bytes (default 1073741824)
+ *   spool_full_policy  error | block   at the cap: fail at once with
+ *                      AUDITQ_ERR_SPOOL_FULL, or wait up to timeout_ms for the
+ *                      replay to free the spool first (default error)
  * Returns AUDITQ_ERR_CONFIG with auditq_last_error() naming key and fix. */
 auditq_rc auditq_config_set(auditq_config *cfg, const char *key, const char *value);
 /* NULL-safe. */
@@ -142,7 +165,8 @@ void auditq_config_free(auditq_config *cfg);
 /* ---- handle -------------------------------------------------------------- */
 
 /* Opens a handle: copies cfg (the caller keeps ownership of cfg) and starts
- * the async flusher thread. It does not contact Redis (call auditq_ping to
+ * the async flusher thread (and, with spool_path, opens and locks the spool
+ * and starts its replay thread). It does not contact Redis (call auditq_ping to
  * check it at start-up): a Redis that is down at open is not an error; sends
  * fail (or buffer) until it is back.
  * On success *out owns a handle the caller releases with auditq_close. */
@@ -150,7 +174,10 @@ auditq_rc auditq_open(const auditq_config *cfg, auditq **out);
 /* Drains the async buffer (up to close_timeout_ms), stops the flusher and
  * frees the handle. NULL-safe (returns AUDITQ_OK). Returns AUDITQ_ERR_TIMEOUT
  * if events were still buffered when the timeout ran out: they are lost, and
- * the return says so -- call auditq_flush first to keep control. */
+ * the return says so -- call auditq_flush first to keep control. With a
+ * spool, buffered events Redis cannot take go to the spool instead, and
+ * spooled events not yet replayed stay there (see "spool" below): neither
+ * is a loss, and close returns AUDITQ_OK. */
 auditq_rc auditq_close(auditq *q);
 /* Round trip to Redis (PING). */
 auditq_rc auditq_ping(auditq *q);
@@ -201,6 +228,47 @@ auditq_rc auditq_send_async(auditq *q, const auditq_event *ev, char *id_out);
 auditq_rc auditq_flush(auditq *q, int timeout_ms);
 /* Copies the handle's counters. */
 auditq_rc auditq_get_stats(auditq *q, auditq_stats *out);
+
+/* ---- spool --------------------------------------------------------------
+ *
+ * With spool_path set, an event Redis cannot take (connection refused or
+ * lost, timeout) is appended to a local file instead, and the call returns
+ * AUDITQ_OK: the event is acknowledged by the spool (durably on disk before
+ * the return with spool_fsync=always). A background thread probes Redis and
+ * pushes the spooled events to their queues in file order, in chunks of
+ * batch_size, keeping its position in spool_path.pos; once the spool is
+ * empty it is cut back and sends go straight to Redis again. While records
+ * wait, new events go to the spool too, so one thread's events reach Redis
+ * in the order it sent them (except at the cap, where an event tries Redis
+ * directly before spool_full_policy applies).
+ *
+ * - auditq_send: spools on AUDITQ_ERR_CONNECT / AUDITQ_ERR_TIMEOUT (an auth
+ *   or command error is still returned). A timed-out LPUSH may also have
+ *   reached Redis: both copies carry the same event_id and occurred_at, and
+ *   the worker stores such a pair once.
+ * - auditq_send_async: a batch the flusher cannot push (after one retry on
+ *   a fresh connection) is spooled, so the buffer frees up. auditq_flush
+ *   counts a spooled event as acknowledged.
+ * - At spool_max_bytes: sync calls return AUDITQ_ERR_SPOOL_FULL (counted in
+ *   spool_rejected_full and errors); async batches stay in the buffer,
+ *   which then fills up (full_policy). Never dropped silently.
+ * - auditq_open fails with AUDITQ_ERR_SPOOL when spool_path is locked by
+ *   another handle or process, is not a spool file, or holds unreplayed
+ *   events of another namespace. Events a previous process left there are
+ *   replayed by this one; a torn last record (crash mid-write) is cut off
+ *   and counted in spool_corrupt_records.
+ * - auditq_close tries to replay what is left within close_timeout_ms,
+ *   stopping early if Redis does not answer; the rest stays on disk for the
+ *   next auditq_open or `auditqctl spool replay FILE`.
+ * The format is in docs/PROTOCOL.md ("Producer spool file"). */
+
+/* Copies into buf (NUL-terminated, truncated to len) what no call returned:
+ * the last damage the spool met (a torn tail cut off at open, a corrupt
+ * record the replay skipped, with its offset; a write or fsync error),
+ * followed by "; replay waiting for Redis: <why>" while the replay is
+ * failing. Empty when all is well. The library never prints: log this when
+ * spool_corrupt_records, spool_errors or replay_retries grows. */
+auditq_rc auditq_spool_problem(auditq *q, char *buf, size_t len);
 
 #ifdef __cplusplus
 }

@@ -17,6 +17,13 @@
  * executed an LPUSH but before we read the reply resends that group. The
  * worker's ON CONFLICT (event_id, occurred_at) DO NOTHING makes the stored
  * result exactly-once.
+ *
+ * With a spool (spooler.c): while spooled records wait for replay, a batch
+ * is appended to the spool behind them instead of being sent; and a batch
+ * that fails on a fresh connection, or twice, is appended to the spool
+ * (the groups Redis already acknowledged excepted). Either way it then
+ * counts as acknowledged and leaves the buffer. A batch the spool refuses
+ * (full, I/O error) stays and is retried as above.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -158,10 +165,45 @@ static int send_groups(auditq *q, group *g)
     return failed ? -1 : 0;
 }
 
+/* The batch's entries [head, head + n) not yet acknowledged, in buffer
+ * order, as spool items. The entries are the flusher's until it frees them
+ * (senders only append behind them). */
+static size_t spool_items(auditq *q, size_t n, const group *g, spool_item *it)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        pending *e = &q->ring[(q->head + i) % q->ring_cap];
+        if (g[e->prio].done)
+            continue;
+        it[k].data = e->data;
+        it[k].len = e->len;
+        it[k].prio = e->prio;
+        k++;
+    }
+    return k;
+}
+
+/* Appends the batch's unacknowledged entries to the spool. Returns how
+ * many were spooled (*ok = 1), or sets *ok = 0 and counts the refusal (once
+ * per batch, *counted) when the spool is full. */
+static size_t spool_batch(auditq *q, size_t n, const group *g, spool_item *it, int only_if_backlog,
+                          int *ok, int *counted)
+{
+    size_t k = spool_items(q, n, g, it);
+    int r = spooler_put(q, it, k, only_if_backlog, 0);
+    *ok = r == AUDITQ_OK;
+    if (r == AUDITQ_ERR_SPOOL_FULL && !*counted) {
+        atomic_fetch_add(&q->st_spool_rejected_full, k);
+        *counted = 1;
+    }
+    return *ok ? k : 0;
+}
+
 static void *flusher_main(void *arg)
 {
     auditq *q = arg;
     size_t maxb = (size_t)q->cfg.batch_size;
+    spool_item *items = NULL;
     group g[AQ_PRIORITIES];
     uint64_t rng = (uint64_t)(uintptr_t)q ^ (uint64_t)clock_mono_us();
     int64_t first_seen = 0;
@@ -174,6 +216,8 @@ static void *flusher_main(void *arg)
         if (!g[p].argv || !g[p].argl)
             ok = 0;
     }
+    if (q->sp && !(items = calloc(maxb, sizeof *items)))
+        ok = 0;
     pthread_mutex_lock(&q->mu);
     while (ok) {
         size_t avail = q->count;
@@ -216,13 +260,18 @@ static void *flusher_main(void *arg)
         /* Entries [head, head+n) are ours until acknowledged: senders only
          * append behind them and the ring never moves. */
         unsigned attempt = 0;
-        int delivered = 0;
-        for (;;) {
+        int delivered = 0, counted_full = 0;
+        size_t spooled = 0;
+        if (spooler_backlog(q))
+            spooled = spool_batch(q, n, g, items, 1, &delivered, &counted_full);
+        while (!delivered) {
             char err[256];
-            int auth_failed = 0;
-            if (!q->flusher_ctx)
+            int auth_failed = 0, fresh = 0;
+            if (!q->flusher_ctx) {
+                fresh = 1;
                 q->flusher_ctx = redis_connect(&q->target, q->cfg.connect_timeout_ms,
                                                q->cfg.timeout_ms, err, sizeof err, &auth_failed);
+            }
             if (q->flusher_ctx && send_groups(q, g) == 0) {
                 delivered = 1;
                 break;
@@ -230,6 +279,12 @@ static void *flusher_main(void *arg)
             if (q->flusher_ctx && q->flusher_ctx->err) {
                 redisFree(q->flusher_ctx);
                 q->flusher_ctx = NULL;
+            }
+            /* Failed on a fresh connection, or for the second time: spool. */
+            if (q->sp && (fresh || attempt >= 1)) {
+                spooled = spool_batch(q, n, g, items, 0, &delivered, &counted_full);
+                if (delivered)
+                    break;
             }
             atomic_fetch_add(&q->st_redis_retries, 1);
             int64_t delay = backoff_delay_ms(++attempt, 20, 1000, &rng);
@@ -257,7 +312,7 @@ static void *flusher_main(void *arg)
         q->count -= n;
         q->acked_seq += n;
         first_seen = 0;
-        atomic_fetch_add(&q->st_sent_async, n);
+        atomic_fetch_add(&q->st_sent_async, n - spooled);
         pthread_cond_broadcast(&q->space);
         pthread_cond_broadcast(&q->acked);
     }
@@ -266,6 +321,7 @@ static void *flusher_main(void *arg)
         free(g[p].argv);
         free(g[p].argl);
     }
+    free(items);
     return NULL;
 }
 

@@ -54,6 +54,8 @@ const char *auditq_strerror(auditq_rc rc)
     case AUDITQ_ERR_TOO_LARGE: return "too large";
     case AUDITQ_ERR_CLOSED: return "handle is closing";
     case AUDITQ_ERR_PROTOCOL: return "unexpected reply from Redis";
+    case AUDITQ_ERR_SPOOL_FULL: return "spool full";
+    case AUDITQ_ERR_SPOOL: return "spool unusable";
     }
     return "unknown error";
 }
@@ -77,6 +79,10 @@ auditq_config *auditq_config_new(void)
     c->enqueue_timeout_ms = 50;
     c->close_timeout_ms = 5000;
     c->max_job_bytes = CODEC_DEFAULT_MAX_JOB;
+    c->spool_fsync = SPOOL_FSYNC_ALWAYS;
+    c->spool_fsync_interval_ms = 1000;
+    c->spool_max_bytes = 1LL << 30;
+    c->spool_full_policy = SPOOL_FULL_ERROR;
     return c;
 }
 
@@ -99,6 +105,7 @@ static const struct int_setting {
     {"enqueue_timeout_ms", offsetof(auditq_config, enqueue_timeout_ms), 0, 60000},
     {"close_timeout_ms", offsetof(auditq_config, close_timeout_ms), 0, 600000},
     {"max_job_bytes", offsetof(auditq_config, max_job_bytes), 1024, 16777216},
+    {"spool_fsync_interval_ms", offsetof(auditq_config, spool_fsync_interval_ms), 1, 60000},
 };
 
 auditq_rc auditq_config_set(auditq_config *cfg, const char *key, const char *value)
@@ -140,6 +147,9 @@ auditq_rc auditq_config_set(auditq_config *cfg, const char *key, const char *val
         }
         return AUDITQ_OK;
     }
+    auditq_rc src;
+    if (spooler_config_set(cfg, key, value, &src))
+        return src;
     for (size_t i = 0; i < sizeof int_settings / sizeof int_settings[0]; i++) {
         const struct int_setting *s = &int_settings[i];
         if (strcmp(key, s->key) != 0)
@@ -375,8 +385,16 @@ auditq_rc auditq_open(const auditq_config *cfg, auditq **out)
     }
     pthread_mutex_init(&q->pool_mu, NULL);
     pthread_cond_init(&q->pool_cv, NULL);
+    rc = spooler_open(q);
+    if (rc != AUDITQ_OK) {
+        pthread_mutex_destroy(&q->pool_mu);
+        pthread_cond_destroy(&q->pool_cv);
+        free(q);
+        return rc;
+    }
     rc = async_start(q);
     if (rc != AUDITQ_OK) {
+        spooler_close(q, 0);
         pthread_mutex_destroy(&q->pool_mu);
         pthread_cond_destroy(&q->pool_cv);
         free(q);
@@ -393,7 +411,11 @@ auditq_rc auditq_close(auditq *q)
     auditq_rc rc;
     if (!q)
         return AUDITQ_OK;
+    /* One budget for both: the buffer drains first (to Redis or the
+     * spool), then the replay uses what is left. */
+    int64_t deadline = clock_mono_us() + (int64_t)q->cfg.close_timeout_ms * 1000;
     rc = async_stop(q);
+    spooler_close(q, deadline);
     for (int i = 0; i < PRODUCER_MAX_CONNS; i++)
         if (q->slots[i].ctx)
             redisFree(q->slots[i].ctx);
@@ -564,9 +586,57 @@ aq_buf *producer_scratch(void)
     return b;
 }
 
-auditq_rc auditq_send(auditq *q, const auditq_event *ev, char *id_out)
+/* LPUSH of one encoded job on the sync pool. */
+static auditq_rc sync_push(auditq *q, const aq_buf *job, int prio)
 {
     redisReply *r = NULL;
+    const char *argv[3] = {"LPUSH", q->keys.queue[prio], job->data};
+    size_t argl[3] = {5, strlen(q->keys.queue[prio]), job->len};
+    auditq_rc rc = sync_command(q, 3, argv, argl, &r);
+    if (rc == AUDITQ_OK) {
+        if (r->type != REDIS_REPLY_INTEGER) {
+            producer_set_error("LPUSH answered with reply type %d, expected an integer", r->type);
+            rc = AUDITQ_ERR_PROTOCOL;
+        }
+        freeReplyObject(r);
+    }
+    return rc;
+}
+
+/* Sync send with a spool (spooler.c DESIGN, "Routing"). */
+static auditq_rc sync_send_spool(auditq *q, const aq_buf *job, int prio)
+{
+    spool_item it = {job->data, (uint32_t)job->len, (uint8_t)prio};
+    char why[256];
+    int r;
+
+    if (spooler_backlog(q)) {
+        r = spooler_put(q, &it, 1, 1, 0);
+        if (r == AUDITQ_OK)
+            return AUDITQ_OK;
+        /* No backlog any more, or the spool is full or failing: Redis. */
+    }
+    auditq_rc rc = sync_push(q, job, prio);
+    if (rc == AUDITQ_OK) {
+        atomic_fetch_add(&q->st_sent_sync, 1);
+        return AUDITQ_OK;
+    }
+    if (rc != AUDITQ_ERR_CONNECT && rc != AUDITQ_ERR_TIMEOUT)
+        return rc;
+    snprintf(why, sizeof why, "%s", auditq_last_error());
+    r = spooler_put(q, &it, 1, 0, q->cfg.spool_full_policy == SPOOL_FULL_BLOCK ? q->cfg.timeout_ms : 0);
+    if (r == AUDITQ_OK)
+        return AUDITQ_OK;
+    if (r == AUDITQ_ERR_SPOOL_FULL)
+        atomic_fetch_add(&q->st_spool_rejected_full, 1);
+    char sp[300];
+    snprintf(sp, sizeof sp, "%s", auditq_last_error());
+    producer_set_error("%s; Redis: %s", sp, why);
+    return (auditq_rc)r;
+}
+
+auditq_rc auditq_send(auditq *q, const auditq_event *ev, char *id_out)
+{
     int prio = 0;
     auditq_rc rc;
 
@@ -582,21 +652,14 @@ auditq_rc auditq_send(auditq *q, const auditq_event *ev, char *id_out)
         return AUDITQ_ERR_NOMEM;
     }
     rc = producer_encode(q, ev, scratch, &prio, id_out);
-    if (rc == AUDITQ_OK) {
-        const char *argv[3] = {"LPUSH", q->keys.queue[prio], scratch->data};
-        size_t argl[3] = {5, strlen(q->keys.queue[prio]), scratch->len};
-        rc = sync_command(q, 3, argv, argl, &r);
-        if (rc == AUDITQ_OK) {
-            if (r->type != REDIS_REPLY_INTEGER) {
-                producer_set_error("LPUSH answered with reply type %d, expected an integer", r->type);
-                rc = AUDITQ_ERR_PROTOCOL;
-            }
-            freeReplyObject(r);
-        }
+    if (rc == AUDITQ_OK && q->sp) {
+        rc = sync_send_spool(q, scratch, prio);
+    } else if (rc == AUDITQ_OK) {
+        rc = sync_push(q, scratch, prio);
+        if (rc == AUDITQ_OK)
+            atomic_fetch_add(&q->st_sent_sync, 1);
     }
-    if (rc == AUDITQ_OK)
-        atomic_fetch_add(&q->st_sent_sync, 1);
-    else
+    if (rc != AUDITQ_OK)
         atomic_fetch_add(&q->st_errors, 1);
     return rc;
 }
@@ -616,5 +679,18 @@ auditq_rc auditq_get_stats(auditq *q, auditq_stats *out)
     pthread_mutex_lock(&q->mu);
     out->buffered = q->count;
     pthread_mutex_unlock(&q->mu);
+    out->spooled = atomic_load(&q->st_spooled);
+    out->replayed = atomic_load(&q->st_replayed);
+    out->spool_rejected_full = atomic_load(&q->st_spool_rejected_full);
+    out->spool_corrupt_records = atomic_load(&q->st_spool_corrupt);
+    out->spool_errors = atomic_load(&q->st_spool_errors);
+    out->replay_retries = atomic_load(&q->st_replay_retries);
+    out->spool_records = out->spool_bytes = 0;
+    if (q->sp) {
+        pthread_mutex_lock(&q->spool_mu);
+        out->spool_records = spool_pending(q->sp);
+        out->spool_bytes = spool_size(q->sp);
+        pthread_mutex_unlock(&q->spool_mu);
+    }
     return AUDITQ_OK;
 }

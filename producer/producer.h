@@ -9,10 +9,13 @@
 #include "codec.h"
 #include "keys.h"
 #include "redisconn.h"
+#include "spool.h"
 
 #define PRODUCER_MAX_CONNS 64
 
 enum { FULL_BLOCK = 0, FULL_ERROR = 1 };
+enum { SPOOL_FSYNC_ALWAYS = 0, SPOOL_FSYNC_INTERVAL = 1, SPOOL_FSYNC_NEVER = 2 };
+enum { SPOOL_FULL_ERROR = 0, SPOOL_FULL_BLOCK = 1 };
 
 struct auditq_config {
     char redis_url[512];
@@ -27,6 +30,11 @@ struct auditq_config {
     int enqueue_timeout_ms;
     int close_timeout_ms;
     int max_job_bytes;
+    char spool_path[1024];     /* "" = no spool */
+    int spool_fsync;           /* SPOOL_FSYNC_* */
+    int spool_fsync_interval_ms;
+    int64_t spool_max_bytes;
+    int spool_full_policy;     /* SPOOL_FULL_* */
 };
 
 struct auditq_event {
@@ -82,6 +90,24 @@ struct auditq {
     /* counters (auditq_get_stats) */
     atomic_uint_fast64_t st_sent_sync, st_queued_async, st_sent_async, st_rejected_full,
         st_errors, st_redis_retries;
+
+    /* spool (spooler.c). sp is set at open and never changes; everything
+     * it points to, and the fields below, are guarded by spool_mu -- except
+     * that the replay thread reads records through sp's fd below the size
+     * it saw under the lock (appends only extend the file). */
+    spool *sp;                    /* NULL: no spool configured */
+    pthread_mutex_t spool_mu;
+    pthread_cond_t spool_cv;      /* records to replay, space freed, closing */
+    atomic_int spool_backlog;     /* records wait: new events go to the spool (written under spool_mu) */
+    int spool_closing;
+    int64_t spool_deadline_us;    /* monotonic; the replay gives up after it */
+    int spool_dirty;              /* appended since the last fdatasync */
+    int spooler_started;
+    pthread_t spooler;
+    char spool_damage[1200];      /* last corruption / I/O problem (sticky) */
+    char spool_replay_err[600];   /* why the replay is failing now; "" when it works */
+    atomic_uint_fast64_t st_spooled, st_replayed, st_spool_rejected_full, st_spool_corrupt,
+        st_spool_errors, st_replay_retries;
 };
 
 /* Sets the calling thread's last error detail (printf-style). */
@@ -98,6 +124,25 @@ auditq_rc producer_redis_error(const redisContext *c, const char *what);
 
 /* The calling thread's encode buffer, emptied (NULL on OOM). */
 aq_buf *producer_scratch(void);
+
+/* spooler.c -- see the DESIGN comment there. */
+/* Opens the spool (if configured) and starts the replay thread. */
+auditq_rc spooler_open(auditq *q);
+/* Replays what it can before deadline_us (monotonic), stops the thread,
+ * syncs and closes the spool. NULL-safe for a handle without a spool. */
+void spooler_close(auditq *q, int64_t deadline_us);
+/* Result of spooler_put beyond auditq_rc values. */
+#define SPOOLER_NO_BACKLOG (-1)
+/* Appends n encoded jobs to the spool, all or none. only_if_backlog: do it
+ * only while unreplayed records wait (returns SPOOLER_NO_BACKLOG otherwise),
+ * so the caller goes to Redis directly. wait_ms: how long to wait for space
+ * at the cap. Returns AUDITQ_OK, AUDITQ_ERR_SPOOL_FULL, AUDITQ_ERR_SPOOL (with
+ * the detail set) or SPOOLER_NO_BACKLOG. Counts spooled / errors itself. */
+int spooler_put(auditq *q, const spool_item *items, size_t n, int only_if_backlog, int wait_ms);
+/* Whether unreplayed records wait (a hint read without the lock). */
+int spooler_backlog(auditq *q);
+/* Parses the spool settings; 1 if key is one of them (then *rc is set). */
+int spooler_config_set(auditq_config *cfg, const char *key, const char *value, auditq_rc *rc);
 
 /* async.c */
 auditq_rc async_start(auditq *q);

@@ -1,0 +1,985 @@
+/* test_spool.c -- the producer spool without a Redis: the file format
+ * (round trip, a torn tail at every truncation offset, a flipped byte at
+ * every offset of a record, hostile lengths), the replay position across a
+ * crash, locking, and the library's spool routing with exact counters and
+ * error texts (Redis refuses connections: a closed loopback port). The
+ * replay into a real Redis is tests/integration/it_90_spool.sh. */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "auditq.h"
+#include "spool.h"
+
+/* Paths here are tmpdir (< 40 bytes) plus a short name. */
+#define PATHLEN 128
+#define POSLEN (PATHLEN + 8)
+
+static char tmpdir[64];
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/aq-test-spool.XXXXXX");
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    DIR *d = opendir(tmpdir);
+    struct dirent *e;
+    char p[PATH_MAX];
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2])))
+            continue;
+        snprintf(p, sizeof p, "%s/%s", tmpdir, e->d_name);
+        unlink(p);
+    }
+    if (d)
+        closedir(d);
+    rmdir(tmpdir);
+    return 0;
+}
+
+static void path_of(char out[PATHLEN], size_t n, const char *name)
+{
+    snprintf(out, n, "%s/%s", tmpdir, name);
+    unlink(out);
+    char pos[POSLEN];
+    snprintf(pos, sizeof pos, "%s.pos", out);
+    unlink(pos);
+}
+
+static long long ms_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Reads a whole file; caller frees. */
+static uint8_t *slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = malloc((size_t)len + 1);
+    assert_int_equal(fread(b, 1, (size_t)len, f), (size_t)len);
+    fclose(f);
+    *n = (size_t)len;
+    return b;
+}
+
+static void spit(const char *path, const void *p, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(p, 1, n, f), n);
+    fclose(f);
+}
+
+/* Record i of the test set: length and bytes are a function of i. */
+static size_t rec_len(int i) { return (size_t)(7 + 13 * i); }
+static void rec_fill(char *b, int i)
+{
+    for (size_t k = 0; k < rec_len(i); k++)
+        b[k] = (char)(i * 31 + (int)k);
+}
+
+/* Writes a spool of n records (priority i % 4) at path; offs[i] gets the
+ * offset of record i, offs[n] the file size. */
+static void make_spool(const char *path, int n, uint64_t *offs)
+{
+    char err[512];
+    spool *s = spool_open(path, "auditq", SPOOL_OPEN_CREATE | SPOOL_OPEN_REPAIR, NULL, NULL, err, sizeof err);
+    assert_non_null(s);
+    uint64_t off = SPOOL_HEADER_SIZE;
+    for (int i = 0; i < n; i++) {
+        char b[512];
+        rec_fill(b, i);
+        spool_item it = {b, (uint32_t)rec_len(i), (uint8_t)(i % 4)};
+        offs[i] = off;
+        assert_int_equal(spool_append(s, &it, 1, 0, 0, err, sizeof err), 0);
+        off += SPOOL_REC_HEADER + rec_len(i);
+    }
+    offs[n] = off;
+    assert_int_equal(spool_size(s), off);
+    assert_int_equal(spool_pending(s), (uint64_t)n);
+    spool_close(s);
+}
+
+/* ---- format ---------------------------------------------------------------- */
+
+static void test_crc32c(void **state)
+{
+    (void)state;
+    /* The standard check value of CRC-32C, and the iSCSI test vectors. */
+    assert_int_equal(spool_crc32c(0, "123456789", 9), 0xE3069283u);
+    assert_int_equal(spool_crc32c(0, "", 0), 0);
+    uint8_t z[32] = {0}, ff[32], inc[32];
+    memset(ff, 0xff, sizeof ff);
+    for (int i = 0; i < 32; i++)
+        inc[i] = (uint8_t)i;
+    assert_int_equal(spool_crc32c(0, z, 32), 0x8A9136AAu);
+    assert_int_equal(spool_crc32c(0, ff, 32), 0x62A8AB43u);
+    assert_int_equal(spool_crc32c(0, inc, 32), 0x46DD794Eu);
+    /* Continuing a CRC over a split equals one pass, at every split. */
+    for (size_t k = 0; k <= 32; k++)
+        assert_int_equal(spool_crc32c(spool_crc32c(0, inc, k), inc + k, 32 - k), 0x46DD794Eu);
+}
+
+static void test_header(void **state)
+{
+    (void)state;
+    spool_header h = {.id = 0x1122334455667788ULL}, d;
+    uint8_t b[SPOOL_HEADER_SIZE];
+    char err[200];
+    snprintf(h.ns, sizeof h.ns, "tenant.a-1");
+    spool_header_encode(&h, b);
+    assert_memory_equal(b, "AUDITQSP\x01\x00\x60\x00", 12);
+    assert_int_equal(spool_header_decode(b, sizeof b, &d, err, sizeof err), 0);
+    assert_int_equal(d.id, h.id);
+    assert_string_equal(d.ns, "tenant.a-1");
+    static const struct { size_t at; const char *msg; } bad[] = {
+        {0, "no spool header (the file does not start with \"AUDITQSP\")"},
+        {8, "header checksum mismatch (damaged header)"},
+        {30, "header checksum mismatch (damaged header)"},
+        {93, "header checksum mismatch (damaged header)"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        uint8_t c[SPOOL_HEADER_SIZE];
+        memcpy(c, b, sizeof c);
+        c[bad[i].at] ^= 0x40;
+        assert_int_equal(spool_header_decode(c, sizeof c, &d, err, sizeof err), -1);
+        assert_string_equal(err, bad[i].msg);
+    }
+    assert_int_equal(spool_header_decode(b, 50, &d, err, sizeof err), -1);
+    assert_string_equal(err, "truncated header: 50 of 96 bytes");
+    /* A version from the future, with a valid checksum. */
+    b[8] = 2;
+    uint32_t crc = spool_crc32c(0, b, 92);
+    memcpy(b + 92, &crc, 4);
+    assert_int_equal(spool_header_decode(b, sizeof b, &d, err, sizeof err), -1);
+    assert_string_equal(err, "spool format version 2, this build reads version 1");
+}
+
+static void test_round_trip(void **state)
+{
+    (void)state;
+    char path[PATHLEN], err[512];
+    path_of(path, sizeof path, "rt");
+    spool *s = spool_open(path, "auditq", SPOOL_OPEN_CREATE | SPOOL_OPEN_REPAIR, NULL, NULL, err, sizeof err);
+    assert_non_null(s);
+    /* Sizes around the reader's 1 MiB window, a 1-byte and a 3 MiB record. */
+    static const size_t sizes[] = {1, 100, (1u << 20) - 20, (1u << 20) + 7, 3u << 20, 5, 65536};
+    enum { N = sizeof sizes / sizeof sizes[0] };
+    char *data[N];
+    spool_item items[N];
+    for (int i = 0; i < N; i++) {
+        data[i] = malloc(sizes[i]);
+        for (size_t k = 0; k < sizes[i]; k++)
+            data[i][k] = (char)(k * 7 + (size_t)i);
+        items[i] = (spool_item){data[i], (uint32_t)sizes[i], (uint8_t)(i % 4)};
+    }
+    /* Two appends: 3 records, then 4 in one write. */
+    assert_int_equal(spool_append(s, items, 3, 0, 1, err, sizeof err), 0);
+    assert_int_equal(spool_append(s, items + 3, N - 3, 0, 0, err, sizeof err), 0);
+    uint64_t size = spool_size(s);
+    uint64_t want = SPOOL_HEADER_SIZE;
+    for (int i = 0; i < N; i++)
+        want += SPOOL_REC_HEADER + sizes[i];
+    assert_int_equal(size, want);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal((uint64_t)st.st_size, want);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    spool_close(s);
+
+    spool_open_info info;
+    s = spool_open(path, NULL, SPOOL_OPEN_READONLY, &info, NULL, err, sizeof err);
+    assert_non_null(s);
+    assert_int_equal(spool_pending(s), N);
+    assert_int_equal(spool_pos(s), SPOOL_HEADER_SIZE);
+    assert_int_equal(info.pos_found, 0);
+    assert_string_equal(spool_hdr(s)->ns, "auditq");
+    spool_reader r = {0};
+    spool_rec rec;
+    spool_reader_fd(&r, spool_fd(s), SPOOL_HEADER_SIZE, size);
+    uint64_t off = SPOOL_HEADER_SIZE;
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(spool_reader_next(&r, &rec), SPOOL_RECORD);
+        assert_int_equal(rec.off, off);
+        assert_int_equal(rec.len, sizes[i]);
+        assert_int_equal(rec.prio, i % 4);
+        assert_memory_equal(rec.data, data[i], sizes[i]);
+        off += SPOOL_REC_HEADER + sizes[i];
+        assert_int_equal(rec.end, off);
+    }
+    assert_int_equal(spool_reader_next(&r, &rec), SPOOL_END);
+    assert_int_equal(spool_reader_next(&r, &rec), SPOOL_END);
+    spool_reader_free(&r);
+
+    /* The chunk reader: max_records and max_bytes both stop it. */
+    spool_chunk ch;
+    memset(&ch, 0, sizeof ch);
+    assert_int_equal(spool_read_chunk(spool_fd(s), SPOOL_HEADER_SIZE, size, 2, 1u << 30, &ch, err, sizeof err), 0);
+    assert_int_equal(ch.n, 2);
+    assert_int_equal(ch.bytes, 101);
+    assert_memory_equal(ch.items[1].data, data[1], 100);
+    assert_int_equal(ch.end, SPOOL_HEADER_SIZE + 2 * SPOOL_REC_HEADER + 101);
+    assert_int_equal(spool_read_chunk(spool_fd(s), ch.end, size, 100, 1u << 20, &ch, err, sizeof err), 0);
+    assert_int_equal(ch.n, 2); /* the second record passes 1 MiB */
+    assert_int_equal(ch.items[0].len, sizes[2]);
+    assert_memory_equal(ch.items[1].data, data[3], sizes[3]);
+    assert_int_equal(ch.bad_kind, SPOOL_RECORD);
+    spool_chunk_free(&ch);
+    spool_close(s);
+    for (int i = 0; i < N; i++)
+        free(data[i]);
+}
+
+/* A torn tail at every truncation offset: the good records before it, and
+ * one TORN report with the offset of the incomplete record -- both from
+ * memory and from a file, and spool_open(REPAIR) cuts exactly the tail. */
+static void test_torn_tail_every_offset(void **state)
+{
+    (void)state;
+    enum { N = 6 };
+    uint64_t offs[N + 1];
+    char path[PATHLEN], cut[PATHLEN], err[512];
+    size_t n;
+    path_of(path, sizeof path, "torn");
+    path_of(cut, sizeof cut, "torn-cut");
+    make_spool(path, N, offs);
+    uint8_t *img = slurp(path, &n);
+    assert_int_equal(n, offs[N]);
+    int checked = 0;
+    for (size_t L = 0; L <= n; L++) {
+        spool_header h;
+        if (L < SPOOL_HEADER_SIZE) {
+            assert_int_equal(spool_header_decode(img, L, &h, err, sizeof err), -1);
+            continue;
+        }
+        int whole = 0;
+        while (whole < N && offs[whole + 1] <= L)
+            whole++;
+        int at_boundary = offs[whole] == L;
+        for (int mode = 0; mode < 2; mode++) {
+            spool_reader r = {0};
+            spool_rec rec;
+            int fd = -1;
+            if (mode == 0) {
+                spool_reader_mem(&r, img, L, SPOOL_HEADER_SIZE);
+            } else {
+                spit(cut, img, L);
+                fd = open(cut, O_RDONLY);
+                spool_reader_fd(&r, fd, SPOOL_HEADER_SIZE, L);
+            }
+            for (int i = 0; i < whole; i++) {
+                assert_int_equal(spool_reader_next(&r, &rec), SPOOL_RECORD);
+                assert_int_equal(rec.off, offs[i]);
+                assert_int_equal(rec.len, rec_len(i));
+            }
+            spool_status st = spool_reader_next(&r, &rec);
+            if (at_boundary) {
+                assert_int_equal(st, SPOOL_END);
+            } else {
+                if (st != SPOOL_TORN)
+                    fail_msg("L=%zu mode=%d: status %d (%s), expected torn", L, mode, st, rec.why);
+                assert_int_equal(rec.off, offs[whole]);
+                assert_int_equal(rec.end, L);
+                char want[160];
+                if (L - offs[whole] < SPOOL_REC_HEADER)
+                    snprintf(want, sizeof want, "incomplete record header: only %llu bytes at the end",
+                             (unsigned long long)(L - offs[whole]));
+                else
+                    snprintf(want, sizeof want, "incomplete record: %zu payload bytes declared, %llu present",
+                             rec_len(whole), (unsigned long long)(L - offs[whole] - SPOOL_REC_HEADER));
+                assert_string_equal(rec.why, want);
+                assert_int_equal(spool_reader_next(&r, &rec), SPOOL_END);
+            }
+            spool_reader_free(&r);
+            if (fd >= 0)
+                close(fd);
+        }
+        /* The producer's open cuts the torn tail and keeps every record. */
+        spit(cut, img, L);
+        char pos[POSLEN];
+        snprintf(pos, sizeof pos, "%s.pos", cut);
+        unlink(pos);
+        spool_open_info info;
+        spool *s = spool_open(cut, "auditq", SPOOL_OPEN_CREATE | SPOOL_OPEN_REPAIR, &info, NULL, err, sizeof err);
+        assert_non_null(s);
+        assert_int_equal(spool_pending(s), (uint64_t)whole);
+        assert_int_equal(spool_size(s), whole ? offs[whole] : SPOOL_HEADER_SIZE);
+        assert_int_equal(info.torn_off, at_boundary ? 0 : offs[whole]);
+        assert_int_equal(info.torn_bytes, at_boundary ? 0 : L - offs[whole]);
+        spool_close(s);
+        struct stat st;
+        assert_int_equal(stat(cut, &st), 0);
+        assert_int_equal((uint64_t)st.st_size, whole ? offs[whole] : SPOOL_HEADER_SIZE);
+        checked++;
+    }
+    assert_int_equal(checked, (int)(n - SPOOL_HEADER_SIZE + 1));
+    free(img);
+}
+
+/* Reads the image and checks: every record but `skip` comes back intact,
+ * and exactly one bad region [offs[skip], offs[skip + 1]) is reported. */
+static void expect_one_bad(const uint8_t *img, size_t n, const uint64_t *offs, int N, int skip, const char *ctx)
+{
+    spool_reader r = {0};
+    spool_rec rec;
+    spool_status st;
+    int good = 0, bad = 0;
+    spool_reader_mem(&r, img, n, SPOOL_HEADER_SIZE);
+    while ((st = spool_reader_next(&r, &rec)) != SPOOL_END) {
+        if (st == SPOOL_RECORD) {
+            int i = 0;
+            while (i < N && offs[i] != rec.off)
+                i++;
+            if (i == N || i == skip)
+                fail_msg("%s: unexpected record at %llu", ctx, (unsigned long long)rec.off);
+            char b[512];
+            rec_fill(b, i);
+            assert_int_equal(rec.len, rec_len(i));
+            assert_memory_equal(rec.data, b, rec.len);
+            good++;
+        } else {
+            if (st != SPOOL_CORRUPT || rec.off != offs[skip] || rec.end != offs[skip + 1])
+                fail_msg("%s: status %d [%llu, %llu): %s; expected corrupt [%llu, %llu)", ctx, st,
+                         (unsigned long long)rec.off, (unsigned long long)rec.end, rec.why,
+                         (unsigned long long)offs[skip], (unsigned long long)offs[skip + 1]);
+            bad++;
+        }
+    }
+    spool_reader_free(&r);
+    if (good != N - 1 || bad != 1)
+        fail_msg("%s: %d good and %d bad, expected %d and 1", ctx, good, bad, N - 1);
+}
+
+/* One flipped byte at every offset of a middle record and of the last:
+ * that record is reported with its exact extent, all others read. */
+static void test_flipped_byte_every_offset(void **state)
+{
+    (void)state;
+    enum { N = 5 };
+    uint64_t offs[N + 1];
+    char path[PATHLEN], ctx[64];
+    size_t n;
+    path_of(path, sizeof path, "flip");
+    make_spool(path, N, offs);
+    uint8_t *img = slurp(path, &n);
+    int cases = 0;
+    for (int victim = 2; victim < N; victim += N - 3) { /* record 2 (middle) and 4 (last) */
+        for (uint64_t at = offs[victim]; at < offs[victim + 1]; at++) {
+            for (int x = 0; x < 2; x++) {
+                img[at] ^= x ? 0x01 : 0xff;
+                snprintf(ctx, sizeof ctx, "record %d byte %llu ^%02x", victim,
+                         (unsigned long long)(at - offs[victim]), x ? 1 : 0xff);
+                expect_one_bad(img, n, offs, N, victim, ctx);
+                img[at] ^= x ? 0x01 : 0xff;
+                cases++;
+            }
+        }
+    }
+    assert_int_equal(cases, 2 * (int)((offs[3] - offs[2]) + (offs[5] - offs[4])));
+
+    /* The exact reasons. */
+    spool_reader r = {0};
+    spool_rec rec;
+    img[offs[2] + SPOOL_REC_HEADER + 3] ^= 0x20; /* payload */
+    spool_reader_mem(&r, img, n, offs[2]);
+    assert_int_equal(spool_reader_next(&r, &rec), SPOOL_CORRUPT);
+    assert_non_null(strstr(rec.why, "payload checksum mismatch (stored "));
+    assert_non_null(strstr(rec.why, "); the 33-byte record is skipped"));
+    img[offs[2] + SPOOL_REC_HEADER + 3] ^= 0x20;
+    img[offs[2]] = 'X'; /* marker */
+    spool_reader_mem(&r, img, n, offs[2]);
+    assert_int_equal(spool_reader_next(&r, &rec), SPOOL_CORRUPT);
+    assert_string_equal(rec.why, "no record marker; 53 bytes skipped to the next record");
+    img[offs[2]] = 0xF5;
+    img[offs[2] + 5] ^= 0x10; /* length */
+    spool_reader_mem(&r, img, n, offs[2]);
+    assert_int_equal(spool_reader_next(&r, &rec), SPOOL_CORRUPT);
+    assert_string_equal(rec.why, "record header checksum mismatch; 53 bytes skipped to the next record");
+    img[offs[2] + 5] ^= 0x10;
+    /* Two bad records in a row: two reports, the rest read. */
+    img[offs[1] + SPOOL_REC_HEADER] ^= 1;
+    img[offs[2] + 1] ^= 1;
+    spool_reader_mem(&r, img, n, SPOOL_HEADER_SIZE);
+    assert_int_equal(spool_reader_next(&r, &rec), SPOOL_RECORD);
+    assert_int_equal(spool_reader_next(&r, &rec), SPOOL_CORRUPT);
+    assert_int_equal(rec.off, offs[1]);
+    assert_int_equal(rec.end, offs[2]);
+    assert_int_equal(spool_reader_next(&r, &rec), SPOOL_CORRUPT);
+    assert_int_equal(rec.off, offs[2]);
+    assert_int_equal(rec.end, offs[3]);
+    assert_int_equal(spool_reader_next(&r, &rec), SPOOL_RECORD);
+    assert_int_equal(rec.off, offs[3]);
+    spool_reader_free(&r);
+    free(img);
+}
+
+/* Declared lengths are hostile: a header with a valid checksum claiming
+ * 4 GiB, or more than the file holds, never makes the reader read past the
+ * end or allocate it. */
+static void test_hostile_lengths(void **state)
+{
+    (void)state;
+    uint8_t img[SPOOL_HEADER_SIZE + 2 * SPOOL_REC_HEADER + 64];
+    spool_header h = {.id = 7};
+    snprintf(h.ns, sizeof h.ns, "auditq");
+    spool_header_encode(&h, img);
+    uint8_t *rec = img + SPOOL_HEADER_SIZE;
+    memcpy(rec, "\xF5REC", 4);
+    uint32_t len = 0xFFFFFFFFu;
+    memcpy(rec + 4, &len, 4); /* little-endian host assumed by this test */
+    memset(rec + 8, 0, 8);
+    uint32_t hc = spool_crc32c(0, rec, 16);
+    memcpy(rec + 16, &hc, 4);
+    memset(rec + SPOOL_REC_HEADER, 'x', sizeof img - SPOOL_HEADER_SIZE - SPOOL_REC_HEADER);
+    spool_reader r = {0};
+    spool_rec rr;
+    spool_reader_mem(&r, img, sizeof img, SPOOL_HEADER_SIZE);
+    assert_int_equal(spool_reader_next(&r, &rr), SPOOL_CORRUPT);
+    assert_string_equal(rr.why, "impossible record length; 104 bytes skipped to the end of the file");
+    assert_int_equal(spool_reader_next(&r, &rr), SPOOL_END);
+    /* 1000 bytes declared, 84 present, nothing valid after: torn. */
+    len = 1000;
+    memcpy(rec + 4, &len, 4);
+    hc = spool_crc32c(0, rec, 16);
+    memcpy(rec + 16, &hc, 4);
+    spool_reader_mem(&r, img, sizeof img, SPOOL_HEADER_SIZE);
+    assert_int_equal(spool_reader_next(&r, &rr), SPOOL_TORN);
+    assert_string_equal(rr.why, "incomplete record: 1000 payload bytes declared, 84 present");
+    /* ...but a good record inside that span: corrupt (wrong length). */
+    uint8_t good[SPOOL_REC_HEADER];
+    spool_record_header(good, 1, "abc", 3);
+    memcpy(rec + 40, good, sizeof good);
+    memcpy(rec + 40 + SPOOL_REC_HEADER, "abc", 3);
+    spool_reader_mem(&r, img, sizeof img, SPOOL_HEADER_SIZE);
+    assert_int_equal(spool_reader_next(&r, &rr), SPOOL_CORRUPT);
+    assert_string_equal(rr.why, "record of 1000 bytes overlaps the next record at offset 136; 40 bytes skipped");
+    assert_int_equal(spool_reader_next(&r, &rr), SPOOL_RECORD);
+    assert_int_equal(rr.off, 136);
+    assert_memory_equal(rr.data, "abc", 3);
+    assert_int_equal(rr.prio, 1);
+    assert_int_equal(spool_reader_next(&r, &rr), SPOOL_CORRUPT); /* the 'x' filler after it */
+    assert_int_equal(rr.end, sizeof img);
+    assert_int_equal(spool_reader_next(&r, &rr), SPOOL_END);
+    /* Pure garbage after the header: one corrupt region, no record. */
+    memset(rec, 0xF5, sizeof img - SPOOL_HEADER_SIZE);
+    spool_reader_mem(&r, img, sizeof img, SPOOL_HEADER_SIZE);
+    assert_int_equal(spool_reader_next(&r, &rr), SPOOL_CORRUPT);
+    assert_int_equal(rr.end, sizeof img);
+    assert_int_equal(spool_reader_next(&r, &rr), SPOOL_END);
+    spool_reader_free(&r);
+}
+
+/* ---- position, crash, lock ------------------------------------------------- */
+
+static void test_reopen_keeps_position(void **state)
+{
+    (void)state;
+    enum { N = 10 };
+    uint64_t offs[N + 1];
+    char path[PATHLEN], pos[POSLEN], copy[PATHLEN], err[512];
+    spool_open_info info;
+    spool_chunk ch;
+    memset(&ch, 0, sizeof ch);
+    path_of(path, sizeof path, "pos");
+    path_of(copy, sizeof copy, "pos-copy");
+    snprintf(pos, sizeof pos, "%s.pos", path);
+    make_spool(path, N, offs);
+
+    spool *s = spool_open(path, "auditq", SPOOL_OPEN_CREATE | SPOOL_OPEN_REPAIR, &info, NULL, err, sizeof err);
+    assert_non_null(s);
+    assert_int_equal(spool_read_chunk(spool_fd(s), spool_pos(s), spool_size(s), 4, 1 << 20, &ch, err, sizeof err), 0);
+    assert_int_equal(ch.n, 4);
+    assert_int_equal(ch.end, offs[4]);
+    assert_int_equal(spool_set_pos(s, ch.end, ch.n, 1, 1, err, sizeof err), 0);
+    assert_int_equal(spool_read_chunk(spool_fd(s), spool_pos(s), spool_size(s), 3, 1 << 20, &ch, err, sizeof err), 0);
+    assert_int_equal(spool_set_pos(s, ch.end, ch.n, 1, 1, err, sizeof err), 0);
+    assert_int_equal(spool_pos(s), offs[7]);
+    assert_int_equal(spool_pending(s), 3);
+    /* "Crash": no close-time cleanup, the files stay as they are. */
+    spool_close(s);
+
+    s = spool_open(path, "auditq", SPOOL_OPEN_CREATE | SPOOL_OPEN_REPAIR, &info, NULL, err, sizeof err);
+    assert_non_null(s);
+    assert_int_equal(info.pos_found, 1);
+    assert_int_equal(spool_pos(s), offs[7]);
+    assert_int_equal(spool_pending(s), 3);
+    assert_int_equal(spool_read_chunk(spool_fd(s), spool_pos(s), spool_size(s), 100, 1 << 20, &ch, err, sizeof err), 0);
+    assert_int_equal(ch.n, 3);
+    char b[512];
+    rec_fill(b, 7);
+    assert_memory_equal(ch.items[0].data, b, rec_len(7));
+    spool_close(s);
+
+    /* A torn write of the newest position slot: the previous one counts
+     * (one chunk replays again, nothing is skipped). */
+    size_t pn;
+    uint8_t *p = slurp(pos, &pn);
+    assert_int_equal(pn, 128);
+    /* sequence 2 was the second write: slot 0 */
+    p[24] ^= 0xff;
+    spit(pos, p, pn);
+    s = spool_open(path, NULL, SPOOL_OPEN_READONLY, &info, NULL, err, sizeof err);
+    assert_non_null(s);
+    assert_int_equal(spool_pos(s), offs[4]);
+    assert_int_equal(spool_pending(s), 6);
+    spool_close(s);
+    free(p);
+
+    /* The same bytes under another name have no position: from the start. */
+    size_t dn;
+    uint8_t *d = slurp(path, &dn);
+    spit(copy, d, dn);
+    s = spool_open(copy, NULL, SPOOL_OPEN_READONLY, &info, NULL, err, sizeof err);
+    assert_non_null(s);
+    assert_int_equal(info.pos_found, 0);
+    assert_int_equal(spool_pos(s), SPOOL_HEADER_SIZE);
+    assert_int_equal(spool_pending(s), N);
+    spool_close(s);
+    free(d);
+
+    /* Replaying to the end cuts the file back to a fresh header with a new
+     * id; the position then is the header end. */
+    s = spool_open(path, "auditq", SPOOL_OPEN_CREATE | SPOOL_OPEN_REPAIR, &info, NULL, err, sizeof err);
+    assert_non_null(s);
+    uint64_t old_id = spool_hdr(s)->id;
+    assert_int_equal(spool_set_pos(s, spool_size(s), 6, 1, 1, err, sizeof err), 0);
+    assert_int_equal(spool_size(s), SPOOL_HEADER_SIZE);
+    assert_int_equal(spool_pending(s), 0);
+    assert_true(spool_hdr(s)->id != old_id);
+    spool_close(s);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_size, SPOOL_HEADER_SIZE);
+
+    /* A position past the end (a crash right after a cut-back, before the
+     * position was written) means: from the first record. */
+    make_spool(path, 3, offs);
+    s = spool_open(path, "auditq", SPOOL_OPEN_CREATE | SPOOL_OPEN_REPAIR, &info, NULL, err, sizeof err);
+    assert_non_null(s);
+    assert_int_equal(spool_read_chunk(spool_fd(s), spool_pos(s), spool_size(s), 100, 1 << 20, &ch, err, sizeof err), 0);
+    assert_int_equal(spool_set_pos(s, offs[3], 3, 0, 1, err, sizeof err), 0); /* no cut-back */
+    spool_close(s);
+    assert_int_equal(truncate(path, (off_t)offs[1]), 0);
+    s = spool_open(path, NULL, SPOOL_OPEN_READONLY, &info, NULL, err, sizeof err);
+    assert_non_null(s);
+    assert_int_equal(info.pos_found, 0);
+    assert_int_equal(spool_pos(s), SPOOL_HEADER_SIZE);
+    assert_int_equal(spool_pending(s), 1);
+    spool_close(s);
+    spool_chunk_free(&ch);
+}
+
+static void test_lock_and_bad_files(void **state)
+{
+    (void)state;
+    char path[PATHLEN], err[512], want[1024];
+    int locked = 0;
+    path_of(path, sizeof path, "lock");
+    spool *a = spool_open(path, "auditq", SPOOL_OPEN_CREATE | SPOOL_OPEN_REPAIR, NULL, &locked, err, sizeof err);
+    assert_non_null(a);
+    assert_int_equal(locked, 0);
+    spool *b = spool_open(path, NULL, 0, NULL, &locked, err, sizeof err);
+    assert_null(b);
+    assert_int_equal(locked, 1);
+    snprintf(want, sizeof want,
+             "spool %s is in use: another auditq handle or process holds its lock (a producer with this "
+             "spool_path, or auditqctl spool replay); give every producer process its own spool_path",
+             path);
+    assert_string_equal(err, want);
+    /* Reading (inspect, dry run) needs no lock. */
+    b = spool_open(path, NULL, SPOOL_OPEN_READONLY, NULL, &locked, err, sizeof err);
+    assert_non_null(b);
+    spool_close(b);
+    spool_close(a);
+    b = spool_open(path, NULL, 0, NULL, &locked, err, sizeof err);
+    assert_non_null(b);
+    spool_close(b);
+
+    /* Not a spool. */
+    spit(path, "hello world\n", 12);
+    assert_null(spool_open(path, "auditq", SPOOL_OPEN_CREATE | SPOOL_OPEN_REPAIR, NULL, NULL, err, sizeof err));
+    snprintf(want, sizeof want,
+             "%s is not a usable auditq spool: no spool header (the file does not start with \"AUDITQSP\"); "
+             "move it away or choose another path",
+             path);
+    assert_string_equal(err, want);
+    /* Missing, for auditqctl (no create). */
+    unlink(path);
+    assert_null(spool_open(path, NULL, 0, NULL, NULL, err, sizeof err));
+    snprintf(want, sizeof want, "cannot open spool %s: No such file or directory", path);
+    assert_string_equal(err, want);
+    /* Empty. */
+    spit(path, "", 0);
+    assert_null(spool_open(path, NULL, 0, NULL, NULL, err, sizeof err));
+    snprintf(want, sizeof want, "spool %s is empty (0 bytes): nothing was ever spooled to it", path);
+    assert_string_equal(err, want);
+
+    /* Namespace: unreplayed records of another namespace are refused... */
+    uint64_t offs[3];
+    unlink(path);
+    make_spool(path, 2, offs);
+    assert_null(spool_open(path, "other", SPOOL_OPEN_CREATE | SPOOL_OPEN_REPAIR, NULL, NULL, err, sizeof err));
+    snprintf(want, sizeof want,
+             "spool %s holds 2 unreplayed events for namespace 'auditq', not 'other'; replay them with "
+             "'auditqctl spool replay %s' (it uses the file's namespace) or use namespace 'auditq'",
+             path, path);
+    assert_string_equal(err, want);
+    /* ...an emptied spool is relabelled. */
+    a = spool_open(path, "auditq", SPOOL_OPEN_CREATE | SPOOL_OPEN_REPAIR, NULL, NULL, err, sizeof err);
+    assert_int_equal(spool_set_pos(a, spool_size(a), 2, 1, 1, err, sizeof err), 0);
+    spool_close(a);
+    a = spool_open(path, "other", SPOOL_OPEN_CREATE | SPOOL_OPEN_REPAIR, NULL, NULL, err, sizeof err);
+    assert_non_null(a);
+    assert_string_equal(spool_hdr(a)->ns, "other");
+    spool_close(a);
+}
+
+/* ---- the library's spool --------------------------------------------------- */
+
+/* A port with nothing listening: connects are refused at once. */
+static int closed_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static auditq_config *cfg_at(int port, const char *spool_path)
+{
+    char url[64];
+    auditq_config *cfg = auditq_config_new();
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
+    assert_int_equal(auditq_config_set(cfg, "redis_url", url), AUDITQ_OK);
+    assert_int_equal(auditq_config_set(cfg, "connect_timeout_ms", "200"), AUDITQ_OK);
+    assert_int_equal(auditq_config_set(cfg, "timeout_ms", "300"), AUDITQ_OK);
+    assert_int_equal(auditq_config_set(cfg, "close_timeout_ms", "2000"), AUDITQ_OK);
+    assert_int_equal(auditq_config_set(cfg, "flush_interval_ms", "5"), AUDITQ_OK);
+    assert_int_equal(auditq_config_set(cfg, "spool_path", spool_path), AUDITQ_OK);
+    return cfg;
+}
+
+/* An event of fixed encoded size: fixed id, time, and a 1300-byte JSON. */
+static auditq_event *fixed_event(int i)
+{
+    char id[40], json[1400];
+    auditq_event *ev = auditq_event_new("spool.test");
+    snprintf(id, sizeof id, "0190f3b2-5c4e-7a21-9d3b-6c2f1e8a%04x", i);
+    assert_int_equal(auditq_event_set(ev, AUDITQ_EVENT_ID, id), AUDITQ_OK);
+    assert_int_equal(auditq_event_set_time(ev, 1767225600000000LL + i), AUDITQ_OK);
+    snprintf(json, sizeof json, "{\"pad\":\"%01300d\"}", i);
+    assert_int_equal(auditq_event_set_json(ev, AUDITQ_CHANGES, json), AUDITQ_OK);
+    auditq_event_set_priority(ev, (auditq_priority)(i % 4));
+    return ev;
+}
+
+static void test_config_keys(void **state)
+{
+    (void)state;
+    auditq_config *cfg = auditq_config_new();
+    static const struct { const char *k, *v; auditq_rc rc; const char *msg; } cases[] = {
+        {"spool_fsync", "sometimes", AUDITQ_ERR_CONFIG, "spool_fsync = 'sometimes': must be always, interval or never"},
+        {"spool_full_policy", "drop", AUDITQ_ERR_CONFIG, "spool_full_policy = 'drop': must be error or block"},
+        {"spool_max_bytes", "100", AUDITQ_ERR_CONFIG,
+         "spool_max_bytes = '100': must be an integer from 4096 to 1125899906842624 (bytes)"},
+        {"spool_max_bytes", "1G", AUDITQ_ERR_CONFIG,
+         "spool_max_bytes = '1G': must be an integer from 4096 to 1125899906842624 (bytes)"},
+        {"spool_fsync_interval_ms", "0", AUDITQ_ERR_CONFIG,
+         "spool_fsync_interval_ms = '0': must be an integer from 1 to 60000"},
+        {"spool_fsync", "interval", AUDITQ_OK, ""},
+        {"spool_max_bytes", "1125899906842624", AUDITQ_OK, ""},
+        {"spool_path", "", AUDITQ_OK, ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        assert_int_equal(auditq_config_set(cfg, cases[i].k, cases[i].v), cases[i].rc);
+        assert_string_equal(auditq_last_error(), cases[i].msg);
+    }
+    char longp[1100];
+    memset(longp, 'a', sizeof longp - 1);
+    longp[sizeof longp - 1] = '\0';
+    assert_int_equal(auditq_config_set(cfg, "spool_path", longp), AUDITQ_ERR_CONFIG);
+    assert_string_equal(auditq_last_error(), "spool_path: longer than 1023 bytes");
+    assert_string_equal(auditq_strerror(AUDITQ_ERR_SPOOL_FULL), "spool full");
+    assert_string_equal(auditq_strerror(AUDITQ_ERR_SPOOL), "spool unusable");
+    /* A spool_path in a missing directory fails at open, naming it. */
+    assert_int_equal(auditq_config_set(cfg, "spool_path", "/nonexistent-dir/x.spool"), AUDITQ_OK);
+    auditq *q = NULL;
+    assert_int_equal(auditq_open(cfg, &q), AUDITQ_ERR_SPOOL);
+    assert_null(q);
+    assert_string_equal(auditq_last_error(), "spool_path: cannot open spool /nonexistent-dir/x.spool: No such file "
+                                             "or directory; check the path and its permissions");
+    auditq_config_free(cfg);
+}
+
+/* Redis refuses: sync and async events go to the spool, the calls return
+ * AUDITQ_OK at once, close keeps them on disk, a second handle on the same
+ * spool is refused, the next open finds them waiting. */
+static void test_spool_when_redis_refuses(void **state)
+{
+    (void)state;
+    char path[PATHLEN], want[1200];
+    path_of(path, sizeof path, "lib");
+    auditq_config *cfg = cfg_at(closed_port(), path);
+    auditq *q = NULL, *q2 = NULL;
+    assert_int_equal(auditq_open(cfg, &q), AUDITQ_OK);
+
+    assert_int_equal(auditq_open(cfg, &q2), AUDITQ_ERR_SPOOL);
+    snprintf(want, sizeof want,
+             "spool_path: spool %s is in use: another auditq handle or process holds its lock (a producer with "
+             "this spool_path, or auditqctl spool replay); give every producer process its own spool_path",
+             path);
+    assert_string_equal(auditq_last_error(), want);
+
+    long long t0 = ms_now(), slowest = 0;
+    for (int i = 0; i < 6; i++) {
+        auditq_event *ev = fixed_event(i);
+        long long t = ms_now();
+        assert_int_equal(i < 3 ? auditq_send(q, ev, NULL) : auditq_send_async(q, ev, NULL), AUDITQ_OK);
+        if (ms_now() - t > slowest)
+            slowest = ms_now() - t;
+        auditq_event_free(ev);
+    }
+    assert_int_equal(auditq_flush(q, 2000), AUDITQ_OK); /* spooled counts as acknowledged */
+    if (slowest > 150)
+        fail_msg("a send took %lld ms with Redis refusing and a spool", slowest);
+    (void)t0;
+    auditq_stats st;
+    assert_int_equal(auditq_get_stats(q, &st), AUDITQ_OK);
+    assert_int_equal(st.spooled, 6);
+    assert_int_equal(st.sent_sync, 0);
+    assert_int_equal(st.sent_async, 0);
+    assert_int_equal(st.queued_async, 3);
+    assert_int_equal(st.errors, 0);
+    assert_int_equal(st.buffered, 0);
+    assert_int_equal(st.spool_records, 6);
+    assert_int_equal(st.replayed, 0);
+    for (int i = 0; i < 200 && st.replay_retries == 0; i++) {
+        usleep(10000);
+        auditq_get_stats(q, &st);
+    }
+    assert_true(st.replay_retries >= 1);
+    struct stat fst;
+    assert_int_equal(stat(path, &fst), 0);
+    assert_int_equal(st.spool_bytes, (uint64_t)fst.st_size);
+    char prob[512];
+    assert_int_equal(auditq_spool_problem(q, prob, sizeof prob), AUDITQ_OK);
+    snprintf(want, sizeof want, "spool %s: replay waiting for Redis: cannot connect to Redis at 127.0.0.1:", path);
+    assert_memory_equal(prob, want, strlen(want));
+
+    /* Close gives up at the first failed probe, well before close_timeout_ms. */
+    t0 = ms_now();
+    assert_int_equal(auditq_close(q), AUDITQ_OK);
+    if (ms_now() - t0 > 1000)
+        fail_msg("close took %lld ms with Redis refusing", ms_now() - t0);
+
+    /* The events wait on disk, in send order, for the next open. */
+    char err[512];
+    spool *s = spool_open(path, NULL, SPOOL_OPEN_READONLY, NULL, NULL, err, sizeof err);
+    assert_non_null(s);
+    assert_int_equal(spool_pending(s), 6);
+    spool_chunk ch;
+    memset(&ch, 0, sizeof ch);
+    assert_int_equal(spool_read_chunk(spool_fd(s), spool_pos(s), spool_size(s), 100, 1 << 20, &ch, err, sizeof err), 0);
+    assert_int_equal(ch.n, 6);
+    for (int i = 0; i < 6; i++) {
+        char id[40];
+        snprintf(id, sizeof id, "0190f3b2-5c4e-7a21-9d3b-6c2f1e8a%04x", i);
+        assert_non_null(memmem(ch.items[i].data, ch.items[i].len, id, 36));
+        assert_int_equal(ch.items[i].prio, i % 4);
+    }
+    spool_chunk_free(&ch);
+    spool_close(s);
+    assert_int_equal(auditq_open(cfg, &q), AUDITQ_OK);
+    assert_int_equal(auditq_get_stats(q, &st), AUDITQ_OK);
+    assert_int_equal(st.spool_records, 6);
+    assert_int_equal(st.spooled, 0);
+    /* With records waiting, a new sync event joins them without trying Redis. */
+    auditq_event *ev = fixed_event(6);
+    assert_int_equal(auditq_send(q, ev, NULL), AUDITQ_OK);
+    auditq_event_free(ev);
+    assert_int_equal(auditq_get_stats(q, &st), AUDITQ_OK);
+    assert_int_equal(st.spooled, 1);
+    assert_int_equal(st.spool_records, 7);
+    assert_int_equal(auditq_close(q), AUDITQ_OK);
+    auditq_config_free(cfg);
+}
+
+/* spool_max_bytes with each policy: exact counts and texts. */
+static void test_spool_cap(void **state)
+{
+    (void)state;
+    char path[PATHLEN], want[1200], cap[32];
+    int port = closed_port();
+    auditq_stats st;
+    auditq *q = NULL;
+
+    /* Measure one record. */
+    path_of(path, sizeof path, "cap");
+    auditq_config *cfg = cfg_at(port, path);
+    assert_int_equal(auditq_open(cfg, &q), AUDITQ_OK);
+    auditq_event *ev = fixed_event(0);
+    assert_int_equal(auditq_send(q, ev, NULL), AUDITQ_OK);
+    auditq_get_stats(q, &st);
+    uint64_t rec = st.spool_bytes - SPOOL_HEADER_SIZE;
+    assert_true(rec > 1300 && rec < 1500);
+    assert_int_equal(auditq_close(q), AUDITQ_OK);
+    auditq_config_free(cfg);
+
+    /* error: room for exactly 3; the 4th and 5th are refused at once. */
+    uint64_t limit = SPOOL_HEADER_SIZE + 3 * rec;
+    snprintf(cap, sizeof cap, "%llu", (unsigned long long)limit);
+    path_of(path, sizeof path, "cap-error");
+    cfg = cfg_at(port, path);
+    assert_int_equal(auditq_config_set(cfg, "spool_max_bytes", cap), AUDITQ_OK);
+    assert_int_equal(auditq_open(cfg, &q), AUDITQ_OK);
+    for (int i = 0; i < 5; i++) {
+        long long t = ms_now();
+        assert_int_equal(auditq_send(q, ev, NULL), i < 3 ? AUDITQ_OK : AUDITQ_ERR_SPOOL_FULL);
+        if (i >= 3) {
+            assert_true(ms_now() - t < 150);
+            snprintf(want, sizeof want,
+                     "spool %s is full: %llu bytes, spool_max_bytes=%llu; Redis: cannot connect to Redis at "
+                     "127.0.0.1:%d: Connection refused",
+                     path, (unsigned long long)limit, (unsigned long long)limit, port);
+            assert_string_equal(auditq_last_error(), want);
+        }
+    }
+    auditq_get_stats(q, &st);
+    assert_int_equal(st.spooled, 3);
+    assert_int_equal(st.spool_rejected_full, 2);
+    assert_int_equal(st.errors, 2);
+    assert_int_equal(st.spool_records, 3);
+    assert_int_equal(st.spool_bytes, limit);
+    assert_int_equal(auditq_close(q), AUDITQ_OK);
+
+    /* block: the refused call first waits timeout_ms (300) for the replay. */
+    path_of(path, sizeof path, "cap-block");
+    assert_int_equal(auditq_config_set(cfg, "spool_path", path), AUDITQ_OK);
+    assert_int_equal(auditq_config_set(cfg, "spool_full_policy", "block"), AUDITQ_OK);
+    assert_int_equal(auditq_open(cfg, &q), AUDITQ_OK);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(auditq_send(q, ev, NULL), AUDITQ_OK);
+    long long t = ms_now();
+    assert_int_equal(auditq_send(q, ev, NULL), AUDITQ_ERR_SPOOL_FULL);
+    long long took = ms_now() - t;
+    if (took < 290 || took > 900)
+        fail_msg("block policy waited %lld ms, expected ~300", took);
+    snprintf(want, sizeof want,
+             "spool %s is full: %llu bytes, spool_max_bytes=%llu (waited timeout_ms for the replay); Redis: "
+             "cannot connect to Redis at 127.0.0.1:%d: Connection refused",
+             path, (unsigned long long)limit, (unsigned long long)limit, port);
+    assert_string_equal(auditq_last_error(), want);
+    auditq_get_stats(q, &st);
+    assert_int_equal(st.spooled, 3);
+    assert_int_equal(st.spool_rejected_full, 1);
+    assert_int_equal(st.errors, 1);
+    assert_int_equal(auditq_close(q), AUDITQ_OK);
+
+    /* async: batches of one; 3 fit, the 4th stays in the buffer (counted
+     * once), the 5th queues behind it; close cannot place them: reported. */
+    path_of(path, sizeof path, "cap-async");
+    assert_int_equal(auditq_config_set(cfg, "spool_path", path), AUDITQ_OK);
+    assert_int_equal(auditq_config_set(cfg, "batch_size", "1"), AUDITQ_OK);
+    assert_int_equal(auditq_config_set(cfg, "close_timeout_ms", "200"), AUDITQ_OK);
+    assert_int_equal(auditq_open(cfg, &q), AUDITQ_OK);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(auditq_send_async(q, ev, NULL), AUDITQ_OK);
+    assert_int_equal(auditq_flush(q, 300), AUDITQ_ERR_TIMEOUT);
+    auditq_get_stats(q, &st);
+    assert_int_equal(st.queued_async, 5);
+    assert_int_equal(st.spooled, 3);
+    assert_int_equal(st.spool_rejected_full, 1);
+    assert_int_equal(st.buffered, 2);
+    assert_int_equal(st.errors, 0);
+    assert_int_equal(auditq_close(q), AUDITQ_ERR_TIMEOUT);
+    assert_string_equal(auditq_last_error(),
+                        "auditq_close: 2 events could not be delivered to Redis within close_timeout_ms=200 and are lost");
+    auditq_event_free(ev);
+    auditq_config_free(cfg);
+}
+
+/* A producer killed mid-append leaves a torn record: the next open cuts
+ * it, counts it and says so; the whole records before it stay. */
+static void test_open_cuts_torn_tail(void **state)
+{
+    (void)state;
+    char path[PATHLEN], want[1200], prob[1200];
+    path_of(path, sizeof path, "torn-lib");
+    auditq_config *cfg = cfg_at(closed_port(), path);
+    auditq *q = NULL;
+    auditq_stats st;
+    assert_int_equal(auditq_open(cfg, &q), AUDITQ_OK);
+    for (int i = 0; i < 3; i++) {
+        auditq_event *ev = fixed_event(i);
+        assert_int_equal(auditq_send(q, ev, NULL), AUDITQ_OK);
+        auditq_event_free(ev);
+    }
+    auditq_get_stats(q, &st);
+    uint64_t rec = (st.spool_bytes - SPOOL_HEADER_SIZE) / 3;
+    assert_int_equal(auditq_close(q), AUDITQ_OK);
+    uint64_t cut_at = SPOOL_HEADER_SIZE + 2 * rec + 100;
+    assert_int_equal(truncate(path, (off_t)cut_at), 0);
+    assert_int_equal(auditq_open(cfg, &q), AUDITQ_OK);
+    auditq_get_stats(q, &st);
+    assert_int_equal(st.spool_corrupt_records, 1);
+    assert_int_equal(st.spool_records, 2);
+    assert_int_equal(st.spool_bytes, SPOOL_HEADER_SIZE + 2 * rec);
+    assert_int_equal(auditq_spool_problem(q, prob, sizeof prob), AUDITQ_OK);
+    snprintf(want, sizeof want,
+             "spool %s: cut off a damaged tail at offset %llu (100 bytes): incomplete record: %llu payload bytes "
+             "declared, 80 present",
+             path, (unsigned long long)(SPOOL_HEADER_SIZE + 2 * rec), (unsigned long long)(rec - SPOOL_REC_HEADER));
+    /* ...followed by the replay's "; replay waiting for Redis: ..." once it tried */
+    assert_memory_equal(prob, want, strlen(want) + 1 - (prob[strlen(want)] != '\0'));
+    if (prob[strlen(want)])
+        assert_memory_equal(prob + strlen(want), "; replay waiting for Redis: cannot connect", 42);
+    assert_int_equal(auditq_close(q), AUDITQ_OK);
+    auditq_config_free(cfg);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_crc32c),
+        cmocka_unit_test(test_header),
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_torn_tail_every_offset),
+        cmocka_unit_test(test_flipped_byte_every_offset),
+        cmocka_unit_test(test_hostile_lengths),
+        cmocka_unit_test(test_reopen_keeps_position),
+        cmocka_unit_test(test_lock_and_bad_files),
+        cmocka_unit_test(test_config_keys),
+        cmocka_unit_test(test_spool_when_redis_refuses),
+        cmocka_unit_test(test_spool_cap),
+        cmocka_unit_test(test_open_cuts_torn_tail),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
