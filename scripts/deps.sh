@@ -27,14 +27,15 @@
 # gzip CSV (zlib) and a manifest with its SHA-256 (libcrypto) -- libraries
 # instead of hand-written compression and hashing.  systemd: only for
 # `systemd-analyze verify` of config/auditq-worker.service (it_86); nothing
-# is started.
+# is started.  stunnel4 and openssl: it_88 runs auditq through a TLS
+# tunnel to a TLS-only Redis port (docs/SECURITY.md), with test certificates.
 
 set -eu
 
 PKGS="build-essential pkg-config libhiredis-dev libpq-dev libev-dev libmsgpack-dev
 libcmocka-dev redis-server redis-tools postgresql postgresql-contrib python3
 python3-msgpack valgrind util-linux procps curl prometheus zlib1g-dev libssl-dev
-systemd"
+systemd stunnel4 openssl"
 
 say() { printf 'deps: %s\n' "$*"; }
 
