@@ -9,9 +9,12 @@
 #   producers_stop          stops them (exit 0 asserted); sets PROD_SENT,
 #                           PROD_ACKED, PROD_FAILED (sums over both) and
 #                           PROD_SYNC_FAILED
-#   account                 holds every acknowledged event to account against
-#                           audit_events; sets ACC_ACKED, ACC_STORED (rows of
-#                           the producers' tags), ACC_DUPLICATES (rows minus
+#   backlog N               N events queued at once (async, acknowledged ids
+#                           in $AQ_TMP/acked.backlog)
+#   account                 holds every acknowledged event ($AQ_TMP/acked.*)
+#                           to account against audit_events; sets ACC_ACKED,
+#                           ACC_STORED (rows of these producers: their tags
+#                           start with "f"), ACC_DUPLICATES (rows minus
 #                           distinct event_ids, whole table), ACC_MISSING
 #                           (acknowledged, not stored)
 #   now_ms                  monotonic-enough wall clock in ms
@@ -59,17 +62,23 @@ producers_stop() {
         "acknowledged ids logged = acknowledged events counted"
 }
 
+backlog() {
+    local out
+    out=$("$TBIN/it_client" stream --mode async --events "$1" --tag fbacklog \
+        --ack-log "$AQ_TMP/acked.backlog" --stop-file "$AQ_TMP/never") || exit 1
+    assert_eq "stream: mode=async sent=$1 acked=$1 failed=0" "$out" "backlog producer"
+}
+
 account() {
     local out
-    psql_q "SELECT event_id FROM audit_events WHERE request_id LIKE 'req-fsync-%' OR request_id LIKE 'req-fasync-%'" \
-        >"$AQ_TMP/stored.ids"
-    out=$("$PY" - "$AQ_TMP/acked.sync" "$AQ_TMP/acked.async" "$AQ_TMP/stored.ids" <<'PYEOF'
+    psql_q "SELECT event_id FROM audit_events WHERE request_id LIKE 'req-f%'" >"$AQ_TMP/stored.ids"
+    out=$("$PY" - "$AQ_TMP/stored.ids" "$AQ_TMP"/acked.* <<'PYEOF'
 import sys
 acked = []
-for p in sys.argv[1:3]:
+for p in sys.argv[2:]:
     with open(p) as f:
         acked += [l.strip() for l in f if l.strip()]
-with open(sys.argv[3]) as f:
+with open(sys.argv[1]) as f:
     stored = [l.strip() for l in f if l.strip()]
 s = set(stored)
 if len(set(acked)) != len(acked):
