@@ -99,6 +99,10 @@ static const cf_entry cf_table[] = {
         "Give up connecting to PostgreSQL after this many seconds"),
     INT("statement_timeout_ms", statement_timeout_ms, "60000", 0, 86400000, false,
         "PostgreSQL statement_timeout for each batch write, in milliseconds; 0 = none"),
+    INT("pg_timeout_ms", pg_timeout_ms, "90000", 0, 86400000, false,
+        "Give up on PostgreSQL when it neither takes a request nor answers for this many "
+        "milliseconds (a stalled network): the connection is dropped and the batch retried; "
+        "0 = none (must exceed statement_timeout_ms)"),
     /* throughput */
     INT("threads", threads, "0", 0, 256, false,
         "Worker threads, each with its own Redis and PostgreSQL connection; 0 = number of cores"),
@@ -756,6 +760,15 @@ int config_validate(const aq_config *c, char *err, size_t errlen)
         cf_errf(err, errlen,
                 "archive_mode = csv needs archive_dir; set archive_dir to a directory that will "
                 "hold the exported partitions, or use archive_mode = schema");
+        return -1;
+    }
+    /* The server's own timeout must fire first: it cancels the statement
+     * and says why, where the client's can only drop the connection. */
+    if (c->pg_timeout_ms > 0 && c->statement_timeout_ms > 0 && c->pg_timeout_ms <= c->statement_timeout_ms) {
+        cf_errf(err, errlen,
+                "pg_timeout_ms (%d) must exceed statement_timeout_ms (%d); "
+                "raise pg_timeout_ms, lower statement_timeout_ms, or set pg_timeout_ms = 0 (no limit)",
+                c->pg_timeout_ms, c->statement_timeout_ms);
         return -1;
     }
     if (c->backoff_max_ms < c->backoff_base_ms) {

@@ -32,6 +32,7 @@ typedef struct aq_config {
     int redis_timeout_ms;
     int pg_connect_timeout_s;
     int statement_timeout_ms;
+    int pg_timeout_ms;           /* client-side wait bound per PostgreSQL round trip; 0 = none */
     int write_method;            /* WRITE_COPY | WRITE_INSERT */
     int max_job_bytes;
     int partitions_ahead;        /* months created ahead by the worker */

@@ -51,9 +51,31 @@
  *   Redis down during settle: the commit is done; we retry settle until
  *     Redis answers (or shutdown gives up, leaving the batch in flight for
  *     recovery -> idempotent re-write).
+ *   connection reset or stalled in the middle of a COMMIT: the outcome is
+ *     unknown, so it is a transient error like any other -- the batch is
+ *     written again (a no-op if it had committed), never dead-lettered.
+ *   a fetch or settle whose Redis answer was lost: a fetch left its jobs in
+ *     our in-flight list, and the next fetch hands that same list back; a
+ *     settle may have run, and its retry then finds the token gone (fenced:
+ *     nothing added twice).
  *   SIGTERM/SIGINT: threads stop fetching, finish and settle the batch in
  *     hand, and exit; a batch that cannot be finished within
  *     shutdown_timeout_ms is released back to its queue before exit.
+ *
+ * Bounded waits: no thread waits on a silent server without a limit, so a
+ * stalled network turns into an error, a reconnect and a retry.
+ *   Redis: each command waits at most redis_timeout_ms (socket send and
+ *     receive timeouts), a connect redis_connect_timeout_ms.
+ *   PostgreSQL (worker/pgw.c): a connect waits at most pg_connect_timeout_s;
+ *     every send and every result at most pg_timeout_ms without progress
+ *     (poll on a non-blocking connection; statement_timeout_ms, which must
+ *     be shorter, bounds the server's own work and says why).
+ *   So a writer thread is out of touch for at most max(redis_timeout_ms,
+ *   pg_timeout_ms, pg_connect_timeout_s) per call, then backs off. The main
+ *   loop's Redis calls are bounded the same way; its hourly partition upkeep
+ *   gives up after heartbeat_timeout_ms / 2 (connect and query each), so it
+ *   cannot make this worker look dead. The retention thread's statements
+ *   are bounded by PostgreSQL's timeouts only; shutdown does not wait for it.
  *
  * Observability. Writer threads count into their own metrics_thread with
  * relaxed atomics (worker/metrics.h); the main thread sums them for
@@ -708,27 +730,37 @@ static void on_maint(struct ev_loop *loop, ev_timer *tm, int revents)
     (void)loop;
     (void)revents;
     worker *w = tm->data;
-    char ahead[16], cto[16], q[600];
+    char ahead[16], q[600], m[512];
+    /* This runs on the main loop, which must keep heartbeating: connecting
+     * and the query each give up after half the heartbeat timeout at most
+     * (and within pg_connect_timeout_s / pg_timeout_ms); the next hourly
+     * run tries again. */
+    int limit = w->cfg.heartbeat_timeout_ms / 2, timed_out = 0;
+    int climit = w->cfg.pg_connect_timeout_s * 1000 < limit ? w->cfg.pg_connect_timeout_s * 1000 : limit;
+    if (w->cfg.pg_timeout_ms > 0 && w->cfg.pg_timeout_ms < limit)
+        limit = w->cfg.pg_timeout_ms;
     snprintf(ahead, sizeof ahead, "%d", w->cfg.partitions_ahead);
-    snprintf(cto, sizeof cto, "%d", w->cfg.pg_connect_timeout_s);
-    const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
-    const char *vals[] = {w->cfg.database_url, cto, "auditq-worker-maint", NULL};
-    PGconn *pg = PQconnectdbParams(keys, vals, 1);
+    const char *keys[] = {"dbname", "application_name", NULL};
+    const char *vals[] = {w->cfg.database_url, "auditq-worker-maint", NULL};
+    PGconn *pg = pgw_io_connect(keys, vals, climit, &timed_out);
     if (PQstatus(pg) != CONNECTION_OK) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%.*s", (int)strcspn(PQerrorMessage(pg), "\n"), PQerrorMessage(pg));
+        if (timed_out)
+            snprintf(m, sizeof m, "no answer from PostgreSQL within %d ms", climit);
+        else
+            snprintf(m, sizeof m, "%.*s", (int)strcspn(PQerrorMessage(pg), "\n"), PQerrorMessage(pg));
         log_warn("partition upkeep skipped: cannot connect to PostgreSQL", " error=%s",
-                 log_q(q, sizeof q, msg));
+                 log_q(q, sizeof q, m));
         PQfinish(pg);
         return;
     }
+    pgw_io io;
     const char *params[1] = {ahead};
-    PGresult *r = PQexecParams(pg, "SELECT auditq_ensure_partitions($1::int)", 1, NULL, params, NULL,
-                               NULL, 0);
+    PGresult *r = pgw_io_init(&io, pg, limit) == 0
+                      ? pgw_io_exec(&io, "SELECT auditq_ensure_partitions($1::int)", 1, params)
+                      : NULL;
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
         log_warn("partition upkeep failed (run 'auditqctl migrate'?)", " error=%s",
-                 log_q(q, sizeof q, m ? m : ""));
+                 log_q(q, sizeof q, pgw_io_error(&io, r, m, sizeof m)));
     } else if (strcmp(PQgetvalue(r, 0, 0), "0") != 0) {
         log_info("partitions created", " count=%s", PQgetvalue(r, 0, 0));
     }

@@ -8,8 +8,8 @@
  * any failure (including "COMMIT sent, answer lost") without duplicates.
  *
  * COPY method, 3 round trips per batch:
- *   1. "BEGIN; COPY auditq_stage FROM STDIN"   (one simple query; PQexec
- *      stops at the COPY and hands us PGRES_COPY_IN)
+ *   1. "BEGIN; COPY auditq_stage FROM STDIN"   (one simple query; reading
+ *      its results stops at the COPY, which hands us PGRES_COPY_IN)
  *   2. the rows as COPY text in 256 KiB PQputCopyData chunks, PQputCopyEnd,
  *      wait for the COPY's result
  *   3. pipeline: prepared INSERT ... SELECT FROM auditq_stage, COMMIT, Sync
@@ -27,18 +27,35 @@
  * batch until each bad row stands alone; everything else stops the write with
  * PGW_RETRY. After any error the transaction is rolled back if the connection
  * is alive, or the connection is dropped (and re-made on the next write).
+ *
+ * Bounded waits. statement_timeout only bounds what the server does; a
+ * stalled network (or a frozen server, or a half-open connection) would
+ * leave a blocking libpq call waiting forever -- TCP keepalives do not fire
+ * while a peer or a middlebox still acknowledges packets. So the connection
+ * is non-blocking and every wait goes through poll() on PQsocket with
+ * cfg->pg_timeout_ms: sending (PQflush, COPY data) and reading each result.
+ * When PostgreSQL neither takes nor sends a byte for that long, the socket is
+ * shut down: libpq then reports the connection lost through its ordinary
+ * path, the batch is retried, and the error names the timeout. A COMMIT
+ * whose answer never came may or may not have committed; retrying it is
+ * safe (ON CONFLICT DO NOTHING), so it is never treated as a data error.
+ * Connecting is bounded by connect_timeout (pg_connect_timeout_s) and
+ * tcp_user_timeout (pg_timeout_ms) covers sends the kernel cannot deliver.
  */
 #include "pgw.h"
 #include "pgw_internal.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <libpq-fe.h>
 
+#include "clock.h"
 #include "uuid7.h"
 
 /* PQputCopyData chunk: large enough that per-call overhead vanishes, small
@@ -48,6 +65,7 @@
 struct pgw {
     const aq_config *cfg;
     PGconn *conn;      /* NULL when disconnected */
+    pgw_io io;         /* conn's waits: io.conn == conn */
     aq_buf buf;        /* COPY chunk / array literals; reused across batches */
 };
 
@@ -282,12 +300,15 @@ pgw *pgw_new(const aq_config *cfg)
     return w;
 }
 
+/* PQfinish on a non-blocking connection never waits: its goodbye message
+ * is sent only if the socket takes it at once. */
 static void pgw_disconnect(pgw *w)
 {
     if (w->conn) {
         PQfinish(w->conn);
         w->conn = NULL;
     }
+    memset(&w->io, 0, sizeof w->io);
 }
 
 void pgw_free(pgw *w)
@@ -334,25 +355,219 @@ static void conn_error(PGconn *conn, const char *what, char *err, size_t errlen)
     snprintf(err, errlen, "%s: %s", what, m);
 }
 
-/* Formats a failed result as "what: SQLSTATE message" into err. */
-static void result_error(const PGresult *r, PGconn *conn, const char *what,
-                         char *err, size_t errlen)
+/* ---- bounded waits ------------------------------------------------------- */
+
+int pgw_io_init(pgw_io *io, PGconn *conn, int timeout_ms)
+{
+    io->conn = conn;
+    io->timeout_ms = timeout_ms;
+    io->timed_out = 0;
+    return PQsetnonblocking(conn, 1) == 0 ? 0 : -1;
+}
+
+/* Ends the connection from our side: shutting the socket down (libpq still
+ * owns and closes the descriptor) makes the read below see end-of-file, so
+ * libpq marks the connection bad and every later call fails at once
+ * through its ordinary error path instead of waiting. */
+static void io_kill(pgw_io *io)
+{
+    int fd = PQsocket(io->conn);
+    if (fd >= 0)
+        (void)shutdown(fd, SHUT_RDWR);
+    (void)PQconsumeInput(io->conn);
+}
+
+enum { IO_TIMEOUT_READ = 1, IO_TIMEOUT_SEND = 2 };
+
+/* Waits until the socket is ready for events, for at most io->timeout_ms.
+ * Returns the revents (> 0); 0 when the time ran out (the connection is
+ * then killed and io->timed_out set); -1 on a poll error (killed too). */
+static int io_wait(pgw_io *io, short events)
+{
+    int fd = PQsocket(io->conn);
+    int64_t deadline = io->timeout_ms > 0 ? clock_mono_us() + (int64_t)io->timeout_ms * 1000 : 0;
+
+    while (fd >= 0) {
+        struct pollfd p = { .fd = fd, .events = events };
+        int ms = -1;
+        if (deadline) {
+            int64_t left = deadline - clock_mono_us();
+            if (left <= 0) {
+                io->timed_out = (events & POLLOUT) ? IO_TIMEOUT_SEND : IO_TIMEOUT_READ;
+                io_kill(io);
+                return 0;
+            }
+            ms = (int)((left + 999) / 1000);
+        }
+        int n = poll(&p, 1, ms);
+        if (n > 0)
+            return p.revents;
+        if (n < 0 && errno != EINTR)
+            break;
+    }
+    io_kill(io);
+    return -1;
+}
+
+/* Sends everything libpq holds for the server. 0, or -1 if the connection
+ * failed or stalled (the error then shows in the next result). */
+static int io_flush(pgw_io *io)
+{
+    int r;
+    while ((r = PQflush(io->conn)) == 1) {
+        int ev = io_wait(io, POLLIN | POLLOUT);
+        if (ev <= 0)
+            return -1;
+        /* Read what the server sends meanwhile (an error, a notice), or both
+         * sides could end up waiting on full buffers. */
+        if ((ev & POLLIN) && !PQconsumeInput(io->conn))
+            return -1;
+    }
+    return r;
+}
+
+/* PQgetResult without the unbounded wait: NULL when the current query has
+ * no more results. PQgetResult itself blocks only while PQisBusy, and
+ * PQisBusy is false once the connection is bad. */
+static PGresult *io_result(pgw_io *io)
+{
+    PGconn *c = io->conn;
+    while (PQisBusy(c)) {
+        int unsent = PQflush(c) == 1;
+        int ev = io_wait(io, (short)(POLLIN | (unsent ? POLLOUT : 0)));
+        if (ev > 0 && ((ev & POLLIN) == 0 || PQconsumeInput(c)))
+            continue;
+        if (ev > 0)
+            io_kill(io); /* PQconsumeInput failed: make sure libpq gave up */
+    }
+    return PQgetResult(c);
+}
+
+/* PQputCopyData / PQputCopyEnd (end: data == NULL, errmsg) on a
+ * non-blocking connection: 0 means "buffers full, flush and call again". */
+static int io_put_copy(pgw_io *io, const char *data, size_t len, const char *errmsg)
+{
+    for (;;) {
+        int r = data ? PQputCopyData(io->conn, data, (int)len) : PQputCopyEnd(io->conn, errmsg);
+        if (r != 0)
+            return r == 1 ? 0 : -1;
+        if (io_flush(io) < 0)
+            return -1;
+    }
+}
+
+static int is_error(const PGresult *r)
+{
+    ExecStatusType s = PQresultStatus(r);
+    return s == PGRES_BAD_RESPONSE || s == PGRES_FATAL_ERROR || s == PGRES_PIPELINE_ABORTED;
+}
+
+/* After a PQsend*: sends it and reads every result; returns the first
+ * error result, else the last result (NULL if none came). Stops at a COPY
+ * state, as PQexec does. */
+static PGresult *io_collect(pgw_io *io)
+{
+    PGresult *keep = NULL, *r;
+
+    (void)io_flush(io); /* a failed send shows in the results */
+    while ((r = io_result(io)) != NULL) {
+        ExecStatusType s = PQresultStatus(r);
+        if (keep && is_error(keep)) {
+            PQclear(r);
+        } else {
+            PQclear(keep);
+            keep = r;
+        }
+        if (s == PGRES_COPY_IN || s == PGRES_COPY_OUT || s == PGRES_COPY_BOTH)
+            break;
+        /* A dead connection answers with its error, then NULL; never loop on it. */
+        if (PQstatus(io->conn) == CONNECTION_BAD && is_error(keep))
+            break;
+    }
+    return keep;
+}
+
+PGconn *pgw_io_connect(const char *const *keys, const char *const *vals, int timeout_ms, int *timed_out)
+{
+    PGconn *c = PQconnectStartParams(keys, vals, 1);
+    int64_t deadline = clock_mono_us() + (int64_t)timeout_ms * 1000;
+    /* "Behave as if it last returned PGRES_POLLING_WRITING" (libpq docs). */
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+
+    *timed_out = 0;
+    if (!c || PQstatus(c) == CONNECTION_BAD)
+        return c;
+    while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+        /* The socket can change between calls (next host, next address). */
+        struct pollfd p = { .fd = PQsocket(c), .events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT };
+        int64_t left = deadline - clock_mono_us();
+        if (left <= 0) {
+            *timed_out = 1;
+            PQfinish(c);
+            return NULL;
+        }
+        int n = poll(&p, 1, (int)((left + 999) / 1000));
+        if (n < 0 && errno != EINTR)
+            break; /* PQconnectPoll finds out what is wrong with the socket */
+        if (n != 0)
+            st = PQconnectPoll(c);
+    }
+    return c;
+}
+
+PGresult *pgw_io_exec(pgw_io *io, const char *sql, int nparams, const char *const *params)
+{
+    /* No parameters: the simple protocol, which takes several statements. */
+    int sent = nparams == 0 ? PQsendQuery(io->conn, sql)
+                            : PQsendQueryParams(io->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    return sent ? io_collect(io) : NULL;
+}
+
+const char *pgw_io_error(const pgw_io *io, const PGresult *r, char *buf, size_t n)
 {
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-    if (msg)
-        snprintf(err, errlen, "%s: %s %s", what, state ? state : "-----", msg);
+
+    if (io->timed_out == IO_TIMEOUT_SEND)
+        snprintf(buf, n, "PostgreSQL took no data for %d ms (pg_timeout_ms); connection dropped",
+                 io->timeout_ms);
+    else if (io->timed_out)
+        snprintf(buf, n, "no answer from PostgreSQL within %d ms (pg_timeout_ms); connection dropped",
+                 io->timeout_ms);
+    else if (msg)
+        snprintf(buf, n, "%s %s", state ? state : "-----", msg);
     else
-        conn_error(conn, what, err, errlen);
+        flatten_msg(buf, n, PQerrorMessage(io->conn));
+    return buf;
+}
+
+/* Formats a failed result (or the timeout) as "what: reason" into err. */
+static void result_error(const pgw_io *io, const PGresult *r, const char *what, char *err, size_t errlen)
+{
+    char m[256];
+    snprintf(err, errlen, "%s: %s", what, pgw_io_error(io, r, m, sizeof m));
 }
 
 /* Runs one command expected to return PGRES_COMMAND_OK. */
-static int exec_ok(PGconn *conn, const char *sql, const char *what, char *err, size_t errlen)
+static int exec_ok(pgw_io *io, const char *sql, const char *what, char *err, size_t errlen)
 {
-    PGresult *r = PQexec(conn, sql);
+    PGresult *r = pgw_io_exec(io, sql, 0, NULL);
     int rc = 0;
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        result_error(r, conn, what, err, errlen);
+        result_error(io, r, what, err, errlen);
+        rc = -1;
+    }
+    PQclear(r);
+    return rc;
+}
+
+/* PQprepare, bounded. */
+static int prepare_ok(pgw_io *io, const char *name, const char *sql, char *err, size_t errlen)
+{
+    PGresult *r = PQsendPrepare(io->conn, name, sql, 0, NULL) ? io_collect(io) : NULL;
+    int rc = 0;
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        result_error(io, r, "prepare insert", err, errlen);
         rc = -1;
     }
     PQclear(r);
@@ -371,9 +586,8 @@ static void pgw_notice(void *arg, const char *message)
 
 int pgw_connect(pgw *w, char *err, size_t errlen)
 {
-    char timeout[16];
+    char timeout[16], user_timeout[16];
     char setup[128];
-    PGresult *r = NULL;
     int rc = -1;
 
     if (pgw_connected(w))
@@ -381,40 +595,37 @@ int pgw_connect(pgw *w, char *err, size_t errlen)
     pgw_disconnect(w);
 
     /* dbname comes first so that the expanded URL/conninfo is applied first
-     * and the settings after it take precedence over anything it holds. */
+     * and the settings after it take precedence over anything it holds.
+     * tcp_user_timeout: data the kernel cannot get acknowledged (a dead
+     * link) fails the connection after pg_timeout_ms instead of ~15 min of
+     * retransmissions. */
     snprintf(timeout, sizeof timeout, "%d", w->cfg->pg_connect_timeout_s);
+    snprintf(user_timeout, sizeof user_timeout, "%d", w->cfg->pg_timeout_ms);
     const char *const keys[] = { "dbname", "connect_timeout", "application_name",
-                                 "client_encoding", NULL };
+                                 "client_encoding", "tcp_user_timeout", NULL };
     const char *const vals[] = { w->cfg->database_url, timeout, "auditq-worker",
-                                 "UTF8", NULL };
+                                 "UTF8", user_timeout, NULL };
     w->conn = PQconnectdbParams(keys, vals, 1);
     if (!w->conn || PQstatus(w->conn) != CONNECTION_OK) {
         conn_error(w->conn, "connect", err, errlen);
         goto out;
     }
     PQsetNoticeProcessor(w->conn, pgw_notice, NULL);
+    if (pgw_io_init(&w->io, w->conn, w->cfg->pg_timeout_ms) != 0) {
+        conn_error(w->conn, "connect: non-blocking mode", err, errlen);
+        goto out;
+    }
     /* Fields are stored byte-exact only if no conversion happens on the way;
      * set again in case the server or a pooler ignored the startup option. */
     snprintf(setup, sizeof setup, "SET statement_timeout = %d; SET client_encoding = 'UTF8'",
              w->cfg->statement_timeout_ms);
-    if (exec_ok(w->conn, setup, "connect setup", err, errlen) < 0 ||
-        exec_ok(w->conn, pgw_setup_sql, "create auditq_stage", err, errlen) < 0)
+    if (exec_ok(&w->io, setup, "connect setup", err, errlen) < 0 ||
+        exec_ok(&w->io, pgw_setup_sql, "create auditq_stage", err, errlen) < 0 ||
+        prepare_ok(&w->io, PGW_STMT_STAGE, pgw_insert_stage_sql, err, errlen) < 0 ||
+        prepare_ok(&w->io, PGW_STMT_ARRAYS, pgw_insert_arrays_sql, err, errlen) < 0)
         goto out;
-
-    r = PQprepare(w->conn, PGW_STMT_STAGE, pgw_insert_stage_sql, 0, NULL);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        result_error(r, w->conn, "prepare insert", err, errlen);
-        goto out;
-    }
-    PQclear(r);
-    r = PQprepare(w->conn, PGW_STMT_ARRAYS, pgw_insert_arrays_sql, 0, NULL);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        result_error(r, w->conn, "prepare insert", err, errlen);
-        goto out;
-    }
     rc = 0;
 out:
-    PQclear(r);
     if (rc < 0)
         pgw_disconnect(w);
     return rc;
@@ -427,10 +638,10 @@ int pgw_ping(pgw *w, char *err, size_t errlen)
 
     if (!pgw_connected(w))
         return pgw_connect(w, err, errlen);
-    r = PQexec(w->conn, "");
+    r = pgw_io_exec(&w->io, "", 0, NULL);
     ok = PQresultStatus(r) == PGRES_EMPTY_QUERY;
     if (!ok)
-        result_error(r, w->conn, "ping", err, errlen);
+        result_error(&w->io, r, "ping", err, errlen);
     PQclear(r);
     if (!ok)
         pgw_disconnect(w);
@@ -455,41 +666,41 @@ typedef struct step_error {
     int have;
 } step_error;
 
-static void step_error_take(step_error *e, const PGresult *r, PGconn *conn)
+static void step_error_take(step_error *e, const PGresult *r, const pgw_io *io)
 {
     if (e->have)
         return;
-    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    const char *state = r && !io->timed_out ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    /* No SQLSTATE (connection lost, timed out, out of memory) classifies
+     * as transient: the batch is retried. */
     snprintf(e->sqlstate, sizeof e->sqlstate, "%s", state ? state : "");
-    if (msg) {
-        snprintf(e->message, sizeof e->message, "%s", msg);
-    } else {
-        flatten_msg(e->message, sizeof e->message, PQerrorMessage(conn));
-    }
+    if (io->timed_out || !r || !PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY))
+        pgw_io_error(io, NULL, e->message, sizeof e->message);
+    else
+        snprintf(e->message, sizeof e->message, "%s", PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY));
     e->have = 1;
 }
 
 /* Reads results until NULL, keeping the first error. Returns the number of
  * rows the last command-ok result reports, or -1 if an error was seen. */
-static long long drain_results(PGconn *conn, step_error *e)
+static long long drain_results(pgw_io *io, step_error *e)
 {
     PGresult *r;
     long long rows = 0;
     int failed = 0;
-    while ((r = PQgetResult(conn)) != NULL) {
+    while ((r = io_result(io)) != NULL) {
         ExecStatusType s = PQresultStatus(r);
         if (s == PGRES_COMMAND_OK) {
             rows = strtoll(PQcmdTuples(r), NULL, 10);
         } else {
-            step_error_take(e, r, conn);
+            step_error_take(e, r, io);
             failed = 1;
         }
         PQclear(r);
         /* A dead connection can keep answering with errors, and a COPY that
          * libpq still considers open answers PGRES_COPY_IN forever: stop.
          * The caller then finds the connection unusable and drops it. */
-        if (PQstatus(conn) != CONNECTION_OK || s == PGRES_COPY_IN ||
+        if (PQstatus(io->conn) != CONNECTION_OK || s == PGRES_COPY_IN ||
             s == PGRES_COPY_OUT || s == PGRES_COPY_BOTH)
             break;
     }
@@ -501,14 +712,15 @@ static long long drain_results(PGconn *conn, step_error *e)
 static long long txn_copy(pgw *w, const aq_job *jobs, size_t lo, size_t hi, step_error *e)
 {
     PGconn *conn = w->conn;
-    PGresult *r = PQexec(conn, pgw_begin_copy_sql);
+    pgw_io *io = &w->io;
+    PGresult *r = pgw_io_exec(io, pgw_begin_copy_sql, 0, NULL);
     long long inserted = -1;
     int copy_ok = 1;
 
     if (PQresultStatus(r) != PGRES_COPY_IN) {
-        step_error_take(e, r, conn);
+        step_error_take(e, r, io);
         PQclear(r);
-        /* If BEGIN was followed by a failing COPY, PQexec drained it all. */
+        /* If BEGIN was followed by a failing COPY, every result was read. */
         return -1;
     }
     PQclear(r);
@@ -520,52 +732,57 @@ static long long txn_copy(pgw *w, const aq_job *jobs, size_t lo, size_t hi, step
             break;
         }
         if (w->buf.len >= PGW_COPY_CHUNK || i + 1 == hi) {
-            if (PQputCopyData(conn, w->buf.data, (int)w->buf.len) != 1)
+            if (io_put_copy(io, w->buf.data, w->buf.len, NULL) != 0)
                 copy_ok = 0;
             w->buf.len = 0;
         }
     }
     /* Always end the COPY -- with an error message if we could not send all
      * rows, which makes the server fail it -- so libpq leaves COPY_IN state. */
-    if (PQputCopyEnd(conn, copy_ok ? NULL : "auditq: could not send COPY data") != 1)
+    if (io_put_copy(io, NULL, 0, copy_ok ? NULL : "auditq: could not send COPY data") != 0)
         copy_ok = 0;
-    if (drain_results(conn, e) < 0 || !copy_ok) {
+    (void)io_flush(io);
+    if (drain_results(io, e) < 0 || !copy_ok) {
         if (!e->have) {
             /* Local OOM has no SQLSTATE: "" classifies as transient. */
-            step_error_take(e, NULL, conn);
+            step_error_take(e, NULL, io);
         }
         return -1;
     }
 
     /* INSERT and COMMIT in one round trip. If the INSERT fails the pipeline
      * skips the COMMIT (PGRES_PIPELINE_ABORTED) and the transaction stays
-     * open in the failed state for the caller's ROLLBACK. */
+     * open in the failed state for the caller's ROLLBACK. If the connection
+     * fails or stalls after the COMMIT went out, its outcome is unknown:
+     * that is a transient error like any other, and the retry is harmless
+     * (ON CONFLICT DO NOTHING) whether or not it committed. */
     if (PQenterPipelineMode(conn) != 1) {
-        step_error_take(e, NULL, conn);
+        step_error_take(e, NULL, io);
         return -1;
     }
     if (PQsendQueryPrepared(conn, PGW_STMT_STAGE, 0, NULL, NULL, NULL, 0) != 1 ||
         PQsendQueryParams(conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) != 1 ||
         PQpipelineSync(conn) != 1) {
-        step_error_take(e, NULL, conn);
+        step_error_take(e, NULL, io);
         PQexitPipelineMode(conn);
         return -1;
     }
+    (void)io_flush(io); /* a failed send shows in the results */
     int synced = 0;
     int step = 0;   /* 0: INSERT result, 1: COMMIT result */
     int failed = 0;
     while (!synced) {
-        r = PQgetResult(conn);
+        r = io_result(io);
         if (!r) {
             /* NULL separates the results of pipelined queries. */
             if (PQstatus(conn) != CONNECTION_OK) {
-                step_error_take(e, NULL, conn);
+                step_error_take(e, NULL, io);
                 failed = 1;
                 break;
             }
             /* Two queries, so at most two separators before the Sync. */
             if (++step > 2) {
-                step_error_take(e, NULL, conn);
+                step_error_take(e, NULL, io);
                 failed = 1;
                 break;
             }
@@ -583,20 +800,20 @@ static long long txn_copy(pgw *w, const aq_job *jobs, size_t lo, size_t hi, step
             failed = 1;
             break;
         default:
-            step_error_take(e, r, conn);
+            step_error_take(e, r, io);
             failed = 1;
             break;
         }
         PQclear(r);
         if (!synced && PQstatus(conn) != CONNECTION_OK) {
-            step_error_take(e, NULL, conn);
+            step_error_take(e, NULL, io);
             failed = 1;
             break;
         }
     }
     if (PQexitPipelineMode(conn) != 1) {
         /* Results still pending: the connection is in an unknown state. */
-        step_error_take(e, NULL, conn);
+        step_error_take(e, NULL, io);
         pgw_disconnect(w);
         return -1;
     }
@@ -661,13 +878,13 @@ static long long txn_insert(pgw *w, const aq_job *jobs, size_t lo, size_t hi, st
     for (int c = 0; c < PGW_NPARAMS; c++)
         params[c] = b->data + off[c];
 
-    PGresult *r = PQexecPrepared(w->conn, PGW_STMT_ARRAYS, PGW_NPARAMS, params,
-                                 NULL, NULL, 0);
+    PGresult *r = PQsendQueryPrepared(w->conn, PGW_STMT_ARRAYS, PGW_NPARAMS, params, NULL, NULL, 0)
+                      ? io_collect(&w->io) : NULL;
     long long inserted = -1;
     if (PQresultStatus(r) == PGRES_COMMAND_OK)
         inserted = strtoll(PQcmdTuples(r), NULL, 10);
     else
-        step_error_take(e, r, w->conn);
+        step_error_take(e, r, &w->io);
     PQclear(r);
     return inserted;
 oom:
@@ -692,7 +909,7 @@ static int write_try(void *arg, size_t lo, size_t hi, char sqlstate[6],
             return -1;
     }
     if (PQtransactionStatus(w->conn) != PQTRANS_IDLE &&
-        exec_ok(w->conn, "ROLLBACK", "rollback", c->err, c->errlen) < 0) {
+        exec_ok(&w->io, "ROLLBACK", "rollback", c->err, c->errlen) < 0) {
         pgw_disconnect(w);
         return -1;
     }
@@ -716,7 +933,7 @@ static int write_try(void *arg, size_t lo, size_t hi, char sqlstate[6],
     }
     if (PQtransactionStatus(w->conn) != PQTRANS_IDLE) {
         char rerr[256];
-        if (exec_ok(w->conn, "ROLLBACK", "rollback", rerr, sizeof rerr) < 0) {
+        if (exec_ok(&w->io, "ROLLBACK", "rollback", rerr, sizeof rerr) < 0) {
             snprintf(c->err, c->errlen, "%s %s (then %s)",
                      e.sqlstate[0] ? e.sqlstate : "-----", e.message, rerr);
             pgw_disconnect(w);

@@ -94,6 +94,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.redis_timeout_ms, 5000);
     assert_int_equal(c.pg_connect_timeout_s, 5);
     assert_int_equal(c.statement_timeout_ms, 60000);
+    assert_int_equal(c.pg_timeout_ms, 90000);
     assert_int_equal(c.write_method, WRITE_COPY);
     assert_int_equal(c.max_job_bytes, 65536);
     assert_int_equal(c.partitions_ahead, 3);
@@ -386,6 +387,20 @@ static void test_validate(void **state)
     assert_string_equal(err, "backoff_max_ms (999) must be at least backoff_base_ms (1000); "
                              "raise backoff_max_ms or lower backoff_base_ms");
     c.backoff_max_ms = 1000;
+    assert_int_equal(config_validate(&c, err, sizeof err), 0);
+
+    /* The server's statement_timeout must fire before the client gives up. */
+    c.statement_timeout_ms = 90000;    /* = pg_timeout_ms's default */
+    assert_int_equal(config_validate(&c, err, sizeof err), -1);
+    assert_string_equal(err, "pg_timeout_ms (90000) must exceed statement_timeout_ms (90000); "
+                             "raise pg_timeout_ms, lower statement_timeout_ms, or set "
+                             "pg_timeout_ms = 0 (no limit)");
+    c.pg_timeout_ms = 90001;
+    assert_int_equal(config_validate(&c, err, sizeof err), 0);
+    c.pg_timeout_ms = 0;               /* no client-side limit */
+    assert_int_equal(config_validate(&c, err, sizeof err), 0);
+    c.pg_timeout_ms = 1000;
+    c.statement_timeout_ms = 0;        /* no server-side limit: any client limit goes */
     assert_int_equal(config_validate(&c, err, sizeof err), 0);
 }
 

@@ -1,17 +1,25 @@
 /* test_pgw.c -- pgw's pure parts: SQLSTATE classification, bisection of
  * batches with bad rows (against a mock transaction), and the COPY text and
- * array literal encoders. The database path is covered by the integration
- * tests, which run a real PostgreSQL. */
+ * array literal encoders; and the bounded waits (pgw_io) against a fake
+ * server that completes the handshake and then goes silent. The database
+ * path is covered by the integration tests, which run a real PostgreSQL. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include "clock.h"
 #include "pgw.h"
 #include "pgw_internal.h"
 
@@ -457,6 +465,203 @@ static void test_unreachable(void **state)
     pgw_free(w);
 }
 
+/* ---- bounded waits against a silent server ------------------------------ */
+
+/* A fake PostgreSQL server on 127.0.0.1 for one connection. SILENT_READING
+ * answers the startup packet (AuthenticationOk, ReadyForQuery) and then
+ * reads and drops everything without answering: a server (or a network)
+ * that takes requests and never replies. SILENT_FULL answers the startup and
+ * then stops reading too, so the client's sends back up: a stalled link.
+ * NO_HANDSHAKE accepts the TCP connection and never answers at all. Each
+ * mode lasts until the test writes to stop[1]. */
+enum { SILENT_READING, SILENT_FULL, NO_HANDSHAKE };
+
+typedef struct fake_pg {
+    int mode;
+    int lfd;
+    int port;
+    int stop[2];
+    pthread_t tid;
+} fake_pg;
+
+static int read_n(int fd, void *buf, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, (char *)buf + got, n - got);
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+static void *fake_pg_main(void *arg)
+{
+    fake_pg *f = arg;
+    int c = accept(f->lfd, NULL, NULL);
+    char buf[65536];
+
+    if (c < 0)
+        return NULL;
+    if (f->mode != NO_HANDSHAKE) {
+        uint32_t len;
+        /* The startup packet: length (itself included), then the rest. */
+        if (read_n(c, &len, 4) == 0 && ntohl(len) >= 8 && ntohl(len) - 4 <= sizeof buf &&
+            read_n(c, buf, ntohl(len) - 4) == 0) {
+            static const char ok[] = { 'R', 0, 0, 0, 8, 0, 0, 0, 0, 'Z', 0, 0, 0, 5, 'I' };
+            if (write(c, ok, sizeof ok) != (ssize_t)sizeof ok)
+                goto out;
+        }
+    }
+    for (;;) {
+        struct pollfd p[2] = { { .fd = f->stop[0], .events = POLLIN },
+                               { .fd = c, .events = f->mode == SILENT_READING ? POLLIN : 0 } };
+        if (poll(p, 2, -1) < 0 || p[0].revents)
+            break;
+        if ((p[1].revents & POLLIN) && read(c, buf, sizeof buf) <= 0)
+            break;
+    }
+out:
+    close(c);
+    return NULL;
+}
+
+static void fake_pg_start(fake_pg *f, int mode)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t alen = sizeof a;
+
+    f->mode = mode;
+    f->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(f->lfd >= 0);
+    assert_int_equal(bind(f->lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(f->lfd, 4), 0);
+    assert_int_equal(getsockname(f->lfd, (struct sockaddr *)&a, &alen), 0);
+    f->port = ntohs(a.sin_port);
+    assert_int_equal(pipe(f->stop), 0);
+    assert_int_equal(pthread_create(&f->tid, NULL, fake_pg_main, f), 0);
+}
+
+static void fake_pg_stop(fake_pg *f)
+{
+    assert_int_equal(write(f->stop[1], "x", 1), 1);
+    pthread_join(f->tid, NULL);
+    close(f->stop[0]);
+    close(f->stop[1]);
+    close(f->lfd);
+}
+
+static void fake_url(char *out, size_t n, int port)
+{
+    /* No TLS or GSS negotiation: the fake speaks only the plain startup. */
+    snprintf(out, n, "host=127.0.0.1 port=%d dbname=x user=u sslmode=disable gssencmode=disable", port);
+}
+
+/* ms since t0 (monotonic). */
+static long long ms_since(int64_t t0)
+{
+    return (long long)((clock_mono_us() - t0) / 1000);
+}
+
+/* A server that takes the request and never answers: the writer gives up
+ * after pg_timeout_ms, says so, and drops the connection (transient). */
+static void test_timeout_no_answer(void **state)
+{
+    (void)state;
+    fake_pg f;
+    aq_config cfg;
+    char err[512];
+    aq_job j;
+    pgw_row_result res[1];
+
+    fake_pg_start(&f, SILENT_READING);
+    memset(&cfg, 0, sizeof cfg);
+    fake_url(cfg.database_url, sizeof cfg.database_url, f.port);
+    cfg.pg_connect_timeout_s = 5;
+    cfg.statement_timeout_ms = 100;
+    cfg.pg_timeout_ms = 300;
+    memset(&j, 0, sizeof j);
+
+    pgw *w = pgw_new(&cfg);
+    int64_t t0 = clock_mono_us();
+    assert_int_equal(pgw_write(w, &j, 1, res, NULL, err, sizeof err), PGW_RETRY);
+    long long took = ms_since(t0);
+    assert_string_equal(err, "connect setup: no answer from PostgreSQL within 300 ms (pg_timeout_ms); "
+                             "connection dropped");
+    assert_true(took >= 300 && took < 2000);
+    assert_int_equal(pgw_connected(w), 0);
+    pgw_free(w);
+    fake_pg_stop(&f);
+}
+
+/* A link that stops taking data: a request bigger than every socket buffer
+ * on the way backs up; the send gives up after timeout_ms and says so. */
+static void test_timeout_send_stalls(void **state)
+{
+    (void)state;
+    fake_pg f;
+    char url[256], m[300];
+    const size_t big = 64u << 20;
+
+    fake_pg_start(&f, SILENT_FULL);
+    fake_url(url, sizeof url, f.port);
+    PGconn *c = PQconnectdb(url);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    pgw_io io;
+    assert_int_equal(pgw_io_init(&io, c, 300), 0);
+    char *sql = malloc(big);
+    assert_non_null(sql);
+    memcpy(sql, "SELECT '", 8);
+    memset(sql + 8, 'x', big - 11);
+    memcpy(sql + big - 3, "'", 2);
+    sql[big - 1] = '\0';
+    int64_t t0 = clock_mono_us();
+    PGresult *r = pgw_io_exec(&io, sql, 0, NULL);
+    long long took = ms_since(t0);
+    assert_int_not_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_int_equal(io.timed_out, 2);
+    assert_string_equal(pgw_io_error(&io, r, m, sizeof m),
+                        "PostgreSQL took no data for 300 ms (pg_timeout_ms); connection dropped");
+    assert_true(took >= 300 && took < 2000);
+    assert_int_equal(PQstatus(c), CONNECTION_BAD);
+    PQclear(r);
+    PQfinish(c);
+    free(sql);
+    fake_pg_stop(&f);
+}
+
+/* Connecting to a server that accepts and never answers: pgw_io_connect
+ * gives up after its timeout (ms, not libpq's whole seconds). */
+static void test_connect_timeout(void **state)
+{
+    (void)state;
+    fake_pg f;
+    char url[256];
+    int timed_out = -1;
+
+    fake_pg_start(&f, NO_HANDSHAKE);
+    fake_url(url, sizeof url, f.port);
+    const char *keys[] = { "dbname", NULL };
+    const char *vals[] = { url, NULL };
+    int64_t t0 = clock_mono_us();
+    PGconn *c = pgw_io_connect(keys, vals, 250, &timed_out);
+    long long took = ms_since(t0);
+    assert_null(c);
+    assert_int_equal(timed_out, 1);
+    assert_true(took >= 250 && took < 1500);
+    fake_pg_stop(&f);
+
+    /* Refused at once: a connection in CONNECTION_BAD, not a timeout. */
+    snprintf(url, sizeof url, "host=127.0.0.1 port=1 dbname=x user=u sslmode=disable gssencmode=disable");
+    c = pgw_io_connect(keys, vals, 2000, &timed_out);
+    assert_non_null(c);
+    assert_int_equal(timed_out, 0);
+    assert_int_equal(PQstatus(c), CONNECTION_BAD);
+    assert_non_null(strstr(PQerrorMessage(c), "refused"));
+    PQfinish(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -467,6 +672,9 @@ int main(void)
         cmocka_unit_test(test_bisect_big_two_bad),
         cmocka_unit_test(test_bisect_big_none_bad),
         cmocka_unit_test(test_bisect_all_bad),
+        cmocka_unit_test(test_timeout_no_answer),
+        cmocka_unit_test(test_timeout_send_stalls),
+        cmocka_unit_test(test_connect_timeout),
         cmocka_unit_test(test_copy_field),
         cmocka_unit_test(test_array_elem),
         cmocka_unit_test(test_copy_row),
