@@ -118,7 +118,13 @@ int ctl_redis_now_ms(redisContext *c, long long *ms, char *err, size_t errlen)
         return -1;
     }
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-        snprintf(err, errlen, "Redis TIME: unexpected reply");
+        char why[300];
+        if (r->type == REDIS_REPLY_ERROR)
+            snprintf(err, errlen, "%s", redis_refusal_kind(r->str) != REDIS_REFUSED_NONE
+                                            ? ctl_redis_why(NULL, r->str, why, sizeof why)
+                                            : r->str);
+        else
+            snprintf(err, errlen, "Redis TIME: unexpected reply");
         freeReplyObject(r);
         return -1;
     }

@@ -53,13 +53,16 @@ typedef struct gr_role {
     int writer;
 } gr_role;
 
-/* The error of r (or of the connection) as one line into err. */
-static void gr_error(PGconn *conn, const PGresult *r, char *err, size_t errlen)
+/* The error of r (or of the connection) as one line into err, and
+ * PostgreSQL's hint (or ours) into hint ("" when none). */
+static void gr_error(PGconn *conn, const PGresult *r, char *err, size_t errlen, char *hintbuf,
+                     size_t hintlen)
 {
     const char *primary = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     const char *hint = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_HINT) : NULL;
 
+    hintbuf[0] = '\0';
     if (!primary) {
         ctl_first_line(PQerrorMessage(conn), err, errlen);
         if (!err[0])
@@ -69,17 +72,19 @@ static void gr_error(PGconn *conn, const PGresult *r, char *err, size_t errlen)
     /* 42883: the functions are missing, the schema predates migration 003. */
     if (state && strcmp(state, "42883") == 0)
         hint = "run 'auditqctl migrate' first (migration 003 adds the grant functions)";
-    snprintf(err, errlen, "%s (SQLSTATE %s)%s%s", primary, state ? state : "?????", hint ? "; " : "",
-             hint ? hint : "");
+    snprintf(err, errlen, "%s (SQLSTATE %s)", primary, state ? state : "?????");
+    if (hint)
+        snprintf(hintbuf, hintlen, "%s", hint);
 }
 
 static int gr_exec(PGconn *conn, const char *sql, char *err, size_t errlen)
 {
     PGresult *r = PQexec(conn, sql);
     int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
+    char hint[512];
 
     if (rc != 0)
-        gr_error(conn, r, err, errlen);
+        gr_error(conn, r, err, errlen, hint, sizeof hint);
     PQclear(r);
     return rc;
 }
@@ -89,7 +94,7 @@ int ctl_grants(const aq_config *cfg, int argc, char **argv)
     gr_role roles[GR_MAX_ROLES];
     char lines[GR_MAX_ROLES][512];
     int n = 0, rc = CTL_FAILED;
-    char err[1024];
+    char err[1024], hint[512];
     PGconn *conn = NULL;
 
     for (int i = 1; i < argc; i++) {
@@ -129,9 +134,11 @@ int ctl_grants(const aq_config *cfg, int argc, char **argv)
                                        : "SELECT auditq_grant_reader(oid::regrole) FROM pg_roles WHERE rolname = $1",
                                    1, NULL, params, NULL, NULL, 0);
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-            gr_error(conn, r, err, sizeof err);
+            gr_error(conn, r, err, sizeof err, hint, sizeof hint);
             fprintf(stderr, GR_PROG ": %s %s: %s; nothing was granted\n", roles[i].writer ? "--writer" : "--reader",
                     roles[i].name, err);
+            if (hint[0])
+                fprintf(stderr, GR_PROG ": hint: %s\n", hint);
             PQclear(r);
             goto out;
         }
