@@ -51,6 +51,7 @@ static const ctl_command ctl_commands[] = {
     { "retention", ctl_retention, ctl_retention_synopsis, ctl_retention_help },
     { "query", ctl_query, ctl_query_synopsis, ctl_query_help },
     { "grants", ctl_grants, ctl_grants_synopsis, ctl_grants_help },
+    { "spool", ctl_spool, ctl_spool_synopsis, ctl_spool_help },
 };
 
 #define CTL_NCOMMANDS (sizeof ctl_commands / sizeof ctl_commands[0])

@@ -35,4 +35,5 @@ CTL_DECLARE(partitions);  /* tools/ctl_partitions.c */
 CTL_DECLARE(retention);   /* tools/ctl_retention.c */
 CTL_DECLARE(query);       /* tools/ctl_query.c */
 CTL_DECLARE(grants);      /* tools/ctl_grants.c */
+CTL_DECLARE(spool);       /* tools/ctl_spool.c */
 #endif

@@ -13,6 +13,20 @@
  *       straight into the normal queue. Prints the bad event_id.
  *   it_client send --events N --priority P --tag T
  *       sends N events of one priority (sync); for the priority-order test.
+ *   it_client produce --sync N --async M --tag T [--set KEY=VALUE]...
+ *                     [--wait-replayed SECS] [--hold]
+ *       opens a handle with the settings given (auditq_config_set; e.g.
+ *       spool_path), sends events 0..N-1 with auditq_send, then N..N+M-1
+ *       with auditq_send_async (priority i % 4, request_id req-T-%06d),
+ *       flushes, and prints
+ *         sent sync=N async=M ok=K spool_full=F other_errors=E max_call_ms=X
+ *         stats: <every auditq_stats counter as key=value>
+ *       --hold: then prints "ready" and sleeps until killed (kill -9 tests);
+ *       --wait-replayed: polls the stats until nothing waits in the spool or
+ *       the buffer, prints "drained" (or "not drained") and the stats again,
+ *       the spool problem text if any, then closes and prints "closed rc=R".
+ *       Exit 0 unless a call failed with something other than
+ *       AUDITQ_ERR_SPOOL_FULL or the wait timed out.
  *   it_client stream --mode sync|async --ack-log FILE --stop-file F --tag T
  *                    [--events MAX] [--rate R]
  *       for the fault tests: sends events (priorities cycling) until F exists
@@ -380,9 +394,124 @@ static int cmd_stream(int max, int async, const char *tag, const char *ack_path,
     return 0;
 }
 
+static long long ms_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void print_stats(auditq *q)
+{
+    auditq_stats st;
+    auditq_get_stats(q, &st);
+    printf("stats: sent_sync=%llu queued_async=%llu sent_async=%llu rejected_full=%llu errors=%llu "
+           "redis_retries=%llu buffered=%llu spooled=%llu replayed=%llu spool_rejected_full=%llu "
+           "spool_corrupt_records=%llu spool_errors=%llu replay_retries=%llu spool_records=%llu spool_bytes=%llu\n",
+           (unsigned long long)st.sent_sync, (unsigned long long)st.queued_async,
+           (unsigned long long)st.sent_async, (unsigned long long)st.rejected_full,
+           (unsigned long long)st.errors, (unsigned long long)st.redis_retries,
+           (unsigned long long)st.buffered, (unsigned long long)st.spooled, (unsigned long long)st.replayed,
+           (unsigned long long)st.spool_rejected_full, (unsigned long long)st.spool_corrupt_records,
+           (unsigned long long)st.spool_errors, (unsigned long long)st.replay_retries,
+           (unsigned long long)st.spool_records, (unsigned long long)st.spool_bytes);
+}
+
+static int cmd_produce(int nsync, int nasync, const char *tag, char **sets, int nsets, int wait_s, int hold)
+{
+    auditq_config *cfg = auditq_config_new();
+    auditq *q = NULL;
+    auditq_event *ev = auditq_event_new(NULL);
+    expected e;
+    int ok = 0, full = 0, other = 0;
+    long long slowest = 0;
+
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    auditq_config_set(cfg, "redis_url", env_or("AUDITQ_REDIS_URL", "redis://127.0.0.1:6379"));
+    auditq_config_set(cfg, "batch_size", "2000");
+    auditq_config_set(cfg, "flush_interval_ms", "200");
+    for (int i = 0; i < nsets; i++) {
+        char key[128];
+        const char *eq = strchr(sets[i], '=');
+        if (!eq || (size_t)(eq - sets[i]) >= sizeof key) {
+            fprintf(stderr, "--set %s: expected KEY=VALUE\n", sets[i]);
+            return 2;
+        }
+        memcpy(key, sets[i], (size_t)(eq - sets[i]));
+        key[eq - sets[i]] = '\0';
+        if (auditq_config_set(cfg, key, eq + 1) != AUDITQ_OK) {
+            fprintf(stderr, "--set %s: %s\n", sets[i], auditq_last_error());
+            return 2;
+        }
+    }
+    if (auditq_open(cfg, &q) != AUDITQ_OK) {
+        fprintf(stderr, "auditq_open: %s\n", auditq_last_error());
+        return 1;
+    }
+    auditq_config_free(cfg);
+    for (int i = 0; i < nsync + nasync; i++) {
+        make_event(&e, i, tag);
+        if (fill(ev, &e) != 0)
+            return 1;
+        long long t0 = ms_mono();
+        auditq_rc rc = i < nsync ? auditq_send(q, ev, NULL) : auditq_send_async(q, ev, NULL);
+        long long took = ms_mono() - t0;
+        if (took > slowest)
+            slowest = took;
+        if (rc == AUDITQ_OK) {
+            ok++;
+        } else if (rc == AUDITQ_ERR_SPOOL_FULL) {
+            if (full++ == 0)
+                printf("first spool_full: event %d: %s\n", i, auditq_last_error());
+            fflush(stdout);
+        } else {
+            if (other++ < 5)
+                fprintf(stderr, "send %d: %s: %s\n", i, auditq_strerror(rc), auditq_last_error());
+        }
+    }
+    auditq_rc frc = auditq_flush(q, 30000);
+    if (frc != AUDITQ_OK)
+        fprintf(stderr, "flush: %s\n", auditq_last_error());
+    printf("sent sync=%d async=%d ok=%d spool_full=%d other_errors=%d max_call_ms=%lld\n", nsync, nasync, ok, full,
+           other, slowest);
+    print_stats(q);
+    if (hold) {
+        printf("ready\n");
+        for (;;)
+            pause();
+    }
+    int drained = 1;
+    if (wait_s > 0) {
+        long long until = ms_mono() + wait_s * 1000LL;
+        auditq_stats st;
+        for (;;) {
+            auditq_get_stats(q, &st);
+            if (st.spool_records == 0 && st.buffered == 0)
+                break;
+            if (ms_mono() > until) {
+                drained = 0;
+                break;
+            }
+            usleep(20000);
+        }
+        printf("%s\n", drained ? "drained" : "not drained");
+        print_stats(q);
+        char prob[2048];
+        auditq_spool_problem(q, prob, sizeof prob);
+        if (prob[0])
+            printf("problem: %s\n", prob);
+    }
+    auditq_rc crc = auditq_close(q);
+    printf("closed rc=%d%s%s\n", (int)crc, crc ? " " : "", crc ? auditq_last_error() : "");
+    auditq_event_free(ev);
+    return other || !drained || frc != AUDITQ_OK ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     int n = 1000, async = 0, prio = 2;
+    int nsync = 0, nasync = 0, wait_s = 0, hold = 0, nsets = 0;
+    char *sets[32];
     const char *tag = "t";
     const char *ack_path = NULL, *stop_path = NULL;
     double rate = 0;
@@ -392,8 +521,23 @@ int main(int argc, char **argv)
                         "                 [--ack-log FILE --stop-file F [--rate R]]\n");
         return 2;
     }
-    for (int i = 2; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--events") || !strcmp(argv[i], "--valid")) {
+    for (int i = 2; i < argc; i += 2) {
+        if (!strcmp(argv[i], "--hold")) {
+            hold = 1;
+            i--;
+            continue;
+        }
+        if (i + 1 >= argc)
+            break;
+        if (!strcmp(argv[i], "--sync"))
+            nsync = (int)strtol(argv[i + 1], NULL, 10);
+        else if (!strcmp(argv[i], "--async"))
+            nasync = (int)strtol(argv[i + 1], NULL, 10);
+        else if (!strcmp(argv[i], "--wait-replayed"))
+            wait_s = (int)strtol(argv[i + 1], NULL, 10);
+        else if (!strcmp(argv[i], "--set") && nsets < 32)
+            sets[nsets++] = argv[i + 1];
+        else if (!strcmp(argv[i], "--events") || !strcmp(argv[i], "--valid")) {
             n = (int)strtol(argv[i + 1], NULL, 10);
             n_given = 1;
         }
@@ -416,6 +560,8 @@ int main(int argc, char **argv)
         return cmd_bad(n, tag);
     if (!strcmp(argv[1], "send"))
         return cmd_send(n, prio, tag);
+    if (!strcmp(argv[1], "produce"))
+        return cmd_produce(nsync, nasync, tag, sets, nsets, wait_s, hold);
     if (!strcmp(argv[1], "stream") && ack_path && stop_path)
         return cmd_stream(n_given ? n : 0, async, tag, ack_path, stop_path, rate);
     fprintf(stderr, "unknown command %s\n", argv[1]);
