@@ -461,7 +461,7 @@ static void process_batch(wthread *t, queue_batch *b)
     if (c->crash_after_commit > 0 &&
         atomic_fetch_add(&w->committed_batches, 1) + 1 >= (uint64_t)c->crash_after_commit) {
         /* Test hook: die between the PostgreSQL commit and the Redis ack. */
-        log_error("crash_after_commit test hook: SIGKILL after commit, before ack", NULL);
+        log_error("crash_after_commit test hook: exiting after commit, before ack", NULL);
         /* A real crash: no atexit, no flush, no leak report under valgrind. */
         kill(getpid(), SIGKILL);
         _exit(137);
