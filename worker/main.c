@@ -397,17 +397,24 @@ static int settle_batch(wthread *t, queue_batch *b, size_t processed, size_t nr,
     for (;;) {
         int fenced = 0;
         metrics_set_state(t->m, MST_SETTLING);
-        int ok = ensure_redis(t) == 0 &&
+        int connected = ensure_redis(t) == 0; /* ensure_redis logs its own failure */
+        int ok = connected &&
                  queue_settle(t->rc, &w->keys, w->id, t->idx, b->token, processed, t->retries, nr,
                               t->dead, nd, t->cfg.dead_letter_max, &fenced, err, sizeof err) == 0;
         note_redis(t);
         if (ok) {
-            if (fenced)
+            if (fenced && attempt == 0)
                 log_warn("batch was recovered by another worker meanwhile; its copy will be re-written "
                          "idempotently", " thread=%d jobs=%zu", t->idx, b->n);
+            else if (fenced)
+                log_warn("batch no longer ours after a failed settle: that settle went through and only "
+                         "its answer was lost, or another worker recovered the batch (and re-writes it "
+                         "idempotently)", " thread=%d jobs=%zu", t->idx, b->n);
             return 0;
         }
-        if (t->rc && !t->rc->err) {
+        /* Logged also when the command timed out (the connection is then
+         * marked failed): a stalled Redis must show per thread. */
+        if (connected) {
             char why[300];
             log_warn("settle failed; will retry", " thread=%d error=%s", t->idx,
                      log_q(q, sizeof q, redis_why(w, "the settle script", err, why, sizeof why)));

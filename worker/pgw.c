@@ -362,7 +362,17 @@ int pgw_io_init(pgw_io *io, PGconn *conn, int timeout_ms)
     io->conn = conn;
     io->timeout_ms = timeout_ms;
     io->timed_out = 0;
+    io->lost[0] = '\0';
     return PQsetnonblocking(conn, 1) == 0 ? 0 : -1;
+}
+
+/* Keeps libpq's message from the moment the connection failed: libpq
+ * appends to it on every later call ("connection not open", "invalid
+ * socket"), which would only bury the cause. */
+static void io_note_lost(pgw_io *io)
+{
+    if (!io->lost[0] && PQstatus(io->conn) == CONNECTION_BAD)
+        flatten_msg(io->lost, sizeof io->lost, PQerrorMessage(io->conn));
 }
 
 /* Ends the connection from our side: shutting the socket down (libpq still
@@ -375,6 +385,7 @@ static void io_kill(pgw_io *io)
     if (fd >= 0)
         (void)shutdown(fd, SHUT_RDWR);
     (void)PQconsumeInput(io->conn);
+    io_note_lost(io);
 }
 
 enum { IO_TIMEOUT_READ = 1, IO_TIMEOUT_SEND = 2 };
@@ -420,9 +431,12 @@ static int io_flush(pgw_io *io)
             return -1;
         /* Read what the server sends meanwhile (an error, a notice), or both
          * sides could end up waiting on full buffers. */
-        if ((ev & POLLIN) && !PQconsumeInput(io->conn))
+        if ((ev & POLLIN) && !PQconsumeInput(io->conn)) {
+            io_note_lost(io);
             return -1;
+        }
     }
+    io_note_lost(io);
     return r;
 }
 
@@ -437,6 +451,7 @@ static PGresult *io_result(pgw_io *io)
         int ev = io_wait(io, (short)(POLLIN | (unsent ? POLLOUT : 0)));
         if (ev > 0 && ((ev & POLLIN) == 0 || PQconsumeInput(c)))
             continue;
+        io_note_lost(io);
         if (ev > 0)
             io_kill(io); /* PQconsumeInput failed: make sure libpq gave up */
     }
@@ -534,8 +549,12 @@ const char *pgw_io_error(const pgw_io *io, const PGresult *r, char *buf, size_t 
     else if (io->timed_out)
         snprintf(buf, n, "no answer from PostgreSQL within %d ms (pg_timeout_ms); connection dropped",
                  io->timeout_ms);
+    else if (msg && state)
+        snprintf(buf, n, "%s %s", state, msg);
+    else if (io->lost[0])
+        snprintf(buf, n, "%s", io->lost);
     else if (msg)
-        snprintf(buf, n, "%s %s", state ? state : "-----", msg);
+        snprintf(buf, n, "----- %s", msg);
     else
         flatten_msg(buf, n, PQerrorMessage(io->conn));
     return buf;
@@ -674,7 +693,9 @@ static void step_error_take(step_error *e, const PGresult *r, const pgw_io *io)
     /* No SQLSTATE (connection lost, timed out, out of memory) classifies
      * as transient: the batch is retried. */
     snprintf(e->sqlstate, sizeof e->sqlstate, "%s", state ? state : "");
-    if (io->timed_out || !r || !PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY))
+    /* A server error has a SQLSTATE; one libpq made up (connection lost)
+     * has not, and the first message of the loss says it best. */
+    if (!state || !PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY))
         pgw_io_error(io, NULL, e->message, sizeof e->message);
     else
         snprintf(e->message, sizeof e->message, "%s", PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY));

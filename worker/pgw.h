@@ -24,6 +24,8 @@ typedef struct pgw_io {
     PGconn *conn;
     int timeout_ms;    /* 0 = no limit */
     int timed_out;     /* a wait gave up: conn is dead, drop it */
+    char lost[200];    /* libpq's message when the connection was lost, as
+                          first seen (later calls only add noise to it) */
 } pgw_io;
 
 /* Binds io to conn (a connected PGconn; it stays the caller's) and puts
