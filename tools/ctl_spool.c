@@ -81,6 +81,11 @@ typedef struct tally {
     uint64_t bad, bad_bytes;
 } tally;
 
+static const char *pl(uint64_t n)
+{
+    return n == 1 ? "" : "s";
+}
+
 static void report_bad(const char *cmd, const char *path, const spool_rec *r, spool_status kind)
 {
     fprintf(stderr, "auditqctl spool %s: %s: %s record at offset %" PRIu64 " (%" PRIu64 " bytes): %s; not replayed\n",
@@ -181,9 +186,10 @@ static int spool_inspect(const char *path, int records)
         rc = CTL_FAILED;
     }
     spool_reader_free(&r);
-    printf("replayed:   %" PRIu64 " records, %" PRIu64 " bytes of jobs, before the position\n", done.records,
-           done.bytes);
-    printf("waiting:    %" PRIu64 " records, %" PRIu64 " bytes of jobs ", waiting.records, waiting.bytes);
+    printf("replayed:   %" PRIu64 " record%s, %" PRIu64 " bytes of jobs, before the position\n", done.records,
+           pl(done.records), done.bytes);
+    printf("waiting:    %" PRIu64 " record%s, %" PRIu64 " bytes of jobs ", waiting.records, pl(waiting.records),
+           waiting.bytes);
     print_prios(&waiting);
     putchar('\n');
     spool_close(s);
@@ -215,8 +221,8 @@ static int spool_replay(const aq_config *cfg, const char *path, int dry_run)
     }
     keys_init(&k, spool_hdr(s)->ns); /* validated by spool_open */
     uint64_t waiting = spool_pending(s);
-    printf("spool %s: namespace %s, %" PRIu64 " records to replay from offset %" PRIu64 " of %" PRIu64 " bytes\n",
-           path, spool_hdr(s)->ns, waiting, spool_pos(s), spool_size(s));
+    printf("spool %s: namespace %s, %" PRIu64 " record%s to replay from offset %" PRIu64 " of %" PRIu64 " bytes\n",
+           path, spool_hdr(s)->ns, waiting, pl(waiting), spool_pos(s), spool_size(s));
     fflush(stdout);
     if (!dry_run && spool_pos(s) < spool_size(s)) {
         c = ctl_redis_connect(cfg, err, sizeof err);
@@ -270,8 +276,8 @@ static int spool_replay(const aq_config *cfg, const char *path, int dry_run)
                     (double)(now - t0) / 1e6);
         }
     }
-    printf("%s %" PRIu64 " records (%" PRIu64 " bytes) into {%s}:queue:* ", dry_run ? "would replay" : "replayed",
-           t.records, t.bytes, spool_hdr(s)->ns);
+    printf("%s %" PRIu64 " record%s (%" PRIu64 " bytes) into {%s}:queue:* ", dry_run ? "would replay" : "replayed",
+           t.records, pl(t.records), t.bytes, spool_hdr(s)->ns);
     print_prios(&t);
     printf("%s\n", dry_run ? "; dry run: nothing sent, position unchanged" : "");
     print_bad_summary(&t, path);
