@@ -97,6 +97,7 @@ auditq_rc codec_check_field(auditq_field f, const char *p, size_t len, char *err
     const char *key = codec_field_key(f);
     size_t bad = 0, max;
     uint8_t id[16];
+    char shown[64];
 
     if (!key) {
         snprintf(err, errlen, "unknown field %d", (int)f);
@@ -136,15 +137,15 @@ auditq_rc codec_check_field(auditq_field f, const char *p, size_t len, char *err
         break;
     case AUDITQ_ACTOR_TYPE:
         if (!in_set(p, len, actor_types)) {
-            snprintf(err, errlen, "actor_type: '%.*s' is not one of user, service, ai, system",
-                     (int)(len > 32 ? 32 : len), p);
+            text_escape(shown, sizeof shown, p, len, 32);
+            snprintf(err, errlen, "actor_type: '%s' is not one of user, service, ai, system", shown);
             return AUDITQ_ERR_INVALID_ARG;
         }
         break;
     case AUDITQ_OUTCOME:
         if (!in_set(p, len, outcomes)) {
-            snprintf(err, errlen, "outcome: '%.*s' is not one of success, failure, denied",
-                     (int)(len > 32 ? 32 : len), p);
+            text_escape(shown, sizeof shown, p, len, 32);
+            snprintf(err, errlen, "outcome: '%s' is not one of success, failure, denied", shown);
             return AUDITQ_ERR_INVALID_ARG;
         }
         break;
@@ -223,7 +224,15 @@ typedef struct rd {
     size_t errlen;
 } rd;
 
-enum { V_NIL, V_BOOL, V_INT, V_UINT, V_STR, V_BIN };
+/* Value types. Those from V_MAP on are never allowed in a job: rd_val
+ * reports them with the offset of their first byte without reading any
+ * further (so a declared 4 G-element array costs nothing and nesting can
+ * never recurse), and the caller refuses the job naming the key. */
+enum { V_NIL, V_BOOL, V_INT, V_UINT, V_STR, V_BIN, V_MAP, V_ARRAY, V_FLOAT, V_EXT, V_NEVER };
+
+static const char *const type_names[] = {
+    "nil", "bool", "int", "int", "str", "bin", "map", "array", "float", "ext", "byte 0xc1",
+};
 
 typedef struct val {
     int type;
@@ -231,6 +240,7 @@ typedef struct val {
     uint64_t u;
     const char *s;
     uint32_t len;
+    size_t off; /* offset of the value's first byte in the job */
 } val;
 
 static int rd_fail(rd *r, const char *what)
@@ -254,14 +264,17 @@ static uint64_t be(const uint8_t *p, int n)
     return v;
 }
 
-/* Reads one scalar. Containers and ext types are refused: a job has none. */
+/* Reads one value. Scalars are consumed; a container, float, ext or the
+ * never-used byte 0xc1 only gets its type set (see V_MAP). Fails only when
+ * the bytes present end inside the value. */
 static int rd_val(rd *r, val *v)
 {
+    memset(v, 0, sizeof *v);
+    v->off = (size_t)(r->p - r->start);
     if (rd_need(r, 1, "truncated job: value expected"))
         return -1;
     uint8_t t = *r->p;
     int lenbytes = 0, intbytes = 0, sign = 0;
-    memset(v, 0, sizeof *v);
     if (t <= 0x7f) {
         r->p++;
         v->type = V_UINT;
@@ -297,12 +310,11 @@ static int rd_val(rd *r, val *v)
     case 0xd1: intbytes = 2; sign = 1; break;
     case 0xd2: intbytes = 4; sign = 1; break;
     case 0xd3: intbytes = 8; sign = 1; break;
-    case 0x80 ... 0x8f: case 0x90 ... 0x9f: case 0xdc ... 0xdf:
-        return rd_fail(r, "nested map or array not allowed");
-    case 0xca: case 0xcb:
-        return rd_fail(r, "float not allowed");
-    default:
-        return rd_fail(r, "unsupported msgpack type");
+    case 0x80 ... 0x8f: case 0xde: case 0xdf: v->type = V_MAP; return 0;
+    case 0x90 ... 0x9f: case 0xdc: case 0xdd: v->type = V_ARRAY; return 0;
+    case 0xca: case 0xcb: v->type = V_FLOAT; return 0;
+    case 0xc7 ... 0xc9: case 0xd4 ... 0xd8: v->type = V_EXT; return 0;
+    default: v->type = V_NEVER; return 0; /* 0xc1 */
     }
     if (intbytes) {
         if (rd_need(r, 1 + (size_t)intbytes, "truncated integer"))
@@ -345,18 +357,67 @@ static int as_int64(const val *v, int64_t *out)
     return -1;
 }
 
+static int is_int(const val *v)
+{
+    return v->type == V_INT || v->type == V_UINT;
+}
+
+/* An integer value as decimal text (uint64 values above INT64_MAX too). */
+static void int_text(const val *v, char *out, size_t cap)
+{
+    if (v->type == V_UINT)
+        snprintf(out, cap, "%llu", (unsigned long long)v->u);
+    else
+        snprintf(out, cap, "%lld", (long long)v->i);
+}
+
+/* "key K: <want>, got msgpack T at offset X": a value of the wrong type. */
+static int fail_type(char *err, size_t errlen, const char *key, const char *want, const val *v)
+{
+    snprintf(err, errlen, "key %s: %s, got msgpack %s at offset %zu", key, want, type_names[v->type], v->off);
+    return -1;
+}
+
+/* Pseudo-fields of the `seen` bitmask next to the text fields 0..13. */
+enum { BIT_V = 20, BIT_TS, BIT_PRIO, BIT_ATTEMPTS };
+
+/* Bit of a known key, or -1. Compares lengths first: this runs per key of
+ * every job. */
+static int known_key(const val *k)
+{
+#define KEY_IS(lit) (k->len == sizeof(lit) - 1 && memcmp(k->s, lit, sizeof(lit) - 1) == 0)
+    if (KEY_IS("v"))
+        return BIT_V;
+    if (KEY_IS("occurred_at"))
+        return BIT_TS;
+    if (KEY_IS("priority"))
+        return BIT_PRIO;
+    if (KEY_IS("attempts"))
+        return BIT_ATTEMPTS;
+#undef KEY_IS
+    for (int f = 0; f < AUDITQ_FIELD_COUNT; f++)
+        if (field_key_len[f] == k->len && memcmp(field_keys[f], k->s, k->len) == 0)
+            return f;
+    return -1;
+}
+
 int codec_decode(const char *buf, size_t len, size_t max_bytes, aq_job *j, char *err, size_t errlen)
 {
     rd r = {(const uint8_t *)buf, (const uint8_t *)buf + len, (const uint8_t *)buf, err, errlen};
-    uint32_t n;
-    uint64_t seen = 0; /* bit per known key: duplicate detection */
+    uint32_t n, nunknown = 0;
+    uint64_t seen = 0;    /* bit per known key: duplicate detection */
+    int have_id = 0;      /* event_id present and not nil */
+    aq_str unknown[CODEC_MAX_KEYS]; /* unknown keys so far: duplicate detection */
+    char name[64], num[32];
     val k, v;
 
     memset(j, 0, sizeof *j);
     j->priority = AUDITQ_PRIORITY_NORMAL;
     if (errlen)
         err[0] = '\0';
-    if (len > max_bytes) {
+    /* The cap is checked again once attempts is known (see
+     * CODEC_REENCODE_SLACK); this first check bounds the work. */
+    if (len > max_bytes && len - max_bytes > CODEC_REENCODE_SLACK) {
         snprintf(err, errlen, "job is %zu bytes, larger than max_job_bytes=%zu", len, max_bytes);
         return -1;
     }
@@ -388,112 +449,146 @@ int codec_decode(const char *buf, size_t len, size_t max_bytes, aq_job *j, char 
     for (uint32_t e = 0; e < n; e++) {
         if (rd_val(&r, &k) != 0)
             return -1;
-        if (k.type != V_STR)
-            return rd_fail(&r, "map key is not a string");
+        if (k.type != V_STR) {
+            snprintf(err, errlen, "map key is not a string (msgpack %s) at offset %zu", type_names[k.type], k.off);
+            return -1;
+        }
         if (rd_val(&r, &v) != 0)
             return -1;
-        int bit = -1;
-#define KEY_IS(lit) (k.len == sizeof(lit) - 1 && memcmp(k.s, lit, sizeof(lit) - 1) == 0)
-        if (KEY_IS("v")) {
-            bit = 20;
-            /* Any msgpack integer encoding: Go and others write small ints
-             * as signed types. */
-            int64_t ver;
-            if (as_int64(&v, &ver) != 0 || ver <= 0) {
-                snprintf(err, errlen, "key v: schema version must be a positive integer");
+        int bit = known_key(&k);
+        if (bit < 0) {
+            /* Unknown keys are ignored (forward compatibility), but must be
+             * UTF-8, unique and hold a scalar. */
+            size_t bad = 0;
+            if (!text_utf8_valid(k.s, k.len, &bad)) {
+                snprintf(err, errlen, "map key at offset %zu: %s at byte %zu", k.off,
+                         k.s[bad] == '\0' ? "NUL byte" : "invalid UTF-8", bad);
                 return -1;
             }
-            if (ver != AUDITQ_SCHEMA_VERSION) {
-                snprintf(err, errlen, "key v: unsupported schema version %lld (this worker reads %d)",
-                         (long long)ver, AUDITQ_SCHEMA_VERSION);
-                return -1;
-            }
-            j->version = (uint32_t)ver;
-        } else if (KEY_IS("occurred_at")) {
-            bit = 21;
-            int64_t ts;
-            if (as_int64(&v, &ts) != 0) {
-                snprintf(err, errlen, "key occurred_at: must be an integer (microseconds since epoch)");
-                return -1;
-            }
-            if (ts <= 0 || ts > CODEC_MAX_TS_US) {
-                snprintf(err, errlen, "key occurred_at: %lld is outside 1970..9999 (microseconds since epoch)",
-                         (long long)ts);
-                return -1;
-            }
-            j->occurred_at_us = ts;
-        } else if (KEY_IS("priority")) {
-            bit = 22;
-            int p = v.type == V_STR ? codec_priority_parse(v.s, v.len) : -1;
-            if (p < 0) {
-                snprintf(err, errlen, "key priority: must be one of critical, high, normal, low");
-                return -1;
-            }
-            j->priority = p;
-        } else if (KEY_IS("attempts")) {
-            bit = 23;
-            int64_t att;
-            if (as_int64(&v, &att) != 0 || att < 0 || att > 1000000) {
-                snprintf(err, errlen, "key attempts: must be an integer 0..1000000");
-                return -1;
-            }
-            j->attempts = (uint32_t)att;
-        } else {
-            for (int f = 0; f < AUDITQ_FIELD_COUNT; f++) {
-                if (field_key_len[f] != k.len || memcmp(field_keys[f], k.s, k.len) != 0)
-                    continue;
-                bit = f;
-                if (v.type == V_NIL) {
-                    if (f == AUDITQ_EVENT_ID)
-                        bit = 24; /* nil id = no id: refused below as missing */
-                    break;        /* explicit nil = absent */
-                }
-                if (v.type != V_STR) {
-                    snprintf(err, errlen, "key %s: must be a string", field_keys[f]);
+            for (uint32_t u = 0; u < nunknown; u++) {
+                if (unknown[u].len == k.len && memcmp(unknown[u].p, k.s, k.len) == 0) {
+                    text_escape(name, sizeof name, k.s, k.len, 32);
+                    snprintf(err, errlen, "duplicate key %s", name);
                     return -1;
                 }
-                if (codec_check_field((auditq_field)f, v.s, v.len, err, errlen) != AUDITQ_OK)
-                    return -1;
-                if (f == AUDITQ_EVENT_ID)
-                    uuid_parse(v.s, v.len, j->id);
-                else {
-                    j->f[f].p = v.s;
-                    j->f[f].len = v.len;
-                }
-                break;
             }
-            if (bit < 0) {
-                /* Unknown keys are ignored (forward compatibility), but only
-                 * scalars: rd_val already refused containers. */
-                bit = 63;
-                if (!text_utf8_valid(k.s, k.len, NULL)) {
-                    snprintf(err, errlen, "map key is not valid UTF-8");
-                    return -1;
-                }
-                continue;
+            unknown[nunknown].p = k.s;
+            unknown[nunknown++].len = k.len;
+            if (v.type >= V_MAP) {
+                text_escape(name, sizeof name, k.s, k.len, 32);
+                snprintf(err, errlen, "key %s: msgpack %s not allowed (a job holds only nil, bool, int, "
+                         "str and bin values) at offset %zu", name, type_names[v.type], v.off);
+                return -1;
             }
+            continue;
         }
-#undef KEY_IS
         if (seen & (1ULL << bit)) {
             /* The name is formatted only here: a snprintf per key was a
              * third of the worker's CPU (callgrind, BENCHMARKS.md). */
-            snprintf(err, errlen, "duplicate key %.*s", (int)(k.len > 20 ? 20 : k.len), k.s);
+            snprintf(err, errlen, "duplicate key %.*s", (int)k.len, k.s);
             return -1;
         }
         seen |= 1ULL << bit;
+        switch (bit) {
+        case BIT_V: {
+            /* Any msgpack integer encoding: Go and others write small ints
+             * as signed types. */
+            int64_t ver;
+            if (!is_int(&v))
+                return fail_type(err, errlen, "v", "schema version must be a positive integer", &v);
+            if (as_int64(&v, &ver) != 0 || ver != AUDITQ_SCHEMA_VERSION) {
+                int_text(&v, num, sizeof num);
+                if (as_int64(&v, &ver) == 0 && ver <= 0)
+                    snprintf(err, errlen, "key v: schema version must be a positive integer, got %s", num);
+                else
+                    snprintf(err, errlen, "key v: unsupported schema version %s (this worker reads %d)",
+                             num, AUDITQ_SCHEMA_VERSION);
+                return -1;
+            }
+            j->version = (uint32_t)ver;
+            break;
+        }
+        case BIT_TS: {
+            int64_t ts;
+            if (!is_int(&v))
+                return fail_type(err, errlen, "occurred_at", "must be an integer (microseconds since epoch)", &v);
+            if (as_int64(&v, &ts) != 0 || ts <= 0 || ts > CODEC_MAX_TS_US) {
+                int_text(&v, num, sizeof num);
+                snprintf(err, errlen, "key occurred_at: %s is outside 1970..9999 (microseconds since epoch)", num);
+                return -1;
+            }
+            j->occurred_at_us = ts;
+            break;
+        }
+        case BIT_PRIO: {
+            static const char want[] = "must be one of critical, high, normal, low";
+            if (v.type != V_STR)
+                return fail_type(err, errlen, "priority", want, &v);
+            int p = codec_priority_parse(v.s, v.len);
+            if (p < 0) {
+                text_escape(name, sizeof name, v.s, v.len, 32);
+                snprintf(err, errlen, "key priority: %s, got '%s'", want, name);
+                return -1;
+            }
+            j->priority = p;
+            break;
+        }
+        case BIT_ATTEMPTS: {
+            int64_t att;
+            if (!is_int(&v))
+                return fail_type(err, errlen, "attempts", "must be an integer 0..1000000", &v);
+            if (as_int64(&v, &att) != 0 || att < 0 || att > 1000000) {
+                int_text(&v, num, sizeof num);
+                snprintf(err, errlen, "key attempts: must be an integer 0..1000000, got %s", num);
+                return -1;
+            }
+            j->attempts = (uint32_t)att;
+            break;
+        }
+        default: { /* a text field */
+            int f = bit;
+            if (v.type == V_NIL)
+                break; /* explicit nil = absent (a nil event_id is then missing) */
+            if (v.type != V_STR)
+                return fail_type(err, errlen, field_keys[f],
+                                 f == AUDITQ_CHANGES || f == AUDITQ_METADATA ? "must be a string of JSON text"
+                                                                             : "must be a string", &v);
+            if (codec_check_field((auditq_field)f, v.s, v.len, err, errlen) != AUDITQ_OK)
+                return -1;
+            if (f == AUDITQ_EVENT_ID) {
+                uuid_parse(v.s, v.len, j->id);
+                have_id = 1;
+            } else {
+                j->f[f].p = v.s;
+                j->f[f].len = v.len;
+            }
+            break;
+        }
+        }
     }
     if (r.p != r.end) {
         snprintf(err, errlen, "%zu trailing bytes after the job map", (size_t)(r.end - r.p));
         return -1;
     }
-    static const struct { int bit; const char *name; } required[] = {
-        {20, "v"}, {AUDITQ_EVENT_ID, "event_id"}, {21, "occurred_at"}, {AUDITQ_ACTION, "action"}};
-    for (size_t i = 0; i < sizeof required / sizeof required[0]; i++) {
-        if (!(seen & (1ULL << required[i].bit)) ||
-            (required[i].bit == AUDITQ_ACTION && !j->f[AUDITQ_ACTION].p)) {
-            snprintf(err, errlen, "missing required key %s", required[i].name);
-            return -1;
-        }
+    if (!(seen & (1ULL << BIT_V))) {
+        snprintf(err, errlen, "missing required key v");
+        return -1;
+    }
+    if (!have_id) {
+        snprintf(err, errlen, "missing required key event_id");
+        return -1;
+    }
+    if (!(seen & (1ULL << BIT_TS))) {
+        snprintf(err, errlen, "missing required key occurred_at");
+        return -1;
+    }
+    if (!j->f[AUDITQ_ACTION].p) {
+        snprintf(err, errlen, "missing required key action");
+        return -1;
+    }
+    if (len > max_bytes && j->attempts == 0) {
+        snprintf(err, errlen, "job is %zu bytes, larger than max_job_bytes=%zu", len, max_bytes);
+        return -1;
     }
     return 0;
 }

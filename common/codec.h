@@ -67,9 +67,19 @@ auditq_rc codec_check_field(auditq_field f, const char *p, size_t len, char *err
  * check fields first. Returns 0, or -1 on OOM. */
 int codec_encode(const aq_job *j, aq_buf *out);
 
+/* A worker's retry re-encodes a job with attempts set (and priority always
+ * written), which can make it up to 34 bytes longer than the bytes that were
+ * pushed (docs/PROTOCOL.md, section 3). A job with attempts >= 1 may
+ * therefore exceed max_bytes by this much, so a job accepted once is not
+ * refused as oversized on its retry. */
+#define CODEC_REENCODE_SLACK   64
+
 /* Decodes and validates one job. Returns 0 and fills *j (pointing into buf)
- * or -1 with a precise reason in err ("truncated str at offset 17",
- * "missing required key action", ...). Never allocates, never reads past
- * buf + len, rejects len > max_bytes. */
+ * or -1 with a precise reason in err ("truncated string (declared length
+ * exceeds job) at offset 17", "missing required key action", ...): printable
+ * UTF-8, input bytes echoed only escaped (text_escape). Never allocates,
+ * never recurses, never reads past buf + len. Refuses len > max_bytes
+ * (len > max_bytes + CODEC_REENCODE_SLACK before reading anything; within
+ * the slack only when attempts is 0). */
 int codec_decode(const char *buf, size_t len, size_t max_bytes, aq_job *j, char *err, size_t errlen);
 #endif

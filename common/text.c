@@ -103,6 +103,53 @@ int text_utf8_valid(const char *s, size_t len, size_t *bad_off)
     return 1;
 }
 
+size_t text_escape(char *out, size_t cap, const char *s, size_t len, size_t max_in)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t o = 0, i = 0;
+    int cut = 0;
+
+    if (cap == 0)
+        return 0;
+    /* Room kept for "..." and the NUL, so a cut is always marked. */
+    while (i < len) {
+        char tmp[5];
+        size_t n = utf8_seq_len(p + i, len - i), w;
+
+        /* Controls are escaped, C1 (U+0080..U+009F) included: some
+         * terminals act on them. */
+        if ((n == 1 && (p[i] < 0x20 || p[i] == 0x7f)) || (n == 2 && p[i] == 0xC2 && p[i + 1] < 0xA0))
+            n = 0;
+        if (i + (n ? n : 1) > max_in) {
+            cut = 1;
+            break;
+        }
+        if (n == 0) {
+            snprintf(tmp, sizeof tmp, "\\x%02x", p[i]);
+            w = 4;
+        } else if (n == 1 && p[i] == '\\') {
+            memcpy(tmp, "\\\\", 2);
+            w = 2;
+        } else {
+            memcpy(tmp, p + i, n);
+            w = n;
+        }
+        if (o + w + 4 > cap) {
+            cut = 1;
+            break;
+        }
+        memcpy(out + o, tmp, w);
+        o += w;
+        i += n ? n : 1;
+    }
+    if (cut && o + 4 <= cap) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o] = '\0';
+    return o;
+}
+
 /* ------------------------------------------------------------------ JSON */
 
 struct json_parser {

@@ -9,6 +9,14 @@
  * *bad_off (if not NULL) to the offset of the first offending byte. */
 int text_utf8_valid(const char *s, size_t len, size_t *bad_off);
 
+/* Writes s[0..len) into out (cap bytes, always NUL-terminated when cap > 0)
+ * as printable, valid UTF-8 text for an error message: printable ASCII and
+ * well-formed multi-byte sequences are copied, a backslash becomes "\\",
+ * every other byte (controls, DEL, NUL, ill-formed UTF-8) becomes "\xNN".
+ * At most max_in bytes of s are shown; if s is longer (or out is too small)
+ * "..." is appended. Never splits a character. Returns strlen(out). */
+size_t text_escape(char *out, size_t cap, const char *s, size_t len, size_t max_in);
+
 /* Maximum nesting of arrays/objects json_validate accepts. */
 #define JSON_MAX_DEPTH 64
 
