@@ -5,6 +5,7 @@
  * line.  Everything else walks that table, so a new setting is one row:
  *   config_defaults   parses each row's default text through cf_apply
  *   config_load_file  "key = value" lines   -> cf_lookup + cf_apply
+ *   config_load_buffer  the same lines from memory (the fuzzer's entry)
  *   config_load_env   AUDITQ_<NAME> for each row (the table, not environ,
  *                     is scanned, so a typo'd variable is simply unused)
  *   config_set        the --set key=value flag
@@ -690,6 +691,33 @@ static int cf_split_line(char *line, char **key, char **value, char *why, size_t
     return 1;
 }
 
+/* One line of a config file, without its '\n' (n bytes, line[n] == '\0'),
+ * modified in place. `name` and lineno are for the error message. The one
+ * line parser behind config_load_file and config_load_buffer. */
+static int cf_load_line(aq_config *c, char *line, size_t n, const char *name, long lineno,
+                        char *err, size_t errlen)
+{
+    char where[512], why[512];
+    char *key, *value;
+    int r;
+
+    snprintf(where, sizeof where, "%s:%ld", name, lineno);
+    if (memchr(line, '\0', n) != NULL) {
+        cf_errf(err, errlen, "%s: line contains a NUL byte; is this a text file?", where);
+        return -1;
+    }
+    while (n > 0 && line[n - 1] == '\r')
+        line[--n] = '\0';
+    r = cf_split_line(line, &key, &value, why, sizeof why);
+    if (r < 0) {
+        cf_errf(err, errlen, "%s: %s", where, why);
+        return -1;
+    }
+    if (r == 0)
+        return 0;
+    return config_set(c, key, value, where, err, errlen);
+}
+
 int config_load_file(aq_config *c, const char *path, char *err, size_t errlen)
 {
     FILE *f;
@@ -705,26 +733,9 @@ int config_load_file(aq_config *c, const char *path, char *err, size_t errlen)
         return -1;
     }
     while ((n = getline(&line, &cap, f)) >= 0) {
-        char where[512], why[512];
-        char *key, *value;
-        int r;
-
-        lineno++;
-        snprintf(where, sizeof where, "%s:%ld", path, lineno);
-        if ((size_t)n != strlen(line)) {
-            cf_errf(err, errlen, "%s: line contains a NUL byte; is this a text file?", where);
-            goto out;
-        }
-        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        if (n > 0 && line[n - 1] == '\n')
             line[--n] = '\0';
-        r = cf_split_line(line, &key, &value, why, sizeof why);
-        if (r < 0) {
-            cf_errf(err, errlen, "%s: %s", where, why);
-            goto out;
-        }
-        if (r == 0)
-            continue;
-        if (config_set(c, key, value, where, err, errlen) != 0)
+        if (cf_load_line(c, line, (size_t)n, path, ++lineno, err, errlen) != 0)
             goto out;
     }
     if (ferror(f)) {
@@ -735,6 +746,39 @@ int config_load_file(aq_config *c, const char *path, char *err, size_t errlen)
 out:
     free(line);
     fclose(f);
+    return rc;
+}
+
+int config_load_buffer(aq_config *c, const char *buf, size_t len, const char *name,
+                       char *err, size_t errlen)
+{
+    char *line = NULL;      /* owned: a copy of the current line, freed at out */
+    size_t cap = 0, pos = 0;
+    long lineno = 0;
+    int rc = -1;
+
+    while (pos < len) {
+        const char *nl = memchr(buf + pos, '\n', len - pos);
+        size_t n = nl != NULL ? (size_t)(nl - (buf + pos)) : len - pos;
+
+        if (n + 1 > cap) {
+            char *p = realloc(line, n + 1);
+            if (p == NULL) {
+                cf_errf(err, errlen, "%s: out of memory", name);
+                goto out;
+            }
+            line = p;
+            cap = n + 1;
+        }
+        memcpy(line, buf + pos, n);
+        line[n] = '\0';
+        if (cf_load_line(c, line, n, name, ++lineno, err, errlen) != 0)
+            goto out;
+        pos += n + (nl != NULL);
+    }
+    rc = 0;
+out:
+    free(line);
     return rc;
 }
 

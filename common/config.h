@@ -57,6 +57,10 @@ void config_defaults(aq_config *c);
 /* Reads `path` (key = value lines, # comments). Strict: unknown key or bad
  * value -> -1 with "FILE:LINE: key=value: reason; fix" in err. */
 int config_load_file(aq_config *c, const char *path, char *err, size_t errlen);
+/* The same for the text buf[0..len) (need not be NUL-terminated); `name`
+ * stands for the file name in errors ("NAME:LINE: ..."). buf is only read. */
+int config_load_buffer(aq_config *c, const char *buf, size_t len, const char *name,
+                       char *err, size_t errlen);
 /* Applies AUDITQ_<KEY> variables (e.g. AUDITQ_REDIS_URL). -1 on bad value. */
 int config_load_env(aq_config *c, char *err, size_t errlen);
 /* Sets one "key=value" (the --set flag). -1 on unknown key or bad value. */

@@ -235,7 +235,48 @@ static void test_file_errors(void **state)
             assert_int_equal(c.threads, 2);
         else
             assert_memory_equal(&c, &before, sizeof c);
+        /* The buffer loader is the same parser: same message, same state. */
+        aq_config b;
+        char berr[512] = "";
+        config_defaults(&b);
+        assert_int_equal(config_load_buffer(&b, cases[i].text, strlen(cases[i].text),
+                                             "config/auditq.conf", berr, sizeof berr), -1);
+        assert_string_equal(berr, cases[i].err);
+        assert_memory_equal(&b, &c, sizeof c);
     }
+}
+
+/* config_load_buffer: text that need not end in '\n' nor be NUL-terminated,
+ * CRLF lines, NUL bytes, and the same result as the file loader. */
+static void test_load_buffer(void **state)
+{
+    aq_config c, f;
+    char err[512] = "";
+    (void)state;
+
+    /* Not NUL-terminated, no final newline: only len bytes are read. */
+    static const char text[] = "threads = 3\r\n# c\r\nbatch_size = 77XXXX";
+    config_defaults(&c);
+    assert_int_equal(config_load_buffer(&c, text, sizeof text - 1 - 4, "mem", err, sizeof err), 0);
+    assert_int_equal(c.threads, 3);
+    assert_int_equal(c.batch_size, 77);
+    config_defaults(&f);
+    assert_int_equal(load_text(&f, "threads = 3\r\n# c\r\nbatch_size = 77", err, sizeof err), 0);
+    assert_memory_equal(&c, &f, sizeof c);
+    /* Empty text: defaults. */
+    config_defaults(&c);
+    assert_int_equal(config_load_buffer(&c, "", 0, "mem", err, sizeof err), 0);
+    config_defaults(&f);
+    assert_memory_equal(&c, &f, sizeof c);
+    /* A NUL byte names its line, like the file loader. */
+    static const char nul[] = "threads = 3\nbatch_size = 7\0\n";
+    config_defaults(&c);
+    assert_int_equal(config_load_buffer(&c, nul, sizeof nul - 1, "x.conf", err, sizeof err), -1);
+    assert_string_equal(err, "x.conf:2: line contains a NUL byte; is this a text file?");
+    /* A blank last line counts: errors on line 3 say 3. */
+    config_defaults(&c);
+    assert_int_equal(config_load_buffer(&c, "\n\nnope = 1", 10, "x.conf", err, sizeof err), -1);
+    assert_string_equal(err, "x.conf:3: unknown setting 'nope' (see config/auditq.conf for the list)");
 }
 
 static void test_file_missing(void **state)
@@ -761,6 +802,7 @@ int main(void)
         cmocka_unit_test(test_file_parse),
         cmocka_unit_test(test_file_errors),
         cmocka_unit_test(test_file_missing),
+        cmocka_unit_test(test_load_buffer),
         cmocka_unit_test(test_env_overrides_file),
         cmocka_unit_test(test_set),
         cmocka_unit_test(test_weights),
