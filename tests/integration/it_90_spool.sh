@@ -23,9 +23,9 @@ CTL=$BIN/auditqctl
 SP=$AQ_TMP/spools
 mkdir -p "$SP"
 if [[ "${AQ_FAULTS:-}" == long ]]; then
-    NS=20000 NA=50000 NB=20000
+    NS=20000 NA=50000 NB=20000 WAIT=900
 else
-    NS=1500 NA=3500 NB=2000
+    NS=1500 NA=3500 NB=2000 WAIT=120
 fi
 
 # kv LOG PREFIX KEY: the value of KEY=... on the last line of LOG that
@@ -79,10 +79,10 @@ PYEOF
 # ---- (a) Redis down: spool; Redis back: background replay in order ------
 redis_stop
 harness_spawn prod_a "$C" produce --sync $NS --async $NA --tag a --set "spool_path=$SP/a.spool" \
-    --set spool_fsync=always --wait-replayed 300
+    --set spool_fsync=always --wait-replayed $WAIT
 PA=$HARNESS_LAST_PID
 LA=$AQ_TMP/prod_a.log
-wait_for 120 grep -q '^sent ' "$LA"
+wait_for $WAIT grep -q '^sent ' "$LA"
 assert_eq $((NS + NA)) "$(kv "$LA" 'sent ' ok)" "(a) calls that returned AUDITQ_OK with Redis down"
 assert_eq 0 "$(kv "$LA" 'sent ' other_errors)" "(a) calls that failed"
 max_ms=$(kv "$LA" 'sent ' max_call_ms)
@@ -95,7 +95,7 @@ assert_eq "locked:     yes (a running producer or replay holds it)" "$(grep '^lo
 assert_eq "$((NS + NA)) records" "$(grep '^waiting:' <<<"$insp" | awk '{ print $2, $3 }' | tr -d ,)" "(a) inspect: records waiting"
 t0=$(date +%s%N)
 redis_restart
-wait_for 120 grep -q '^drained' "$LA"
+wait_for $WAIT grep -q '^drained' "$LA"
 replay_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 rc=0
 wait "$PA" || rc=$?
@@ -108,7 +108,7 @@ assert_eq 96 "$(fsize "$SP/a.spool")" "(a) spool file cut back to its header"
 # Before any worker: the queues hold every event once, in spool order.
 assert_eq "$((NS + NA)) order=ok prio=ok" "$(queue_check a)" "(a) replayed jobs in the queues"
 worker_start w1
-wait_for 120 drained
+wait_for $WAIT drained
 assert_eq $((NS + NA)) "$(tagged a)" "(a) rows"
 assert_eq $((NS + NA)) "$(distinct_tagged a)" "(a) distinct events"
 assert_eq $((NS + NA)) "$(psql_q "SELECT count(DISTINCT request_id) FROM audit_events WHERE request_id LIKE 'req-a-%'")" \
@@ -122,7 +122,7 @@ harness_spawn prod_b "$C" produce --sync $((NB / 2)) --async $((NB / 2)) --tag b
     --set spool_fsync=interval --set spool_fsync_interval_ms=200 --hold
 PB=$HARNESS_LAST_PID
 LB=$AQ_TMP/prod_b.log
-wait_for 120 grep -q '^ready' "$LB"
+wait_for $WAIT grep -q '^ready' "$LB"
 assert_eq "$NB $NB" "$(kv "$LB" 'sent ' ok) $(kv "$LB" stats: spooled)" "(b) events acknowledged and spooled"
 rc=0
 out=$("$CTL" spool replay "$SP/b.spool" 2>&1) || rc=$?
@@ -143,7 +143,7 @@ replayed $NB records ($((size_b - 96 - 20 * NB)) bytes) into {auditq}:queue:* (c
     "$out" "(b) auditqctl spool replay output"
 assert_eq "$NB order=ok prio=ok" "$(queue_check b)" "(b) replayed jobs in the queues"
 worker_start w2
-wait_for 120 drained
+wait_for $WAIT drained
 assert_eq "$NB" "$(tagged b)" "(b) rows after auditqctl spool replay"
 assert_eq "$NB" "$(distinct_tagged b)" "(b) distinct events"
 worker_stop w2
@@ -192,7 +192,7 @@ grep -Eq "^auditqctl spool replay: $SP/c2.spool: corrupt record at offset $mid \
     "$AQ_TMP/c2.err" || { echo "FAIL: (c2) corrupt record report: $(cat "$AQ_TMP/c2.err")"; exit 1; }
 assert_eq 1 "$(wc -l <"$AQ_TMP/c2.err")" "(c2) one bad record reported"
 assert_eq "replayed 199 records" "$(sed -n 2p "$AQ_TMP/c2.out" | cut -d' ' -f1-3)" "(c2) good records replayed (those after it too)"
-wait_for 120 drained
+wait_for $WAIT drained
 assert_eq "199 199" "$(tagged c1) $(tagged c2)" "(c) rows"
 assert_eq "req-c1-000199" "$(psql_q "SELECT 'req-c1-' || to_char(g, 'FM000000') FROM generate_series(0, 199) g
     EXCEPT SELECT request_id FROM audit_events WHERE request_id LIKE 'req-c1-%'")" "(c1) the missing event is the torn one"
@@ -223,7 +223,7 @@ rc=0
 wait "$PD" || rc=$?
 assert_eq 0 "$rc" "(d) producer exit status"
 assert_eq 25 "$(kv "$LD" stats: replayed)" "(d) events replayed"
-wait_for 120 drained
+wait_for $WAIT drained
 assert_eq 25 "$(tagged d2)" "(d) rows: exactly the spooled events"
 assert_eq "req-d2-000024" "$(psql_q "SELECT max(request_id) FROM audit_events WHERE request_id LIKE 'req-d2-%'")" "(d) the last stored event"
 echo "(d) spool_max_bytes=$cap: 25 events spooled and stored, 15 refused with AUDITQ_ERR_SPOOL_FULL and counted"
