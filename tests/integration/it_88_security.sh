@@ -7,7 +7,8 @@
 #   DEL, EVAL and other keys (exact NOPERM); a wrong password, no login, or
 #   the wrong user give exact messages from the producer, the worker (exit
 #   status 1) and auditqctl; the monitor user reads but cannot purge, the
-#   admin user can. rediss:// gives the exact no-TLS error in a build
+#   admin user can; the worker user also covers recovery of a crashed
+#   worker's batch, retries and a dead-lettered PostgreSQL rejection. rediss:// gives the exact no-TLS error in a build
 #   without hiredis_ssl (and works, verified, in one with it).
 #   PostgreSQL with an owner role (migrate), a writer (the worker) over
 #   TLS with sslmode=verify-full and SCRAM channel_binding=require, and a
@@ -244,6 +245,26 @@ push_sql_jobs insert >"$T/sql_insert"
 check_sql_jobs "$T/sql_insert" insert
 worker_stop w2
 assert_eq 605 "$(rows)" "rows: 601 + 4 SQL-looking, the table still there"
+
+# ---- the rest of the worker's rules: recovery of a crashed worker's batch,
+# retries through {auditq}:retry and a PostgreSQL rejection dead-lettered ----
+AUDITQ_REDIS_URL=$P_URL "$TBIN/it_client" send --events 5 --tag crash
+AUDITQ_REDIS_URL=$W_URL AUDITQ_DATABASE_URL=$WRITER_DSN worker_start w4 --set crash_after_commit=1
+rc=0; wait "${WORKER_PID[w4]}" || rc=$?
+assert_eq 137 "$rc" "w4 exits between commit and ack (test hook)"
+AUDITQ_REDIS_URL=$W_URL AUDITQ_DATABASE_URL=$WRITER_DSN worker_start w5 --set max_attempts=2 \
+    --set backoff_base_ms=10 --set backoff_max_ms=50
+mstat() { AUDITQ_REDIS_URL=$M_URL stat "$1"; }
+wait_for 15 bash -c "[ \"\$(AUDITQ_REDIS_URL='$M_URL' '$CTL' stats --json | $PY -c 'import json,sys; print(json.load(sys.stdin)[\"recovered\"])')\" = 5 ]"
+bad_id=$(AUDITQ_REDIS_URL=$P_URL "$TBIN/it_client" bad --valid 10 --tag bd)
+wait_for 15 bash -c "[ \"\$(AUDITQ_REDIS_URL='$M_URL' '$CTL' stats --json | $PY -c 'import json,sys; print(json.load(sys.stdin)[\"dead\"])')\" = 1 ]"
+assert_eq 5 "$(psql_q "SELECT count(*) FROM audit_events WHERE request_id LIKE 'req-crash-%'")" "crashed batch stored once after recovery"
+assert_eq 9 "$(psql_q "SELECT count(*) FROM audit_events WHERE request_id LIKE 'req-bd-%'")" "the 9 good rows sent with the bad one"
+assert_eq "1 2 1 1" "$(mstat retried) $(mstat dead_lettered) $(mstat dead_purged) $(mstat dead)" "retried, dead_lettered (the undecodable job and the rejected row), dead_purged, dead"
+assert_eq "1 of 1 dead letters match" "$(AUDITQ_REDIS_URL=$M_URL "$CTL" dlq list --event-id "$bad_id" --sqlstate 22P05 | tail -n 1)" \
+    "the rejected row, dead-lettered after 2 attempts"
+worker_stop w5
+assert_eq 619 "$(rows)" "rows: 605 + 5 recovered + 9 good"
 assert_eq "" "$(grep -nE '"(SELECT|INSERT|UPDATE|DELETE|COPY|SET|CREATE|BEGIN)[^"]*%s' "$AQ_ROOT/worker/pgw.c" || true)" \
     "SQL text in worker/pgw.c formatted with %s"
 
@@ -255,7 +276,7 @@ for sql in "UPDATE audit_events SET action = 'x'" "DELETE FROM audit_events" "TR
     tbl=audit_events; [[ "$sql" == *audit_events_default* ]] && tbl=audit_events_default
     assert_eq "ERROR:  permission denied for table $tbl" "$(as_writer refused "$sql")" "writer: $sql"
 done
-assert_eq 605 "$(as_writer psql_q "SELECT count(*) FROM audit_events")" "the writer counts rows (conflict-target columns only)"
+assert_eq 619 "$(as_writer psql_q "SELECT count(*) FROM audit_events")" "the writer counts rows (conflict-target columns only)"
 assert_eq "ERROR:  must be owner of table audit_events" \
     "$(as_writer refused "ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only")" "writer cannot disable the trigger"
 assert_eq "ERROR:  must be owner of relation audit_events" \
@@ -272,14 +293,15 @@ for op in UPDATE DELETE TRUNCATE; do
     esac
     assert_eq "ERROR:  audit_events is append-only: $op refused" "$(PGUSER=aq_owner refused "$sql")" "owner: $op"
 done
-assert_eq 605 "$(rows)" "rows after every refused change"
+assert_eq 619 "$(rows)" "rows after every refused change"
 assert_eq "ERROR:  permission denied for table audit_events" \
     "$(PGUSER=aq_reader refused "INSERT INTO audit_events (event_id, occurred_at, priority, action) VALUES (gen_random_uuid(), now(), 'normal', 'r')")" \
     "reader cannot insert"
 
 # ---- libpq conninfo passes through unchanged ----
-# URI with ?sslmode=disable, as the reader: auditqctl query works.
-assert_eq 604 "$(AUDITQ_DATABASE_URL=$READER_URL "$CTL" query --since 2026-01-01 --until 2026-02-01 --format ndjson | wc -l)" \
+# URI with ?sslmode=disable, as the reader: auditqctl query works (January
+# 2026: 600 + 4 SQL-looking + 9 good rows of the bad batch).
+assert_eq 613 "$(AUDITQ_DATABASE_URL=$READER_URL "$CTL" query --since 2026-01-01 --until 2026-02-01 --format ndjson | wc -l)" \
     "auditqctl query as the reader via a postgresql:// URI"
 # Keyword conninfo with sslmode=disable channel_binding=disable: passed on,
 # so the server's rule for the writer (TLS only) refuses it.
