@@ -201,6 +201,15 @@ assert_eq "req-c2-000100" "$(psql_q "SELECT 'req-c2-' || to_char(g, 'FM000000') 
 echo "(c) torn tail at offset $last and corrupt record at offset $mid reported and skipped; 199 + 199 good records stored"
 worker_stop w3
 
+# Usage and file errors name the cause.
+rc=0; out=$("$CTL" spool replay 2>&1) || rc=$?
+assert_eq "2 auditqctl spool replay: name the spool FILE; see 'auditqctl spool --help'" "$rc $out" "spool replay without FILE"
+rc=0; out=$("$CTL" spool replay "$SP/none.spool" 2>&1) || rc=$?
+assert_eq "1 auditqctl spool replay: cannot open spool $SP/none.spool: No such file or directory" "$rc $out" "spool replay of a missing file"
+rc=0; out=$("$CTL" spool inspect "$LB" 2>&1) || rc=$?
+assert_eq "1 auditqctl spool inspect: $LB is not a usable auditq spool: no spool header (the file does not start with \"AUDITQSP\"); move it away or choose another path" \
+    "$rc $out" "spool inspect of a file that is not a spool"
+
 # ---- (d) the cap, spool_full_policy=error -------------------------------
 redis_stop
 # Measure: where record 25 starts is the size of a spool holding 25.

@@ -926,6 +926,57 @@ static void test_spool_cap(void **state)
     auditq_config_free(cfg);
 }
 
+/* A Redis that accepts connections and never answers: the first LPUSH
+ * times out (it may or may not have been executed: the spooled copy carries
+ * the same event_id and occurred_at) and is spooled; later sends join the
+ * backlog at once; close gives up after the one probe it allows itself. */
+static void test_spool_when_redis_times_out(void **state)
+{
+    (void)state;
+    char path[PATHLEN];
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 64), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
+    path_of(path, sizeof path, "silent");
+    auditq_config *cfg = cfg_at(ntohs(a.sin_port), path);
+    auditq *q = NULL;
+    auditq_stats st;
+    assert_int_equal(auditq_open(cfg, &q), AUDITQ_OK);
+    auditq_event *ev = fixed_event(1);
+    char id[AUDITQ_ID_SIZE];
+    long long t = ms_now();
+    assert_int_equal(auditq_send(q, ev, id), AUDITQ_OK);
+    long long first = ms_now() - t;
+    if (first < 250 || first > 1500)
+        fail_msg("first send took %lld ms, expected ~timeout_ms=300 before spooling", first);
+    assert_string_equal(id, "0190f3b2-5c4e-7a21-9d3b-6c2f1e8a0001");
+    t = ms_now();
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(auditq_send(q, ev, NULL), AUDITQ_OK);
+    if (ms_now() - t > 500)
+        fail_msg("5 sends behind a backlog took %lld ms", ms_now() - t);
+    auditq_get_stats(q, &st);
+    assert_int_equal(st.spooled, 6);
+    assert_int_equal(st.sent_sync, 0);
+    assert_int_equal(st.errors, 0);
+    assert_int_equal(st.spool_records, 6);
+    t = ms_now();
+    assert_int_equal(auditq_close(q), AUDITQ_OK);
+    if (ms_now() - t > 1900)
+        fail_msg("close took %lld ms against a silent Redis (close_timeout_ms=2000)", ms_now() - t);
+    char err[512];
+    spool *s = spool_open(path, NULL, SPOOL_OPEN_READONLY, NULL, NULL, err, sizeof err);
+    assert_non_null(s);
+    assert_int_equal(spool_pending(s), 6);
+    spool_close(s);
+    auditq_event_free(ev);
+    auditq_config_free(cfg);
+    close(fd);
+}
+
 /* A producer killed mid-append leaves a torn record: the next open cuts
  * it, counts it and says so; the whole records before it stay. */
 static void test_open_cuts_torn_tail(void **state)
@@ -978,6 +1029,7 @@ int main(void)
         cmocka_unit_test(test_lock_and_bad_files),
         cmocka_unit_test(test_config_keys),
         cmocka_unit_test(test_spool_when_redis_refuses),
+        cmocka_unit_test(test_spool_when_redis_times_out),
         cmocka_unit_test(test_spool_cap),
         cmocka_unit_test(test_open_cuts_torn_tail),
     };
