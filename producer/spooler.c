@@ -264,12 +264,14 @@ static void *spooler_main(void *arg)
         uint64_t start = spool_pos(q->sp), limit = spool_size(q->sp);
         pthread_mutex_unlock(&q->spool_mu);
 
-        int ok = 0, broken = 0;
+        int ok = 0, broken = 0, disk = 0;
         if (!c)
             c = redis_connect(&q->target, q->cfg.connect_timeout_ms, q->cfg.timeout_ms, err, sizeof err, NULL);
-        if (c && spool_read_chunk(fd, start, limit, (size_t)q->cfg.batch_size, REPLAY_MAX_BYTES, &ch, err,
-                                  sizeof err) == 0) {
-            if (spool_push_chunk(c, &q->keys, &ch, &broken, err, sizeof err) == 0)
+        if (c) {
+            if (spool_read_chunk(fd, start, limit, (size_t)q->cfg.batch_size, REPLAY_MAX_BYTES, &ch, err,
+                                 sizeof err) != 0)
+                disk = 1;
+            else if (spool_push_chunk(c, &q->keys, &ch, &broken, err, sizeof err) == 0)
                 ok = 1;
             else if (broken) {
                 redisFree(c);
@@ -280,16 +282,16 @@ static void *spooler_main(void *arg)
         pthread_mutex_lock(&q->spool_mu);
         if (ok && spool_set_pos(q->sp, ch.end, ch.n, 1, q->cfg.spool_fsync == SPOOL_FSYNC_ALWAYS, err,
                                 sizeof err) != 0) {
-            atomic_fetch_add(&q->st_spool_errors, 1);
             ok = 0;
+            disk = 1; /* pushed but not recorded: this chunk will be pushed again (window 3) */
         }
         if (ok) {
             atomic_fetch_add(&q->st_replayed, ch.n);
             if (ch.bad_kind != SPOOL_RECORD) {
                 atomic_fetch_add(&q->st_spool_corrupt, 1);
                 set_damage(q, "spool %s: %s record at offset %" PRIu64 " skipped, not replayed: %s",
-                            q->cfg.spool_path, ch.bad_kind == SPOOL_TORN ? "torn" : "corrupt", ch.bad.off,
-                            ch.bad.why);
+                           q->cfg.spool_path, ch.bad_kind == SPOOL_TORN ? "torn" : "corrupt", ch.bad.off,
+                           ch.bad.why);
             }
             attempt = 0;
             next_try = 0;
@@ -299,8 +301,13 @@ static void *spooler_main(void *arg)
                 pthread_cond_broadcast(&q->spool_cv); /* block-policy waiters: space again */
             }
         } else {
-            atomic_fetch_add(&q->st_replay_retries, 1);
-            snprintf(q->spool_replay_err, sizeof q->spool_replay_err, "%s", err);
+            if (disk) {
+                atomic_fetch_add(&q->st_spool_errors, 1);
+                set_damage(q, "spool %s: replay: %s", q->cfg.spool_path, err);
+            } else {
+                atomic_fetch_add(&q->st_replay_retries, 1);
+                snprintf(q->spool_replay_err, sizeof q->spool_replay_err, "%s", err);
+            }
             next_try = clock_mono_us() + backoff_delay_ms(++attempt, 50, 1000, &rng) * 1000;
             if (q->spool_closing)
                 gave_up = 1; /* closing: Redis is not answering; keep the rest on disk */
