@@ -6,6 +6,8 @@
 #
 #   sh scripts/deps.sh              check, install what is missing if we can
 #   sh scripts/deps.sh --check      check only; exit 1 if something is missing
+#   sh scripts/deps.sh --fuzz       also clang and its libFuzzer runtime, for
+#                                   `make fuzz` only (not needed by `make test`)
 #   sh scripts/deps.sh --pg-bindir  print PostgreSQL's server bin dir and exit
 #
 # The fast path (everything present) is one dpkg-query call, well under 1 s,
@@ -113,6 +115,11 @@ main() {
             fi
             exit 0 ;;
         --check|install) ;;
+        --fuzz)
+            # libclang-rt-dev is only a Recommends of clang, and we install
+            # without recommends; it holds libclang_rt.fuzzer.
+            PKGS="$PKGS clang libclang-rt-dev"
+            mode=install ;;
         -h|--help)
             sed -n '2,20p' "$0"
             exit 0 ;;
