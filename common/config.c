@@ -457,12 +457,14 @@ static void cf_mask_conninfo(const char *s, char *out, size_t cap)
             while (*p && !isspace((unsigned char)*p))
                 p++;
         }
-        cf_append(out, cap, &len, kw, kwlen);
-        cf_append(out, cap, &len, "=", 1);
-        if (kwlen == 8 && strncmp(kw, "password", 8) == 0)
+        /* The text is copied as written (blanks around '=' included): only
+         * a password changes, so an unmasked value prints as it loaded. */
+        if (kwlen == 8 && strncmp(kw, "password", 8) == 0) {
+            cf_append(out, cap, &len, kw, (size_t)(v - kw));
             cf_append(out, cap, &len, "***", 3);
-        else
-            cf_append(out, cap, &len, v, (size_t)(p - v));
+        } else {
+            cf_append(out, cap, &len, kw, (size_t)(p - kw));
+        }
     }
 }
 

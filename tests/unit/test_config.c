@@ -581,8 +581,9 @@ static void test_print_masks_passwords(void **state)
           "database_url = \"postgres://db/a?user=u&password=***&sslmode=disable\"" },
         { "database_url", "host=db password=pw user=u",
           "database_url = \"host=db password=*** user=u\"" },
-        { "database_url", "host=db password = 'a \\' b' user=u",
-          "database_url = \"host=db password=*** user=u\"" },
+        { "database_url", "host=db password = 'a \\' b' user=u",   /* blanks kept */
+          "database_url = \"host=db password = *** user=u\"" },
+        { "database_url", "host=db  dbname = x", "database_url = \"host=db  dbname = x\"" },
         { "database_url", "host=db user=u", "database_url = \"host=db user=u\"" },
     };
     (void)state;
