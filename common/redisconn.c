@@ -369,7 +369,7 @@ static int is_ip_literal(const char *s)
  * libpq's sslmode=verify-full: hiredis itself checks only the chain. We
  * build the SSL object ourselves for that and hand it to hiredis, which
  * owns it once the handshake succeeded. 0, or -1 with err. */
-static int tls_start(redisContext *c, const aq_redis_target *t, char *err, size_t errlen)
+static int tls_start(redisContext *c, const aq_redis_target *t, char *err, size_t errlen, int *refused)
 {
     const char *name = t->tls_server_name[0] ? t->tls_server_name : t->host;
     SSL_CTX *ctx = NULL;
@@ -419,6 +419,9 @@ static int tls_start(redisContext *c, const aq_redis_target *t, char *err, size_
     }
     if (redisInitiateSSL(c, ssl) != REDIS_OK) {
         long v = SSL_get_verify_result(ssl);
+        /* A certificate we must not trust is configuration, not weather. */
+        if (v != X509_V_OK && refused)
+            *refused = 1;
         snprintf(err, errlen, "TLS handshake with Redis at %s:%d failed: %s%s%s; check tls_ca and "
                  "tls_server_name in redis_url", t->host, t->port, c->errstr, v != X509_V_OK ? ": " : "",
                  v != X509_V_OK ? X509_verify_cert_error_string(v) : "");
@@ -462,7 +465,7 @@ redisContext *redis_connect(const aq_redis_target *t, int connect_timeout_ms, in
     }
     if (t->tls) {
 #ifdef AQ_HAVE_HIREDIS_SSL
-        if (tls_start(c, t, err, errlen) != 0)
+        if (tls_start(c, t, err, errlen, auth_failed) != 0)
             goto fail;
 #else
         snprintf(err, errlen, "rediss://: this auditq was built without TLS (" SECURITY_DOC ")");

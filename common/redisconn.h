@@ -44,7 +44,8 @@ void redis_url_mask(const char *url, char *out, size_t cap);
  * a login says so now, and SELECT when db is set. Returns a context the
  * caller frees with redisFree, or NULL with the reason in err; *auth_failed
  * (if not NULL) is set to 1 when the server refused the credentials or
- * wants some (retrying will not help: the configuration must change). */
+ * wants some, or its TLS certificate failed verification (retrying will
+ * not help: the configuration must change). */
 redisContext *redis_connect(const aq_redis_target *t, int connect_timeout_ms,
                             int timeout_ms, char *err, size_t errlen, int *auth_failed);
 
