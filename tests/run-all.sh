@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # run-all.sh -- the test part of `make test` (the Makefile builds first):
 # every unit test binary $BUILD/tests/test_* that has a tests/unit/test_*.c
-# source (cmocka prints its own summary), then tests/integration/run.sh.
+# source (cmocka prints its own summary), every fuzz target's replay binary
+# $BUILD/tests/fuzz_X over its seed corpus tests/fuzz/corpus/X/ (a crash or
+# broken invariant on a committed input fails), then tests/integration/run.sh.
 #
-# Last line: "N passed, M failed", counting unit binaries + integration
-# scripts.  Exit 1 if anything failed.  Zero unit tests is fine.
+# Last line: "N passed, M failed", counting unit binaries, fuzz replays and
+# integration scripts.  Exit 1 if anything failed.  Zero unit tests is fine.
 #
 #   AQ_UNIT_TIMEOUT   seconds per unit binary (default 120)
 #   BUILD             build dir (default build), as in the Makefile
@@ -39,6 +41,28 @@ for src in tests/unit/test_*.c; do
     rc=0
     # --foreground: a Ctrl-C reaches the binary (no own process group).
     timeout --foreground -k 10 "$unit_timeout" "$bin" </dev/null 2>&1 || rc=$?
+    if ((rc == 0)); then
+        passed=$((passed + 1))
+    else
+        echo "-- $name: FAIL (exit $rc)"
+        failed=$((failed + 1))
+        failed_names+=("$name")
+    fi
+done
+for src in tests/fuzz/fuzz_*.c; do
+    name=$(basename "$src" .c)
+    bin=$build/tests/$name
+    corpus=tests/fuzz/corpus/${name#fuzz_}
+    units=$((units + 1))
+    echo "== $name (replay of $corpus)"
+    if [[ ! -x "$bin" ]]; then
+        echo "-- $name: FAIL (binary $bin not built)"
+        failed=$((failed + 1))
+        failed_names+=("$name")
+        continue
+    fi
+    rc=0
+    timeout --foreground -k 10 "$unit_timeout" "$bin" "$corpus" </dev/null 2>&1 || rc=$?
     if ((rc == 0)); then
         passed=$((passed + 1))
     else
