@@ -127,8 +127,9 @@ auditq_rc auditq_flush(auditq *q, int timeout_ms)
     pthread_cond_signal(&q->wake_flusher);
     while (q->acked_seq < target) {
         if (pthread_cond_timedwait(&q->acked, &q->mu, &dl) == ETIMEDOUT && q->acked_seq < target) {
-            producer_set_error("flush: %llu events not yet acknowledged by Redis after %d ms",
-                               (unsigned long long)(target - q->acked_seq), timeout_ms);
+            producer_set_error("flush: %llu events not yet acknowledged by Redis after %d ms%s%s",
+                               (unsigned long long)(target - q->acked_seq), timeout_ms,
+                               q->async_err[0] ? "; last error: " : "", q->async_err);
             rc = AUDITQ_ERR_TIMEOUT;
             break;
         }
@@ -136,6 +137,14 @@ auditq_rc auditq_flush(auditq *q, int timeout_ms)
     q->flush_waiters--;
     pthread_mutex_unlock(&q->mu);
     return rc;
+}
+
+/* Records why delivery failed, for auditq_flush/auditq_close. */
+static void note_async_err(auditq *q, const char *why)
+{
+    pthread_mutex_lock(&q->mu);
+    snprintf(q->async_err, sizeof q->async_err, "%s", why);
+    pthread_mutex_unlock(&q->mu);
 }
 
 /* Sends the not-yet-done groups, pipelined. 0 when all are done. */
@@ -156,10 +165,18 @@ static int send_groups(auditq *q, group *g)
         redisReply *r = NULL;
         if (redisGetReply(c, (void **)&r) != REDIS_OK || !r)
             return -1; /* connection state unknown: caller reconnects */
-        if (r->type == REDIS_REPLY_INTEGER)
+        if (r->type == REDIS_REPLY_INTEGER) {
             g[sent[i]].done = 1;
-        else
+        } else {
+            char why[256];
             failed = 1; /* e.g. OOM, NOPERM: keep the group, retry later */
+            if (r->type != REDIS_REPLY_ERROR ||
+                redis_explain_refusal(&q->target, "producer", "LPUSH", g[sent[i]].argv[1], r->str, why,
+                                      sizeof why) == REDIS_REFUSED_NONE)
+                snprintf(why, sizeof why, "Redis refused LPUSH: %s",
+                         r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+            note_async_err(q, why);
+        }
         freeReplyObject(r);
     }
     return failed ? -1 : 0;
@@ -271,6 +288,8 @@ static void *flusher_main(void *arg)
                 fresh = 1;
                 q->flusher_ctx = redis_connect(&q->target, q->cfg.connect_timeout_ms,
                                                q->cfg.timeout_ms, err, sizeof err, &auth_failed);
+                if (!q->flusher_ctx)
+                    note_async_err(q, err);
             }
             if (q->flusher_ctx && send_groups(q, g) == 0) {
                 delivered = 1;
@@ -303,6 +322,7 @@ static void *flusher_main(void *arg)
         pthread_mutex_lock(&q->mu);
         if (!delivered)
             break; /* closing and out of time: auditq_close reports the rest */
+        q->async_err[0] = '\0';
         for (size_t i = 0; i < n; i++) {
             pending *e = &q->ring[q->head];
             free(e->data);
@@ -359,8 +379,9 @@ auditq_rc async_stop(auditq *q)
         pthread_join(q->flusher, NULL);
     if (q->count > 0) {
         producer_set_error("auditq_close: %zu events could not be delivered to Redis within "
-                           "close_timeout_ms=%d and are lost",
-                           q->count, q->cfg.close_timeout_ms);
+                           "close_timeout_ms=%d and are lost%s%s",
+                           q->count, q->cfg.close_timeout_ms, q->async_err[0] ? "; last error: " : "",
+                           q->async_err);
         rc = AUDITQ_ERR_TIMEOUT;
         for (size_t i = 0; i < q->count; i++)
             free(q->ring[(q->head + i) % q->ring_cap].data);

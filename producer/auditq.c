@@ -21,7 +21,7 @@
 
 #define DOWN_WINDOW_US 200000
 
-static __thread char tl_err[256];
+static __thread char tl_err[512]; /* room for a refusal's explanation after the context */
 
 void producer_set_error(const char *fmt, ...)
 {

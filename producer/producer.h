@@ -86,6 +86,10 @@ struct auditq {
     int flusher_started;
     pthread_t flusher;
     redisContext *flusher_ctx;
+    /* Why the flusher last failed to deliver (a refused login, NOPERM, a
+     * refused connection), for auditq_flush/auditq_close to report; "" once
+     * a batch got through. Guarded by mu. */
+    char async_err[256];
 
     /* counters (auditq_get_stats) */
     atomic_uint_fast64_t st_sent_sync, st_queued_async, st_sent_async, st_rejected_full,

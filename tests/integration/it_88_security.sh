@@ -162,6 +162,13 @@ NOLEAK="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 WRONGPASS_P="Redis refused the login of user 'aq-producer' (WRONGPASS): wrong password, unknown user or user off; fix redis_url or the ACL (docs/SECURITY.md)"
 rc=0; ASAN_OPTIONS=$NOLEAK AUDITQ_REDIS_URL=$(url aq-producer:nope) "$TBIN/it_client" send --events 1 --tag bad >/dev/null 2>"$T/p.err" || rc=$?
 assert_eq "1|send: $WRONGPASS_P" "$rc|$(cat "$T/p.err")" "producer with a wrong password"
+# async: the flush that times out says why (the flusher's last failure).
+rc=0; IT_FLUSH_MS=1500 ASAN_OPTIONS=$NOLEAK AUDITQ_REDIS_URL=$(url aq-producer:nope) "$TBIN/it_client" exact --events 3 --mode async --tag bad >/dev/null 2>"$T/p.err" || rc=$?
+assert_eq "1|flush/close: flush: 3 events not yet acknowledged by Redis after 1500 ms; last error: $WRONGPASS_P" \
+    "$rc|$(cat "$T/p.err")" "async producer with a wrong password"
+rc=0; IT_FLUSH_MS=1500 ASAN_OPTIONS=$NOLEAK AUDITQ_REDIS_URL=$(url aq-monitor:mpw) "$TBIN/it_client" exact --events 3 --mode async --tag bad >/dev/null 2>"$T/p.err" || rc=$?
+assert_eq "1|flush/close: flush: 3 events not yet acknowledged by Redis after 1500 ms; last error: Redis user 'aq-monitor' may not run LPUSH (NOPERM): grant it (ACL SETUSER aq-monitor +lpush) or use the producer rules of docs/SECURITY.md" \
+    "$rc|$(cat "$T/p.err")" "async producer as a user without LPUSH"
 rc=0; ASAN_OPTIONS=$NOLEAK AUDITQ_REDIS_URL=$(url aq-monitor:mpw) "$TBIN/it_client" send --events 1 --tag bad >/dev/null 2>"$T/p.err" || rc=$?
 assert_eq "1|send: Redis user 'aq-monitor' may not run LPUSH (NOPERM): grant it (ACL SETUSER aq-monitor +lpush) or use the producer rules of docs/SECURITY.md" \
     "$rc|$(cat "$T/p.err")" "producer as a user without LPUSH"

@@ -158,6 +158,14 @@ static long long count_tag(PGconn *c, const char *tag)
     return n;
 }
 
+/* How long `exact` waits for Redis to take the events: IT_FLUSH_MS, else
+ * 10 s (it_88 shortens it to see a refused login's message quickly). */
+static int flush_ms(void)
+{
+    long v = strtol(env_or("IT_FLUSH_MS", "10000"), NULL, 10);
+    return v > 0 && v <= 600000 ? (int)v : 10000;
+}
+
 static int cmd_exact(int n, int async, const char *tag)
 {
     auditq *q = open_q();
@@ -175,7 +183,7 @@ static int cmd_exact(int n, int async, const char *tag)
             return 1;
         }
     }
-    if (auditq_flush(q, 10000) != AUDITQ_OK || auditq_close(q) != AUDITQ_OK) {
+    if (auditq_flush(q, flush_ms()) != AUDITQ_OK || auditq_close(q) != AUDITQ_OK) {
         fprintf(stderr, "flush/close: %s\n", auditq_last_error());
         return 1;
     }
