@@ -920,8 +920,10 @@ static void test_spool_cap(void **state)
     assert_int_equal(st.buffered, 2);
     assert_int_equal(st.errors, 0);
     assert_int_equal(auditq_close(q), AUDITQ_ERR_TIMEOUT);
-    assert_string_equal(auditq_last_error(),
-                        "auditq_close: 2 events could not be delivered to Redis within close_timeout_ms=200 and are lost");
+    snprintf(want, sizeof want, "auditq_close: 2 events could not be delivered to Redis within "
+             "close_timeout_ms=200 and are lost; last error: cannot connect to Redis at 127.0.0.1:%d: "
+             "Connection refused", port);
+    assert_string_equal(auditq_last_error(), want);
     auditq_event_free(ev);
     auditq_config_free(cfg);
 }
