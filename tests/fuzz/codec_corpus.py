@@ -10,6 +10,9 @@ Two users:
     hostile() and valid() jobs straight into the queues (full size: 100 000
     levels of nesting, a 1 MiB job).
 
+The same directory also holds found-<sha1> files: inputs libFuzzer found
+that add coverage (see tests/fuzz/run.sh); this script leaves them alone.
+
 Every builder records where it put each value, so the offsets in the
 expected reasons are computed from the bytes, not copied from the decoder.
 """

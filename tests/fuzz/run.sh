@@ -19,6 +19,12 @@
 # with its path. Fix the bug, then copy the file into tests/fuzz/corpus/X/ so
 # `make test` replays it from then on.
 #
+# To keep what a run found in the committed seeds (only inputs that add
+# coverage; files named found-<sha1>):
+#   d=$(mktemp -d); build-fuzz/fuzz_X -merge=1 -max_len=1024 "$d" \
+#       tests/fuzz/corpus/X build-fuzz/corpus/X
+#   then copy the files of $d missing from tests/fuzz/corpus/X as found-*.
+#
 # A target's input size limit is read from a "fuzz-max-len: N" line in its
 # source (default 4096). Prints one line per target: executions, coverage at
 # start and end, new corpus inputs. Exit 1 if any target failed.
