@@ -128,7 +128,7 @@ wait_for 30 bash -c "[ \"\$(psql -X -A -t -q -c 'SELECT count(*) FROM audit_even
 kills=0 hooks=0 round=0
 while ((kills < KILLS)); do
     round=$((round + 1))
-    sleep "$(awk -v r=$RANDOM 'BEGIN { printf "%.2f", 0.3 + 1.7 * r / 32767 }')"
+    sleep "$(awk -v r="$RANDOM" 'BEGIN { printf "%.2f", 0.3 + 1.7 * r / 32767 }')"
     slot=$([ $((RANDOM % 2)) = 0 ] && echo A || echo B)
     pid=${PID[$slot]}
     wait_for 20 bash -c "redis-cli -p $REDIS_PORT ZRANGE '{auditq}:workers' 0 -1 | grep -q ':$pid:'"

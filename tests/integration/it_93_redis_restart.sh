@@ -52,7 +52,7 @@ wait_for 30 bash -c "[ \"\$(psql -X -A -t -q -c 'SELECT count(*) FROM audit_even
 max_reconnect_ms=0 graceful=0 killed=0
 for ((round = 1; round <= ROUNDS; round++)); do
     if ((FAULTS_LONG)); then
-        down=$(awk -v r=$RANDOM 'BEGIN { printf "%.2f", 0.2 + 2.8 * r / 32767 }')
+        down=$(awk -v r="$RANDOM" 'BEGIN { printf "%.2f", 0.2 + 2.8 * r / 32767 }')
     else
         down=1
     fi

@@ -7,8 +7,7 @@
 #                           (tags fsync / fasync), each logging the event_id of
 #                           every event Redis acknowledged to $AQ_TMP/acked.*
 #   producers_stop          stops them (exit 0 asserted); sets PROD_SENT,
-#                           PROD_ACKED, PROD_FAILED (sums over both) and
-#                           PROD_SYNC_FAILED
+#                           PROD_ACKED, PROD_FAILED (sums over both)
 #   backlog N               N events queued at once (async, acknowledged ids
 #                           in $AQ_TMP/acked.backlog)
 #   account                 holds every acknowledged event ($AQ_TMP/acked.*)
@@ -56,7 +55,6 @@ producers_stop() {
         PROD_ACKED=$((PROD_ACKED + $(_stream_field $p acked)))
         f=$(_stream_field $p failed)
         PROD_FAILED=$((PROD_FAILED + f))
-        [[ $p == prod_sync ]] && PROD_SYNC_FAILED=$f
     done
     assert_eq "$PROD_ACKED" "$(cat "$AQ_TMP/acked.sync" "$AQ_TMP/acked.async" | wc -l)" \
         "acknowledged ids logged = acknowledged events counted"
