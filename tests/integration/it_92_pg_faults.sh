@@ -85,7 +85,7 @@ t_down=$(now_ms)
 # While it is down: /readyz names it (threads notice at their next write or idle ping).
 wait_for 10 bash -c "curl -s '$URL/readyz' | grep -q 'not ready: postgresql unreachable (0 of 2 writer threads connected)'"
 assert_eq 503 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/readyz")" "a: /readyz while PostgreSQL is down"
-sleep "$(awk -v t="$DOWN_MS" -v d="$(( $(now_ms) - t_down ))" 'BEGIN { s = (t - d) / 1000; print (s > 0 ? s : 0) }')"
+sleep "$(awk -v t="$DOWN_MS" -v d="$(( $(now_ms) - t_down ))" 'BEGIN { s = (t - d) / 1000; if (s < 0) s = 0; print s }')"
 pg_start_again
 t_up=$(now_ms)
 stream_stop loada
