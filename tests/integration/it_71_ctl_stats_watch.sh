@@ -132,6 +132,10 @@ assert_eq 40 "$refreshes" "blocks + error lines = --count"
 
 # ---- 5. signals; terminal redraw -----------------------------------------------------------
 for sig in INT TERM; do
+    # Empty it first: the previous round's blocks must not satisfy the wait
+    # below before this process has truncated the file (then the signal
+    # came before its handler was installed: exit 143).
+    : >"$AQ_TMP/sig.txt"
     "$CTL" stats --watch 0.2 >"$AQ_TMP/sig.txt" &
     w=$!
     wait_for 10 bash -c "[ \$(grep -c '^auditq  namespace' '$AQ_TMP/sig.txt') -ge 2 ]"
