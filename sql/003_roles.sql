@@ -78,11 +78,12 @@ BEGIN
     PERFORM auditq_check_grantee(p_role, 'auditq_grant_writer');
     r := quote_ident((SELECT rolname FROM pg_roles WHERE oid = p_role));
     EXECUTE format('GRANT USAGE ON SCHEMA %I TO %s', current_schema(), r);
-    -- Exactly INSERT plus the conflict target: take back anything else a
-    -- previous grant gave (table-wide SELECT included).
+    -- Exactly INSERT: take back anything else a previous grant gave,
+    -- column SELECT included. The worker's INSERT ... ON CONFLICT DO NOTHING
+    -- names no conflict target, which is what lets it run without SELECT.
     EXECUTE format('REVOKE SELECT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON audit_events FROM %s', r);
+    EXECUTE format('REVOKE SELECT (event_id, occurred_at) ON audit_events FROM %s', r);
     EXECUTE format('GRANT INSERT ON audit_events TO %s', r);
-    EXECUTE format('GRANT SELECT (event_id, occurred_at) ON audit_events TO %s', r);
     -- PUBLIC has TEMPORARY on a new database; a hardened one may not.
     IF NOT has_database_privilege(p_role, current_database(), 'TEMPORARY') THEN
         EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO %s', current_database(), r);
@@ -97,9 +98,10 @@ BEGIN
     IF NOT has_table_privilege(p_role, 'audit_events', 'INSERT') THEN
         missing := missing || 'INSERT on audit_events'::text;
     END IF;
-    IF NOT (has_column_privilege(p_role, 'audit_events', 'event_id', 'SELECT') AND
-            has_column_privilege(p_role, 'audit_events', 'occurred_at', 'SELECT')) THEN
-        missing := missing || 'SELECT (event_id, occurred_at) on audit_events'::text;
+    IF has_any_column_privilege(p_role, 'audit_events', 'SELECT') THEN
+        RAISE EXCEPTION 'auditq_grant_writer: % can still read audit_events (through PUBLIC or a role it belongs to)', p_role
+            USING ERRCODE = 'invalid_grant_operation',
+                  HINT = 'REVOKE SELECT ON audit_events FROM PUBLIC (or from that role); the writer needs INSERT only.';
     END IF;
     IF NOT has_database_privilege(p_role, current_database(), 'TEMPORARY') THEN
         missing := missing || format('TEMPORARY on database %I', current_database());
@@ -113,7 +115,7 @@ BEGIN
                   HINT = 'Run it as the owner of audit_events (the role that ran auditqctl migrate); '
                          'TEMPORARY needs the owner of the database.';
     END IF;
-    RETURN format('writer %s: USAGE on schema %I, INSERT and SELECT (event_id, occurred_at) on audit_events, '
+    RETURN format('writer %s: USAGE on schema %I, INSERT only on audit_events, '
                   'TEMPORARY on database %I, EXECUTE on auditq_ensure_partitions(int)',
                   p_role, current_schema(), current_database());
 END;

@@ -3,7 +3,7 @@
  * DESIGN
  * One pgw owns one PGconn and is used by one thread. A batch [lo, hi) is
  * written in exactly one transaction, so a batch is either wholly committed
- * or wholly absent; ON CONFLICT (event_id, occurred_at) DO NOTHING makes a
+ * or wholly absent; ON CONFLICT DO NOTHING (the primary key (event_id, occurred_at) is the only unique index) makes a
  * re-delivered job a no-op, which is what lets the caller retry a batch after
  * any failure (including "COMMIT sent, answer lost") without duplicates.
  *
@@ -94,7 +94,7 @@ const char pgw_insert_stage_sql[] =
     "SELECT event_id, timestamptz 'epoch' + (occurred_at_us / 1000000) * interval '1 second' + (occurred_at_us % 1000000) * interval '1 microsecond', "
     "priority, " PGW_TEXT_COLS ", changes::jsonb, metadata::jsonb "
     "FROM auditq_stage "
-    "ON CONFLICT (event_id, occurred_at) DO NOTHING";
+    "ON CONFLICT DO NOTHING";
 
 #define PGW_STMT_ARRAYS "auditq_insert_arrays"
 #define PGW_NPARAMS 16
@@ -108,7 +108,7 @@ static const char pgw_insert_arrays_sql[] =
     "$6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], "
     "$12::text[], $13::text[], $14::text[], $15::text[], $16::text[]) "
     "AS u(event_id, ts, priority, " PGW_TEXT_COLS ", changes, metadata) "
-    "ON CONFLICT (event_id, occurred_at) DO NOTHING";
+    "ON CONFLICT DO NOTHING";
 
 /* ---- buffers and encoders ------------------------------------------------ */
 
