@@ -544,9 +544,16 @@ static void *thread_main(void *arg)
         queue_batch b;
         double r01 = (double)(backoff_rand(&t->rng) >> 11) / (double)(1ULL << 53);
         metrics_set_state(t->m, MST_FETCHING);
+        queue_limits lim = {(size_t)c->max_job_bytes, CODEC_REENCODE_SLACK, c->dead_letter_max};
         int frc = queue_fetch(t->rc, &w->keys, w->id, t->idx, c->priority_mode == PRIO_WEIGHTED,
-                              c->weights, r01, c->batch_size, ++t->seq, &b, err, sizeof err);
+                              c->weights, r01, c->batch_size, ++t->seq, &lim, &b, err, sizeof err);
         note_redis(t);
+        if (frc == 0 && b.dead_oversized > 0) {
+            atomic_fetch_add(&t->m->failed, b.dead_oversized);  /* as the fetch script counts */
+            atomic_fetch_add(&t->m->dead_lettered, b.dead_oversized);
+            log_warn("oversized jobs dead-lettered at fetch", " thread=%d jobs=%zu max_job_bytes=%d",
+                     t->idx, b.dead_oversized, c->max_job_bytes);
+        }
         if (frc != 0) {
             char why[300];
             log_warn("fetch failed", " thread=%d error=%s", t->idx,

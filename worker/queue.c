@@ -32,8 +32,15 @@ typedef struct script {
 
 static pthread_mutex_t sha_mu = PTHREAD_MUTEX_INITIALIZER;
 
-/* KEYS: inflight, worker hash, q0..q3 (critical..low)
- * ARGV: max, thread, seq, mode ('strict' | 'weighted'), r in [0,1), w0..w3
+/* KEYS: inflight, worker hash, q0..q3 (critical..low), dead, stats
+ * ARGV: max, thread, seq, mode ('strict' | 'weighted'), r in [0,1), w0..w3,
+ *       size limit (bytes), max_job_bytes, worker id, dead_max
+ * A job longer than the size limit (max_job_bytes plus the re-encoding
+ * slack the decoder allows) is dead-lettered here, whole, and never
+ * reaches the worker: Redis accepts values up to 512 MB, and without this
+ * one LPUSH of a huge value would make every worker that fetched it hold
+ * it in memory. The batch a worker receives is therefore bounded by
+ * batch_size x (max_job_bytes + slack). The reason is the decoder's. 
  * Weighted: the queue is drawn among the NON-EMPTY queues in proportion to
  * their weights, so each queue with work gets its share whatever the
  * others hold (drawing among all queues would hand an empty queue's share
@@ -74,12 +81,39 @@ static script s_fetch = {"fetch",
     "local q = KEYS[3 + pick]\n"
     "local items = redis.call('LRANGE', q, -tonumber(ARGV[1]), -1)\n"
     "redis.call('LTRIM', q, 0, -#items - 1)\n"
+    "local lim, dl, keep, now = tonumber(ARGV[10]), 0, {}, 0\n"
+    "for i = 1, #items do\n"
+    "  if #items[i] > lim then\n"
+    "    if dl == 0 then\n"
+    "      local t = redis.call('TIME')\n"
+    "      now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "    end\n"
+    "    local names = {'critical', 'high', 'normal', 'low'}\n"
+    "    redis.call('LPUSH', KEYS[7], cmsgpack.pack({job = items[i],\n"
+    "      reason = 'undecodable job: job is ' .. #items[i] .. ' bytes, larger than max_job_bytes=' .. ARGV[11],\n"
+    "      attempts = 0, failed_at = now, priority = names[pick + 1], worker = ARGV[12]}))\n"
+    "    dl = dl + 1\n"
+    "  else\n"
+    "    keep[#keep + 1] = items[i]\n"
+    "  end\n"
+    "end\n"
+    "if dl > 0 then\n"
+    "  items = keep\n"
+    "  redis.call('HINCRBY', KEYS[8], 'dead_lettered', dl)\n"
+    "  redis.call('HINCRBY', KEYS[8], 'failed', dl)\n"
+    "  local len, dmax = redis.call('LLEN', KEYS[7]), tonumber(ARGV[13])\n"
+    "  if len > dmax then\n"
+    "    redis.call('LTRIM', KEYS[7], 0, dmax - 1)\n"
+    "    redis.call('HINCRBY', KEYS[8], 'dead_trimmed', len - dmax)\n"
+    "  end\n"
+    "  if #items == 0 then return {'', {}, dl} end\n"
+    "end\n"
     "for s = 1, #items, 1000 do\n"
     "  redis.call('RPUSH', ik, unpack(items, s, math.min(s + 999, #items)))\n"
     "end\n"
     "local src = pick .. ':' .. ARGV[3]\n"
     "redis.call('HSET', wk, field, src)\n"
-    "return {src, items}\n",
+    "return {src, items, dl}\n",
     ""};
 
 /* KEYS: inflight, worker hash, retry, dead, stats, recoveries
@@ -277,9 +311,9 @@ static redisReply *run(redisContext *c, script *s, int nkeys, int argc, const ch
 static redisReply *run_strings(redisContext *c, script *s, int nkeys, const char *const *vals, int n,
                                char *err, size_t errlen)
 {
-    const char *argv[3 + 16];
-    size_t argl[3 + 16];
-    if (n > 16) {
+    const char *argv[3 + 24];
+    size_t argl[3 + 24];
+    if (n > 24) {
         snprintf(err, errlen, "%s: too many arguments", s->name);
         return NULL;
     }
@@ -308,10 +342,11 @@ static void inflight_key(char *out, size_t n, const aq_keys *k, const char *wid,
 }
 
 int queue_fetch(redisContext *c, const aq_keys *k, const char *wid, int thread, int weighted,
-                const int weights[4], double r01, int max, uint64_t seq, queue_batch *b, char *err,
-                size_t errlen)
+                const int weights[4], double r01, int max, uint64_t seq, const queue_limits *lim,
+                queue_batch *b, char *err, size_t errlen)
 {
     char ik[AQ_KEY_MAX + 64], wk[AQ_KEY_MAX + 64], smax[16], sth[16], sseq[24], sr[32], w[4][16];
+    char slim[24], sjob[24], sdead[24];
 
     memset(b, 0, sizeof *b);
     inflight_key(ik, sizeof ik, k, wid, thread);
@@ -322,9 +357,13 @@ int queue_fetch(redisContext *c, const aq_keys *k, const char *wid, int thread, 
     snprintf(sr, sizeof sr, "%.6f", r01);
     for (int i = 0; i < 4; i++)
         snprintf(w[i], sizeof w[i], "%d", weights[i]);
-    const char *vals[15] = {ik, wk, k->queue[0], k->queue[1], k->queue[2], k->queue[3], smax, sth,
-                            sseq, weighted ? "weighted" : "strict", sr, w[0], w[1], w[2], w[3]};
-    redisReply *r = run_strings(c, &s_fetch, 6, vals, 15, err, errlen);
+    snprintf(slim, sizeof slim, "%zu", lim->max_job_bytes + lim->slack);
+    snprintf(sjob, sizeof sjob, "%zu", lim->max_job_bytes);
+    snprintf(sdead, sizeof sdead, "%d", lim->dead_max);
+    const char *vals[23] = {ik, wk, k->queue[0], k->queue[1], k->queue[2], k->queue[3], k->dead,
+                            k->stats, smax, sth, sseq, weighted ? "weighted" : "strict", sr, w[0],
+                            w[1], w[2], w[3], slim, sjob, wid, sdead};
+    redisReply *r = run_strings(c, &s_fetch, 8, vals, 21, err, errlen);
     if (!r)
         return -1;
     if (r->type != REDIS_REPLY_ARRAY) {
@@ -335,7 +374,9 @@ int queue_fetch(redisContext *c, const aq_keys *k, const char *wid, int thread, 
     b->reply = r;
     if (r->elements == 0)
         return 0;
-    if (r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING ||
+    if (r->elements == 3 && r->element[2]->type == REDIS_REPLY_INTEGER && r->element[2]->integer > 0)
+        b->dead_oversized = (size_t)r->element[2]->integer;
+    if (r->elements < 2 || r->element[0]->type != REDIS_REPLY_STRING ||
         r->element[1]->type != REDIS_REPLY_ARRAY || r->element[0]->len >= QUEUE_TOKEN_MAX) {
         snprintf(err, errlen, "fetch: malformed reply");
         queue_batch_free(b);

@@ -25,7 +25,16 @@ typedef struct queue_batch {
     char token[QUEUE_TOKEN_MAX];    /* fencing token: "prio:seq" */
     size_t n;
     redisReply **items;             /* n job byte strings */
+    size_t dead_oversized;          /* jobs the fetch dead-lettered for their size */
 } queue_batch;
+
+/* What the fetch script needs to refuse oversized jobs before they leave
+ * Redis: jobs longer than max_job_bytes + slack are dead-lettered there. */
+typedef struct queue_limits {
+    size_t max_job_bytes;
+    size_t slack;                   /* CODEC_REENCODE_SLACK */
+    int dead_max;                   /* dead_letter_max */
+} queue_limits;
 
 void queue_batch_free(queue_batch *b);
 
@@ -35,10 +44,11 @@ void queue_batch_free(queue_batch *b);
  * (strict), or one drawn among the non-empty queues in proportion to
  * weights[] using r01, a uniform number in [0,1) (weighted). If the
  * in-flight list is not empty (an earlier batch was never settled), that
- * batch is returned again instead. b->n == 0: every queue is empty. */
+ * batch is returned again instead. b->n == 0: every queue is empty (or
+ * every job fetched was oversized: b->dead_oversized says how many). */
 int queue_fetch(redisContext *c, const aq_keys *k, const char *wid, int thread, int weighted,
-                const int weights[4], double r01, int max, uint64_t seq, queue_batch *b, char *err,
-                size_t errlen);
+                const int weights[4], double r01, int max, uint64_t seq, const queue_limits *lim,
+                queue_batch *b, char *err, size_t errlen);
 
 /* One delayed retry: job bytes (re-encoded with attempts+1) and its delay. */
 typedef struct queue_retry {

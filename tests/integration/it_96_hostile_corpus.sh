@@ -7,7 +7,9 @@
 # arrays and 20 000 nested maps (under the cap) and 100 000 (over it), wrong
 # types and keys, missing fields, over-long fields, invalid UTF-8, NUL bytes,
 # invalid and 30 000-deep JSON, duplicate keys, jobs over max_job_bytes
-# (65 601 and 65 546 bytes, 1 MiB), injection-looking enum values. Two more
+# (65 601 and 65 546 bytes, 1 MiB; and three of 40 MiB, which the fetch
+# script dead-letters inside Redis so they never reach the worker's
+# memory), injection-looking enum values. Two more
 # pass the decoder but not jsonb (\u0000, a lone surrogate): PostgreSQL
 # refuses them, they are retried and dead-lettered with the SQLSTATE.
 # Interleaved with them: valid jobs whose text fields look like SQL
@@ -24,7 +26,7 @@
 #     (or its event_id, for the two PostgreSQL refusals) to its exact reason;
 #   - queues, in-flight lists and the retry set are empty;
 #   - the worker's peak RSS (VmHWM) stays under 64 MiB although the corpus
-#     declares gigabytes (14.6 MiB measured; 32.6 MiB under ASan, whose
+#     declares gigabytes and holds 120 MiB of oversized values (14.6 MiB measured; 32.6 MiB under ASan, whose
 #     quarantine of freed blocks is kept at 16 MiB here so the RSS shows what
 #     the worker holds).
 # AQ_FAULTS=long: 10 rounds of the hostile corpus (distinct event_ids) among
@@ -64,6 +66,14 @@ for r in range(rounds):
                ("priority", cc.p("high")), ("action", cc.p("jsonb.refuses")), ("changes", cc.p(text))]
         pg.append((cc.Job(ent).bytes, e, "postgres rejected the row %d times: %s" % (2, why)))
 valid = cc.valid(nvalid)
+# Values Redis takes but no producer could send: 3 x 40 MiB (a valid job's
+# head, then padding). The fetch script dead-letters them whole inside
+# Redis, so a batch of them never reaches the worker's memory.
+for k in range(3):
+    head = cc.Job([("v", cc.p(1)), ("event_id", cc.p(cc.eid("huge", k))), ("occurred_at", cc.p(cc.TS)),
+                   ("action", cc.p("huge"))]).bytes
+    big = head + b"\xc0" * ((40 << 20) - len(head))
+    hostile.append((big, "job is %d bytes, larger than max_job_bytes=65536" % len(big)))
 
 prios = ["critical", "high", "normal", "low"]
 rnd = random.Random(96)
