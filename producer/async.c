@@ -15,7 +15,7 @@
  *
  * Delivery is at-least-once into Redis: a connection lost after Redis
  * executed an LPUSH but before we read the reply resends that group. The
- * worker's ON CONFLICT (event_id, occurred_at) DO NOTHING makes the stored
+ * worker's ON CONFLICT DO NOTHING on the primary key (event_id, occurred_at) makes the stored
  * result exactly-once.
  *
  * With a spool (spooler.c): while spooled records wait for replay, a batch

@@ -56,8 +56,8 @@
  * Failure windows, and what closes each:
  *  1. A sync LPUSH times out after Redis executed it; the event is spooled
  *     and later replayed: two copies in Redis. Both carry the same event_id
- *     and occurred_at, and the worker's INSERT ... ON CONFLICT (event_id,
- *     occurred_at) DO NOTHING stores one row.
+ *     and occurred_at, and the worker's INSERT ... ON CONFLICT DO NOTHING
+ *     on the primary key (event_id, occurred_at) stores one row.
  *  2. An async pipeline loses its connection after Redis executed some of
  *     its LPUSHes; the batch is spooled: same as 1.
  *  3. The replay pushes a chunk and the process dies before the position

@@ -4,7 +4,7 @@
  * A batch is written in one transaction:
  *   BEGIN; COPY auditq_stage FROM STDIN (or array-bound INSERT);
  *   INSERT INTO audit_events SELECT ... FROM auditq_stage
- *       ON CONFLICT (event_id, occurred_at) DO NOTHING; COMMIT;
+ *       ON CONFLICT DO NOTHING (primary key event_id, occurred_at); COMMIT;
  * so a job delivered twice is stored once. auditq_stage is a per-connection
  * TEMP table (ON COMMIT DELETE ROWS) created once after connecting.
  */
