@@ -2,6 +2,9 @@
 # A batch with one row PostgreSQL refuses -> every other row of the batch is
 # written, the bad one is retried max_attempts times and dead-lettered with
 # its SQLSTATE. An undecodable job is dead-lettered at decode with its reason.
+# Then dead_letter_max: three more undecodable jobs with the limit at 3 ->
+# the dead list keeps the 3 newest, the 2 oldest are dropped and counted in
+# dead_trimmed (a configured loss, never a silent one).
 set -euo pipefail
 source "$(dirname "$0")/lib_it.sh"
 it_setup
@@ -22,4 +25,16 @@ assert_eq "$expected" "$reasons" "dead-letter reasons"
 assert_eq 2 "$(stat retried)" "retries before dead-lettering (max_attempts=3)"
 assert_eq 998 "$(stat processed)" "processed"
 worker_stop w1
-it_pass "bad row: 998 good rows written, 1 poison row dead-lettered with 22P05 after 3 attempts, 1 undecodable job dead-lettered"
+
+for i in 1 2 3; do
+    redis-cli -p "$REDIS_PORT" LPUSH '{auditq}:queue:low' "junk $i" >/dev/null
+done
+worker_start w2 --set threads=1 --set dead_letter_max=3
+wait_for 20 bash -c "[ \"\$(\"$BIN/auditqctl\" stats --json | $PY -c 'import json,sys; print(json.load(sys.stdin)[\"dead_lettered\"])')\" = 5 ]"
+wait_for 10 drained
+assert_eq 3 "$(stat dead)" "dead list length at dead_letter_max=3"
+assert_eq 2 "$(stat dead_trimmed)" "oldest dead letters trimmed and counted"
+assert_eq "$(printf 'undecodable job: job is not a msgpack map at offset 0\n%.0s' 1 2 3)" "$(dead_reasons)" \
+    "the 3 newest dead letters kept"
+worker_stop w2
+it_pass "bad row: 998 good rows written, 1 poison row dead-lettered with 22P05 after 3 attempts, 1 undecodable job dead-lettered; dead_letter_max=3 keeps 3, dead_trimmed=2"
