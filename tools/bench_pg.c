@@ -6,7 +6,7 @@
  *            (gen.h), are encoded, decoded and formatted into COPY text by
  *            the worker's own code (codec.c, pgw.c) BEFORE the clock starts,
  *            and are then written with exactly the worker's statements
- *            (pgw_internal.h: BEGIN; COPY auditq_stage; pipelined INSERT ...
+ *            (pgw_internal.h: BEGIN; COPY auditq_stage; pipelined SAVEPOINT, INSERT ...
  *            ON CONFLICT DO NOTHING + COMMIT) from K connections, each
  *            taking every K-th batch. What is left out is everything that
  *            is not PostgreSQL: Redis, decoding, formatting, acknowledging.
@@ -164,7 +164,7 @@ static int row_batches_make(row_batches *rb, uint64_t seed, size_t n, size_t per
             snprintf(err, errlen, "generated event %zu does not decode: %s", i, why);
             goto out;
         }
-        if (pgw_copy_row(&rb->b[i / per], &d) != 0)
+        if (pgw_copy_row(&rb->b[i / per], &d, i % per) != 0)
             goto oom;
         rb->rows++;
     }
@@ -227,7 +227,8 @@ typedef struct ceil_gate {
 } ceil_gate;
 
 /* One batch the way pgw.c's txn_copy writes it: BEGIN + COPY in one
- * round trip, then INSERT ... SELECT and COMMIT pipelined in another. */
+ * round trip, then SAVEPOINT, INSERT ... SELECT and COMMIT pipelined in
+ * another. */
 static int ceil_write(PGconn *pg, const aq_buf *b, char *err, size_t errlen)
 {
     PGresult *r = PQexec(pg, pgw_begin_copy_sql);
@@ -250,12 +251,13 @@ static int ceil_write(PGconn *pg, const aq_buf *b, char *err, size_t errlen)
         return -1;
     }
     if (PQenterPipelineMode(pg) != 1 ||
+        PQsendQueryParams(pg, pgw_savepoint_sql, 0, NULL, NULL, NULL, NULL, 0) != 1 ||
         PQsendQueryPrepared(pg, "ceil_insert", 0, NULL, NULL, NULL, 0) != 1 ||
         PQsendQueryParams(pg, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) != 1 || PQpipelineSync(pg) != 1) {
         snprintf(err, errlen, "pipeline: %s", PQerrorMessage(pg));
         return -1;
     }
-    for (int results = 0; results < 3;) {
+    for (int results = 0; results < 4;) {  /* 3 queries and the Sync */
         r = PQgetResult(pg);
         if (r == NULL)
             continue;  /* end of one query's results */

@@ -365,6 +365,7 @@ static int write_batch(wthread *t, size_t nj, size_t total)
         /* t->pgst is this thread's running total: publish it as is. */
         atomic_store_explicit(&t->m->pg_transactions, t->pgst.transactions, memory_order_relaxed);
         atomic_store_explicit(&t->m->pg_bisections, t->pgst.bisections, memory_order_relaxed);
+        atomic_store_explicit(&t->m->pg_round_trips, t->pgst.round_trips, memory_order_relaxed);
         note_pg(t, pgw_connected(t->pg), err);
         if (rc == PGW_DONE) {
             metrics_observe_write(t->m, took);

@@ -77,6 +77,7 @@ void metrics_sum(const metrics_thread *th, int n, metrics_totals *out)
         out->write_errors += atomic_load_explicit(&m->write_errors, RLX);
         out->pg_transactions += atomic_load_explicit(&m->pg_transactions, RLX);
         out->pg_bisections += atomic_load_explicit(&m->pg_bisections, RLX);
+        out->pg_round_trips += atomic_load_explicit(&m->pg_round_trips, RLX);
         out->inflight += atomic_load_explicit(&m->inflight, RLX);
         out->pg_up_threads += atomic_load_explicit(&m->pg_up, RLX) != 0;
         out->redis_up_threads += atomic_load_explicit(&m->redis_up, RLX) != 0;
@@ -232,11 +233,18 @@ static void render_process(out *o, const metrics_view *v, const metrics_totals *
              "Batch writes to PostgreSQL that failed and were retried (server away, timeouts).",
              t->write_errors);
     counter1(o, "auditq_pg_transactions_total",
-             "PostgreSQL transactions this process tried for batch writes: one per clean batch, "
-             "plus the extra ones that isolate rows PostgreSQL refuses (O(log n) per bad row).",
+             "PostgreSQL transactions this process tried for batch writes: one per batch "
+             "(rows PostgreSQL refuses are isolated inside it), more only with write_method=insert "
+             "(O(log n) per bad row).",
              t->pg_transactions);
     counter1(o, "auditq_pg_bisections_total",
-             "Times a failing batch was split in two to isolate a refused row.", t->pg_bisections);
+             "Steps spent isolating rows PostgreSQL refused: savepoint probes of a range inside "
+             "the batch's transaction, or splits of a failing range into two transactions.",
+             t->pg_bisections);
+    counter1(o, "auditq_pg_round_trips_total",
+             "Requests this process sent PostgreSQL for batch writes and waited on: 3 per clean "
+             "batch with write_method=copy, plus one per probe (at most ceil(log2 n)+1 per bad row).",
+             t->pg_round_trips);
     family(o, "auditq_config_reloads_total", "counter",
            "SIGHUP config reloads, by outcome (error: the old configuration was kept).");
     put(o, "auditq_config_reloads_total{result=\"ok\"} %" PRIu64 "\n", v->reloads_ok);

@@ -58,7 +58,8 @@ typedef struct metrics_thread {
     atomic_uint_fast64_t batches;       /* batches settled */
     atomic_uint_fast64_t write_errors;  /* failed PostgreSQL write attempts */
     atomic_uint_fast64_t pg_transactions; /* transactions tried (pgw_stats.transactions) */
-    atomic_uint_fast64_t pg_bisections;   /* batch splits while isolating bad rows */
+    atomic_uint_fast64_t pg_bisections;   /* probes and splits while isolating bad rows */
+    atomic_uint_fast64_t pg_round_trips;  /* write round trips (pgw_stats.round_trips) */
     /* gauges */
     atomic_uint_fast64_t inflight;      /* jobs of the batch in hand */
     atomic_int state;                   /* metrics_state */
@@ -80,7 +81,7 @@ void metrics_observe_write(metrics_thread *m, int64_t us);
 /* The process totals over all threads (main thread: summary, heartbeat). */
 typedef struct metrics_totals {
     uint64_t processed, failed, retried, dead_lettered, batches, write_errors, inflight;
-    uint64_t pg_transactions, pg_bisections;
+    uint64_t pg_transactions, pg_bisections, pg_round_trips;
     int pg_up_threads, redis_up_threads;
 } metrics_totals;
 void metrics_sum(const metrics_thread *th, int n, metrics_totals *out);

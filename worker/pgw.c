@@ -7,26 +7,46 @@
  * re-delivered job a no-op, which is what lets the caller retry a batch after
  * any failure (including "COMMIT sent, answer lost") without duplicates.
  *
- * COPY method, 3 round trips per batch:
+ * COPY method, 3 round trips per clean batch:
  *   1. "BEGIN; COPY auditq_stage FROM STDIN"   (one simple query; reading
  *      its results stops at the COPY, which hands us PGRES_COPY_IN)
- *   2. the rows as COPY text in 256 KiB PQputCopyData chunks, PQputCopyEnd,
- *      wait for the COPY's result
- *   3. pipeline: prepared INSERT ... SELECT FROM auditq_stage, COMMIT, Sync
+ *   2. the rows as COPY text in 256 KiB PQputCopyData chunks (each row
+ *      led by n, its index in the batch), PQputCopyEnd, wait for the
+ *      COPY's result
+ *   3. pipeline: SAVEPOINT, prepared INSERT ... SELECT FROM auditq_stage,
+ *      COMMIT, Sync
  * auditq_stage is ON COMMIT DELETE ROWS, so a commit or a rollback leaves it
  * empty for the next batch. Staging as text means a bad value (bad JSON,
- * an enum CHECK, invalid UTF-8) fails in the INSERT or the COPY with a
- * precise SQLSTATE that pgw_classify maps to a data error.
+ * an enum CHECK, a NULL priority) fails in the INSERT with a precise
+ * SQLSTATE that pgw_classify maps to a data error.
+ *
+ * Bad rows, COPY method: the INSERT failed, the pipeline skipped the COMMIT,
+ * and the transaction sits in the failed subtransaction of the savepoint
+ * with every row still staged. pgw_isolate then searches in that same
+ * transaction, one simple query (one round trip) per probe:
+ *   "ROLLBACK TO SAVEPOINT p; INSERT ... WHERE n >= a AND n < b"
+ * (after a probe that succeeded: "RELEASE SAVEPOINT p; SAVEPOINT p; ..."
+ * instead, which keeps its rows). It halves the range down to the first
+ * bad row, keeping every range that goes in, then tries all the rows after
+ * that one with "; COMMIT" appended. One bad row in 10,000: at most 14
+ * probes + 1, no extra transaction, no row sent twice; good rows commit
+ * in the batch's one transaction. A row COPY itself refuses (invalid
+ * UTF-8 or a NUL byte, which the codec rejects before this point) falls
+ * back to pgw_bisect below: one transaction per range tried.
  *
  * INSERT method, 1 round trip per batch: one prepared
  *   INSERT ... SELECT ... FROM unnest($1::uuid[], ..., $16::text[])
  * with the 16 columns as text array literals, run as a single implicit
- * transaction.
+ * transaction. Its bad rows are isolated by pgw_bisect: a range that fails
+ * is split in two and each half is a transaction of its own (the arrays
+ * are sent again), between ceil(log2 n) + 1 and 2 ceil(log2 n) + 1
+ * transactions for one bad row in n.
  *
- * Errors: a data error (SQLSTATE class 22/23/54) makes pgw_bisect split the
- * batch until each bad row stands alone; everything else stops the write with
- * PGW_RETRY. After any error the transaction is rolled back if the connection
- * is alive, or the connection is dropped (and re-made on the next write).
+ * Errors: a data error (SQLSTATE class 22/23/54) is isolated as above;
+ * everything else stops the write with PGW_RETRY (the open transaction, and
+ * with it every probe that succeeded, is rolled back: the retry starts
+ * over). After any error the transaction is rolled back if the connection is
+ * alive, or the connection is dropped (and re-made on the next write).
  *
  * Bounded waits. statement_timeout only bounds what the server does; a
  * stalled network (or a frozen server, or a half-open connection) would
@@ -77,9 +97,11 @@ struct pgw {
 #define PGW_TARGET_COLS \
     "event_id, occurred_at, priority, " PGW_TEXT_COLS ", changes, metadata"
 
+/* n: the row's index in the batch, written by the COPY, so that a savepoint
+ * probe can insert any range of the staged rows again (pgw_isolate). */
 const char pgw_setup_sql[] =
     "CREATE TEMP TABLE IF NOT EXISTS auditq_stage ("
-    "event_id uuid, occurred_at_us bigint, priority text, tenant_id text, "
+    "n int, event_id uuid, occurred_at_us bigint, priority text, tenant_id text, "
     "actor_id text, actor_type text, action text, entity_type text, "
     "entity_id text, outcome text, source_ip text, user_agent text, "
     "request_id text, session_id text, changes text, metadata text"
@@ -88,13 +110,20 @@ const char pgw_setup_sql[] =
 const char pgw_begin_copy_sql[] =
     "BEGIN; COPY auditq_stage FROM STDIN";
 
+#define PGW_SAVEPOINT "auditq_probe"
+const char pgw_savepoint_sql[] = "SAVEPOINT " PGW_SAVEPOINT;
+
+/* The INSERT of the staged rows, in two halves so that a probe can put
+ * "WHERE n >= a AND n < b" between them. */
+#define PGW_INSERT_STAGE_HEAD \
+    "INSERT INTO audit_events (" PGW_TARGET_COLS ") " \
+    "SELECT event_id, timestamptz 'epoch' + (occurred_at_us / 1000000) * interval '1 second' + (occurred_at_us % 1000000) * interval '1 microsecond', " \
+    "priority, " PGW_TEXT_COLS ", changes::jsonb, metadata::jsonb " \
+    "FROM auditq_stage"
+#define PGW_INSERT_STAGE_TAIL " ON CONFLICT DO NOTHING"
+
 #define PGW_STMT_STAGE "auditq_insert_stage"
-const char pgw_insert_stage_sql[] =
-    "INSERT INTO audit_events (" PGW_TARGET_COLS ") "
-    "SELECT event_id, timestamptz 'epoch' + (occurred_at_us / 1000000) * interval '1 second' + (occurred_at_us % 1000000) * interval '1 microsecond', "
-    "priority, " PGW_TEXT_COLS ", changes::jsonb, metadata::jsonb "
-    "FROM auditq_stage "
-    "ON CONFLICT DO NOTHING";
+const char pgw_insert_stage_sql[] = PGW_INSERT_STAGE_HEAD PGW_INSERT_STAGE_TAIL;
 
 #define PGW_STMT_ARRAYS "auditq_insert_arrays"
 #define PGW_NPARAMS 16
@@ -167,16 +196,19 @@ static size_t fmt_i64(int64_t v, char out[24])
     return o;
 }
 
-int pgw_copy_row(aq_buf *b, const aq_job *j)
+int pgw_copy_row(aq_buf *b, const aq_job *j, size_t n)
 {
     char id[37];
     char ts[24];
+    char num[24];
     const char *prio = codec_priority_name(j->priority);
 
     uuid_format(j->id, id);
-    size_t n = fmt_i64(j->occurred_at_us, ts);
-    if (aq_buf_append(b, id, 36) < 0 || aq_buf_append(b, "\t", 1) < 0 ||
-        aq_buf_append(b, ts, n) < 0 || aq_buf_append(b, "\t", 1) < 0)
+    size_t numlen = fmt_i64((int64_t)n, num);
+    size_t tslen = fmt_i64(j->occurred_at_us, ts);
+    if (aq_buf_append(b, num, numlen) < 0 || aq_buf_append(b, "\t", 1) < 0 ||
+        aq_buf_append(b, id, 36) < 0 || aq_buf_append(b, "\t", 1) < 0 ||
+        aq_buf_append(b, ts, tslen) < 0 || aq_buf_append(b, "\t", 1) < 0)
         return -1;
     /* An out-of-range priority is sent as NULL so that the NOT NULL
      * constraint rejects that row (a data error), not the whole batch. */
@@ -288,6 +320,72 @@ int pgw_bisect(void *ctx, pgw_try_fn try_fn, size_t n, pgw_row_result *res, pgw_
     if (n == 0)
         return PGW_DONE;
     return bisect_range(&b, 0, n, 0) == RANGE_RETRY ? PGW_RETRY : PGW_DONE;
+}
+
+/* ---- isolation inside one transaction ------------------------------------ */
+
+static void mark_bad(pgw_row_result *r, const char *sqlstate, const char *message)
+{
+    r->bad = 1;
+    snprintf(r->sqlstate, sizeof r->sqlstate, "%s", sqlstate);
+    snprintf(r->message, sizeof r->message, "%s", message);
+}
+
+int pgw_isolate(void *ctx, pgw_probe_fn probe, size_t lo, size_t hi, const char *sqlstate,
+                const char *message, pgw_row_result *res, pgw_stats *st)
+{
+    pgw_stats local = {0};
+    char state[6], msg[sizeof res[0].message];
+
+    if (!st)
+        st = &local;
+    snprintf(state, sizeof state, "%s", sqlstate);
+    snprintf(msg, sizeof msg, "%s", message);
+    /* Invariant: rows before lo are inserted or marked; [lo, hi) is
+     * uninserted and its first bad row raised state/msg. */
+    for (;;) {
+        size_t l = lo, h = hi;
+        char s2[6], m2[sizeof msg];
+        int rc;
+
+        /* Halve [l, h) down to the first bad row. Whatever succeeds is
+         * kept, so everything before l stays inserted. */
+        while (h - l > 1) {
+            size_t mid = l + (h - l) / 2;
+            s2[0] = m2[0] = '\0';
+            st->bisections++;
+            rc = probe(ctx, l, mid, 0, s2, m2, sizeof m2);
+            if (rc < 0)
+                return PGW_RETRY;
+            if (rc == 0) {
+                l = mid;
+            } else {
+                h = mid;
+                memcpy(state, s2, sizeof state);
+                state[5] = '\0';
+                memcpy(msg, m2, sizeof msg);
+                msg[sizeof msg - 1] = '\0';
+            }
+        }
+        /* [l, l + 1) is the last range that failed with rows [lo, l)
+         * inserted: row l raised the error. */
+        mark_bad(&res[l], state, msg);
+        lo = l + 1;
+        /* Everything after it at once, committing if it goes in: with one
+         * bad row this is the last round trip. */
+        s2[0] = m2[0] = '\0';
+        if (lo < hi)
+            st->bisections++;
+        rc = probe(ctx, lo, hi, 1, s2, m2, sizeof m2);
+        if (rc == 0)
+            return PGW_DONE;
+        if (rc < 0 || lo == hi)  /* a bare COMMIT has no row to blame */
+            return PGW_RETRY;
+        memcpy(state, s2, sizeof state);
+        state[5] = '\0';
+        memcpy(msg, m2, sizeof msg);
+        msg[sizeof msg - 1] = '\0';
+    }
 }
 
 /* ---- connection ---------------------------------------------------------- */
@@ -672,6 +770,7 @@ int pgw_ping(pgw *w, char *err, size_t errlen)
 typedef struct write_ctx {
     pgw *w;
     const aq_job *jobs;
+    pgw_row_result *res;
     pgw_stats *st;
     char *err;
     size_t errlen;
@@ -728,15 +827,105 @@ static long long drain_results(pgw_io *io, step_error *e)
     return failed ? -1 : rows;
 }
 
-/* COPY [lo, hi) into auditq_stage, then INSERT ... SELECT and COMMIT.
- * Returns rows inserted, or -1 with e filled. */
-static long long txn_copy(pgw *w, const aq_job *jobs, size_t lo, size_t hi, step_error *e)
+/* A savepoint probe (pgw_probe_fn) on the live transaction of txn_copy. */
+typedef struct probe_ctx {
+    pgw *w;
+    pgw_stats *st;
+    step_error *e;      /* the non-data error that ends the search */
+    int aborted;        /* the last statement failed: roll back to the savepoint */
+    long long inserted; /* rows the kept probes inserted */
+} probe_ctx;
+
+/* One round trip, one simple query: undo the failed probe (ROLLBACK TO,
+ * which keeps the savepoint) or keep the good one (RELEASE, then a fresh
+ * SAVEPOINT), INSERT the range and, if asked, COMMIT. A simple query stops
+ * at its first error, so a failing INSERT skips the COMMIT and leaves the
+ * transaction open in its failed subtransaction. The range bounds are our
+ * own integers, not event data: the rows are already staged. */
+static int stage_probe(void *arg, size_t lo, size_t hi, int commit, char sqlstate[6],
+                       char *message, size_t msglen)
+{
+    probe_ctx *p = arg;
+    PGconn *conn = p->w->conn;
+    pgw_io *io = &p->w->io;
+    char sql[sizeof pgw_insert_stage_sql + 192];
+    const char *undo = p->aborted ? "ROLLBACK TO SAVEPOINT " PGW_SAVEPOINT "; "
+                                  : "RELEASE SAVEPOINT " PGW_SAVEPOINT "; SAVEPOINT " PGW_SAVEPOINT "; ";
+    step_error pe = {0};
+    PGresult *r;
+    long long rows = 0;
+    int failed = 0, committed = 0;
+
+    if (lo == hi)
+        snprintf(sql, sizeof sql, "%sCOMMIT", p->aborted ? undo : "");
+    else
+        snprintf(sql, sizeof sql, "%s%s WHERE n >= %zu AND n < %zu%s%s", undo,
+                 PGW_INSERT_STAGE_HEAD, lo, hi, PGW_INSERT_STAGE_TAIL, commit ? "; COMMIT" : "");
+    p->st->round_trips++;
+    if (PQsendQuery(conn, sql) != 1) {
+        step_error_take(p->e, NULL, io);
+        return -1;
+    }
+    (void)io_flush(io); /* a failed send shows in the results */
+    while ((r = io_result(io)) != NULL) {
+        if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+            const char *tag = PQcmdStatus(r);
+            if (strncmp(tag, "INSERT", 6) == 0)
+                rows = strtoll(PQcmdTuples(r), NULL, 10);
+            /* COMMIT of a failed transaction answers ROLLBACK, not an error. */
+            committed = strcmp(tag, "COMMIT") == 0;
+        } else {
+            step_error_take(&pe, r, io);
+            failed = 1;
+        }
+        PQclear(r);
+        if (PQstatus(conn) != CONNECTION_OK)
+            break;
+    }
+    if (PQstatus(conn) != CONNECTION_OK) {
+        step_error_take(p->e, NULL, io);
+        return -1;
+    }
+    if (failed) {
+        /* A data error counts only if the transaction is still there to
+         * go on with (the INSERT failed, not the COMMIT). */
+        if (lo < hi && pgw_classify(pe.sqlstate) == PGW_CLASS_DATA &&
+            PQtransactionStatus(conn) == PQTRANS_INERROR) {
+            p->aborted = 1;
+            memcpy(sqlstate, pe.sqlstate, 6);
+            snprintf(message, msglen, "%s", pe.message);
+            return 1;
+        }
+        if (!p->e->have)
+            *p->e = pe;
+        return -1;
+    }
+    if (commit && !committed) {
+        snprintf(p->e->message, sizeof p->e->message, "COMMIT after isolating bad rows rolled back");
+        p->e->have = 1;
+        return -1;
+    }
+    p->aborted = 0;
+    p->inserted += rows;
+    return 0;
+}
+
+/* COPY [lo, hi) into auditq_stage (n = the row's index in jobs), then
+ * SAVEPOINT, INSERT ... SELECT and COMMIT. A data error in the INSERT is
+ * isolated in this same transaction by pgw_isolate, marking the bad rows
+ * in res. Returns rows inserted (committed), or -1 with e filled (a data
+ * error in e comes from the COPY itself). */
+static long long txn_copy(pgw *w, const aq_job *jobs, size_t lo, size_t hi,
+                          pgw_row_result *res, pgw_stats *st, step_error *e)
 {
     PGconn *conn = w->conn;
     pgw_io *io = &w->io;
-    PGresult *r = pgw_io_exec(io, pgw_begin_copy_sql, 0, NULL);
+    PGresult *r;
     long long inserted = -1;
     int copy_ok = 1;
+
+    st->round_trips++;
+    r = pgw_io_exec(io, pgw_begin_copy_sql, 0, NULL);
 
     if (PQresultStatus(r) != PGRES_COPY_IN) {
         step_error_take(e, r, io);
@@ -748,7 +937,7 @@ static long long txn_copy(pgw *w, const aq_job *jobs, size_t lo, size_t hi, step
 
     w->buf.len = 0;
     for (size_t i = lo; i < hi && copy_ok; i++) {
-        if (pgw_copy_row(&w->buf, &jobs[i]) < 0) {
+        if (pgw_copy_row(&w->buf, &jobs[i], i) < 0) {
             copy_ok = 0;
             break;
         }
@@ -762,6 +951,7 @@ static long long txn_copy(pgw *w, const aq_job *jobs, size_t lo, size_t hi, step
      * rows, which makes the server fail it -- so libpq leaves COPY_IN state. */
     if (io_put_copy(io, NULL, 0, copy_ok ? NULL : "auditq: could not send COPY data") != 0)
         copy_ok = 0;
+    st->round_trips++;
     (void)io_flush(io);
     if (drain_results(io, e) < 0 || !copy_ok) {
         if (!e->have) {
@@ -771,9 +961,12 @@ static long long txn_copy(pgw *w, const aq_job *jobs, size_t lo, size_t hi, step
         return -1;
     }
 
-    /* INSERT and COMMIT in one round trip. If the INSERT fails the pipeline
-     * skips the COMMIT (PGRES_PIPELINE_ABORTED) and the transaction stays
-     * open in the failed state for the caller's ROLLBACK. If the connection
+    /* SAVEPOINT, INSERT and COMMIT in one round trip. If the INSERT fails
+     * the pipeline skips the COMMIT (PGRES_PIPELINE_ABORTED) and the
+     * transaction stays open in its failed subtransaction: a data error is
+     * then isolated below, anything else left for the caller's ROLLBACK.
+     * The savepoint is what lets the staged rows be used again. If the
+     * connection
      * fails or stalls after the COMMIT went out, its outcome is unknown:
      * that is a transient error like any other, and the retry is harmless
      * (ON CONFLICT DO NOTHING) whether or not it committed. */
@@ -781,7 +974,9 @@ static long long txn_copy(pgw *w, const aq_job *jobs, size_t lo, size_t hi, step
         step_error_take(e, NULL, io);
         return -1;
     }
-    if (PQsendQueryPrepared(conn, PGW_STMT_STAGE, 0, NULL, NULL, NULL, 0) != 1 ||
+    st->round_trips++;
+    if (PQsendQueryParams(conn, pgw_savepoint_sql, 0, NULL, NULL, NULL, NULL, 0) != 1 ||
+        PQsendQueryPrepared(conn, PGW_STMT_STAGE, 0, NULL, NULL, NULL, 0) != 1 ||
         PQsendQueryParams(conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) != 1 ||
         PQpipelineSync(conn) != 1) {
         step_error_take(e, NULL, io);
@@ -790,7 +985,7 @@ static long long txn_copy(pgw *w, const aq_job *jobs, size_t lo, size_t hi, step
     }
     (void)io_flush(io); /* a failed send shows in the results */
     int synced = 0;
-    int step = 0;   /* 0: INSERT result, 1: COMMIT result */
+    int step = 0;   /* 0: SAVEPOINT result, 1: INSERT, 2: COMMIT */
     int failed = 0;
     while (!synced) {
         r = io_result(io);
@@ -801,8 +996,8 @@ static long long txn_copy(pgw *w, const aq_job *jobs, size_t lo, size_t hi, step
                 failed = 1;
                 break;
             }
-            /* Two queries, so at most two separators before the Sync. */
-            if (++step > 2) {
+            /* Three queries, so at most three separators before the Sync. */
+            if (++step > 3) {
                 step_error_take(e, NULL, io);
                 failed = 1;
                 break;
@@ -814,7 +1009,7 @@ static long long txn_copy(pgw *w, const aq_job *jobs, size_t lo, size_t hi, step
             synced = 1;
             break;
         case PGRES_COMMAND_OK:
-            if (step == 0)
+            if (step == 1)
                 inserted = strtoll(PQcmdTuples(r), NULL, 10);
             break;
         case PGRES_PIPELINE_ABORTED:
@@ -838,7 +1033,23 @@ static long long txn_copy(pgw *w, const aq_job *jobs, size_t lo, size_t hi, step
         pgw_disconnect(w);
         return -1;
     }
-    return failed ? -1 : inserted;
+    if (!failed)
+        return inserted;
+    if (pgw_classify(e->sqlstate) != PGW_CLASS_DATA || PQstatus(conn) != CONNECTION_OK ||
+        PQtransactionStatus(conn) != PQTRANS_INERROR)
+        return -1;
+
+    /* A row the INSERT refuses: find it (and any other) with savepoint
+     * probes in this transaction, on the rows already staged. */
+    step_error first = *e;
+    probe_ctx p = { w, st, e, 1, 0 };
+    memset(e, 0, sizeof *e);
+    if (pgw_isolate(&p, stage_probe, lo, hi, first.sqlstate, first.message, res, st) != PGW_DONE) {
+        if (!e->have)
+            step_error_take(e, NULL, io);
+        return -1;
+    }
+    return p.inserted;
 }
 
 /* INSERT ... FROM unnest(16 arrays) for [lo, hi) as one implicit
@@ -930,18 +1141,23 @@ static int write_try(void *arg, size_t lo, size_t hi, char sqlstate[6],
             return -1;
     }
     if (PQtransactionStatus(w->conn) != PQTRANS_IDLE &&
-        exec_ok(&w->io, "ROLLBACK", "rollback", c->err, c->errlen) < 0) {
+        (c->st->round_trips++, exec_ok(&w->io, "ROLLBACK", "rollback", c->err, c->errlen) < 0)) {
         pgw_disconnect(w);
         return -1;
     }
 
-    if (w->cfg->write_method == WRITE_INSERT)
+    if (w->cfg->write_method == WRITE_INSERT) {
+        c->st->round_trips++;
         inserted = txn_insert(w, c->jobs, lo, hi, &e);
-    else
-        inserted = txn_copy(w, c->jobs, lo, hi, &e);
+    } else {
+        inserted = txn_copy(w, c->jobs, lo, hi, c->res, c->st, &e);
+    }
 
     if (inserted >= 0) {
-        c->st->rows_written += hi - lo;
+        size_t good = hi - lo;
+        for (size_t i = lo; i < hi; i++)
+            good -= (size_t)(c->res[i].bad != 0);
+        c->st->rows_written += good;
         c->st->rows_inserted += (uint64_t)inserted;
         return 0;
     }
@@ -954,6 +1170,7 @@ static int write_try(void *arg, size_t lo, size_t hi, char sqlstate[6],
     }
     if (PQtransactionStatus(w->conn) != PQTRANS_IDLE) {
         char rerr[256];
+        c->st->round_trips++;
         if (exec_ok(&w->io, "ROLLBACK", "rollback", rerr, sizeof rerr) < 0) {
             snprintf(c->err, c->errlen, "%s %s (then %s)",
                      e.sqlstate[0] ? e.sqlstate : "-----", e.message, rerr);
@@ -974,7 +1191,7 @@ int pgw_write(pgw *w, const aq_job *jobs, size_t n, pgw_row_result *res,
               pgw_stats *st, char *err, size_t errlen)
 {
     pgw_stats local = {0};
-    write_ctx c = { w, jobs, st ? st : &local, err, errlen };
+    write_ctx c = { w, jobs, res, st ? st : &local, err, errlen };
 
     if (errlen > 0)
         err[0] = '\0';

@@ -1,12 +1,15 @@
 /* pgw.h -- the PostgreSQL writer: one connection, idempotent batch writes,
- * SQLSTATE classification, and bisection of batches that hold bad rows.
+ * SQLSTATE classification, and isolation of the rows PostgreSQL refuses.
  *
  * A batch is written in one transaction:
  *   BEGIN; COPY auditq_stage FROM STDIN (or array-bound INSERT);
- *   INSERT INTO audit_events SELECT ... FROM auditq_stage
+ *   SAVEPOINT; INSERT INTO audit_events SELECT ... FROM auditq_stage
  *       ON CONFLICT DO NOTHING (primary key event_id, occurred_at); COMMIT;
  * so a job delivered twice is stored once. auditq_stage is a per-connection
- * TEMP table (ON COMMIT DELETE ROWS) created once after connecting.
+ * TEMP table (ON COMMIT DELETE ROWS) created once after connecting; its
+ * column n holds each row's index in the batch, so that after a data error
+ * the same transaction can insert any range of the staged rows again
+ * (savepoint probes, see pgw_isolate) without sending them twice.
  */
 #ifndef AQ_PGW_H
 #define AQ_PGW_H
@@ -51,7 +54,7 @@ typedef enum pgw_class {
                                 down, missing table/permission (operator must
                                 fix): retry forever with backoff, never dead-letter */
     PGW_CLASS_DATA = 1       /* the row itself is bad (classes 22, 23, 54):
-                                bisect, retry that row up to max_attempts */
+                                isolate it, retry that row up to max_attempts */
 } pgw_class;
 
 /* Classifies a 5-char SQLSTATE (NULL or "" = connection lost = transient). */
@@ -65,10 +68,15 @@ typedef struct pgw_row_result {
 } pgw_row_result;
 
 typedef struct pgw_stats {
-    uint64_t transactions;  /* transactions attempted (round-trip measure) */
-    uint64_t rows_written;  /* rows in committed transactions (incl. duplicates) */
+    uint64_t transactions;  /* transactions begun for batch writes */
+    uint64_t rows_written;  /* rows in committed transactions (incl. duplicates;
+                               rows refused for their data excluded) */
     uint64_t rows_inserted; /* rows actually inserted (duplicates excluded) */
-    uint64_t bisections;
+    uint64_t bisections;    /* isolation steps: savepoint probes of a range
+                               (pgw_isolate) plus splits of a failing range
+                               into two transactions (pgw_bisect) */
+    uint64_t round_trips;   /* requests that waited for PostgreSQL's answer
+                               while writing batches (connecting excluded) */
 } pgw_stats;
 
 /* pgw_write return values. */
@@ -92,12 +100,20 @@ int pgw_ping(pgw *w, char *err, size_t errlen);
 
 /* Writes jobs[0..n) idempotently.
  * PGW_DONE: every row is either committed (res[i].bad == 0) or has a data
- *   error of its own (res[i].bad == 1, sqlstate and message set): rows are
- *   isolated by bisection, so every good row is committed.
+ *   error of its own (res[i].bad == 1, sqlstate and message set): every
+ *   good row is committed.
+ *   COPY method: a data error in the INSERT is isolated inside the batch's
+ *   one transaction by savepoint probes (pgw_isolate): one bad row in n
+ *   costs at most ceil(log2 n) + 1 extra round trips and no extra
+ *   transaction; the rows are sent once. Only a row COPY itself refuses
+ *   (text that is not valid UTF-8, which the codec never lets through)
+ *   falls back to pgw_bisect, one transaction per range.
+ *   INSERT method (unnest of bound arrays, one implicit transaction per
+ *   range): pgw_bisect.
  * PGW_RETRY: a transient error (see pgw_class) stopped the write; err says
- *   which. Some sub-batches may already be committed: calling again with
- *   the same jobs is safe (ON CONFLICT DO NOTHING). The connection is reset
- *   if it is broken.
+ *   which. With pgw_bisect some sub-batches may already be committed:
+ *   calling again with the same jobs is safe (ON CONFLICT DO NOTHING). The
+ *   connection is reset if it is broken.
  * res must hold n entries. st (may be NULL) is added to. */
 int pgw_write(pgw *w, const aq_job *jobs, size_t n, pgw_row_result *res,
               pgw_stats *st, char *err, size_t errlen);
@@ -106,8 +122,35 @@ int pgw_write(pgw *w, const aq_job *jobs, size_t n, pgw_row_result *res,
  * one transaction and returns 0 (committed), 1 (data error, sqlstate and
  * message filled) or -1 (transient). pgw_bisect calls it on the whole range,
  * then on halves of failing ranges down to single rows, marking single
- * failing rows bad in res. Returns PGW_DONE or PGW_RETRY. */
+ * failing rows bad in res. A try may also mark rows of [lo, hi) bad itself
+ * and return 0 (the COPY method isolates INSERT errors that way). Counts one
+ * transaction per try and one bisection per split. Returns PGW_DONE or
+ * PGW_RETRY. */
 typedef int (*pgw_try_fn)(void *ctx, size_t lo, size_t hi, char sqlstate[6],
                           char *message, size_t msglen);
 int pgw_bisect(void *ctx, pgw_try_fn try_fn, size_t n, pgw_row_result *res, pgw_stats *st);
+
+/* The search inside one transaction, for unit tests and the COPY method.
+ * `probe` runs in a transaction whose staged rows [lo, hi) are all
+ * uninserted and hold at least one bad row; the first bad row (in index
+ * order) raised sqlstate/message. probe(ctx, a, b, commit, ...):
+ *   a < b: insert rows [a, b) under a savepoint; 0 keeps them, 1 (data
+ *     error, sqlstate and message filled) rolls back to the savepoint and
+ *     keeps the transaction usable, -1 transient (the transaction is lost);
+ *   commit = 1: on success also commit the transaction (a == b: commit
+ *     only, after undoing a failed probe if needed).
+ * The search finds the first bad row by halving (a failing [L, mid) holds
+ * it; a succeeding one is kept and the search goes on in [mid, H)), marks
+ * it with the error of the last range that failed (which that row raised),
+ * then probes everything after it at once with commit = 1. One bad row in
+ * n costs at most ceil(log2 n) + 1 calls (the last one commits), k bad rows
+ * at most k * (ceil(log2 n) + 1). Rows never probed alone are marked from
+ * the failing range's error, so a single row costs no probe. Returns
+ * PGW_DONE (committed: good rows inserted, bad rows marked in res) or
+ * PGW_RETRY (probe returned -1; res keeps the marks made so far). Counts
+ * one bisection per probe with rows (a < b); st may be NULL. */
+typedef int (*pgw_probe_fn)(void *ctx, size_t lo, size_t hi, int commit,
+                            char sqlstate[6], char *message, size_t msglen);
+int pgw_isolate(void *ctx, pgw_probe_fn probe, size_t lo, size_t hi, const char *sqlstate,
+                const char *message, pgw_row_result *res, pgw_stats *st);
 #endif

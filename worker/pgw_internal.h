@@ -13,9 +13,11 @@
  * b grows (realloc; free b->data with free()). Returns 0 or -1 on OOM. */
 int pgw_copy_field(aq_buf *b, const char *p, size_t len);
 
-/* Appends one job as a COPY text line for auditq_stage (16 columns, tab
- * separated, LF terminated). Returns 0 or -1 on OOM. */
-int pgw_copy_row(aq_buf *b, const aq_job *j);
+/* Appends one job as a COPY text line for auditq_stage (17 columns, tab
+ * separated, LF terminated): n, its index in the batch (what the savepoint
+ * probes select ranges by), then the job's 16 fields. Returns 0 or -1 on
+ * OOM. */
+int pgw_copy_row(aq_buf *b, const aq_job *j, size_t n);
 
 /* Appends one element of a text[] array literal: p == NULL gives NULL;
  * otherwise the bytes double-quoted with " and \ backslash-escaped.
@@ -27,5 +29,6 @@ int pgw_array_elem(aq_buf *b, const char *p, size_t len);
  * it measures is exactly the statements the worker runs. */
 extern const char pgw_setup_sql[];        /* CREATE TEMP TABLE auditq_stage */
 extern const char pgw_begin_copy_sql[];   /* BEGIN; COPY auditq_stage FROM STDIN */
+extern const char pgw_savepoint_sql[];    /* SAVEPOINT, sent before the INSERT */
 extern const char pgw_insert_stage_sql[]; /* INSERT ... SELECT ... ON CONFLICT DO NOTHING */
 #endif

@@ -8,30 +8,28 @@
 #   - the poison row retried alone (max_attempts=3: two one-row retries) and
 #     dead-lettered with its SQLSTATE and PostgreSQL's message;
 #   - the queues, in-flight lists and retry set empty;
-#   - the cost of isolating it, measured by the worker itself
-#     (auditq_pg_transactions_total on /metrics): the first attempt of the
-#     10,000-row batch takes between ceil(log2 n)+1 = 15 and
-#     2*ceil(log2 n)+1 = 29 transactions -- the whole batch, then per level
-#     of the bisection the left half, and the right half only when the left
-#     one failed too (a right half whose left sibling committed cleanly must
-#     hold the bad row, so it is split without a transaction). A linear
-#     search would need ~10,000. The test also holds the count to the exact
-#     number this rule gives for the poison row's position in the batch; if
-#     the bisection rule changes, update bisect_model below with it.
-# The poison row is moved to index 0 of the batch first: the worst case
-# (27 transactions: every left half down the path fails, so every right
-# half is tried too). AQ_FAULTS=long adds the INSERT write method and a
-# random position.
-# Each transaction is 3 round trips with the COPY method (BEGIN+COPY, the
-# rows, INSERT+COMMIT pipelined) plus one ROLLBACK after a failure; 1 with
-# write_method=insert (plus the ROLLBACK-free implicit transaction).
+#   - the cost of isolating it, measured by the worker itself on /metrics
+#     (auditq_pg_transactions_total, auditq_pg_round_trips_total,
+#     auditq_pg_bisections_total).
+# write_method=copy (the default): the batch is staged once and the bad row
+# is found with savepoint probes inside the batch's ONE transaction (worker/
+# pgw.c pgw_isolate): 1 transaction, 3 round trips for BEGIN+COPY, the rows
+# and SAVEPOINT+INSERT+COMMIT, then one round trip per probe. The extra
+# round trips must stay <= ceil(log2 n) + 2 = 16; the test also holds them
+# to the exact number the search rule gives for the poison row's position
+# (isolate_model below: update it with the rule). Rounds: the poison row at
+# index 0, in the middle and at the end.
+# write_method=insert (AQ_FAULTS=long, with random positions for both
+# methods) keeps the per-transaction bisection (pgw_bisect): between
+# ceil(log2 n)+1 = 15 and 2*ceil(log2 n)+1 = 29 transactions of one round
+# trip each, held to the exact count of bisect_model.
 set -euo pipefail
 source "$(dirname "$0")/lib_it.sh"
 it_setup
 R() { redis-cli -p "$REDIS_PORT" "$@"; }
 N=10000
 MAX_ATTEMPTS=3
-rounds=(copy:0)   # write method : index of the poison row in the batch
+rounds=(copy:0 copy:$((N / 2)) copy:$((N - 1)))   # write method : index of the poison row in the batch
 [[ "${AQ_FAULTS:-}" == long ]] && rounds+=(insert:0 "copy:$((RANDOM % N))" "insert:$((RANDOM % N))")
 
 # Index of event_id $1 in the normal queue, in the order a fetch hands the
@@ -94,11 +92,33 @@ print(tx)
 PYEOF
 }
 
+# Savepoint probes pgw_isolate spends on n rows with one bad row at index
+# $2, and its round trips (the probes, plus a bare COMMIT when no row
+# follows the bad one): halve [l, h) to the first bad row, keeping ranges
+# that go in, then insert everything after it with COMMIT.
+isolate_model() {
+    "$PY" - "$1" "$2" <<'PYEOF'
+import sys
+n, bad = int(sys.argv[1]), int(sys.argv[2])
+l, h, probes = 0, n, 0
+while h - l > 1:
+    mid = l + (h - l) // 2
+    probes += 1
+    if l <= bad < mid:
+        h = mid
+    else:
+        l = mid
+assert l == bad
+print(probes + (1 if bad + 1 < n else 0), probes + 1)
+PYEOF
+}
+
 metric() { awk -v k="$1" '$1 == k { print $2 }' <<<"$M"; }
 
 lg=$("$PY" -c "import math; print(math.ceil(math.log2($N)))")
 lo_bound=$((lg + 1))
 hi_bound=$((2 * lg + 1))
+rt_bound=$((lg + 2))
 
 for round in "${rounds[@]}"; do
     method=${round%%:*}
@@ -114,7 +134,11 @@ for round in "${rounds[@]}"; do
     pos=$(index_in_queue "$badid")
     assert_eq "$want_pos" "$pos" "the poison row's index in the batch"
     assert_eq $N "$(stat queues.normal.depth)" "jobs queued after moving the poison row"
-    expect_first=$(bisect_model $N "$pos")
+    if [[ $method == copy ]]; then
+        read -r expect_probes expect_extra < <(isolate_model $N "$pos")
+    else
+        expect_first=$(bisect_model $N "$pos")
+    fi
 
     HP=$(free_port)
     worker_start "w_$tag" --set threads=1 --set batch_size=$N --set max_attempts=$MAX_ATTEMPTS \
@@ -137,14 +161,34 @@ for round in "${rounds[@]}"; do
     assert_eq 0 "$(metric auditq_pg_write_errors_total)" "transient write errors ($method)"
     total=$(metric auditq_pg_transactions_total)
     splits=$(metric auditq_pg_bisections_total)
-    # Each retry is a one-row batch: exactly one (failing) transaction.
-    first=$((total - (MAX_ATTEMPTS - 1)))
-    if ((first < lo_bound || first > hi_bound)); then
-        echo "FAIL: $method: the 10,000-row batch took $first transactions; bisection must stay within [$lo_bound, $hi_bound]"
-        exit 1
+    trips=$(metric auditq_pg_round_trips_total)
+    if [[ $method == copy ]]; then
+        # Each retry is a one-row batch in one transaction: BEGIN+COPY, the
+        # row, SAVEPOINT+INSERT+COMMIT (fails), then "ROLLBACK TO SAVEPOINT;
+        # COMMIT" -- 4 round trips, no probe (a single row is marked from
+        # the INSERT's error).
+        assert_eq $MAX_ATTEMPTS "$total" "transactions: ONE for the 10,000-row batch, one per retry ($method)"
+        first_trips=$((trips - 4 * (MAX_ATTEMPTS - 1)))
+        extra=$((first_trips - 3))
+        if ((extra > rt_bound)); then
+            echo "FAIL: $method: isolating the poison row took $extra extra round trips; must stay <= ceil(log2 n)+2 = $rt_bound"
+            exit 1
+        fi
+        assert_eq "$expect_probes" "$splits" "savepoint probes for the 10,000-row batch, poison row at index $pos ($method)"
+        assert_eq "$expect_extra" "$extra" "extra round trips for the 10,000-row batch, poison row at index $pos ($method)"
+        worker_stop "w_$tag"
+        echo "figure: scenario=poison_10k method=$method batch=$N poison_index=$pos stored=$((N - 1)) dead=1 sqlstate=22P05 attempts=$MAX_ATTEMPTS first_attempt_transactions=1 first_attempt_round_trips=$first_trips extra_round_trips=$extra probes=$splits bound=$rt_bound total_transactions=$total total_round_trips=$trips"
+    else
+        # Each retry is a one-row batch: exactly one (failing) transaction.
+        first=$((total - (MAX_ATTEMPTS - 1)))
+        if ((first < lo_bound || first > hi_bound)); then
+            echo "FAIL: $method: the 10,000-row batch took $first transactions; bisection must stay within [$lo_bound, $hi_bound]"
+            exit 1
+        fi
+        assert_eq "$expect_first" "$first" "transactions for the 10,000-row batch, poison row at index $pos ($method)"
+        assert_eq "$total" "$trips" "round trips: one per transaction ($method)"
+        worker_stop "w_$tag"
+        echo "figure: scenario=poison_10k method=$method batch=$N poison_index=$pos stored=$((N - 1)) dead=1 sqlstate=22P05 attempts=$MAX_ATTEMPTS first_attempt_transactions=$first extra_transactions=$((first - 1)) bound=$lo_bound..$hi_bound bisections=$splits total_transactions=$total"
     fi
-    assert_eq "$expect_first" "$first" "transactions for the 10,000-row batch, poison row at index $pos ($method)"
-    worker_stop "w_$tag"
-    echo "figure: scenario=poison_10k method=$method batch=$N poison_index=$pos stored=$((N - 1)) dead=1 sqlstate=22P05 attempts=$MAX_ATTEMPTS first_attempt_transactions=$first extra_transactions=$((first - 1)) bound=$lo_bound..$hi_bound bisections=$splits total_transactions=$total"
 done
-it_pass "poison row in a batch of $N: $((N - 1)) stored, 1 dead-lettered with 22P05 after $MAX_ATTEMPTS attempts, bisection within ceil(log2 n)+1..2*ceil(log2 n)+1 transactions (${rounds[*]})"
+it_pass "poison row in a batch of $N: $((N - 1)) stored, 1 dead-lettered with 22P05 after $MAX_ATTEMPTS attempts; copy: one transaction, <= ceil(log2 n)+2 = $rt_bound extra round trips; insert: ceil(log2 n)+1..2*ceil(log2 n)+1 transactions (${rounds[*]})"

@@ -53,11 +53,14 @@ static void fill_threads(metrics_thread *th)
     atomic_store(&th[1].inflight, 1);
     atomic_store(&th[1].state, MST_WRITING);
     atomic_store(&th[1].write_errors, 4);
-    /* 2 + 3 transactions: thread 1 isolated one refused row in a batch of 4
-     * (whole, left half, right half's single rows: 2 splits) */
+    /* 2 + 1 transactions: thread 0 wrote 2 clean batches (3 round trips
+     * each); thread 1 isolated a refused last row in a batch of 4 inside
+     * its transaction (2 probes, then a bare COMMIT: 3 + 3 round trips) */
     atomic_store(&th[0].pg_transactions, 2);
-    atomic_store(&th[1].pg_transactions, 3);
+    atomic_store(&th[1].pg_transactions, 1);
     atomic_store(&th[1].pg_bisections, 2);
+    atomic_store(&th[0].pg_round_trips, 6);
+    atomic_store(&th[1].pg_round_trips, 6);
     metrics_observe_batch(&th[1], 1);
 }
 
@@ -95,12 +98,15 @@ static const char expected_full[] =
     "# HELP auditq_pg_write_errors_total Batch writes to PostgreSQL that failed and were retried (server away, timeouts).\n"
     "# TYPE auditq_pg_write_errors_total counter\n"
     "auditq_pg_write_errors_total 4\n"
-    "# HELP auditq_pg_transactions_total PostgreSQL transactions this process tried for batch writes: one per clean batch, plus the extra ones that isolate rows PostgreSQL refuses (O(log n) per bad row).\n"
+    "# HELP auditq_pg_transactions_total PostgreSQL transactions this process tried for batch writes: one per batch (rows PostgreSQL refuses are isolated inside it), more only with write_method=insert (O(log n) per bad row).\n"
     "# TYPE auditq_pg_transactions_total counter\n"
-    "auditq_pg_transactions_total 5\n"
-    "# HELP auditq_pg_bisections_total Times a failing batch was split in two to isolate a refused row.\n"
+    "auditq_pg_transactions_total 3\n"
+    "# HELP auditq_pg_bisections_total Steps spent isolating rows PostgreSQL refused: savepoint probes of a range inside the batch's transaction, or splits of a failing range into two transactions.\n"
     "# TYPE auditq_pg_bisections_total counter\n"
     "auditq_pg_bisections_total 2\n"
+    "# HELP auditq_pg_round_trips_total Requests this process sent PostgreSQL for batch writes and waited on: 3 per clean batch with write_method=copy, plus one per probe (at most ceil(log2 n)+1 per bad row).\n"
+    "# TYPE auditq_pg_round_trips_total counter\n"
+    "auditq_pg_round_trips_total 12\n"
     "# HELP auditq_config_reloads_total SIGHUP config reloads, by outcome (error: the old configuration was kept).\n"
     "# TYPE auditq_config_reloads_total counter\n"
     "auditq_config_reloads_total{result=\"ok\"} 5\n"

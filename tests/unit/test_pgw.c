@@ -1,5 +1,6 @@
 /* test_pgw.c -- pgw's pure parts: SQLSTATE classification, bisection of
- * batches with bad rows (against a mock transaction), and the COPY text and
+ * batches with bad rows (against a mock transaction), the savepoint search
+ * inside one transaction (against a mock probe), and the COPY text and
  * array literal encoders; and the bounded waits (pgw_io) against a fake
  * server that completes the handshake and then goes silent. The database
  * path is covered by the integration tests, which run a real PostgreSQL. */
@@ -190,7 +191,7 @@ static void test_bisect_table(void **state)
         unsigned char bad[16] = {0};
         unsigned commits[16] = {0};
         pgw_row_result res[16];
-        pgw_stats st = { 100, 200, 300, 400 };  /* pgw_bisect adds to it */
+        pgw_stats st = { 100, 200, 300, 400, 500 };  /* pgw_bisect adds to it */
         mock m;
         int rc;
 
@@ -210,6 +211,7 @@ static void test_bisect_table(void **state)
         /* Row counters belong to the writer's try function, not to bisect. */
         assert_int_equal(st.rows_written, 200);
         assert_int_equal(st.rows_inserted, 300);
+        assert_int_equal(st.round_trips, 500);
         assert_int_equal(m.calls, c->want_transactions);
         for (size_t i = 0; i < c->ncalls; i++) {
             if (m.lo[i] != c->calls[i][0] || m.hi[i] != c->calls[i][1])
@@ -323,6 +325,243 @@ static void test_bisect_all_bad(void **state)
     check_done(N, bad, res, commits);
 }
 
+/* ---- pgw_isolate against a mock probe ------------------------------------ */
+
+/* A transaction with staged rows: a probe of [lo, hi) fails if the range
+ * holds a bad row (naming the first), else keeps its rows; commit moves
+ * the kept rows to commits[]. It checks the protocol as it goes: no call
+ * after the commit, no row kept twice. */
+typedef struct pmock {
+    size_t n;
+    const unsigned char *bad;
+    unsigned transient_at;   /* 1-based call that fails transiently; 0 none */
+    unsigned calls;
+    int committed;
+    unsigned char *kept;     /* inserted by a kept probe, not yet committed */
+    unsigned *commits;
+    size_t lo[MAX_CALLS], hi[MAX_CALLS];
+    int commit[MAX_CALLS];
+} pmock;
+
+static int mock_probe(void *ctx, size_t lo, size_t hi, int commit, char sqlstate[6],
+                      char *message, size_t msglen)
+{
+    pmock *m = ctx;
+    assert_false(m->committed);
+    assert_true(lo <= hi);
+    assert_true(hi <= m->n);
+    assert_true(lo < hi || commit);
+    if (m->calls < MAX_CALLS) {
+        m->lo[m->calls] = lo;
+        m->hi[m->calls] = hi;
+        m->commit[m->calls] = commit;
+    }
+    m->calls++;
+    if (m->calls == m->transient_at)
+        return -1;
+    for (size_t i = lo; i < hi; i++) {
+        if (m->bad[i]) {
+            memcpy(sqlstate, "22P02", 6);
+            snprintf(message, msglen, "invalid input syntax for type json (row %zu)", i);
+            return 1;
+        }
+    }
+    for (size_t i = lo; i < hi; i++) {
+        if (m->kept[i])
+            fail_msg("row %zu inserted twice", i);
+        m->kept[i] = 1;
+    }
+    if (commit) {
+        m->committed = 1;
+        for (size_t i = 0; i < m->n; i++)
+            m->commits[i] += m->kept[i];
+    }
+    return 0;
+}
+
+/* Runs pgw_isolate on n rows the way txn_copy does: after the INSERT of
+ * the whole batch failed with the first bad row's error. */
+static int run_isolate(pmock *m, size_t n, const unsigned char *bad, unsigned transient_at,
+                       pgw_row_result *res, unsigned *commits, pgw_stats *st)
+{
+    char msg[200];
+    size_t first = 0;
+
+    memset(m, 0, sizeof *m);
+    m->n = n;
+    m->bad = bad;
+    m->transient_at = transient_at;
+    m->kept = calloc(n, 1);
+    m->commits = commits;
+    assert_non_null(m->kept);
+    memset(res, 0, n * sizeof *res);
+    while (!bad[first])
+        first++;
+    snprintf(msg, sizeof msg, "invalid input syntax for type json (row %zu)", first);
+    int rc = pgw_isolate(m, mock_probe, 0, n, "22P02", msg, res, st);
+    free(m->kept);
+    m->kept = NULL;
+    return rc;
+}
+
+typedef struct isolate_case {
+    const char *name;
+    size_t n;
+    size_t bad[8];
+    size_t nbad;
+    uint64_t want_probes;     /* st.bisections: probes with rows */
+    unsigned want_calls;      /* round trips: probes + a bare COMMIT if needed */
+    size_t calls[12][3];      /* (lo, hi, commit); 0 rows = not checked */
+    size_t ncalls;
+} isolate_case;
+
+static void test_isolate_table(void **state)
+{
+    (void)state;
+    /* Hand-traced: halve to the first bad row (a range that goes in is
+     * kept), mark it with the last failing range's error, then try all the
+     * rows after it with COMMIT. A single row is never probed alone. */
+    static const isolate_case cases[] = {
+        { "n=1 bad 0", 1, {0}, 1, 0, 1, {{1, 1, 1}}, 1 },
+        { "n=2 bad 0", 2, {0}, 1, 2, 2, {{0, 1, 0}, {1, 2, 1}}, 2 },
+        { "n=2 bad 1", 2, {1}, 1, 1, 2, {{0, 1, 0}, {2, 2, 1}}, 2 },
+        { "n=3 bad 0", 3, {0}, 1, 2, 2, {{0, 1, 0}, {1, 3, 1}}, 2 },
+        { "n=3 bad 1", 3, {1}, 1, 3, 3, {{0, 1, 0}, {1, 2, 0}, {2, 3, 1}}, 3 },
+        { "n=3 bad 2", 3, {2}, 1, 2, 3, {{0, 1, 0}, {1, 2, 0}, {3, 3, 1}}, 3 },
+        { "n=8 bad 3", 8, {3}, 1, 4, 4, {{0, 4, 0}, {0, 2, 0}, {2, 3, 0}, {4, 8, 1}}, 4 },
+        { "n=8 bad 1,6", 8, {1, 6}, 2, 8, 8,
+          {{0, 4, 0}, {0, 2, 0}, {0, 1, 0}, {2, 8, 1}, {2, 5, 0}, {5, 6, 0}, {6, 7, 0}, {7, 8, 1}}, 8 },
+        { "n=4 all bad", 4, {0, 1, 2, 3}, 4, 7, 8,
+          {{0, 2, 0}, {0, 1, 0}, {1, 4, 1}, {1, 2, 0}, {2, 4, 1}, {2, 3, 0}, {3, 4, 1}, {4, 4, 1}}, 8 },
+        { "n=5 bad 3,4 (adjacent, last)", 5, {3, 4}, 2, 4, 5,
+          {{0, 2, 0}, {2, 3, 0}, {3, 4, 0}, {4, 5, 1}, {5, 5, 1}}, 5 },
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        const isolate_case *c = &cases[k];
+        unsigned char bad[16] = {0};
+        unsigned commits[16] = {0};
+        pgw_row_result res[16];
+        pgw_stats st = { 100, 200, 300, 400, 500 };  /* pgw_isolate adds to bisections only */
+        pmock m;
+
+        for (size_t i = 0; i < c->nbad; i++)
+            bad[c->bad[i]] = 1;
+        int rc = run_isolate(&m, c->n, bad, 0, res, commits, &st);
+        if (rc != PGW_DONE || st.bisections != 400 + c->want_probes || m.calls != c->want_calls)
+            fail_msg("case '%s': rc=%d probes=+%llu calls=%u, want PGW_DONE +%llu %u", c->name, rc,
+                     (unsigned long long)(st.bisections - 400), m.calls,
+                     (unsigned long long)c->want_probes, c->want_calls);
+        assert_int_equal(st.transactions, 100);
+        assert_int_equal(st.rows_written, 200);
+        assert_int_equal(st.rows_inserted, 300);
+        assert_int_equal(st.round_trips, 500);
+        assert_true(m.committed);
+        for (size_t i = 0; i < c->ncalls; i++) {
+            if (m.lo[i] != c->calls[i][0] || m.hi[i] != c->calls[i][1] ||
+                (size_t)m.commit[i] != c->calls[i][2])
+                fail_msg("case '%s': call %zu was (%zu,%zu,%d), want (%zu,%zu,%zu)", c->name, i,
+                         m.lo[i], m.hi[i], m.commit[i], c->calls[i][0], c->calls[i][1],
+                         c->calls[i][2]);
+        }
+        check_done(c->n, bad, res, commits);
+    }
+}
+
+/* A transient error ends the search at once, uncommitted: the caller
+ * rolls back and retries the batch; nothing reached commits[]. */
+static void test_isolate_transient(void **state)
+{
+    (void)state;
+    unsigned char bad[8] = { 0, 0, 0, 0, 0, 1, 0, 0 };
+    for (unsigned at = 1; at <= 4; at++) {
+        unsigned commits[8] = {0};
+        pgw_row_result res[8];
+        pmock m;
+        int rc = run_isolate(&m, 8, bad, at, res, commits, NULL);  /* st may be NULL */
+        assert_int_equal(rc, PGW_RETRY);
+        assert_int_equal(m.calls, at);
+        assert_false(m.committed);
+        for (size_t i = 0; i < 8; i++)
+            assert_int_equal(commits[i], 0);
+    }
+}
+
+static unsigned ceil_log2(size_t n)
+{
+    unsigned l = 0;
+    while (((size_t)1 << l) < n)
+        l++;
+    return l;
+}
+
+/* One bad row in 10,000 at the first, middle and last index and a few
+ * others: exact probe counts (traced with the rule above), never more than
+ * ceil(log2 n) + 1 round trips, the last one committing. */
+static void test_isolate_big(void **state)
+{
+    (void)state;
+    static const struct { size_t bad[2]; size_t nbad; uint64_t probes; unsigned calls; } cases[] = {
+        { {0}, 1, 14, 14 },      /* 13 failing halves down to row 0, then [1, n) + COMMIT */
+        { {1}, 1, 14, 14 },
+        { {4999}, 1, 15, 15 },
+        { {5000}, 1, 14, 14 },   /* [0, 5000) goes in, 12 halves of [5000, 10000), rest + COMMIT */
+        { {7777}, 1, 14, 14 },
+        { {9999}, 1, 14, 15 },   /* 14 halves that all go in, then a bare COMMIT */
+        { {3, 7777}, 2, 28, 28 },
+    };
+    unsigned char *bad = calloc(BIG, 1);
+    unsigned *commits = calloc(BIG, sizeof *commits);
+    pgw_row_result *res = calloc(BIG, sizeof *res);
+
+    assert_non_null(bad);
+    assert_non_null(commits);
+    assert_non_null(res);
+    assert_int_equal(ceil_log2(BIG), 14);
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        pgw_stats st = {0};
+        pmock m;
+        memset(bad, 0, BIG);
+        memset(commits, 0, BIG * sizeof *commits);
+        for (size_t i = 0; i < cases[k].nbad; i++)
+            bad[cases[k].bad[i]] = 1;
+        assert_int_equal(run_isolate(&m, BIG, bad, 0, res, commits, &st), PGW_DONE);
+        if (st.bisections != cases[k].probes || m.calls != cases[k].calls)
+            fail_msg("bad row %zu: %llu probes, %u calls; want %llu, %u", cases[k].bad[0],
+                     (unsigned long long)st.bisections, m.calls,
+                     (unsigned long long)cases[k].probes, cases[k].calls);
+        if (cases[k].nbad == 1)
+            assert_true(m.calls <= ceil_log2(BIG) + 1);
+        assert_true(m.commit[m.calls - 1]);
+        check_done(BIG, bad, res, commits);
+    }
+    free(bad);
+    free(commits);
+    free(res);
+}
+
+/* Every n up to 130, every position of one bad row: at most
+ * ceil(log2 n) + 1 round trips, and the contract holds. */
+static void test_isolate_sweep(void **state)
+{
+    (void)state;
+    enum { MAXN = 130 };
+    for (size_t n = 1; n <= MAXN; n++) {
+        for (size_t b = 0; b < n; b++) {
+            unsigned char bad[MAXN] = {0};
+            unsigned commits[MAXN] = {0};
+            pgw_row_result res[MAXN];
+            pgw_stats st = {0};
+            pmock m;
+            bad[b] = 1;
+            assert_int_equal(run_isolate(&m, n, bad, 0, res, commits, &st), PGW_DONE);
+            if (m.calls > ceil_log2(n) + 1)
+                fail_msg("n=%zu bad=%zu: %u round trips > ceil(log2 n) + 1 = %u", n, b, m.calls,
+                         ceil_log2(n) + 1);
+            check_done(n, bad, res, commits);
+        }
+    }
+}
+
 /* ---- encoders ------------------------------------------------------------ */
 
 typedef struct enc_case {
@@ -407,10 +646,10 @@ static void test_copy_row(void **state)
     set_field(&j, AUDITQ_OUTCOME, "success");
     set_field(&j, AUDITQ_USER_AGENT, "");
     set_field(&j, AUDITQ_CHANGES, "{\"t\":\"a\\nb\"}");
-    assert_int_equal(pgw_copy_row(&b, &j), 0);
+    assert_int_equal(pgw_copy_row(&b, &j, 0), 0);
 
     static const char want[] =
-        "018f3a5b-7c9d-7ef0-8123-456789abcdef\t1700000000123456\thigh\t"
+        "0\t018f3a5b-7c9d-7ef0-8123-456789abcdef\t1700000000123456\thigh\t"
         "acme\tu\\t1\t\\N\tpage.update\t\\N\t\\N\tsuccess\t\\N\t\t\\N\t\\N\t"
         "{\"t\":\"a\\\\nb\"}\t\\N\n";
     if (b.len != sizeof want - 1 || memcmp(b.data, want, b.len) != 0)
@@ -423,9 +662,9 @@ static void test_copy_row(void **state)
     j.priority = 9;
     j.occurred_at_us = -1;
     set_field(&j, AUDITQ_ACTION, "x");
-    assert_int_equal(pgw_copy_row(&b, &j), 0);
+    assert_int_equal(pgw_copy_row(&b, &j, 99999), 0);
     static const char want2[] =
-        "00000000-0000-0000-0000-000000000000\t-1\t\\N\t"
+        "99999\t00000000-0000-0000-0000-000000000000\t-1\t\\N\t"
         "\\N\t\\N\t\\N\tx\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\n";
     if (b.len != sizeof want2 - 1 || memcmp(b.data, want2, b.len) != 0)
         fail_msg("got %.*s", (int)b.len, b.data);
@@ -459,6 +698,7 @@ static void test_unreachable(void **state)
     assert_int_equal(pgw_write(w, &j, 1, res, &st, err, sizeof err), PGW_RETRY);
     assert_int_equal(res[0].bad, 0);
     assert_int_equal(st.transactions, 0);
+    assert_int_equal(st.round_trips, 0);
     assert_int_equal(pgw_connected(w), 0);
     assert_non_null(strstr(err, "connect: "));
     assert_non_null(strstr(err, "Connection refused"));
@@ -672,6 +912,10 @@ int main(void)
         cmocka_unit_test(test_bisect_big_two_bad),
         cmocka_unit_test(test_bisect_big_none_bad),
         cmocka_unit_test(test_bisect_all_bad),
+        cmocka_unit_test(test_isolate_table),
+        cmocka_unit_test(test_isolate_transient),
+        cmocka_unit_test(test_isolate_big),
+        cmocka_unit_test(test_isolate_sweep),
         cmocka_unit_test(test_timeout_no_answer),
         cmocka_unit_test(test_timeout_send_stalls),
         cmocka_unit_test(test_connect_timeout),
