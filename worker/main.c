@@ -24,7 +24,9 @@
  *           too many connections, deadlock, ...) are retried forever with
  *           capped exponential backoff -- the batch stays in flight, nothing
  *           is dead-lettered because the database was away. Data errors are
- *           isolated by bisection: every good row commits; each bad row is
+ *           isolated by savepoint probes inside the batch's transaction
+ *           (write_method=insert: by bisection into smaller transactions;
+ *           see pgw.c): every good row commits; each bad row is
  *           scheduled for a delayed retry, and dead-lettered with its
  *           SQLSTATE after max_attempts.
  *   settle  a Lua script adds retries and dead letters, bumps the stats and
