@@ -1045,6 +1045,9 @@ static long long txn_copy(pgw *w, const aq_job *jobs, size_t lo, size_t hi,
     probe_ctx p = { w, st, e, 1, 0 };
     memset(e, 0, sizeof *e);
     if (pgw_isolate(&p, stage_probe, lo, hi, first.sqlstate, first.message, res, st) != PGW_DONE) {
+        /* Nothing of this transaction commits: whoever writes these rows
+         * next (a retry, or pgw_bisect on a part) marks them afresh. */
+        memset(res + lo, 0, (hi - lo) * sizeof *res);
         if (!e->have)
             step_error_take(e, NULL, io);
         return -1;
