@@ -3,6 +3,9 @@
 #   make test            deps + build + unit and integration tests
 #   make demo            deps + build + private servers + 100k events end to end
 #   make SANITIZE=address,undefined test   (or SANITIZE=thread)
+#   make asan | tsan | valgrind      the suites under each tool
+#   make test-faults                 the fault suite in its long form
+#   make fuzz                        libFuzzer targets (clang), FUZZ_SECONDS each
 #   make install PREFIX=/usr/local
 
 PREFIX   ?= /usr/local
