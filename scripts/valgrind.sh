@@ -54,6 +54,10 @@ for b in "$build"/tests/*; do
     [[ -x "$b" && ! -d "$b" ]] && wrap "$root/$b" "$vgdir/tests/$(basename "$b")"
 done
 
+# Tests with time bounds (test_pgw, test_spool, ...) widen them by this
+# factor: memcheck runs code 20-50x slower.
+export AQ_TIME_SCALE=${AQ_TIME_SCALE:-10}
+
 passed=0
 failed=0
 failed_names=()
@@ -61,7 +65,13 @@ check_logs() {   # name: fail if any log written since the marker has errors
     local name=$1 bad=()
     local f
     while IFS= read -r f; do
-        if grep -qE 'ERROR SUMMARY: [1-9]|definitely lost: [1-9]|possibly lost: [1-9]' "$f"; then
+        if grep -q '^==[0-9]*== Command: .*crash_after_commit=[1-9]' "$f"; then
+            # The crash_after_commit hook kills the worker on purpose (it
+            # SIGKILLs itself; valgrind still prints a leak report for it):
+            # its memory errors count, its unfreed memory does not.
+            grep -qE 'Invalid (read|write|free)|uninitialised|Mismatched free|overlap|Syscall param' "$f" &&
+                bad+=("$f")
+        elif grep -qE 'ERROR SUMMARY: [1-9]|definitely lost: [1-9]|possibly lost: [1-9]' "$f"; then
             bad+=("$f")
         fi
     done < <(find "$logs" -name '*.log' -newer "$vgdir/marker" 2>/dev/null)
