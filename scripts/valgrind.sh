@@ -9,6 +9,7 @@
 #      auditq-worker, auditqctl, auditq-bench and the test clients replaced
 #      by wrappers that exec valgrind (AQ_BIN / AQ_TBIN in lib_it.sh).
 #
+# AQ_VG_UNITS=0 skips the unit tests and fuzz corpora.
 # A run fails on any memcheck error (invalid read/write, uninitialised
 # value, bad free) or definite/possible leak, in any process -- including a
 # worker that the test then kills, since its log is checked here, not only
@@ -97,12 +98,13 @@ run_one() {   # name cmd...
     fi
 }
 
-echo "=== unit tests under memcheck"
-for src in tests/unit/test_*.c; do
+units=${AQ_VG_UNITS:-1}   # AQ_VG_UNITS=0: integration tests only
+((units)) && echo "=== unit tests under memcheck"
+((units)) && for src in tests/unit/test_*.c; do
     name=$(basename "$src" .c)
     run_one "$name" timeout -k 10 1200 "$vgdir/tests/$name"
 done
-for src in tests/fuzz/fuzz_*.c; do
+((units)) && for src in tests/fuzz/fuzz_*.c; do
     [[ -e "$src" ]] || continue
     name=$(basename "$src" .c)
     corpus=tests/fuzz/corpus/${name#fuzz_}

@@ -122,7 +122,8 @@ psql_q "INSERT INTO audit_events (event_id, occurred_at, priority, action)
 assert_eq "audit_events_default" "$(psql_q "SELECT tableoid::regclass FROM audit_events WHERE action = 'future'")" "month+4 row in DEFAULT"
 
 # ---- the worker: ACL user aq-worker through the tunnel, writer over TLS ----
-AUDITQ_REDIS_URL=$W_URL AUDITQ_DATABASE_URL=$WRITER_DSN worker_start w1 --set partitions_ahead=4
+AUDITQ_REDIS_URL=$W_URL AUDITQ_DATABASE_URL=$WRITER_DSN worker_start w1 --set partitions_ahead=4 \
+    --set heartbeat_timeout_ms=$((2000 * ${AQ_TIME_SCALE:-1}))   # upkeep gets half of it: TLS + SCRAM under memcheck need more
 wait_for 10 grep -q 'msg="partitions created" count=1' "$T/w1.log"
 assert_eq "audit_events_$M4" "$(psql_q "SELECT tableoid::regclass FROM audit_events WHERE action = 'future'")" \
     "the writer's upkeep moved the month+4 row into its new partition"

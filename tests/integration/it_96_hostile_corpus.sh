@@ -212,7 +212,11 @@ dead=$(stat dead)
 assert_eq "$NHOSTILE" "$dead" "dead letters"
 assert_eq "$NVALID" "$(stat processed)" "processed"
 grep -q 'level=error' "$AQ_TMP/w1.log" && { grep 'level=error' "$AQ_TMP/w1.log" | head -5; echo "FAIL: worker logged errors"; exit 1; }
-((hwm < HWM_BOUND_KIB)) || { echo "FAIL: worker VmHWM ${hwm} KiB >= ${HWM_BOUND_KIB} KiB"; exit 1; }
+# Under make valgrind the process is memcheck, whose own shadow memory is
+# in VmHWM: the bound says nothing there (memcheck checks the memory itself).
+if [[ -z "${AQ_VALGRIND:-}" ]]; then
+    ((hwm < HWM_BOUND_KIB)) || { echo "FAIL: worker VmHWM ${hwm} KiB >= ${HWM_BOUND_KIB} KiB"; exit 1; }
+fi
 worker_stop w1
 
 echo "figure: scenario=hostile_corpus valid=$NVALID hostile=$NHOSTILE stored=$stored dead=$dead worker_hwm_kib=$hwm hwm_bound_kib=$HWM_BOUND_KIB corpus_bytes=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["bytes"])' "$M") drain_s=$drain_s"

@@ -299,9 +299,11 @@ port_open() {
 # ---------------------------------------------------------------- polling / asserts
 
 # wait_for SECS CMD [ARGS...]: run CMD every 0.1 s until it succeeds.
+# AQ_TIME_SCALE (make valgrind sets 10) widens SECS: it is an upper bound.
 wait_for() {
     local secs=$1 i n
     shift
+    secs=$(awk -v s="$secs" -v k="${AQ_TIME_SCALE:-1}" 'BEGIN { if (k < 1) k = 1; print s * k }')
     n=$(awk -v s="$secs" 'BEGIN { printf "%d", s * 10 }')
     for ((i = 0; i <= n; i++)); do
         if "$@"; then
