@@ -663,6 +663,8 @@ static int register_at_start(worker *w)
         if (redis_explain_refusal(&w->rt, "worker", "the heartbeat script", NULL, err, why, sizeof why) !=
             REDIS_REFUSED_NONE) {
             log_error("cannot start: Redis refused the worker", " error=%s", log_q(q, sizeof q, why));
+            redisFree(w->rc);
+            w->rc = NULL;
             return -1;
         }
         log_warn("heartbeat failed", " error=%s", log_q(q, sizeof q, err));
