@@ -22,25 +22,21 @@ passed=0
 failed=0
 failed_names=()
 
-echo "=== unit tests"
-shopt -s nullglob
-units=0
-for src in tests/unit/test_*.c; do
-    name=$(basename "$src" .c)
-    bin=$build/tests/$name
+# run_unit NAME [ARGS...]: run $build/tests/NAME with ARGS, count it.
+run_unit() {
+    local name=$1 bin=$build/tests/$1 rc=0
+    shift
     units=$((units + 1))
-    echo "== $name"
     if [[ ! -x "$bin" ]]; then
         # The Makefile builds every unit test before us; a missing binary
         # means it did not compile, which is a failure, not a skip.
         echo "-- $name: FAIL (binary $bin not built)"
         failed=$((failed + 1))
         failed_names+=("$name")
-        continue
+        return
     fi
-    rc=0
     # --foreground: a Ctrl-C reaches the binary (no own process group).
-    timeout --foreground -k 10 "$unit_timeout" "$bin" </dev/null 2>&1 || rc=$?
+    timeout --foreground -k 10 "$unit_timeout" "$bin" "$@" </dev/null 2>&1 || rc=$?
     if ((rc == 0)); then
         passed=$((passed + 1))
     else
@@ -48,28 +44,21 @@ for src in tests/unit/test_*.c; do
         failed=$((failed + 1))
         failed_names+=("$name")
     fi
+}
+
+echo "=== unit tests"
+shopt -s nullglob
+units=0
+for src in tests/unit/test_*.c; do
+    name=$(basename "$src" .c)
+    echo "== $name"
+    run_unit "$name"
 done
 for src in tests/fuzz/fuzz_*.c; do
     name=$(basename "$src" .c)
-    bin=$build/tests/$name
     corpus=tests/fuzz/corpus/${name#fuzz_}
-    units=$((units + 1))
     echo "== $name (replay of $corpus)"
-    if [[ ! -x "$bin" ]]; then
-        echo "-- $name: FAIL (binary $bin not built)"
-        failed=$((failed + 1))
-        failed_names+=("$name")
-        continue
-    fi
-    rc=0
-    timeout --foreground -k 10 "$unit_timeout" "$bin" "$corpus" </dev/null 2>&1 || rc=$?
-    if ((rc == 0)); then
-        passed=$((passed + 1))
-    else
-        echo "-- $name: FAIL (exit $rc)"
-        failed=$((failed + 1))
-        failed_names+=("$name")
-    fi
+    run_unit "$name" "$corpus"
 done
 shopt -u nullglob
 ((units > 0)) || echo "(no unit tests)"
