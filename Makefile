@@ -156,7 +156,7 @@ asan:
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    $(MAKE) --no-print-directory BUILD=build-asan SANITIZE=address,undefined OPT=-O1 test
 tsan:
-	@TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	@TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" AQ_TIME_SCALE=$${AQ_TIME_SCALE:-3} \
 	    $(MAKE) --no-print-directory BUILD=build-tsan SANITIZE=thread OPT=-O1 test
 
 demo: deps

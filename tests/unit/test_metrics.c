@@ -363,17 +363,35 @@ static unsigned long long value_of(const char *text, const char *name)
     return strtoull(p + strlen(key), NULL, 10);
 }
 
+/* The observers and what they write are static, not on the test's stack, and
+ * observers_teardown joins whatever was started: cmocka runs the teardown
+ * also when an assertion fails (it longjmps out of the test body), so no
+ * observer thread outlives the test or writes into a dead stack frame. */
+static metrics_thread th[2];
+static pthread_t tid[2];
+static int nstarted;
+
+static int observers_teardown(void **state)
+{
+    (void)state;
+    atomic_store(&go, 1); /* release observers still spinning before the start */
+    for (int i = 0; i < nstarted; i++)
+        pthread_join(tid[i], NULL);
+    nstarted = 0;
+    return 0;
+}
+
 static void test_render_while_observing(void **state)
 {
-    metrics_thread th[2];
-    pthread_t tid[2];
     int renders = 0;
     (void)state;
 
     memset(th, 0, sizeof th);
     atomic_store(&go, 0);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 2; i++) {
         assert_int_equal(pthread_create(&tid[i], NULL, observer, &th[i]), 0);
+        nstarted = i + 1;
+    }
     atomic_store(&go, 1);
     metrics_view v = { .version = "t", .worker_id = "w", .namespace_ = "ns", .threads = th, .nthreads = 2 };
     for (;;) {
@@ -389,8 +407,7 @@ static void test_render_while_observing(void **state)
         if (done == 2ULL * OBS_PER_THREAD)
             break;
     }
-    for (int i = 0; i < 2; i++)
-        pthread_join(tid[i], NULL);
+    observers_teardown(NULL);
     char *text = render(&v);
     assert_int_equal(value_of(text, "auditq_batch_size_count"), 2 * OBS_PER_THREAD);
     assert_int_equal(value_of(text, "auditq_pg_write_duration_seconds_count"), 2 * OBS_PER_THREAD);
@@ -406,7 +423,7 @@ int main(void)
         cmocka_unit_test(test_render_exact),
         cmocka_unit_test(test_render_no_sample),
         cmocka_unit_test(test_bucket_edges),
-        cmocka_unit_test(test_render_while_observing),
+        cmocka_unit_test_teardown(test_render_while_observing, observers_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
