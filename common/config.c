@@ -20,6 +20,7 @@
  */
 #include "config.h"
 #include "log.h"
+#include "text.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -205,30 +206,6 @@ static const cf_entry *cf_lookup(const char *name)
     return NULL;
 }
 
-/* Levenshtein distance, capped: names are short (< 64), so two rows of
- * stack are enough; anything longer is never a useful suggestion. */
-static size_t cf_edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    size_t prev[65], cur[65];
-
-    if (la > 64 || lb > 64)
-        return SIZE_MAX;
-    for (size_t j = 0; j <= lb; j++)
-        prev[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        cur[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
-            size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
-            size_t m = sub < del ? sub : del;
-            cur[j] = m < ins ? m : ins;
-        }
-        memcpy(prev, cur, (lb + 1) * sizeof prev[0]);
-    }
-    return prev[lb];
-}
-
 /* The closest setting name within edit distance 3, or NULL. */
 static const char *cf_suggest(const char *name)
 {
@@ -236,7 +213,7 @@ static const char *cf_suggest(const char *name)
     size_t best_d = 4;
 
     for (size_t i = 0; i < CF_COUNT; i++) {
-        size_t d = cf_edit_distance(name, cf_table[i].name);
+        size_t d = text_edit_distance(name, cf_table[i].name);
         if (d < best_d) {
             best_d = d;
             best = cf_table[i].name;

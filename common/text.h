@@ -26,4 +26,11 @@ size_t text_escape(char *out, size_t cap, const char *s, size_t len, size_t max_
  * else -1 and writes "offset N: what is wrong" into err (errlen bytes, always
  * NUL-terminated when errlen > 0). */
 int json_validate_object(const char *s, size_t len, char *err, size_t errlen);
+
+/* Levenshtein distance between a and b (insertions, deletions and
+ * substitutions of bytes), for "did you mean" suggestions: the one
+ * implementation behind the worker's, the tools' and libauditq's. Returns
+ * SIZE_MAX when either string is longer than 64 bytes (no name is, and a
+ * longer input is never a useful suggestion). No allocation. */
+size_t text_edit_distance(const char *a, const char *b);
 #endif

@@ -11,7 +11,10 @@
  *
  * Errors: every call that can fail returns an auditq_rc (0 = AUDITQ_OK).
  * auditq_strerror() names the code; auditq_last_error() gives the detail of
- * the calling thread's last failure (which setting, which server answer).
+ * the calling thread's last call (which setting, which server answer): each
+ * call that returns an auditq_rc first clears the calling thread's detail,
+ * so after AUDITQ_OK it is "" and a stale message from an earlier failure
+ * is never reported against a later call.
  * The library never prints, never aborts, never exits.
  *
  * Minimal use:
@@ -123,8 +126,10 @@ typedef struct auditq_stats {
 
 /* Static name of a result code; never NULL. */
 const char *auditq_strerror(auditq_rc rc);
-/* Detail of the calling thread's last failed call (static per thread; valid
- * until that thread's next auditq call). Empty string when none. */
+/* Detail of the calling thread's last call that returns an auditq_rc: the
+ * reason when it failed, "" when it succeeded (a successful call clears an
+ * earlier failure's detail). Static per thread; valid until that thread's
+ * next auditq call. Never NULL. */
 const char *auditq_last_error(void);
 
 /* ---- configuration ------------------------------------------------------- */
@@ -157,7 +162,9 @@ auditq_config *auditq_config_new(void);
  *   spool_full_policy  error | block   at the cap: fail at once with
  *                      AUDITQ_ERR_SPOOL_FULL, or wait up to timeout_ms for the
  *                      replay to free the spool first (default error)
- * Returns AUDITQ_ERR_CONFIG with auditq_last_error() naming key and fix. */
+ * Returns AUDITQ_ERR_CONFIG with auditq_last_error() naming key and fix; an
+ * unknown key names the closest one ("unknown setting 'batchsize' (did you
+ * mean 'batch_size'?)"). */
 auditq_rc auditq_config_set(auditq_config *cfg, const char *key, const char *value);
 /* NULL-safe. */
 void auditq_config_free(auditq_config *cfg);

@@ -47,6 +47,7 @@ auditq_rc auditq_send_async(auditq *q, const auditq_event *ev, char *id_out)
     auditq_rc rc;
     char *copy;
 
+    producer_clear_error();
     if (!q || !ev) {
         producer_set_error("auditq_send_async: NULL handle or event");
         return AUDITQ_ERR_INVALID_ARG;
@@ -116,6 +117,7 @@ fail:
 auditq_rc auditq_flush(auditq *q, int timeout_ms)
 {
     auditq_rc rc = AUDITQ_OK;
+    producer_clear_error();
     if (!q) {
         producer_set_error("auditq_flush: NULL handle");
         return AUDITQ_ERR_INVALID_ARG;

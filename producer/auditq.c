@@ -23,6 +23,11 @@
 
 static __thread char tl_err[512]; /* room for a refusal's explanation after the context */
 
+void producer_clear_error(void)
+{
+    tl_err[0] = '\0';
+}
+
 void producer_set_error(const char *fmt, ...)
 {
     va_list ap;
@@ -108,9 +113,36 @@ static const struct int_setting {
     {"spool_fsync_interval_ms", offsetof(auditq_config, spool_fsync_interval_ms), 1, 60000},
 };
 
+/* Every key auditq_config_set takes, for the "did you mean" of an unknown
+ * one (the same edit distance as the worker's config table). */
+static const char *const config_keys[] = {
+    "redis_url", "namespace", "connect_timeout_ms", "timeout_ms", "sync_connections",
+    "buffer_events", "batch_size", "flush_interval_ms", "full_policy", "enqueue_timeout_ms",
+    "close_timeout_ms", "max_job_bytes", "spool_path", "spool_fsync", "spool_fsync_interval_ms",
+    "spool_max_bytes", "spool_full_policy",
+};
+
+static void unknown_key(const char *key)
+{
+    const char *best = NULL;
+    size_t best_d = 4; /* within 3 edits, as the worker's config */
+
+    for (size_t i = 0; i < sizeof config_keys / sizeof config_keys[0]; i++) {
+        size_t d = text_edit_distance(key, config_keys[i]);
+        if (d < best_d) {
+            best_d = d;
+            best = config_keys[i];
+        }
+    }
+    if (best)
+        producer_set_error("unknown setting '%s' (did you mean '%s'?)", key, best);
+    else
+        producer_set_error("unknown setting '%s' (see auditq.h for the list)", key);
+}
+
 auditq_rc auditq_config_set(auditq_config *cfg, const char *key, const char *value)
 {
-    tl_err[0] = '\0';
+    producer_clear_error();
     if (!cfg || !key || !value) {
         producer_set_error("auditq_config_set: NULL argument");
         return AUDITQ_ERR_INVALID_ARG;
@@ -164,7 +196,7 @@ auditq_rc auditq_config_set(auditq_config *cfg, const char *key, const char *val
         *(int *)(void *)((char *)cfg + s->off) = (int)v;
         return AUDITQ_OK;
     }
-    producer_set_error("unknown setting '%s' (see auditq.h for the list)", key);
+    unknown_key(key);
     return AUDITQ_ERR_CONFIG;
 }
 
@@ -230,7 +262,7 @@ auditq_rc auditq_event_setn(auditq_event *ev, auditq_field f, const char *value,
     char err[200];
     auditq_rc rc;
 
-    tl_err[0] = '\0';
+    producer_clear_error();
     if (!ev || (int)f < 0 || f >= AUDITQ_FIELD_COUNT) {
         producer_set_error("auditq_event_set: NULL event or unknown field %d", (int)f);
         return AUDITQ_ERR_INVALID_ARG;
@@ -262,7 +294,7 @@ auditq_rc auditq_event_set_json(auditq_event *ev, auditq_field f, const char *js
     char err[200];
     auditq_rc rc;
 
-    tl_err[0] = '\0';
+    producer_clear_error();
     if (!ev || (f != AUDITQ_CHANGES && f != AUDITQ_METADATA)) {
         producer_set_error("auditq_event_set_json: field must be AUDITQ_CHANGES or AUDITQ_METADATA");
         return AUDITQ_ERR_INVALID_ARG;
@@ -283,6 +315,7 @@ auditq_rc auditq_event_set_json(auditq_event *ev, auditq_field f, const char *js
 
 auditq_rc auditq_event_set_priority(auditq_event *ev, auditq_priority p)
 {
+    producer_clear_error();
     if (!ev || (int)p < 0 || (int)p > AUDITQ_PRIORITY_LOW) {
         producer_set_error("priority must be AUDITQ_PRIORITY_CRITICAL..AUDITQ_PRIORITY_LOW");
         return AUDITQ_ERR_INVALID_ARG;
@@ -293,6 +326,7 @@ auditq_rc auditq_event_set_priority(auditq_event *ev, auditq_priority p)
 
 auditq_rc auditq_event_set_time(auditq_event *ev, int64_t occurred_at_us)
 {
+    producer_clear_error();
     if (!ev || occurred_at_us < 0 || occurred_at_us > 253402300799999999LL) {
         producer_set_error("occurred_at must be 0 (now) or microseconds within 1970..9999");
         return AUDITQ_ERR_INVALID_ARG;
@@ -365,7 +399,7 @@ auditq_rc auditq_open(const auditq_config *cfg, auditq **out)
     char err[256];
     auditq_rc rc;
 
-    tl_err[0] = '\0';
+    producer_clear_error();
     if (!cfg || !out) {
         producer_set_error("auditq_open: NULL argument");
         return AUDITQ_ERR_INVALID_ARG;
@@ -409,6 +443,7 @@ auditq_rc auditq_open(const auditq_config *cfg, auditq **out)
 auditq_rc auditq_close(auditq *q)
 {
     auditq_rc rc;
+    producer_clear_error();
     if (!q)
         return AUDITQ_OK;
     /* One budget for both: the buffer drains first (to Redis or the
@@ -538,7 +573,7 @@ auditq_rc auditq_ping(auditq *q)
     redisReply *r = NULL;
     const char *argv[1] = {"PING"};
     size_t argl[1] = {4};
-    tl_err[0] = '\0';
+    producer_clear_error();
     if (!q) {
         producer_set_error("auditq_ping: NULL handle");
         return AUDITQ_ERR_INVALID_ARG;
@@ -640,7 +675,7 @@ auditq_rc auditq_send(auditq *q, const auditq_event *ev, char *id_out)
     int prio = 0;
     auditq_rc rc;
 
-    tl_err[0] = '\0';
+    producer_clear_error();
     if (!q || !ev) {
         producer_set_error("auditq_send: NULL handle or event");
         return AUDITQ_ERR_INVALID_ARG;
@@ -666,6 +701,7 @@ auditq_rc auditq_send(auditq *q, const auditq_event *ev, char *id_out)
 
 auditq_rc auditq_get_stats(auditq *q, auditq_stats *out)
 {
+    producer_clear_error();
     if (!q || !out) {
         producer_set_error("auditq_get_stats: NULL argument");
         return AUDITQ_ERR_INVALID_ARG;

@@ -114,6 +114,10 @@ struct auditq {
         st_spool_errors, st_replay_retries;
 };
 
+/* Empties the calling thread's last error detail. Every public call that
+ * returns an auditq_rc does this first, so after a success
+ * auditq_last_error() is "" (auditq.h, "Errors"). */
+void producer_clear_error(void);
 /* Sets the calling thread's last error detail (printf-style). */
 void producer_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Validates and encodes ev into out (fresh bytes appended), filling the

@@ -378,6 +378,7 @@ void spooler_close(auditq *q, int64_t deadline_us)
 
 auditq_rc auditq_spool_problem(auditq *q, char *buf, size_t len)
 {
+    producer_clear_error();
     if (!q || !buf || len == 0) {
         producer_set_error("auditq_spool_problem: NULL handle or empty buffer");
         return AUDITQ_ERR_INVALID_ARG;

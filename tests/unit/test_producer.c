@@ -74,6 +74,11 @@ static void test_config_errors(void **state)
         {"full_policy", "drop", AUDITQ_ERR_CONFIG, "full_policy = 'drop': must be block or error"},
         {"namespace", "a b", AUDITQ_ERR_CONFIG, "namespace = 'a b': must be 1..64 characters of A-Z a-z 0-9 _ . -"},
         {"bogus", "1", AUDITQ_ERR_CONFIG, "unknown setting 'bogus' (see auditq.h for the list)"},
+        /* A near miss names the key, as the worker's config does. */
+        {"batchsize", "5", AUDITQ_ERR_CONFIG, "unknown setting 'batchsize' (did you mean 'batch_size'?)"},
+        {"spool_max_byte", "4096", AUDITQ_ERR_CONFIG,
+         "unknown setting 'spool_max_byte' (did you mean 'spool_max_bytes'?)"},
+        {"redis_ur", "redis://h", AUDITQ_ERR_CONFIG, "unknown setting 'redis_ur' (did you mean 'redis_url'?)"},
         {"redis_url", "http://x", AUDITQ_ERR_CONFIG,
          "redis_url: Redis URL 'http://x': must start with redis://, rediss:// (TLS) or unix://"},
         {"redis_url", "redis://h:99999", AUDITQ_ERR_CONFIG, "redis_url: Redis URL 'redis://h:99999': port must be 1..65535"},
@@ -121,6 +126,42 @@ static void test_event_errors(void **state)
     auditq_event_free(NULL);
     for (int rc = 0; rc <= AUDITQ_ERR_PROTOCOL; rc++)
         assert_string_not_equal(auditq_strerror((auditq_rc)rc), "unknown error");
+}
+
+/* A successful call clears the thread's last error: after AUDITQ_OK,
+ * auditq_last_error() is "", whatever failed before it (each row first
+ * makes a call fail, then runs one that succeeds). */
+static void test_success_clears_last_error(void **state)
+{
+    (void)state;
+    auditq *q = open_at(closed_port(), NULL, NULL);
+    auditq_event *ev = auditq_event_new("user.login");
+    auditq_stats st;
+    char buf[64];
+
+    for (int step = 0; step < 9; step++) {
+        assert_int_equal(auditq_config_set(NULL, "batch_size", "1"), AUDITQ_ERR_INVALID_ARG);
+        assert_string_equal(auditq_last_error(), "auditq_config_set: NULL argument");
+        auditq_rc rc;
+        switch (step) {
+        case 0: rc = auditq_event_set_priority(ev, AUDITQ_PRIORITY_HIGH); break;
+        case 1: rc = auditq_event_set_time(ev, 1700000000000000LL); break;
+        case 2: rc = auditq_get_stats(q, &st); break;
+        case 3: rc = auditq_spool_problem(q, buf, sizeof buf); break;
+        case 4: rc = auditq_send_async(q, ev, NULL); break;
+        case 5: rc = auditq_flush(NULL, 0) == AUDITQ_ERR_INVALID_ARG ? auditq_close(NULL) : AUDITQ_ERR_PROTOCOL; break;
+        case 6: rc = auditq_event_set(ev, AUDITQ_TENANT_ID, "acme"); break;
+        case 7: rc = auditq_event_set_json(ev, AUDITQ_CHANGES, "{}"); break;
+        default: rc = auditq_flush(q, 0) == AUDITQ_ERR_TIMEOUT ? auditq_event_set_time(ev, 0) : AUDITQ_ERR_PROTOCOL; break;
+        }
+        assert_int_equal(rc, AUDITQ_OK);
+        if (auditq_last_error()[0] != '\0')
+            fail_msg("step %d: AUDITQ_OK but auditq_last_error() is still '%s'", step, auditq_last_error());
+    }
+    auditq_event_free(ev);
+    assert_int_equal(auditq_close(q), AUDITQ_ERR_TIMEOUT); /* the async event, refused */
+    assert_int_equal(auditq_close(NULL), AUDITQ_OK);
+    assert_string_equal(auditq_last_error(), "");
 }
 
 static void test_refused_fails_fast(void **state)
@@ -217,6 +258,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_event_errors),
+        cmocka_unit_test(test_success_clears_last_error),
         cmocka_unit_test(test_refused_fails_fast),
         cmocka_unit_test(test_silent_redis_times_out),
         cmocka_unit_test(test_async_buffer_full_never_drops_silently),
