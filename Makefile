@@ -90,9 +90,17 @@ $(LIB_A): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(LIB_SO): $(LIB_OBJ)
+# The library exports only its API (include/auditq.h, AUDITQ_API): its
+# objects are compiled with hidden visibility and the .so is linked with a
+# version script (producer/libauditq.map, node AUDITQ_0). Hidden visibility
+# binds within one link only, so the programs and tests that link these
+# objects or libauditq.a still call codec_*, spool_*, redis_* directly.
+$(LIB_OBJ): ALL_CFLAGS += -fvisibility=hidden
+LIB_MAP = producer/libauditq.map
+
+$(LIB_SO): $(LIB_OBJ) $(LIB_MAP)
 	@mkdir -p $(dir $@)
-	$(CC) -shared -Wl,-soname,libauditq.so.0 -o $@ $^ $(LDFLAGS) $(LIBS_LIB)
+	$(CC) -shared -Wl,-soname,libauditq.so.0 -Wl,--version-script=$(LIB_MAP) -o $@ $(LIB_OBJ) $(LDFLAGS) $(LIBS_LIB)
 
 $(BUILD)/bin/auditq-worker: $(WORKER_OBJ) $(APP_OBJ) $(LIB_A)
 	@mkdir -p $(dir $@)

@@ -44,6 +44,18 @@
 extern "C" {
 #endif
 
+/* AUDITQ_API marks the library's API: the only symbols libauditq.so
+ * exports. The library is built with -fvisibility=hidden, so everything
+ * else in it (codec_*, spool_*, redis_connect, ...) stays inside the .so and
+ * cannot clash with the host application's symbols of the same name. */
+#ifndef AUDITQ_API
+#if defined(__GNUC__) && __GNUC__ >= 4
+#define AUDITQ_API __attribute__((visibility("default")))
+#else
+#define AUDITQ_API
+#endif
+#endif
+
 #define AUDITQ_VERSION "0.1.0"
 /* Wire format schema version written in every job ("v" key). */
 #define AUDITQ_SCHEMA_VERSION 1
@@ -125,17 +137,17 @@ typedef struct auditq_stats {
 /* ---- errors -------------------------------------------------------------- */
 
 /* Static name of a result code; never NULL. */
-const char *auditq_strerror(auditq_rc rc);
+AUDITQ_API const char *auditq_strerror(auditq_rc rc);
 /* Detail of the calling thread's last call that returns an auditq_rc: the
  * reason when it failed, "" when it succeeded (a successful call clears an
  * earlier failure's detail). Static per thread; valid until that thread's
  * next auditq call. Never NULL. */
-const char *auditq_last_error(void);
+AUDITQ_API const char *auditq_last_error(void);
 
 /* ---- configuration ------------------------------------------------------- */
 
 /* New config with defaults. Caller frees with auditq_config_free. NULL on OOM. */
-auditq_config *auditq_config_new(void);
+AUDITQ_API auditq_config *auditq_config_new(void);
 /* Sets one setting by name from text, validated now. Keys:
  *   redis_url          redis://[user[:password]@]host[:port][/db] or
  *                      unix:///path/to/redis.sock   (default redis://127.0.0.1:6379)
@@ -165,9 +177,9 @@ auditq_config *auditq_config_new(void);
  * Returns AUDITQ_ERR_CONFIG with auditq_last_error() naming key and fix; an
  * unknown key names the closest one ("unknown setting 'batchsize' (did you
  * mean 'batch_size'?)"). */
-auditq_rc auditq_config_set(auditq_config *cfg, const char *key, const char *value);
+AUDITQ_API auditq_rc auditq_config_set(auditq_config *cfg, const char *key, const char *value);
 /* NULL-safe. */
-void auditq_config_free(auditq_config *cfg);
+AUDITQ_API void auditq_config_free(auditq_config *cfg);
 
 /* ---- handle -------------------------------------------------------------- */
 
@@ -177,7 +189,7 @@ void auditq_config_free(auditq_config *cfg);
  * check it at start-up): a Redis that is down at open is not an error; sends
  * fail (or buffer) until it is back.
  * On success *out owns a handle the caller releases with auditq_close. */
-auditq_rc auditq_open(const auditq_config *cfg, auditq **out);
+AUDITQ_API auditq_rc auditq_open(const auditq_config *cfg, auditq **out);
 /* Drains the async buffer (up to close_timeout_ms), stops the flusher and
  * frees the handle. NULL-safe (returns AUDITQ_OK). Returns AUDITQ_ERR_TIMEOUT
  * if events were still buffered when the timeout ran out: they are lost, and
@@ -185,33 +197,33 @@ auditq_rc auditq_open(const auditq_config *cfg, auditq **out);
  * spool, buffered events Redis cannot take go to the spool instead, and
  * spooled events not yet replayed stay there (see "spool" below): neither
  * is a loss, and close returns AUDITQ_OK. */
-auditq_rc auditq_close(auditq *q);
+AUDITQ_API auditq_rc auditq_close(auditq *q);
 /* Round trip to Redis (PING). */
-auditq_rc auditq_ping(auditq *q);
+AUDITQ_API auditq_rc auditq_ping(auditq *q);
 
 /* ---- events -------------------------------------------------------------- */
 
 /* New event with `action` set (may be NULL, then set it before sending) and
  * priority normal. Caller frees with auditq_event_free. NULL on OOM. */
-auditq_event *auditq_event_new(const char *action);
+AUDITQ_API auditq_event *auditq_event_new(const char *action);
 /* NULL-safe. */
-void auditq_event_free(auditq_event *ev);
+AUDITQ_API void auditq_event_free(auditq_event *ev);
 /* Clears all fields so the event can be reused. */
-void auditq_event_reset(auditq_event *ev);
+AUDITQ_API void auditq_event_reset(auditq_event *ev);
 /* Copies `value` (NUL-terminated UTF-8) into the field; NULL clears it.
  * Checked now: UTF-8, length, enum values for actor_type/outcome, UUID form
  * for event_id. JSON fields must go through auditq_event_set_json. */
-auditq_rc auditq_event_set(auditq_event *ev, auditq_field f, const char *value);
+AUDITQ_API auditq_rc auditq_event_set(auditq_event *ev, auditq_field f, const char *value);
 /* Same with an explicit length (value need not be NUL-terminated; it must
  * not contain NUL bytes). */
-auditq_rc auditq_event_setn(auditq_event *ev, auditq_field f, const char *value, size_t len);
+AUDITQ_API auditq_rc auditq_event_setn(auditq_event *ev, auditq_field f, const char *value, size_t len);
 /* Copies JSON text into AUDITQ_CHANGES or AUDITQ_METADATA after checking it
  * is one valid JSON object (RFC 8259). */
-auditq_rc auditq_event_set_json(auditq_event *ev, auditq_field f, const char *json);
-auditq_rc auditq_event_set_priority(auditq_event *ev, auditq_priority p);
+AUDITQ_API auditq_rc auditq_event_set_json(auditq_event *ev, auditq_field f, const char *json);
+AUDITQ_API auditq_rc auditq_event_set_priority(auditq_event *ev, auditq_priority p);
 /* Overrides occurred_at (microseconds since the Unix epoch), e.g. for
  * backfills; 0 means "now, at enqueue" (the default). */
-auditq_rc auditq_event_set_time(auditq_event *ev, int64_t occurred_at_us);
+AUDITQ_API auditq_rc auditq_event_set_time(auditq_event *ev, int64_t occurred_at_us);
 
 /* ---- sending ------------------------------------------------------------- */
 
@@ -224,17 +236,17 @@ auditq_rc auditq_event_set_time(auditq_event *ev, int64_t occurred_at_us);
  * carry the same event_id AND occurred_at -- set AUDITQ_EVENT_ID (from
  * id_out) and auditq_event_set_time() before the FIRST attempt, since rows
  * are unique on (event_id, occurred_at). */
-auditq_rc auditq_send(auditq *q, const auditq_event *ev, char *id_out);
+AUDITQ_API auditq_rc auditq_send(auditq *q, const auditq_event *ev, char *id_out);
 /* Async: encodes the event into the bounded buffer and returns; a background
  * thread pipelines it to Redis. With full_policy=block a full buffer waits up
  * to enqueue_timeout_ms, then AUDITQ_ERR_BUFFER_FULL; with error it fails at
  * once. Events are never dropped silently. */
-auditq_rc auditq_send_async(auditq *q, const auditq_event *ev, char *id_out);
+AUDITQ_API auditq_rc auditq_send_async(auditq *q, const auditq_event *ev, char *id_out);
 /* Waits until every event buffered before the call is acknowledged by Redis,
  * at most timeout_ms (AUDITQ_ERR_TIMEOUT otherwise). */
-auditq_rc auditq_flush(auditq *q, int timeout_ms);
+AUDITQ_API auditq_rc auditq_flush(auditq *q, int timeout_ms);
 /* Copies the handle's counters. */
-auditq_rc auditq_get_stats(auditq *q, auditq_stats *out);
+AUDITQ_API auditq_rc auditq_get_stats(auditq *q, auditq_stats *out);
 
 /* ---- spool --------------------------------------------------------------
  *
@@ -275,7 +287,7 @@ auditq_rc auditq_get_stats(auditq *q, auditq_stats *out);
  * followed by "; replay waiting for Redis: <why>" while the replay is
  * failing. Empty when all is well. The library never prints: log this when
  * spool_corrupt_records, spool_errors or replay_retries grows. */
-auditq_rc auditq_spool_problem(auditq *q, char *buf, size_t len);
+AUDITQ_API auditq_rc auditq_spool_problem(auditq *q, char *buf, size_t len);
 
 #ifdef __cplusplus
 }
