@@ -87,7 +87,16 @@ struct pgw {
     PGconn *conn;      /* NULL when disconnected */
     pgw_io io;         /* conn's waits: io.conn == conn */
     aq_buf buf;        /* COPY chunk / array literals; reused across batches */
+    pgw_fault fault;   /* why the last connect, probe or write failed */
+    char role[64];     /* the role the last connect attempt used */
 };
+
+static void flatten_msg(char *dst, size_t dstlen, const char *src);
+
+/* Whether the role may write: INSERT on audit_events (the TEMPORARY
+ * privilege was needed for auditq_stage just before). A missing table
+ * raises 42P01. */
+static const char pgw_check_sql[] = "SELECT has_table_privilege('audit_events', 'INSERT')";
 
 /* The 13 text columns, in auditq_field order (AUDITQ_TENANT_ID..METADATA). */
 #define PGW_TEXT_COLS \
@@ -257,6 +266,149 @@ pgw_class pgw_classify(const char *sqlstate)
         (sqlstate[0] == '5' && sqlstate[1] == '4'))
         return PGW_CLASS_DATA;
     return PGW_CLASS_TRANSIENT;
+}
+
+pgw_fault pgw_fault_of(const char *sqlstate, int timed_out)
+{
+    if (timed_out)
+        return PGW_FAULT_STALLED;
+    if (!sqlstate || !sqlstate[0])
+        return PGW_FAULT_UNREACHABLE;
+    if (strcmp(sqlstate, "28P01") == 0 || strcmp(sqlstate, "28000") == 0)
+        return PGW_FAULT_LOGIN;
+    if (strcmp(sqlstate, "3D000") == 0)
+        return PGW_FAULT_DATABASE;
+    if (strcmp(sqlstate, "42501") == 0)
+        return PGW_FAULT_PRIVILEGE;
+    if (strcmp(sqlstate, "42P01") == 0)
+        return PGW_FAULT_TABLE;
+    /* 08 connection exception; 57P01..57P03: the server (or an operator's
+     * pg_terminate_backend) ended the session, or it is starting up. */
+    if (strncmp(sqlstate, "08", 2) == 0 || strcmp(sqlstate, "57P01") == 0 ||
+        strcmp(sqlstate, "57P02") == 0 || strcmp(sqlstate, "57P03") == 0)
+        return PGW_FAULT_UNREACHABLE;
+    return PGW_FAULT_SERVER;
+}
+
+const char *pgw_fault_name(pgw_fault f)
+{
+    static const char *const names[PGW_FAULT_COUNT] = {
+        "", "unreachable", "stalled", "login refused", "database missing",
+        "privilege missing", "table missing", "server error",
+    };
+    return f >= 0 && f < PGW_FAULT_COUNT ? names[f] : "";
+}
+
+int pgw_fault_is_config(pgw_fault f)
+{
+    return f == PGW_FAULT_LOGIN || f == PGW_FAULT_DATABASE || f == PGW_FAULT_PRIVILEGE ||
+           f == PGW_FAULT_TABLE;
+}
+
+const char *pgw_fault_fix(pgw_fault f, const char *role, char *buf, size_t n)
+{
+    const char *r = role && role[0] ? role : "ROLE";
+    switch (f) {
+    case PGW_FAULT_LOGIN:
+        snprintf(buf, n, "fix the user or password in database_url, or the role or pg_hba.conf on the "
+                         "server (docs/SECURITY.md)");
+        break;
+    case PGW_FAULT_DATABASE:
+        snprintf(buf, n, "fix the database name in database_url, or create the database and run "
+                         "'auditqctl migrate'");
+        break;
+    case PGW_FAULT_PRIVILEGE:
+        snprintf(buf, n, "as the owner of audit_events run 'auditqctl grants --writer %s' (INSERT on "
+                         "audit_events, TEMPORARY on the database; docs/SECURITY.md)", r);
+        break;
+    case PGW_FAULT_TABLE:
+        snprintf(buf, n, "run 'auditqctl migrate' against this database_url");
+        break;
+    default:
+        snprintf(buf, n, "%s", "");
+        break;
+    }
+    return buf;
+}
+
+const char *pgw_explain(pgw_fault f, const char *role, const char *err, char *buf, size_t n)
+{
+    char fix[300];
+    if (!pgw_fault_is_config(f))
+        snprintf(buf, n, "%s", err);
+    else
+        snprintf(buf, n, "%s; %s", err, pgw_fault_fix(f, role, fix, sizeof fix));
+    return buf;
+}
+
+static int sqlstate_char(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z');
+}
+
+void pgw_conn_message(const char *verbose, char sqlstate[6], char *out, size_t n)
+{
+    char tmp[1024];
+    size_t o = 0;
+    const char *p = verbose ? verbose : "";
+
+    sqlstate[0] = '\0';
+    /* PQERRORS_VERBOSE writes "SEVERITY:  XXXXX: message" and, on a line
+     * of its own, "LOCATION:  function, file:line". Every attempt libpq
+     * made (each host, address, SSL or not) adds its own message. */
+    while (*p && o + 1 < sizeof tmp) {
+        if (p[0] == ':' && p[1] == ' ' && p[2] == ' ' && sqlstate_char(p[3]) && sqlstate_char(p[4]) &&
+            sqlstate_char(p[5]) && sqlstate_char(p[6]) && sqlstate_char(p[7]) && p[8] == ':' &&
+            p[9] == ' ') {
+            if (!sqlstate[0]) {
+                memcpy(sqlstate, p + 3, 5);
+                sqlstate[5] = '\0';
+            }
+            tmp[o++] = ':';
+            if (o + 1 < sizeof tmp)
+                tmp[o++] = ' ';
+            p += 10;
+            continue;
+        }
+        if (strncmp(p, "LOCATION:", 9) == 0 && (p == verbose || p[-1] == '\n')) {
+            p += strcspn(p, "\n");
+            continue;
+        }
+        tmp[o++] = *p++;
+    }
+    tmp[o] = '\0';
+    flatten_msg(out, n, tmp);
+}
+
+pgw_step pgw_hold_next(const pgw_hold *h, int64_t now_us, int64_t *wait_us)
+{
+    int64_t release_due = h->failing_since_us + (int64_t)h->release_after_ms * 1000;
+    int64_t next;
+
+    if (h->stopping)
+        release_due = now_us;
+    if (release_due < h->release_at_us)
+        release_due = h->release_at_us;
+    if (now_us >= release_due) {
+        *wait_us = 0;
+        return PGW_STEP_RELEASE;
+    }
+    if (now_us >= h->retry_at_us) {
+        *wait_us = 0;
+        return PGW_STEP_RETRY;
+    }
+    next = h->retry_at_us < release_due ? h->retry_at_us : release_due;
+    if (!h->connected) {
+        int64_t probe_due = h->probe_us + (int64_t)PGW_PROBE_MS * 1000;
+        if (now_us >= probe_due) {
+            *wait_us = 0;
+            return PGW_STEP_PROBE;
+        }
+        if (probe_due < next)
+            next = probe_due;
+    }
+    *wait_us = next - now_us;
+    return PGW_STEP_WAIT;
 }
 
 /* ---- bisection ----------------------------------------------------------- */
@@ -600,7 +752,10 @@ static PGresult *io_collect(pgw_io *io)
     return keep;
 }
 
-PGconn *pgw_io_connect(const char *const *keys, const char *const *vals, int timeout_ms, int *timed_out)
+/* pgw_io_connect with the error verbosity set before the first byte, so a
+ * server's refusal carries its SQLSTATE in PQerrorMessage. */
+static PGconn *io_connect(const char *const *keys, const char *const *vals, int timeout_ms,
+                          PGVerbosity verbosity, int *timed_out)
 {
     PGconn *c = PQconnectStartParams(keys, vals, 1);
     int64_t deadline = clock_mono_us() + (int64_t)timeout_ms * 1000;
@@ -610,6 +765,7 @@ PGconn *pgw_io_connect(const char *const *keys, const char *const *vals, int tim
     *timed_out = 0;
     if (!c || PQstatus(c) == CONNECTION_BAD)
         return c;
+    PQsetErrorVerbosity(c, verbosity);
     while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
         /* The socket can change between calls (next host, next address). */
         struct pollfd p = { .fd = PQsocket(c), .events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT };
@@ -626,6 +782,11 @@ PGconn *pgw_io_connect(const char *const *keys, const char *const *vals, int tim
             st = PQconnectPoll(c);
     }
     return c;
+}
+
+PGconn *pgw_io_connect(const char *const *keys, const char *const *vals, int timeout_ms, int *timed_out)
+{
+    return io_connect(keys, vals, timeout_ms, PQERRORS_DEFAULT, timed_out);
 }
 
 PGresult *pgw_io_exec(pgw_io *io, const char *sql, int nparams, const char *const *params)
@@ -665,27 +826,65 @@ static void result_error(const pgw_io *io, const PGresult *r, const char *what, 
     snprintf(err, errlen, "%s: %s", what, pgw_io_error(io, r, m, sizeof m));
 }
 
-/* Runs one command expected to return PGRES_COMMAND_OK. */
-static int exec_ok(pgw_io *io, const char *sql, const char *what, char *err, size_t errlen)
+/* The fault a failed result (or a wait that gave up) shows. */
+static pgw_fault result_fault(const pgw_io *io, const PGresult *r)
+{
+    return pgw_fault_of(r && !io->timed_out ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL,
+                        io->timed_out);
+}
+
+/* Runs one command expected to return PGRES_COMMAND_OK. On failure the
+ * fault goes to *fault (may be NULL). */
+static int exec_ok_f(pgw_io *io, const char *sql, const char *what, char *err, size_t errlen,
+                     pgw_fault *fault)
 {
     PGresult *r = pgw_io_exec(io, sql, 0, NULL);
     int rc = 0;
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         result_error(io, r, what, err, errlen);
+        if (fault)
+            *fault = result_fault(io, r);
         rc = -1;
     }
     PQclear(r);
     return rc;
 }
 
+static int exec_ok(pgw_io *io, const char *sql, const char *what, char *err, size_t errlen)
+{
+    return exec_ok_f(io, sql, what, err, errlen, NULL);
+}
+
 /* PQprepare, bounded. */
-static int prepare_ok(pgw_io *io, const char *name, const char *sql, char *err, size_t errlen)
+static int prepare_ok(pgw_io *io, const char *name, const char *sql, char *err, size_t errlen,
+                      pgw_fault *fault)
 {
     PGresult *r = PQsendPrepare(io->conn, name, sql, 0, NULL) ? io_collect(io) : NULL;
     int rc = 0;
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         result_error(io, r, "prepare insert", err, errlen);
+        *fault = result_fault(io, r);
         rc = -1;
+    }
+    PQclear(r);
+    return rc;
+}
+
+/* pgw_check_sql on a connected writer: 0 when the role may INSERT, else -1
+ * with err and w->fault (the connection is left as it is). */
+static int check_writable(pgw *w, const char *what, char *err, size_t errlen)
+{
+    PGresult *r = pgw_io_exec(&w->io, pgw_check_sql, 0, NULL);
+    int rc = -1;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        result_error(&w->io, r, what, err, errlen);
+        w->fault = result_fault(&w->io, r);
+    } else if (strcmp(PQgetvalue(r, 0, 0), "t") != 0) {
+        snprintf(err, errlen, "%s: 42501 role \"%s\" has no INSERT privilege on audit_events", what,
+                 w->role);
+        w->fault = PGW_FAULT_PRIVILEGE;
+    } else {
+        rc = 0;
     }
     PQclear(r);
     return rc;
@@ -722,11 +921,28 @@ int pgw_connect(pgw *w, char *err, size_t errlen)
                                  "client_encoding", "tcp_user_timeout", NULL };
     const char *const vals[] = { w->cfg->database_url, timeout, "auditq-worker",
                                  "UTF8", user_timeout, NULL };
-    w->conn = PQconnectdbParams(keys, vals, 1);
-    if (!w->conn || PQstatus(w->conn) != CONNECTION_OK) {
-        conn_error(w->conn, "connect", err, errlen);
+    int timed_out = 0;
+    w->fault = PGW_FAULT_UNREACHABLE;
+    w->conn = io_connect(keys, vals, w->cfg->pg_connect_timeout_s * 1000, PQERRORS_VERBOSE, &timed_out);
+    if (!w->conn) {
+        if (timed_out)
+            snprintf(err, errlen, "connect: no answer from PostgreSQL within %d s (pg_connect_timeout_s)",
+                     w->cfg->pg_connect_timeout_s);
+        else
+            snprintf(err, errlen, "connect: out of memory");
         goto out;
     }
+    snprintf(w->role, sizeof w->role, "%s", PQuser(w->conn) ? PQuser(w->conn) : "");
+    if (PQstatus(w->conn) != CONNECTION_OK) {
+        char state[6], m[400];
+        pgw_conn_message(PQerrorMessage(w->conn), state, m, sizeof m);
+        snprintf(err, errlen, "connect: %s", m);
+        w->fault = pgw_fault_of(state, 0);
+        goto out;
+    }
+    /* Messages of later errors as before (the SQLSTATE is read from the
+     * result's fields there). */
+    PQsetErrorVerbosity(w->conn, PQERRORS_DEFAULT);
     PQsetNoticeProcessor(w->conn, pgw_notice, NULL);
     if (pgw_io_init(&w->io, w->conn, w->cfg->pg_timeout_ms) != 0) {
         conn_error(w->conn, "connect: non-blocking mode", err, errlen);
@@ -736,11 +952,13 @@ int pgw_connect(pgw *w, char *err, size_t errlen)
      * set again in case the server or a pooler ignored the startup option. */
     snprintf(setup, sizeof setup, "SET statement_timeout = %d; SET client_encoding = 'UTF8'",
              w->cfg->statement_timeout_ms);
-    if (exec_ok(&w->io, setup, "connect setup", err, errlen) < 0 ||
-        exec_ok(&w->io, pgw_setup_sql, "create auditq_stage", err, errlen) < 0 ||
-        prepare_ok(&w->io, PGW_STMT_STAGE, pgw_insert_stage_sql, err, errlen) < 0 ||
-        prepare_ok(&w->io, PGW_STMT_ARRAYS, pgw_insert_arrays_sql, err, errlen) < 0)
+    if (exec_ok_f(&w->io, setup, "connect setup", err, errlen, &w->fault) < 0 ||
+        exec_ok_f(&w->io, pgw_setup_sql, "create auditq_stage", err, errlen, &w->fault) < 0 ||
+        prepare_ok(&w->io, PGW_STMT_STAGE, pgw_insert_stage_sql, err, errlen, &w->fault) < 0 ||
+        prepare_ok(&w->io, PGW_STMT_ARRAYS, pgw_insert_arrays_sql, err, errlen, &w->fault) < 0 ||
+        check_writable(w, "connect check", err, errlen) < 0)
         goto out;
+    w->fault = PGW_FAULT_NONE;
     rc = 0;
 out:
     if (rc < 0)
@@ -757,12 +975,37 @@ int pgw_ping(pgw *w, char *err, size_t errlen)
         return pgw_connect(w, err, errlen);
     r = pgw_io_exec(&w->io, "", 0, NULL);
     ok = PQresultStatus(r) == PGRES_EMPTY_QUERY;
-    if (!ok)
+    if (!ok) {
         result_error(&w->io, r, "ping", err, errlen);
+        w->fault = result_fault(&w->io, r);
+    }
     PQclear(r);
     if (!ok)
         pgw_disconnect(w);
     return ok ? 0 : -1;
+}
+
+int pgw_probe(pgw *w, char *err, size_t errlen)
+{
+    if (!pgw_connected(w))
+        return pgw_connect(w, err, errlen);
+    if (check_writable(w, "probe", err, errlen) == 0) {
+        w->fault = PGW_FAULT_NONE;
+        return 0;
+    }
+    if (PQstatus(w->conn) != CONNECTION_OK || w->io.timed_out)
+        pgw_disconnect(w);
+    return -1;
+}
+
+pgw_fault pgw_last_fault(const pgw *w)
+{
+    return w ? w->fault : PGW_FAULT_UNREACHABLE;
+}
+
+const char *pgw_role(const pgw *w)
+{
+    return w ? w->role : "";
 }
 
 /* ---- one transaction ----------------------------------------------------- */
@@ -1144,7 +1387,8 @@ static int write_try(void *arg, size_t lo, size_t hi, char sqlstate[6],
             return -1;
     }
     if (PQtransactionStatus(w->conn) != PQTRANS_IDLE &&
-        (c->st->round_trips++, exec_ok(&w->io, "ROLLBACK", "rollback", c->err, c->errlen) < 0)) {
+        (c->st->round_trips++,
+         exec_ok_f(&w->io, "ROLLBACK", "rollback", c->err, c->errlen, &w->fault) < 0)) {
         pgw_disconnect(w);
         return -1;
     }
@@ -1166,6 +1410,7 @@ static int write_try(void *arg, size_t lo, size_t hi, char sqlstate[6],
     }
 
     /* Failed: leave the connection idle, or drop it. */
+    w->fault = pgw_fault_of(e.sqlstate, w->io.timed_out);
     if (PQstatus(w->conn) != CONNECTION_OK) {
         snprintf(c->err, c->errlen, "connection lost: %s", e.message);
         pgw_disconnect(w);
@@ -1177,6 +1422,8 @@ static int write_try(void *arg, size_t lo, size_t hi, char sqlstate[6],
         if (exec_ok(&w->io, "ROLLBACK", "rollback", rerr, sizeof rerr) < 0) {
             snprintf(c->err, c->errlen, "%s %s (then %s)",
                      e.sqlstate[0] ? e.sqlstate : "-----", e.message, rerr);
+            if (w->io.timed_out)
+                w->fault = PGW_FAULT_STALLED;
             pgw_disconnect(w);
             return -1;
         }
@@ -1203,5 +1450,8 @@ int pgw_write(pgw *w, const aq_job *jobs, size_t n, pgw_row_result *res,
             memset(&res[i], 0, sizeof res[i]);
         return PGW_RETRY;
     }
-    return pgw_bisect(&c, write_try, n, res, c.st);
+    int rc = pgw_bisect(&c, write_try, n, res, c.st);
+    if (rc == PGW_DONE)
+        w->fault = PGW_FAULT_NONE;
+    return rc;
 }

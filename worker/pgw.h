@@ -60,6 +60,40 @@ typedef enum pgw_class {
 /* Classifies a 5-char SQLSTATE (NULL or "" = connection lost = transient). */
 pgw_class pgw_classify(const char *sqlstate);
 
+/* Why PostgreSQL cannot take this writer's batches: what /readyz, the log
+ * and the start check name (pgw_fault_name). */
+typedef enum pgw_fault {
+    PGW_FAULT_NONE = 0,    /* the last connect, probe or write succeeded */
+    PGW_FAULT_UNREACHABLE, /* refused or lost connection, no answer while
+                              connecting, server starting or shutting down */
+    PGW_FAULT_STALLED,     /* an open connection neither took a request nor
+                              answered for pg_timeout_ms */
+    PGW_FAULT_LOGIN,       /* 28P01 / 28000: password, role or pg_hba.conf */
+    PGW_FAULT_DATABASE,    /* 3D000: the database does not exist */
+    PGW_FAULT_PRIVILEGE,   /* 42501: no INSERT on audit_events, or no
+                              TEMPORARY on the database */
+    PGW_FAULT_TABLE,       /* 42P01: no audit_events (not migrated) */
+    PGW_FAULT_SERVER,      /* any other server error (too many connections,
+                              disk full, deadlock, ...) */
+    PGW_FAULT_COUNT
+} pgw_fault;
+
+/* The fault a failure shows: timed_out (a pg_timeout_ms wait gave up)
+ * wins; then the SQLSTATE (NULL or "" = no server answer: unreachable). */
+pgw_fault pgw_fault_of(const char *sqlstate, int timed_out);
+/* "unreachable", "stalled", "login refused", "database missing",
+ * "privilege missing", "table missing", "server error"; "" for NONE. */
+const char *pgw_fault_name(pgw_fault f);
+/* 1 for the faults only an operator can fix (login, database, privilege,
+ * table): fatal when the worker starts, and not worth a fast retry. */
+int pgw_fault_is_config(pgw_fault f);
+/* What to do about f, one sentence (role: the role database_url logs in
+ * as, "" if unknown). "" for the faults that pass on their own. */
+const char *pgw_fault_fix(pgw_fault f, const char *role, char *buf, size_t n);
+/* "<err>; <fix>" for a config fault, else err: the error line a user sees.
+ * Returns buf. */
+const char *pgw_explain(pgw_fault f, const char *role, const char *err, char *buf, size_t n);
+
 /* Per-row outcome of pgw_write. */
 typedef struct pgw_row_result {
     int bad;               /* 1: data error for this row alone */
@@ -89,7 +123,11 @@ typedef struct pgw pgw;
 pgw *pgw_new(const aq_config *cfg);
 void pgw_free(pgw *w);
 /* (Re)connects if not connected: sets application_name=auditq-worker,
- * statement_timeout, creates the staging table. 0 or -1 with err. */
+ * statement_timeout, creates the staging table, prepares the INSERTs and
+ * checks that the role may INSERT into audit_events. 0, or -1 with err and
+ * pgw_last_fault saying why (a refused login, a missing database, table or
+ * privilege are told apart from an unreachable server). Gives up after
+ * pg_connect_timeout_s. */
 int pgw_connect(pgw *w, char *err, size_t errlen);
 int pgw_connected(const pgw *w);
 /* For an idle writer: a connection whose server went away is only noticed
@@ -97,6 +135,49 @@ int pgw_connected(const pgw *w);
  * connects if not connected. 0: connected and answering; -1 with err: not
  * (the connection is dropped, to be re-made by the next call or write). */
 int pgw_ping(pgw *w, char *err, size_t errlen);
+/* Can this writer write? Connects if not connected (the connect checks
+ * every privilege a write needs); else one round trip asking whether the
+ * role may INSERT into audit_events. 0: yes. -1 with err and
+ * pgw_last_fault: no (a dead connection is dropped). */
+int pgw_probe(pgw *w, char *err, size_t errlen);
+/* Why the last connect, probe or write failed; PGW_FAULT_NONE after a
+ * success. */
+pgw_fault pgw_last_fault(const pgw *w);
+/* The role the last connect attempt logged in as ("" before any). */
+const char *pgw_role(const pgw *w);
+
+/* libpq's message for a failed connect made with PQERRORS_VERBOSE (which
+ * is how pgw_connect learns the SQLSTATE of a refused login: libpq has no
+ * result object for it): puts the first SQLSTATE in sqlstate ("" if none)
+ * and the message as PQERRORS_DEFAULT would print it (without "XXXXX: "
+ * and the LOCATION line), on one line, into out. */
+void pgw_conn_message(const char *verbose, char sqlstate[6], char *out, size_t n);
+
+/* What a writer thread whose batch write failed does next (pure; the
+ * thread's loop in worker/main.c runs it):
+ *   RELEASE  stopping, or the writes have failed for release_after_ms:
+ *            give the batch back to its queue (unless release_at_us, the
+ *            earliest next release attempt after one failed, is ahead);
+ *   RETRY    the backoff delay is over: write again;
+ *   PROBE    the connection is gone and no probe ran for PGW_PROBE_MS:
+ *            one cheap probe (a probe that answers makes the caller retry
+ *            at once instead of sleeping out a long backoff);
+ *   WAIT     sleep *wait_us (until the earliest of the above), then ask
+ *            again.
+ * At most one probe per PGW_PROBE_MS, so a database that is down sees one
+ * connection attempt per thread per second at most. */
+#define PGW_PROBE_MS 1000
+typedef enum pgw_step { PGW_STEP_WAIT = 0, PGW_STEP_RETRY, PGW_STEP_PROBE, PGW_STEP_RELEASE } pgw_step;
+typedef struct pgw_hold {
+    int64_t failing_since_us;  /* the first failed write of this batch */
+    int64_t retry_at_us;       /* the backoff allows the next write then */
+    int64_t probe_us;          /* the last probe or write */
+    int64_t release_at_us;     /* no release attempt before this (0: any time) */
+    int release_after_ms;      /* pg_release_after_ms */
+    int connected;             /* the writer's connection is open */
+    int stopping;              /* shutdown began */
+} pgw_hold;
+pgw_step pgw_hold_next(const pgw_hold *h, int64_t now_us, int64_t *wait_us);
 
 /* Writes jobs[0..n) idempotently.
  * PGW_DONE: every row is either committed (res[i].bad == 0) or has a data

@@ -66,6 +66,173 @@ static void test_classify(void **state)
     }
 }
 
+/* ---- faults: what /readyz, the log and the start check name -------------- */
+
+static void test_fault_of(void **state)
+{
+    (void)state;
+    static const struct { const char *sqlstate; int timed_out; pgw_fault want; const char *name; } cases[] = {
+        { "28P01", 0, PGW_FAULT_LOGIN, "login refused" },      /* invalid_password */
+        { "28000", 0, PGW_FAULT_LOGIN, "login refused" },      /* pg_hba.conf rejects / no such role */
+        { "3D000", 0, PGW_FAULT_DATABASE, "database missing" },
+        { "42501", 0, PGW_FAULT_PRIVILEGE, "privilege missing" },
+        { "42P01", 0, PGW_FAULT_TABLE, "table missing" },
+        { "57P01", 0, PGW_FAULT_UNREACHABLE, "unreachable" },  /* pg_terminate_backend, fast shutdown */
+        { "57P03", 0, PGW_FAULT_UNREACHABLE, "unreachable" },  /* the database system is starting up */
+        { "08006", 0, PGW_FAULT_UNREACHABLE, "unreachable" },
+        { "", 0, PGW_FAULT_UNREACHABLE, "unreachable" },       /* no server answer: refused, reset */
+        { NULL, 0, PGW_FAULT_UNREACHABLE, "unreachable" },
+        { "", 1, PGW_FAULT_STALLED, "stalled" },                /* pg_timeout_ms gave up */
+        { "28P01", 1, PGW_FAULT_STALLED, "stalled" },           /* the timeout wins */
+        { "53300", 0, PGW_FAULT_SERVER, "server error" },       /* too_many_connections */
+        { "40P01", 0, PGW_FAULT_SERVER, "server error" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        pgw_fault got = pgw_fault_of(cases[i].sqlstate, cases[i].timed_out);
+        if (got != cases[i].want || strcmp(pgw_fault_name(got), cases[i].name) != 0)
+            fail_msg("pgw_fault_of(%s, %d) = %d (%s), want %d (%s)",
+                     cases[i].sqlstate ? cases[i].sqlstate : "NULL", cases[i].timed_out, (int)got,
+                     pgw_fault_name(got), (int)cases[i].want, cases[i].name);
+    }
+    assert_string_equal(pgw_fault_name(PGW_FAULT_NONE), "");
+    assert_true(pgw_fault_is_config(PGW_FAULT_LOGIN) && pgw_fault_is_config(PGW_FAULT_DATABASE) &&
+                pgw_fault_is_config(PGW_FAULT_PRIVILEGE) && pgw_fault_is_config(PGW_FAULT_TABLE));
+    assert_false(pgw_fault_is_config(PGW_FAULT_UNREACHABLE) || pgw_fault_is_config(PGW_FAULT_STALLED) ||
+                 pgw_fault_is_config(PGW_FAULT_SERVER) || pgw_fault_is_config(PGW_FAULT_NONE));
+}
+
+/* The error line a user sees: the cause, then the fix naming the role. */
+static void test_explain(void **state)
+{
+    (void)state;
+    char buf[600];
+    assert_string_equal(
+        pgw_explain(PGW_FAULT_LOGIN, "aq_writer",
+                    "connect: connection to server at \"127.0.0.1\", port 5432 failed: FATAL: password "
+                    "authentication failed for user \"aq_writer\"", buf, sizeof buf),
+        "connect: connection to server at \"127.0.0.1\", port 5432 failed: FATAL: password authentication "
+        "failed for user \"aq_writer\"; fix the user or password in database_url, or the role or "
+        "pg_hba.conf on the server (docs/SECURITY.md)");
+    assert_string_equal(
+        pgw_explain(PGW_FAULT_PRIVILEGE, "aq_writer",
+                    "connect check: 42501 role \"aq_writer\" has no INSERT privilege on audit_events", buf,
+                    sizeof buf),
+        "connect check: 42501 role \"aq_writer\" has no INSERT privilege on audit_events; as the owner of "
+        "audit_events run 'auditqctl grants --writer aq_writer' (INSERT on audit_events, TEMPORARY on "
+        "the database; docs/SECURITY.md)");
+    assert_string_equal(pgw_explain(PGW_FAULT_TABLE, "", "prepare insert: 42P01 relation \"audit_events\" "
+                                    "does not exist", buf, sizeof buf),
+                        "prepare insert: 42P01 relation \"audit_events\" does not exist; run 'auditqctl "
+                        "migrate' against this database_url");
+    /* A server that is away needs no operator: the error alone. */
+    assert_string_equal(pgw_explain(PGW_FAULT_UNREACHABLE, "aq_writer", "connect: refused", buf, sizeof buf),
+                        "connect: refused");
+    assert_string_equal(pgw_fault_fix(PGW_FAULT_STALLED, "x", buf, sizeof buf), "");
+}
+
+/* libpq's PQERRORS_VERBOSE text of a refused connect: the SQLSTATE taken
+ * out, the message as the default verbosity prints it, on one line. */
+static void test_conn_message(void **state)
+{
+    (void)state;
+    char st[6], m[400];
+    pgw_conn_message("connection to server at \"127.0.0.1\", port 5432 failed: FATAL:  28P01: password "
+                     "authentication failed for user \"aq\"\nLOCATION:  auth_failed, auth.c:323\n",
+                     st, m, sizeof m);
+    assert_string_equal(st, "28P01");
+    assert_string_equal(m, "connection to server at \"127.0.0.1\", port 5432 failed: FATAL: password "
+                           "authentication failed for user \"aq\"");
+    /* Two addresses tried: the first SQLSTATE is the one returned. */
+    pgw_conn_message("connection to server at \"localhost\" (::1), port 5 failed: Connection refused\n"
+                     "\tIs the server running on that host and accepting TCP/IP connections?\n"
+                     "connection to server at \"localhost\" (127.0.0.1), port 5 failed: FATAL:  3D000: "
+                     "database \"nope\" does not exist\nLOCATION:  InitPostgres, postinit.c:1030\n",
+                     st, m, sizeof m);
+    assert_string_equal(st, "3D000");
+    assert_string_equal(m, "connection to server at \"localhost\" (::1), port 5 failed: Connection refused "
+                           "Is the server running on that host and accepting TCP/IP connections? connection "
+                           "to server at \"localhost\" (127.0.0.1), port 5 failed: FATAL: database \"nope\" "
+                           "does not exist");
+    /* No server answer at all: no SQLSTATE, the text unchanged. */
+    pgw_conn_message("invalid sslmode value: \"bogus\"\n", st, m, sizeof m);
+    assert_string_equal(st, "");
+    assert_string_equal(m, "invalid sslmode value: \"bogus\"");
+}
+
+/* ---- pgw_hold_next: what a thread whose write failed does next ----------- */
+
+static void test_hold_next(void **state)
+{
+    (void)state;
+    const int64_t S = 1000000; /* us per second */
+    static const char *const names[] = { "WAIT", "RETRY", "PROBE", "RELEASE" };
+    /* Failing since t=10 s, pg_release_after_ms = 5000 (due at 15 s). */
+    static const struct {
+        int64_t now, retry_at, probe, release_at;
+        int connected, stopping;
+        pgw_step want;
+        int64_t wait;
+    } cases[] = {
+        /* disconnected: a probe once a second, never more often */
+        { 10 * S, 40 * S, 10 * S, 0, 0, 0, PGW_STEP_WAIT, 1 * S },
+        { 10 * S + 999999, 40 * S, 10 * S, 0, 0, 0, PGW_STEP_WAIT, 1 },
+        { 11 * S, 40 * S, 10 * S, 0, 0, 0, PGW_STEP_PROBE, 0 },
+        /* connected (the server refused the statement): no probe, the
+         * backoff is kept -- a probe would answer and defeat it */
+        { 11 * S, 13 * S, 10 * S, 0, 1, 0, PGW_STEP_WAIT, 2 * S },
+        { 13 * S, 13 * S, 10 * S, 0, 1, 0, PGW_STEP_RETRY, 0 },
+        /* a 30 s backoff still releases at 15 s */
+        { 14 * S, 40 * S, 14 * S, 0, 1, 0, PGW_STEP_WAIT, 1 * S },
+        { 15 * S, 40 * S, 14 * S + 500000, 0, 0, 0, PGW_STEP_RELEASE, 0 },
+        { 15 * S, 15 * S, 15 * S, 0, 0, 0, PGW_STEP_RELEASE, 0 },   /* release before retry */
+        /* a release that failed (Redis away) is not tried again at once:
+         * the write goes on meanwhile */
+        { 16 * S, 16 * S, 15 * S, 17 * S, 0, 0, PGW_STEP_RETRY, 0 },
+        { 16 * S, 20 * S, 16 * S, 17 * S, 0, 0, PGW_STEP_WAIT, 1 * S },
+        { 17 * S, 20 * S, 16 * S, 17 * S, 0, 0, PGW_STEP_RELEASE, 0 },
+        /* shutdown: release at once, whatever the bound */
+        { 10 * S + 1, 40 * S, 10 * S, 0, 1, 1, PGW_STEP_RELEASE, 0 },
+        { 10 * S + 1, 40 * S, 10 * S, 11 * S, 1, 1, PGW_STEP_WAIT, 1 * S - 1 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        pgw_hold h = { .failing_since_us = 10 * S, .retry_at_us = cases[i].retry_at,
+                       .probe_us = cases[i].probe, .release_at_us = cases[i].release_at,
+                       .release_after_ms = 5000, .connected = cases[i].connected,
+                       .stopping = cases[i].stopping };
+        int64_t wait = -1;
+        pgw_step got = pgw_hold_next(&h, cases[i].now, &wait);
+        if (got != cases[i].want || wait != cases[i].wait)
+            fail_msg("case %zu: %s wait %lld us, want %s wait %lld us", i, names[got], (long long)wait,
+                     names[cases[i].want], (long long)cases[i].wait);
+    }
+}
+
+/* The loop a thread runs on a dead database with a 60 s backoff: it never
+ * probes more than once a second, and releases at the bound. */
+static void test_hold_probe_rate(void **state)
+{
+    (void)state;
+    const int64_t S = 1000000;
+    pgw_hold h = { .failing_since_us = 0, .retry_at_us = 60 * S, .probe_us = 0,
+                   .release_after_ms = 5000, .connected = 0 };
+    int64_t now = 0, wait;
+    int probes = 0;
+    pgw_step st;
+    while ((st = pgw_hold_next(&h, now, &wait)) != PGW_STEP_RELEASE) {
+        assert_int_not_equal(st, PGW_STEP_RETRY);
+        if (st == PGW_STEP_PROBE) {
+            probes++;
+            now += 3000;      /* a refused connect takes a few ms */
+            h.probe_us = now;
+        } else {
+            assert_true(wait > 0);
+            now += wait;
+        }
+    }
+    assert_int_equal(now, 5 * S);
+    assert_int_equal(probes, 4);  /* at 1, 2, 3, 4 s (+ 3 ms each) */
+}
+
 /* ---- pgw_bisect against a mock transaction ------------------------------- */
 
 #define MAX_CALLS 256
@@ -930,6 +1097,11 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_classify),
+        cmocka_unit_test(test_fault_of),
+        cmocka_unit_test(test_explain),
+        cmocka_unit_test(test_conn_message),
+        cmocka_unit_test(test_hold_next),
+        cmocka_unit_test(test_hold_probe_rate),
         cmocka_unit_test(test_bisect_table),
         cmocka_unit_test(test_bisect_transient_partial_marks),
         cmocka_unit_test(test_bisect_big_one_bad),
