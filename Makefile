@@ -6,7 +6,7 @@
 #   make asan | tsan | valgrind      the suites under each tool
 #   make test-faults                 the fault suite in its long form
 #   make fuzz                        libFuzzer targets (clang), FUZZ_SECONDS each
-#   make install PREFIX=/usr/local
+#   make install PREFIX=/usr/local   (DESTDIR=dir to stage); make uninstall the same way
 
 PREFIX   ?= /usr/local
 CC       ?= cc
@@ -58,7 +58,14 @@ CTL_OBJ    = $(call obj,$(CTL_SRC))
 BENCH_OBJ  = $(call obj,$(BENCH_SRC))
 
 LIB_A  = $(BUILD)/lib/libauditq.a
-LIB_SO = $(BUILD)/lib/libauditq.so
+# The shared library as it is installed: the real file carries the full
+# version, libauditq.so.0 (its SONAME, what programs load at run time) and
+# libauditq.so (what -lauditq finds at link time) are symlinks, so
+# `cc app.c -Lbuild/lib -lauditq` links and runs from the build tree too.
+VERSION   := $(shell awk '/define AUDITQ_VERSION/ { gsub(/"/, "", $$3); print $$3 }' include/auditq.h)
+LIB_SONAME = libauditq.so.0
+LIB_SO     = $(BUILD)/lib/libauditq.so.$(VERSION)
+LIB_LINKS  = $(BUILD)/lib/$(LIB_SONAME) $(BUILD)/lib/libauditq.so
 BINS   = $(BUILD)/bin/auditq-worker $(BUILD)/bin/auditqctl $(BUILD)/bin/auditq-bench
 
 UNIT_TESTS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
@@ -70,9 +77,9 @@ IT_BINS    = $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(wildcard tests/
 FUZZ_SRC   = $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_REPLAY= $(patsubst tests/fuzz/%.c,$(BUILD)/tests/%,$(FUZZ_SRC))
 
-.PHONY: all deps test unit integration demo demo-stop install clean bench bench-scaling asan tsan \
+.PHONY: all deps test unit integration demo demo-stop install uninstall clean bench bench-scaling asan tsan \
         valgrind fuzz fuzz-build test-faults
-all: $(LIB_A) $(LIB_SO) $(BINS)
+all: $(LIB_A) $(LIB_SO) $(LIB_LINKS) $(BINS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -100,7 +107,12 @@ LIB_MAP = producer/libauditq.map
 
 $(LIB_SO): $(LIB_OBJ) $(LIB_MAP)
 	@mkdir -p $(dir $@)
-	$(CC) -shared -Wl,-soname,libauditq.so.0 -Wl,--version-script=$(LIB_MAP) -o $@ $(LIB_OBJ) $(LDFLAGS) $(LIBS_LIB)
+	$(CC) -shared -Wl,-soname,$(LIB_SONAME) -Wl,--version-script=$(LIB_MAP) -o $@ $(LIB_OBJ) $(LDFLAGS) $(LIBS_LIB)
+
+$(BUILD)/lib/$(LIB_SONAME): $(LIB_SO)
+	ln -sfn $(notdir $<) $@
+$(BUILD)/lib/libauditq.so: $(BUILD)/lib/$(LIB_SONAME)
+	ln -sfn $(notdir $<) $@
 
 $(BUILD)/bin/auditq-worker: $(WORKER_OBJ) $(APP_OBJ) $(LIB_A)
 	@mkdir -p $(dir $@)
@@ -181,23 +193,54 @@ bench: all
 bench-scaling: all
 	@BUILD=$(BUILD) bash scripts/bench-scaling.sh
 
+# What `make install` puts under $(DESTDIR)$(PREFIX)/: one list, so that
+# `make uninstall` removes exactly these files (tests/integration/it_13_install.sh).
+MAN_PAGES = $(wildcard docs/man/*.[138])
+INSTALLED = $(addprefix bin/,$(notdir $(BINS))) \
+            lib/libauditq.a lib/$(notdir $(LIB_SO)) lib/$(LIB_SONAME) lib/libauditq.so \
+            lib/pkgconfig/auditq.pc include/auditq.h \
+            share/auditq/auditq.conf.example share/auditq/auditq-alerts.yml \
+            lib/systemd/system/auditq-worker.service \
+            $(foreach m,$(MAN_PAGES),share/man/man$(subst .,,$(suffix $(m)))/$(notdir $(m)))
+
+# ldconfig refreshes the run-time linker's cache after a system install;
+# with DESTDIR (staging a package) the files are not in place yet.
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
 	    $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/share/auditq
 	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 $(LIB_A) $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(LIB_SO) $(DESTDIR)$(PREFIX)/lib/libauditq.so.0
-	ln -sf libauditq.so.0 $(DESTDIR)$(PREFIX)/lib/libauditq.so
+	install -m 755 $(LIB_SO) $(DESTDIR)$(PREFIX)/lib/
+	ln -sfn $(notdir $(LIB_SO)) $(DESTDIR)$(PREFIX)/lib/$(LIB_SONAME)
+	ln -sfn $(LIB_SONAME) $(DESTDIR)$(PREFIX)/lib/libauditq.so
 	install -m 644 include/auditq.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 config/auditq.conf $(DESTDIR)$(PREFIX)/share/auditq/auditq.conf.example
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|0.1.0|g' auditq.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/auditq.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' auditq.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/auditq.pc
 	install -d $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man3 \
 	    $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/lib/systemd/system
-	for m in docs/man/*.[138]; do \
+	for m in $(MAN_PAGES); do \
 	    install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man$${m##*.}/; done
 	sed -e 's|/usr/local/|$(PREFIX)/|g' config/auditq-worker.service \
 	    > $(DESTDIR)$(PREFIX)/lib/systemd/system/auditq-worker.service
 	install -m 644 config/auditq-alerts.yml $(DESTDIR)$(PREFIX)/share/auditq/auditq-alerts.yml
+	@if [ -n "$(DESTDIR)" ]; then \
+	    echo "make install: staged in DESTDIR; run ldconfig on the target once the files are in $(PREFIX)/lib"; \
+	elif ! ldconfig; then \
+	    echo "make install: ldconfig failed (not root?): run 'sudo ldconfig' so that programs find $(LIB_SONAME)"; \
+	elif ! ldconfig -p | grep -qF '=> $(PREFIX)/lib/$(LIB_SONAME)'; then \
+	    echo "make install: $(PREFIX)/lib is not in the run-time linker's path: add it to /etc/ld.so.conf.d/auditq.conf and run ldconfig, or set LD_LIBRARY_PATH=$(PREFIX)/lib"; \
+	else \
+	    echo "make install: ldconfig: $(LIB_SONAME) => $(PREFIX)/lib/$(LIB_SONAME)"; \
+	fi
+
+# Removes exactly what install installed (the same PREFIX and DESTDIR), and
+# share/auditq if that leaves it empty; other directories may be shared.
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/,$(INSTALLED))
+	rmdir $(DESTDIR)$(PREFIX)/share/auditq 2>/dev/null || true
+	@if [ -z "$(DESTDIR)" ] && ! ldconfig; then \
+	    echo "make uninstall: ldconfig failed (not root?): run 'sudo ldconfig' to drop $(LIB_SONAME) from its cache"; \
+	fi
 
 clean:
 	rm -rf $(BUILD) build-asan build-tsan build-valgrind build-fuzz

@@ -216,43 +216,29 @@ oom:
     return -1;
 }
 
-/* ---- decoding ------------------------------------------------------------ */
+/* ---- the bounded msgpack reader (codec.h) --------------------------------- */
 
-typedef struct rd {
-    const uint8_t *p, *end, *start;
-    char *err;
-    size_t errlen;
-} rd;
-
-/* Value types. Those from V_MAP on are never allowed in a job: rd_val
- * reports them with the offset of their first byte without reading any
- * further (so a declared 4 G-element array costs nothing and nesting can
- * never recurse), and the caller refuses the job naming the key. */
-enum { V_NIL, V_BOOL, V_INT, V_UINT, V_STR, V_BIN, V_MAP, V_ARRAY, V_FLOAT, V_EXT, V_NEVER };
-
-static const char *const type_names[] = {
-    "nil", "bool", "int", "int", "str", "bin", "map", "array", "float", "ext", "byte 0xc1",
-};
-
-typedef struct val {
-    int type;
-    int64_t i;
-    uint64_t u;
-    const char *s;
-    uint32_t len;
-    size_t off; /* offset of the value's first byte in the job */
-} val;
-
-static int rd_fail(rd *r, const char *what)
+void mp_reader_init(mp_reader *r, const char *buf, size_t len, const char *unit, int len_detail, char *err,
+                    size_t errlen)
 {
-    snprintf(r->err, r->errlen, "%s at offset %zu", what, (size_t)(r->p - r->start));
+    r->p = r->start = (const uint8_t *)buf;
+    r->end = r->start + len;
+    r->err = err;
+    r->errlen = errlen;
+    r->unit = unit;
+    r->len_detail = len_detail;
+}
+
+int mp_fail(mp_reader *r, size_t off, const char *what)
+{
+    snprintf(r->err, r->errlen, "%s at offset %zu", what, off);
     return -1;
 }
 
-static int rd_need(rd *r, size_t n, const char *what)
+static int mp_need(mp_reader *r, size_t n, const char *what)
 {
     if ((size_t)(r->end - r->p) < n)
-        return rd_fail(r, what);
+        return mp_fail(r, (size_t)(r->p - r->start), what);
     return 0;
 }
 
@@ -264,44 +250,64 @@ static uint64_t be(const uint8_t *p, int n)
     return v;
 }
 
-/* Reads one value. Scalars are consumed; a container, float, ext or the
- * never-used byte 0xc1 only gets its type set (see V_MAP). Fails only when
- * the bytes present end inside the value. */
-static int rd_val(rd *r, val *v)
+int mp_read_map(mp_reader *r, uint32_t *n)
+{
+    if (r->p == r->end)
+        return 1;
+    uint8_t t = *r->p;
+    if (t >= 0x80 && t <= 0x8f) {
+        *n = t & 0x0f;
+        r->p++;
+        return 0;
+    }
+    if (t != 0xde && t != 0xdf)
+        return 1;
+    int nb = t == 0xde ? 2 : 4;
+    if (mp_need(r, 1 + (size_t)nb, "truncated map header"))
+        return -1;
+    *n = (uint32_t)be(r->p + 1, nb);
+    r->p += 1 + nb;
+    return 0;
+}
+
+int mp_read(mp_reader *r, mp_value *v)
 {
     memset(v, 0, sizeof *v);
     v->off = (size_t)(r->p - r->start);
-    if (rd_need(r, 1, "truncated job: value expected"))
-        return -1;
+    if (r->p == r->end) {
+        char what[48];
+        snprintf(what, sizeof what, "truncated %s: value expected", r->unit);
+        return mp_fail(r, v->off, what);
+    }
     uint8_t t = *r->p;
     int lenbytes = 0, intbytes = 0, sign = 0;
     if (t <= 0x7f) {
         r->p++;
-        v->type = V_UINT;
+        v->type = MP_UINT;
         v->u = t;
         return 0;
     }
     if (t >= 0xe0) {
         r->p++;
-        v->type = V_INT;
+        v->type = MP_INT;
         v->i = (int8_t)t;
         return 0;
     }
     if (t >= 0xa0 && t <= 0xbf) {
         r->p++;
-        v->type = V_STR;
+        v->type = MP_STR;
         v->len = t & 0x1f;
         goto body;
     }
     switch (t) {
-    case 0xc0: r->p++; v->type = V_NIL; return 0;
-    case 0xc2: case 0xc3: r->p++; v->type = V_BOOL; v->u = t == 0xc3; return 0;
-    case 0xd9: lenbytes = 1; v->type = V_STR; break;
-    case 0xda: lenbytes = 2; v->type = V_STR; break;
-    case 0xdb: lenbytes = 4; v->type = V_STR; break;
-    case 0xc4: lenbytes = 1; v->type = V_BIN; break;
-    case 0xc5: lenbytes = 2; v->type = V_BIN; break;
-    case 0xc6: lenbytes = 4; v->type = V_BIN; break;
+    case 0xc0: r->p++; v->type = MP_NIL; return 0;
+    case 0xc2: case 0xc3: r->p++; v->type = MP_BOOL; v->u = t == 0xc3; return 0;
+    case 0xd9: lenbytes = 1; v->type = MP_STR; break;
+    case 0xda: lenbytes = 2; v->type = MP_STR; break;
+    case 0xdb: lenbytes = 4; v->type = MP_STR; break;
+    case 0xc4: lenbytes = 1; v->type = MP_BIN; break;
+    case 0xc5: lenbytes = 2; v->type = MP_BIN; break;
+    case 0xc6: lenbytes = 4; v->type = MP_BIN; break;
     case 0xcc: intbytes = 1; break;
     case 0xcd: intbytes = 2; break;
     case 0xce: intbytes = 4; break;
@@ -310,47 +316,81 @@ static int rd_val(rd *r, val *v)
     case 0xd1: intbytes = 2; sign = 1; break;
     case 0xd2: intbytes = 4; sign = 1; break;
     case 0xd3: intbytes = 8; sign = 1; break;
-    case 0x80 ... 0x8f: case 0xde: case 0xdf: v->type = V_MAP; return 0;
-    case 0x90 ... 0x9f: case 0xdc: case 0xdd: v->type = V_ARRAY; return 0;
-    case 0xca: case 0xcb: v->type = V_FLOAT; return 0;
-    case 0xc7 ... 0xc9: case 0xd4 ... 0xd8: v->type = V_EXT; return 0;
-    default: v->type = V_NEVER; return 0; /* 0xc1 */
+    case 0x80 ... 0x8f: case 0xde: case 0xdf: v->type = MP_MAP; return 0;
+    case 0x90 ... 0x9f: case 0xdc: case 0xdd: v->type = MP_ARRAY; return 0;
+    case 0xca: case 0xcb: v->type = MP_FLOAT; return 0;
+    case 0xc7 ... 0xc9: case 0xd4 ... 0xd8: v->type = MP_EXT; return 0;
+    default: v->type = MP_NEVER; return 0; /* 0xc1 */
     }
     if (intbytes) {
-        if (rd_need(r, 1 + (size_t)intbytes, "truncated integer"))
+        if (mp_need(r, 1 + (size_t)intbytes, "truncated integer"))
             return -1;
         uint64_t u = be(r->p + 1, intbytes);
         r->p += 1 + intbytes;
         if (!sign) {
-            v->type = V_UINT;
+            v->type = MP_UINT;
             v->u = u;
         } else {
-            v->type = V_INT;
+            v->type = MP_INT;
             int shift = 64 - 8 * intbytes;
             v->i = (int64_t)(u << shift) >> shift; /* sign-extend */
         }
         return 0;
     }
-    if (rd_need(r, 1 + (size_t)lenbytes, "truncated length"))
+    if (mp_need(r, 1 + (size_t)lenbytes, "truncated length"))
         return -1;
     v->len = (uint32_t)be(r->p + 1, lenbytes);
     r->p += 1 + lenbytes;
 body:
-    if (rd_need(r, v->len, v->type == V_STR ? "truncated string (declared length exceeds job)"
-                                             : "truncated binary (declared length exceeds job)"))
-        return -1;
+    if ((size_t)(r->end - r->p) < v->len) {
+        char what[80];
+        snprintf(what, sizeof what, "truncated %s%s%s%s", v->type == MP_STR ? "string" : "binary",
+                 r->len_detail ? " (declared length exceeds " : "", r->len_detail ? r->unit : "",
+                 r->len_detail ? ")" : "");
+        return mp_fail(r, (size_t)(r->p - r->start), what);
+    }
     v->s = (const char *)r->p;
     r->p += v->len;
     return 0;
 }
 
+int mp_read_float(mp_reader *r, double *d)
+{
+    int nb = r->p < r->end && *r->p == 0xca ? 4 : 8;
+    if (mp_need(r, 1 + (size_t)nb, "truncated float"))
+        return -1;
+    uint64_t bits = be(r->p + 1, nb);
+    if (nb == 4) {
+        uint32_t b32 = (uint32_t)bits;
+        float fv;
+        memcpy(&fv, &b32, sizeof fv);
+        *d = fv;
+    } else {
+        memcpy(d, &bits, sizeof *d);
+    }
+    r->p += 1 + nb;
+    return 0;
+}
+
+/* ---- decoding ------------------------------------------------------------ */
+
+/* Value types from MP_MAP on are never allowed in a job: mp_read reports
+ * them with the offset of their first byte without reading any further (so
+ * a declared 4 G-element array costs nothing and nesting can never
+ * recurse), and codec_decode refuses the job naming the key. */
+static const char *const type_names[] = {
+    "nil", "bool", "int", "int", "str", "bin", "map", "array", "float", "ext", "byte 0xc1",
+};
+
+typedef mp_value val;
+
 static int as_int64(const val *v, int64_t *out)
 {
-    if (v->type == V_INT) {
+    if (v->type == MP_INT) {
         *out = v->i;
         return 0;
     }
-    if (v->type == V_UINT && v->u <= INT64_MAX) {
+    if (v->type == MP_UINT && v->u <= INT64_MAX) {
         *out = (int64_t)v->u;
         return 0;
     }
@@ -359,13 +399,13 @@ static int as_int64(const val *v, int64_t *out)
 
 static int is_int(const val *v)
 {
-    return v->type == V_INT || v->type == V_UINT;
+    return v->type == MP_INT || v->type == MP_UINT;
 }
 
 /* An integer value as decimal text (uint64 values above INT64_MAX too). */
 static void int_text(const val *v, char *out, size_t cap)
 {
-    if (v->type == V_UINT)
+    if (v->type == MP_UINT)
         snprintf(out, cap, "%llu", (unsigned long long)v->u);
     else
         snprintf(out, cap, "%lld", (long long)v->i);
@@ -403,7 +443,7 @@ static int known_key(const val *k)
 
 int codec_decode(const char *buf, size_t len, size_t max_bytes, aq_job *j, char *err, size_t errlen)
 {
-    rd r = {(const uint8_t *)buf, (const uint8_t *)buf + len, (const uint8_t *)buf, err, errlen};
+    mp_reader r;
     uint32_t n, nunknown = 0;
     uint64_t seen = 0;    /* bit per known key: duplicate detection */
     int have_id = 0;      /* event_id present and not nil */
@@ -425,35 +465,28 @@ int codec_decode(const char *buf, size_t len, size_t max_bytes, aq_job *j, char 
         snprintf(err, errlen, "empty job");
         return -1;
     }
-    uint8_t t = *r.p;
-    if (t >= 0x80 && t <= 0x8f) {
-        n = t & 0x0f;
-        r.p++;
-    } else if (t == 0xde || t == 0xdf) {
-        int nb = t == 0xde ? 2 : 4;
-        if (rd_need(&r, 1 + (size_t)nb, "truncated map header"))
-            return -1;
-        n = (uint32_t)be(r.p + 1, nb);
-        r.p += 1 + nb;
-    } else {
-        return rd_fail(&r, "job is not a msgpack map");
-    }
+    mp_reader_init(&r, buf, len, "job", 1, err, errlen);
+    int m = mp_read_map(&r, &n);
+    if (m < 0)
+        return -1;
+    if (m > 0)
+        return mp_fail(&r, 0, "job is not a msgpack map");
     if (n > CODEC_MAX_KEYS) {
         snprintf(err, errlen, "map declares %u entries, more than the limit of %d", n, CODEC_MAX_KEYS);
         return -1;
     }
     /* Each entry takes at least 2 bytes: refuse early what cannot fit. */
     if ((size_t)n * 2 > (size_t)(r.end - r.p))
-        return rd_fail(&r, "truncated job: map declares more entries than bytes present");
+        return mp_fail(&r, (size_t)(r.p - r.start), "truncated job: map declares more entries than bytes present");
 
     for (uint32_t e = 0; e < n; e++) {
-        if (rd_val(&r, &k) != 0)
+        if (mp_read(&r, &k) != 0)
             return -1;
-        if (k.type != V_STR) {
+        if (k.type != MP_STR) {
             snprintf(err, errlen, "map key is not a string (msgpack %s) at offset %zu", type_names[k.type], k.off);
             return -1;
         }
-        if (rd_val(&r, &v) != 0)
+        if (mp_read(&r, &v) != 0)
             return -1;
         int bit = known_key(&k);
         if (bit < 0) {
@@ -474,7 +507,7 @@ int codec_decode(const char *buf, size_t len, size_t max_bytes, aq_job *j, char 
             }
             unknown[nunknown].p = k.s;
             unknown[nunknown++].len = k.len;
-            if (v.type >= V_MAP) {
+            if (v.type >= MP_MAP) {
                 text_escape(name, sizeof name, k.s, k.len, 32);
                 snprintf(err, errlen, "key %s: msgpack %s not allowed (a job holds only nil, bool, int, "
                          "str and bin values) at offset %zu", name, type_names[v.type], v.off);
@@ -522,7 +555,7 @@ int codec_decode(const char *buf, size_t len, size_t max_bytes, aq_job *j, char 
         }
         case BIT_PRIO: {
             static const char want[] = "must be one of critical, high, normal, low";
-            if (v.type != V_STR)
+            if (v.type != MP_STR)
                 return fail_type(err, errlen, "priority", want, &v);
             int p = codec_priority_parse(v.s, v.len);
             if (p < 0) {
@@ -547,9 +580,9 @@ int codec_decode(const char *buf, size_t len, size_t max_bytes, aq_job *j, char 
         }
         default: { /* a text field */
             int f = bit;
-            if (v.type == V_NIL)
+            if (v.type == MP_NIL)
                 break; /* explicit nil = absent (a nil event_id is then missing) */
-            if (v.type != V_STR)
+            if (v.type != MP_STR)
                 return fail_type(err, errlen, field_keys[f],
                                  f == AUDITQ_CHANGES || f == AUDITQ_METADATA ? "must be a string of JSON text"
                                                                              : "must be a string", &v);

@@ -67,6 +67,50 @@ auditq_rc codec_check_field(auditq_field f, const char *p, size_t len, char *err
  * check fields first. Returns 0, or -1 on OOM. */
 int codec_encode(const aq_job *j, aq_buf *out);
 
+/* ---- the bounded msgpack reader --------------------------------------
+ * One reader for all msgpack the tree reads from untrusted bytes: jobs
+ * (codec_decode) and dead-letter records (tools/ctl_dlq_record.c). No I/O,
+ * no allocation, no recursion: every declared length is checked against
+ * the bytes present before it is used, and a container is only reported,
+ * never entered (a 5-byte header declaring 4 G elements costs nothing).
+ * Each caller decides which types it accepts. */
+enum { MP_NIL, MP_BOOL, MP_INT, MP_UINT, MP_STR, MP_BIN, MP_MAP, MP_ARRAY, MP_FLOAT, MP_EXT, MP_NEVER };
+
+typedef struct mp_reader {
+    const uint8_t *p, *end, *start; /* position, end, first byte (offsets count from it) */
+    char *err;                      /* failures: "<what> at offset N" */
+    size_t errlen;
+    const char *unit;               /* what the bytes are, in messages: "job", "record" */
+    int len_detail;                 /* 1: "truncated string (declared length exceeds job)" */
+} mp_reader;
+
+/* One value. s points into the reader's buffer, which must outlive it. */
+typedef struct mp_value {
+    int type;       /* MP_* */
+    int64_t i;      /* MP_INT (negative fixint, int8..int64) */
+    uint64_t u;     /* MP_UINT (positive fixint, uint8..uint64), MP_BOOL (0/1) */
+    const char *s;  /* MP_STR, MP_BIN */
+    uint32_t len;
+    size_t off;     /* offset of the value's first byte */
+} mp_value;
+
+void mp_reader_init(mp_reader *r, const char *buf, size_t len, const char *unit, int len_detail, char *err,
+                    size_t errlen);
+/* Writes "<what> at offset <off>" into r->err; returns -1. */
+int mp_fail(mp_reader *r, size_t off, const char *what);
+/* A map header: 0 with *n entries; 1 if the next byte starts no map (or
+ * there is none), nothing consumed and no error written; -1 with "truncated
+ * map header at offset N". */
+int mp_read_map(mp_reader *r, uint32_t *n);
+/* Reads one value. nil, bool, int, str and bin are consumed; for MP_MAP,
+ * MP_ARRAY, MP_FLOAT, MP_EXT and MP_NEVER (byte 0xc1) only type and off are
+ * set and nothing is consumed. -1 when the bytes end inside the value:
+ * "truncated <unit>: value expected", "truncated integer", "truncated
+ * length", "truncated string" / "truncated binary" (+ len_detail). */
+int mp_read(mp_reader *r, mp_value *v);
+/* Consumes the float mp_read reported as MP_FLOAT; -1 with "truncated float". */
+int mp_read_float(mp_reader *r, double *d);
+
 /* A worker's retry re-encodes a job with attempts set (and priority always
  * written), which can make it up to 34 bytes longer than the bytes that were
  * pushed (docs/PROTOCOL.md, section 3). A job with attempts >= 1 may

@@ -39,6 +39,7 @@
 #include <zlib.h>
 
 #include "auditq.h"
+#include "text.h"
 
 /* Session advisory lock serialising retention runs ("aqretain" in ASCII). */
 #define RET_LOCK_KEY "7021519074117118318"
@@ -76,37 +77,14 @@ int retention_keep_from(int current_month, int retain_months)
     return current_month - (retain_months - 1);
 }
 
+static int buf_sink(void *ctx, const char *p, size_t n)
+{
+    return aq_buf_append(ctx, p, n);
+}
+
 int retention_json_append(aq_buf *b, const char *s)
 {
-    static const char hex[] = "0123456789abcdef";
-
-    if (aq_buf_append(b, "\"", 1) != 0)
-        return -1;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        char esc[7] = { '\\', 0, 0, 0, 0, 0, 0 };
-        size_t n = 2;
-
-        switch (*p) {
-        case '"':  esc[1] = '"'; break;
-        case '\\': esc[1] = '\\'; break;
-        case '\n': esc[1] = 'n'; break;
-        case '\r': esc[1] = 'r'; break;
-        case '\t': esc[1] = 't'; break;
-        default:
-            if (*p >= 0x20) {
-                if (aq_buf_append(b, p, 1) != 0)
-                    return -1;
-                continue;
-            }
-            memcpy(esc + 1, "u00", 3);
-            esc[4] = hex[*p >> 4];
-            esc[5] = hex[*p & 15];
-            n = 6;
-        }
-        if (aq_buf_append(b, esc, n) != 0)
-            return -1;
-    }
-    return aq_buf_append(b, "\"", 1);
+    return text_json_string(buf_sink, b, s, strlen(s), 0);
 }
 
 /* printf onto the end of b. 0, or -1 on OOM. */

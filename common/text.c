@@ -150,6 +150,104 @@ size_t text_escape(char *out, size_t cap, const char *s, size_t len, size_t max_
     return o;
 }
 
+size_t text_utf8_next(const char *s, size_t len, uint32_t *cp)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n;
+
+    if (len == 0)
+        return 0;
+    if (p[0] == 0) { /* well-formed as a character; only fields refuse it */
+        *cp = 0;
+        return 1;
+    }
+    n = utf8_seq_len(p, len);
+    switch (n) {
+    case 1: *cp = p[0]; break;
+    case 2: *cp = (uint32_t)(p[0] & 0x1F) << 6 | (p[1] & 0x3Fu); break;
+    case 3: *cp = (uint32_t)(p[0] & 0x0F) << 12 | (uint32_t)(p[1] & 0x3F) << 6 | (p[2] & 0x3Fu); break;
+    case 4:
+        *cp = (uint32_t)(p[0] & 0x07) << 18 | (uint32_t)(p[1] & 0x3F) << 12 | (uint32_t)(p[2] & 0x3F) << 6 |
+              (p[3] & 0x3Fu);
+        break;
+    default: break; /* 0: ill-formed */
+    }
+    return n;
+}
+
+/* -------------------------------------------------------- JSON writing */
+
+int text_json_string(text_sink put, void *ctx, const char *s, size_t len, unsigned flags)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)s;
+    size_t run = 0, i = 0;
+
+    if (put(ctx, "\"", 1) != 0)
+        return -1;
+    while (i < len) {
+        unsigned char c = p[i];
+        char esc[7] = {'\\', 0, 0, 0, 0, 0, 0};
+        size_t elen = 2, n = 1;
+        uint32_t cp;
+
+        /* Copy runs of bytes that need nothing in one call. */
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+            i++;
+            continue;
+        }
+        if (c >= 0x80) {
+            n = text_utf8_next(s + i, len - i, &cp);
+            if (n > 0) {
+                i += n;
+                continue;
+            }
+            n = 1;
+            memcpy(esc + 1, "ufffd", 5); /* one U+FFFD per byte of an ill-formed sequence */
+            elen = 6;
+        } else if (c == 0x7f) {
+            if (!(flags & TEXT_JSON_ESCAPE_DEL)) {
+                i++;
+                continue;
+            }
+            memcpy(esc + 1, "u007f", 5);
+            elen = 6;
+        } else {
+            switch (c) {
+            case '"': esc[1] = '"'; break;
+            case '\\': esc[1] = '\\'; break;
+            case '\b': esc[1] = 'b'; break;
+            case '\f': esc[1] = 'f'; break;
+            case '\n': esc[1] = 'n'; break;
+            case '\r': esc[1] = 'r'; break;
+            case '\t': esc[1] = 't'; break;
+            default:
+                memcpy(esc + 1, "u00", 3);
+                esc[4] = hex[c >> 4];
+                esc[5] = hex[c & 15];
+                elen = 6;
+            }
+        }
+        if ((i > run && put(ctx, s + run, i - run) != 0) || put(ctx, esc, elen) != 0)
+            return -1;
+        i += n;
+        run = i;
+    }
+    if (i > run && put(ctx, s + run, i - run) != 0)
+        return -1;
+    return put(ctx, "\"", 1);
+}
+
+static int file_sink(void *ctx, const char *p, size_t n)
+{
+    return fwrite(p, 1, n, (FILE *)ctx) == n ? 0 : -1;
+}
+
+int text_json_fput(FILE *f, const char *s, size_t len, unsigned flags)
+{
+    return text_json_string(file_sink, f, s, len, flags);
+}
+
 /* ------------------------------------------------------------------ JSON */
 
 struct json_parser {

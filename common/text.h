@@ -3,6 +3,8 @@
 #ifndef AQ_TEXT_H
 #define AQ_TEXT_H
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 
 /* Returns 1 if s[0..len) is well-formed UTF-8 (RFC 3629: no overlongs, no
  * surrogates, nothing above U+10FFFF) and holds no NUL byte, else 0 and sets
@@ -16,6 +18,36 @@ int text_utf8_valid(const char *s, size_t len, size_t *bad_off);
  * At most max_in bytes of s are shown; if s is longer (or out is too small)
  * "..." is appended. Never splits a character. Returns strlen(out). */
 size_t text_escape(char *out, size_t cap, const char *s, size_t len, size_t max_in);
+
+/* UTF-8 policy, one for the whole tree: a character is a well-formed
+ * sequence as RFC 3629 defines it (no overlongs, no surrogates, nothing
+ * above U+10FFFF); each byte of anything else is one unknown character,
+ * shown as U+FFFD in JSON (text_json_string), '?' on a terminal
+ * (ctl_put_text, the query table) and \xNN in an error message
+ * (text_escape). NUL is a character (U+0000) when decoding; only the field
+ * check (text_utf8_valid) refuses it.
+ *
+ * text_utf8_next decodes the character at s[0..len): returns its length
+ * (1..4) and sets *cp, or returns 0 (len == 0, or the bytes there are
+ * ill-formed or cut short; *cp untouched). */
+size_t text_utf8_next(const char *s, size_t len, uint32_t *cp);
+
+/* Where text_json_string writes: appends p[0..n), returns 0 or -1. */
+typedef int (*text_sink)(void *ctx, const char *p, size_t n);
+
+/* text_json_string flags. */
+#define TEXT_JSON_ESCAPE_DEL 1u /* DEL (0x7f) as \u007f too: output a terminal may show */
+
+/* The one JSON string writer (RFC 8259): writes s[0..len) as a string
+ * literal, quotes included, to put(ctx, ...). '"' and '\\' are escaped;
+ * \b \f \n \r \t as short escapes, the other C0 controls (NUL included)
+ * as \u00xx; well-formed UTF-8 is copied; each byte of an ill-formed
+ * sequence becomes \ufffd (policy above), so the output is always valid
+ * JSON in valid UTF-8. DEL is copied unless flags has TEXT_JSON_ESCAPE_DEL.
+ * Returns 0, or -1 as soon as put fails. */
+int text_json_string(text_sink put, void *ctx, const char *s, size_t len, unsigned flags);
+/* text_json_string to a stdio stream; -1 on a short write. */
+int text_json_fput(FILE *f, const char *s, size_t len, unsigned flags);
 
 /* Maximum nesting of arrays/objects json_validate accepts. */
 #define JSON_MAX_DEPTH 64

@@ -42,6 +42,7 @@
 #include "auditq.h"
 #include "gen.h"
 #include "redisconn.h"
+#include "text.h"
 #include "bench.h"
 
 
@@ -552,19 +553,10 @@ const char *fmt_count(uint64_t v, char *buf, size_t len)
     return buf;
 }
 
-/* Prints s as a JSON string literal. */
+/* Prints s as a JSON string literal (text_json_string, common/text.h). */
 void json_str(FILE *f, const char *s)
 {
-    fputc('"', f);
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        if (*c == '"' || *c == '\\')
-            fprintf(f, "\\%c", *c);
-        else if (*c < 0x20)
-            fprintf(f, "\\u%04x", *c);
-        else
-            fputc(*c, f);
-    }
-    fputc('"', f);
+    (void)text_json_fput(f, s, strlen(s), 0);
 }
 
 const char *const PRIO_NAMES[4] = { "critical", "high", "normal", "low" };

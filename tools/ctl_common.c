@@ -249,57 +249,15 @@ void ctl_fmt_iso(char *out, size_t n, long long unix_ms, int with_ms)
 
 size_t ctl_utf8_seq(const char *p, size_t len)
 {
-    unsigned char b = (unsigned char)p[0];
-    size_t need;
+    uint32_t cp;
 
-    if (len == 0)
-        return 0;
-    if (b < 0x80)
-        return 1;
-    if (b >= 0xc2 && b <= 0xdf)
-        need = 2;
-    else if (b >= 0xe0 && b <= 0xef)
-        need = 3;
-    else if (b >= 0xf0 && b <= 0xf4)
-        need = 4;
-    else
-        return 0;
-    /* text_utf8_valid knows overlongs, surrogates and the U+10FFFF cap. */
-    if (need > len || !text_utf8_valid(p, need, NULL))
-        return 0;
-    return need;
+    return text_utf8_next(p, len, &cp);
 }
 
 void ctl_json_str(FILE *f, const char *p, size_t len)
 {
-    size_t i = 0;
-
-    fputc('"', f);
-    while (i < len) {
-        unsigned char b = (unsigned char)p[i];
-        size_t n;
-
-        if (b == '"' || b == '\\') {
-            fputc('\\', f);
-            fputc(b, f);
-            i++;
-        } else if (b < 0x20 || b == 0x7f) {
-            switch (b) {
-            case '\n': fputs("\\n", f); break;
-            case '\r': fputs("\\r", f); break;
-            case '\t': fputs("\\t", f); break;
-            default: fprintf(f, "\\u%04x", b); break;
-            }
-            i++;
-        } else if ((n = ctl_utf8_seq(p + i, len - i)) > 0) {
-            fwrite(p + i, 1, n, f);
-            i += n;
-        } else {
-            fputs("\\ufffd", f);
-            i++;
-        }
-    }
-    fputc('"', f);
+    /* DEL escaped too: this output lands on terminals. */
+    (void)text_json_fput(f, p, len, TEXT_JSON_ESCAPE_DEL);
 }
 
 size_t ctl_put_text(FILE *f, const char *p, size_t len, size_t max_cols)

@@ -61,9 +61,10 @@ void ctl_fmt_age_short(char *out, size_t n, long long ms);
 /* Unix ms -> "2026-01-01T12:00:00Z" (with_ms: "2026-01-01T12:00:00.123Z"). */
 void ctl_fmt_iso(char *out, size_t n, long long unix_ms, int with_ms);
 
-/* Writes p[0..len) as a JSON string literal (quotes included): escapes
- * quote, backslash and control characters; replaces bytes that are not
- * well-formed UTF-8 with U+FFFD, so the output is always valid JSON. */
+/* Writes p[0..len) as a JSON string literal (quotes included):
+ * text_json_string's policy (common/text.h: controls escaped, each byte of
+ * ill-formed UTF-8 as U+FFFD, so the output is always valid JSON), with DEL
+ * escaped too (TEXT_JSON_ESCAPE_DEL). */
 void ctl_json_str(FILE *f, const char *p, size_t len);
 /* Writes untrusted text for a terminal: control characters and invalid
  * UTF-8 become '?', so no escape sequence from Redis reaches the screen.
@@ -71,7 +72,7 @@ void ctl_json_str(FILE *f, const char *p, size_t len);
  * last shown characters are "...". Returns the characters written. */
 size_t ctl_put_text(FILE *f, const char *p, size_t len, size_t max_cols);
 /* Length in bytes of the well-formed UTF-8 sequence at p[0..len) (1..4),
- * or 0 if the bytes there are not one. */
+ * or 0 if the bytes there are not one (text_utf8_next, common/text.h). */
 size_t ctl_utf8_seq(const char *p, size_t len);
 
 /* The first line of msg (NULL = "") into out, truncated to fit. */

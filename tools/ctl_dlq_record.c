@@ -1,123 +1,43 @@
-/* ctl_dlq_record.c -- bounded reader for dead-letter records and the dlq
- * filters (see ctl_dlq_record.h). */
+/* ctl_dlq_record.c -- dead-letter records, read with the bounded msgpack
+ * reader of codec.h, and the dlq filters (see ctl_dlq_record.h). */
 #include "ctl_dlq_record.h"
 
 #include <stdio.h>
 #include <string.h>
 
-typedef struct rec_rd {
-    const unsigned char *p, *end, *start;
-    char *err;
-    size_t errlen;
-} rec_rd;
-
-static int rec_fail(rec_rd *r, const char *what)
+/* Reads one scalar with the shared bounded reader (codec.h); containers
+ * and ext are refused (a record has none), and so is an integer beyond
+ * int64 (the record's numbers are counts and times). */
+static int rec_val(mp_reader *r, dlq_value *v)
 {
-    snprintf(r->err, r->errlen, "%s at offset %zu", what, (size_t)(r->p - r->start));
-    return -1;
-}
-
-static int rec_need(rec_rd *r, size_t n, const char *what)
-{
-    return (size_t)(r->end - r->p) < n ? rec_fail(r, what) : 0;
-}
-
-static uint64_t rec_be(const unsigned char *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-/* Reads one scalar; containers and ext are refused (a record has none). */
-static int rec_val(rec_rd *r, dlq_value *v)
-{
-    int lenbytes = 0, intbytes = 0, sign = 0;
-    unsigned char t;
+    mp_value m;
 
     memset(v, 0, sizeof *v);
-    if (rec_need(r, 1, "truncated record: value expected"))
+    if (mp_read(r, &m) != 0)
         return -1;
-    t = *r->p;
-    if (t <= 0x7f || t >= 0xe0) {
+    switch (m.type) {
+    case MP_NIL: v->type = DLQ_NIL; return 0;
+    case MP_BOOL: v->type = DLQ_BOOL; v->i = (long long)m.u; return 0;
+    case MP_INT: v->type = DLQ_INT; v->i = (long long)m.i; return 0;
+    case MP_UINT:
+        if (m.u > INT64_MAX)
+            return mp_fail(r, m.off, "integer out of range");
         v->type = DLQ_INT;
-        v->i = t <= 0x7f ? t : (int8_t)t;
-        r->p++;
+        v->i = (long long)m.u;
         return 0;
-    }
-    if (t >= 0xa0 && t <= 0xbf) {
-        v->type = DLQ_STR;
-        v->len = t & 0x1f;
-        r->p++;
-        goto body;
-    }
-    switch (t) {
-    case 0xc0: r->p++; v->type = DLQ_NIL; return 0;
-    case 0xc2: case 0xc3: r->p++; v->type = DLQ_BOOL; v->i = t == 0xc3; return 0;
-    case 0xd9: lenbytes = 1; v->type = DLQ_STR; break;
-    case 0xda: lenbytes = 2; v->type = DLQ_STR; break;
-    case 0xdb: lenbytes = 4; v->type = DLQ_STR; break;
-    case 0xc4: lenbytes = 1; v->type = DLQ_BIN; break;
-    case 0xc5: lenbytes = 2; v->type = DLQ_BIN; break;
-    case 0xc6: lenbytes = 4; v->type = DLQ_BIN; break;
-    case 0xcc: intbytes = 1; break;
-    case 0xcd: intbytes = 2; break;
-    case 0xce: intbytes = 4; break;
-    case 0xcf: intbytes = 8; break;
-    case 0xd0: intbytes = 1; sign = 1; break;
-    case 0xd1: intbytes = 2; sign = 1; break;
-    case 0xd2: intbytes = 4; sign = 1; break;
-    case 0xd3: intbytes = 8; sign = 1; break;
-    case 0xca: case 0xcb: {
-        /* cmsgpack packs a non-integral Lua number as a float. */
-        int nb = t == 0xca ? 4 : 8;
-        if (rec_need(r, 1 + (size_t)nb, "truncated float"))
-            return -1;
-        uint64_t bits = rec_be(r->p + 1, nb);
-        if (nb == 4) {
-            uint32_t b32 = (uint32_t)bits;
-            float fv;
-            memcpy(&fv, &b32, sizeof fv);
-            v->d = fv;
-        } else {
-            memcpy(&v->d, &bits, sizeof v->d);
-        }
+    case MP_STR: case MP_BIN:
+        v->type = m.type == MP_STR ? DLQ_STR : DLQ_BIN;
+        v->s = m.s;
+        v->len = m.len;
+        return 0;
+    case MP_FLOAT: /* cmsgpack packs a non-integral Lua number as a float */
         v->type = DLQ_FLOAT;
-        r->p += 1 + nb;
-        return 0;
-    }
-    case 0x80 ... 0x8f: case 0x90 ... 0x9f: case 0xdc ... 0xdf:
-        return rec_fail(r, "nested map or array");
+        return mp_read_float(r, &v->d);
+    case MP_MAP: case MP_ARRAY:
+        return mp_fail(r, m.off, "nested map or array");
     default:
-        return rec_fail(r, "unsupported msgpack type");
+        return mp_fail(r, m.off, "unsupported msgpack type");
     }
-    if (intbytes) {
-        if (rec_need(r, 1 + (size_t)intbytes, "truncated integer"))
-            return -1;
-        uint64_t u = rec_be(r->p + 1, intbytes);
-        if (sign) {
-            int shift = 64 - 8 * intbytes;
-            v->i = (long long)((int64_t)(u << shift) >> shift);
-        } else if (u > INT64_MAX) {
-            return rec_fail(r, "integer out of range");
-        } else {
-            v->i = (long long)u;
-        }
-        v->type = DLQ_INT;
-        r->p += 1 + intbytes;
-        return 0;
-    }
-    if (rec_need(r, 1 + (size_t)lenbytes, "truncated length"))
-        return -1;
-    v->len = (size_t)rec_be(r->p + 1, lenbytes);
-    r->p += 1 + lenbytes;
-body:
-    if (rec_need(r, v->len, v->type == DLQ_BIN ? "truncated binary" : "truncated string"))
-        return -1;
-    v->s = (const char *)r->p;
-    r->p += v->len;
-    return 0;
 }
 
 static int key_is(const dlq_field *f, const char *name)
@@ -135,10 +55,9 @@ static void rec_text(const dlq_value *v, const char **p, size_t *len)
 
 int dlq_record_parse(const char *buf, size_t len, dlq_record *r, char *err, size_t errlen)
 {
-    rec_rd rd = {(const unsigned char *)buf, (const unsigned char *)buf + len,
-                 (const unsigned char *)buf, err, errlen};
+    mp_reader rd;
     uint32_t n;
-    unsigned char t;
+    int m;
 
     memset(r, 0, sizeof *r);
     r->prio = -1;
@@ -146,19 +65,12 @@ int dlq_record_parse(const char *buf, size_t len, dlq_record *r, char *err, size
         snprintf(err, errlen, "empty record");
         return -1;
     }
-    t = *rd.p;
-    if (t >= 0x80 && t <= 0x8f) {
-        n = t & 0x0f;
-        rd.p++;
-    } else if (t == 0xde || t == 0xdf) {
-        int nb = t == 0xde ? 2 : 4;
-        if (rec_need(&rd, 1 + (size_t)nb, "truncated map header"))
-            return -1;
-        n = (uint32_t)rec_be(rd.p + 1, nb);
-        rd.p += 1 + nb;
-    } else {
-        return rec_fail(&rd, "not a msgpack map");
-    }
+    mp_reader_init(&rd, buf, len, "record", 0, err, errlen);
+    m = mp_read_map(&rd, &n);
+    if (m < 0)
+        return -1;
+    if (m > 0)
+        return mp_fail(&rd, 0, "not a msgpack map");
     if (n > DLQ_MAX_FIELDS) {
         snprintf(err, errlen, "map declares %u entries, more than the %d a record may have", n,
                  DLQ_MAX_FIELDS);
@@ -171,7 +83,7 @@ int dlq_record_parse(const char *buf, size_t len, dlq_record *r, char *err, size
         if (rec_val(&rd, &k) != 0)
             return -1;
         if (k.type != DLQ_STR)
-            return rec_fail(&rd, "map key is not a string");
+            return mp_fail(&rd, (size_t)(rd.p - rd.start), "map key is not a string");
         if (rec_val(&rd, &f->v) != 0)
             return -1;
         f->key = k.s;

@@ -58,6 +58,7 @@
 #include "config.h"
 #include "ctl.h"
 #include "ctl_common.h"
+#include "text.h"
 #include "uuid7.h"
 
 #define Q_PROG "auditqctl query"
@@ -823,38 +824,11 @@ static void q_csv_field(FILE *out, const char *s, size_t len, int isnull)
     putc('"', out);
 }
 
-/* JSON string (RFC 8259): " and \ escaped, control characters as the short
- * escapes or \u00XX; UTF-8 (the connection's encoding) passes through. */
+/* JSON string: text_json_string's policy (common/text.h); DEL passes
+ * through (the exact value, for programs). */
 static void q_json_string(FILE *out, const char *s, size_t len)
 {
-    static const char hex[] = "0123456789abcdef";
-    size_t run = 0;
-
-    putc('"', out);
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        fwrite(s + run, 1, i - run, out);
-        run = i + 1;
-        putc('\\', out);
-        switch (c) {
-        case '"': putc('"', out); break;
-        case '\\': putc('\\', out); break;
-        case '\n': putc('n', out); break;
-        case '\r': putc('r', out); break;
-        case '\t': putc('t', out); break;
-        case '\b': putc('b', out); break;
-        case '\f': putc('f', out); break;
-        default:
-            fputs("u00", out);
-            putc(hex[c >> 4], out);
-            putc(hex[c & 15], out);
-        }
-    }
-    fwrite(s + run, 1, len - run, out);
-    putc('"', out);
+    (void)text_json_fput(out, s, len, 0);
 }
 
 static void q_write_csv_header(FILE *out)
@@ -897,26 +871,17 @@ static void q_write_ndjson_row(FILE *out, const PGresult *r, int row)
 
 /* ---- table */
 
-/* Decodes one UTF-8 sequence at s[0..len) (the server sends valid UTF-8;
- * a stray byte counts as one unknown character). Returns its length. */
+/* Decodes one character at s[0..len) (text_utf8_next; the server sends
+ * valid UTF-8, and a byte of anything else counts as one unknown
+ * character, U+FFFD). Returns its length. */
 static size_t q_utf8_next(const unsigned char *s, size_t len, uint32_t *cp)
 {
-    size_t n = s[0] < 0x80 ? 1 : s[0] >= 0xF0 ? 4 : s[0] >= 0xE0 ? 3 : s[0] >= 0xC0 ? 2 : 0;
-    uint32_t v;
+    size_t n = text_utf8_next((const char *)s, len, cp);
 
-    if (n == 0 || n > len) {
+    if (n == 0) {
         *cp = 0xFFFD;
         return 1;
     }
-    v = n == 1 ? s[0] : (uint32_t)(s[0] & (0x7F >> n));
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80) {
-            *cp = 0xFFFD;
-            return 1;
-        }
-        v = v << 6 | (s[i] & 0x3F);
-    }
-    *cp = v;
     return n;
 }
 

@@ -10,6 +10,7 @@
  * dropped rather than sent half-written.
  */
 #include "gen.h"
+#include "text.h"
 
 #include <assert.h>
 #include <math.h>
@@ -169,32 +170,17 @@ static void sb_printf(sbuf *b, const char *fmt, ...)
     sb_putn(b, tmp, (size_t)n);
 }
 
-/* Appends s as a JSON string literal. RFC 8259 requires escaping '"', '\\'
- * and U+0000..U+001F; everything else (including UTF-8 multi-byte text)
- * passes through unchanged, which is what real applications send. */
+static int sb_sink(void *ctx, const char *p, size_t n)
+{
+    sb_putn(ctx, p, n);
+    return 0;
+}
+
+/* Appends s as a JSON string literal (text_json_string, common/text.h):
+ * UTF-8 multi-byte text passes through, as real applications send it. */
 static void sb_json_str(sbuf *b, const char *s)
 {
-    const unsigned char *c = (const unsigned char *)s, *run = c;
-
-    sb_putc(b, '"');
-    for (;; c++) {
-        if (*c >= 0x20 && *c != '"' && *c != '\\')
-            continue;
-        /* Copy the run of bytes that need no escaping in one go. */
-        sb_putn(b, (const char *)run, (size_t)(c - run));
-        run = c + 1;
-        switch (*c) {
-        case '\0': sb_putc(b, '"'); return;
-        case '"':  sb_puts(b, "\\\""); break;
-        case '\\': sb_puts(b, "\\\\"); break;
-        case '\n': sb_puts(b, "\\n"); break;
-        case '\r': sb_puts(b, "\\r"); break;
-        case '\t': sb_puts(b, "\\t"); break;
-        case '\b': sb_puts(b, "\\b"); break;
-        case '\f': sb_puts(b, "\\f"); break;
-        default:   sb_printf(b, "\\u%04x", *c); break;
-        }
-    }
+    (void)text_json_string(sb_sink, b, s, strlen(s), 0);
 }
 
 static void sb_json_key(sbuf *b, int *first, const char *key)

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -362,6 +363,86 @@ static void test_json_length_bounded(void **state)
     assert_string_equal(err, "offset 6: unexpected end of input");
 }
 
+/* text_utf8_next: the one decoder (RFC 3629 ranges; NUL is U+0000). */
+static void test_utf8_next(void **state)
+{
+    static const struct { const char *s; size_t len, want; uint32_t cp; } cases[] = {
+        { "A", 1, 1, 0x41 },
+        { "\0x", 2, 1, 0 },
+        { "\xc3\xa9", 2, 2, 0xE9 },
+        { "\xe2\x82\xac", 3, 3, 0x20AC },
+        { "\xf0\x9f\x98\x80", 4, 4, 0x1F600 },
+        { "\xf4\x8f\xbf\xbf", 4, 4, 0x10FFFF },
+        { "\xc0\xaf", 2, 0, 0 },             /* overlong */
+        { "\xe0\x80\xaf", 3, 0, 0 },         /* overlong */
+        { "\xed\xa0\x80", 3, 0, 0 },         /* surrogate */
+        { "\xf4\x90\x80\x80", 4, 0, 0 },     /* above U+10FFFF */
+        { "\xe2\x82\xac", 2, 0, 0 },         /* cut short */
+        { "\x80", 1, 0, 0 },                 /* stray continuation */
+        { "\xff", 1, 0, 0 },
+        { "", 0, 0, 0 },
+    };
+    (void)state;
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint32_t cp = 0xDEADBEEF;
+        assert_int_equal(text_utf8_next(cases[i].s, cases[i].len, &cp), cases[i].want);
+        assert_int_equal(cp, cases[i].want ? cases[i].cp : 0xDEADBEEF);
+    }
+}
+
+struct sink { char buf[256]; size_t len, fail_after; };
+
+static int sink_put(void *ctx, const char *p, size_t n)
+{
+    struct sink *k = ctx;
+    if (k->len + n > k->fail_after || k->len + n >= sizeof k->buf)
+        return -1;
+    memcpy(k->buf + k->len, p, n);
+    k->len += n;
+    k->buf[k->len] = '\0';
+    return 0;
+}
+
+/* text_json_string: the one JSON string writer, exact bytes per policy. */
+static void test_json_string(void **state)
+{
+    static const char in[] = "q\"b\\ \b\f\n\r\t \x01\x1f \x7f Gr\xc3\xbc\xc3\x9f" "e \xff\xc0\xaf \xed\xa0\x80 \xe2\x82 /";
+    /* DEL copied (flags 0) or escaped; each byte of ill-formed UTF-8 (a
+     * stray byte, an overlong, a surrogate, a cut sequence) -> U+FFFD. */
+    static const char want0[] = "\"q\\\"b\\\\ \\b\\f\\n\\r\\t \\u0001\\u001f \x7f Gr\xc3\xbc\xc3\x9f" "e "
+                                "\\ufffd\\ufffd\\ufffd \\ufffd\\ufffd\\ufffd \\ufffd\\ufffd /\"";
+    static const char want_del[] = "\"q\\\"b\\\\ \\b\\f\\n\\r\\t \\u0001\\u001f \\u007f Gr\xc3\xbc\xc3\x9f" "e "
+                                   "\\ufffd\\ufffd\\ufffd \\ufffd\\ufffd\\ufffd \\ufffd\\ufffd /\"";
+    struct sink k = { .fail_after = SIZE_MAX };
+    (void)state;
+
+    assert_int_equal(text_json_string(sink_put, &k, in, sizeof in - 1, 0), 0);
+    assert_string_equal(k.buf, want0);
+
+    memset(&k, 0, sizeof k);
+    k.fail_after = SIZE_MAX;
+    assert_int_equal(text_json_string(sink_put, &k, in, sizeof in - 1, TEXT_JSON_ESCAPE_DEL), 0);
+    assert_string_equal(k.buf, want_del);
+
+    memset(&k, 0, sizeof k);
+    k.fail_after = SIZE_MAX;
+    assert_int_equal(text_json_string(sink_put, &k, "a\0b", 3, 0), 0);
+    assert_string_equal(k.buf, "\"a\\u0000b\"");
+
+    /* A failing sink stops the writer at once ("ab\ncd" -> 8 bytes). */
+    for (size_t cut = 0; cut < 8; cut++) {
+        memset(&k, 0, sizeof k);
+        k.fail_after = cut;
+        assert_int_equal(text_json_string(sink_put, &k, "ab\ncd", 5, 0), -1);
+        assert_true(k.len <= cut);
+    }
+    memset(&k, 0, sizeof k);
+    k.fail_after = 8;
+    assert_int_equal(text_json_string(sink_put, &k, "ab\ncd", 5, 0), 0);
+    assert_string_equal(k.buf, "\"ab\\ncd\"");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -372,6 +453,8 @@ int main(void)
         cmocka_unit_test(test_json_depth),
         cmocka_unit_test(test_json_err_buffer),
         cmocka_unit_test(test_json_length_bounded),
+        cmocka_unit_test(test_utf8_next),
+        cmocka_unit_test(test_json_string),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

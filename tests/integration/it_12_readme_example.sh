@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# The C examples of the docs are the programs users copy: the README's app.c
+# and auditq(3)'s audit-demo.c, extracted between their markers
+# (extract_example.py), so the test runs exactly what a reader sees.
+#   1. app.c builds warning-free, and with the README's own command lines
+#      against build/lib: -lauditq (the .so, found through libauditq.so.0)
+#      and libauditq.a;
+#   2. both binaries, against a real Redis: "queued <id>", exit 0, and the
+#      event lands in PostgreSQL with every field the example sets;
+#   3. with a wrong URL: exit 1 within 2 s, the library's message (the one
+#      the README prints) on stderr, nothing on stdout -- no "queued";
+#   4. audit-demo.c builds warning-free and does what auditq(3) says: two
+#      ids and the counters, exit 0; with a wrong URL each failure, exit 1.
+set -euo pipefail
+source "$(dirname "$0")/lib_it.sh"
+it_setup
+LIBDIR=$AQ_ROOT/${BUILD:-build}/lib
+README=$AQ_ROOT/README.md
+X=$AQ_ROOT/tests/integration/extract_example.py
+W=$AQ_TMP/ex
+mkdir -p "$W"
+cd "$W"
+
+"$PY" "$X" "$README" app.c >app.c
+"$PY" "$X" "$AQ_ROOT/docs/man/auditq.3" audit-demo.c >audit-demo.c
+strict=(-std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror -pedantic -I"$AQ_ROOT/include")
+
+# ---- 1. builds: strict flags, then the README's command lines -------------
+cc "${strict[@]}" app.c -L"$LIBDIR" -lauditq -o app-strict ||
+    { echo "FAIL: README app.c does not build with ${strict[*]}"; exit 1; }
+# The README's lines, run with build/ pointing at this build dir.
+so_line='cc -Iinclude app.c -Lbuild/lib -lauditq -o app && LD_LIBRARY_PATH=build/lib ./app'
+a_line='cc -Iinclude app.c build/lib/libauditq.a -lhiredis -lmsgpackc -lpthread -o app && ./app'
+for l in "$so_line" "$a_line" 'cc app.c $(pkg-config --cflags --libs auditq) -o app && ./app'; do
+    grep -qxF -- "$l" "$README" || { echo "FAIL: README lacks the build line: $l"; exit 1; }
+done
+build_as_readme() { # LINE OUT: the compile half of a README line, output OUT
+    local cmd=${1%% && *}
+    cmd=${cmd//-Iinclude/-I$AQ_ROOT/include}
+    cmd=${cmd//build\/lib/$LIBDIR}
+    cmd=${cmd/-o app/-o $2}
+    eval "$cmd"
+}
+build_as_readme "$so_line" app-so || { echo "FAIL: the README's -lauditq line does not build"; exit 1; }
+build_as_readme "$a_line" app-a || { echo "FAIL: the README's libauditq.a line does not build"; exit 1; }
+so=$(LD_LIBRARY_PATH=$LIBDIR ldd ./app-so | awk '$1 == "libauditq.so.0" { print $3 }')
+assert_eq "$LIBDIR/libauditq.so.0" "$so" "libauditq.so.0 as app-so loads it"
+if ldd ./app-a | grep -q libauditq; then
+    echo "FAIL: app-a (libauditq.a) loads a shared libauditq"; exit 1
+fi
+
+# ---- 2. against Redis: queued, exit 0, the row in PostgreSQL ---------------
+worker_start w1 --set threads=1
+# run NAME ARGS...: runs ./NAME with LD_LIBRARY_PATH=$LIBDIR, stdout in
+# NAME.out, stderr in NAME.err, exit status in RC, milliseconds in MS.
+run() {
+    local name=$1 t0
+    shift
+    t0=$(date +%s%N)
+    RC=0
+    LD_LIBRARY_PATH=$LIBDIR timeout 60 "./$name" "$@" >"$name.out" 2>"$name.err" || RC=$?
+    MS=$((($(date +%s%N) - t0) / 1000000))
+}
+# landed WHERE N: true when N rows match WHERE
+landed() { [[ "$(rows "WHERE $1")" == "$2" ]]; }
+row='SELECT action, tenant_id, actor_id, actor_type, entity_type, entity_id, outcome,
+            source_ip, changes::text, priority FROM audit_events WHERE event_id = '
+expect='page.update|acme|user-42|user|page|page-7|success|192.0.2.10|{"title": ["Old", "New"]}|high'
+for app in app-so app-a; do
+    run "$app" "$AUDITQ_REDIS_URL"
+    assert_eq 0 "$RC" "$app exit status (stderr: $(cat "$app.err"))"
+    assert_eq "" "$(cat "$app.err")" "$app stderr"
+    id=$(sed -n 's/^queued \([0-9a-f-]\{36\}\)$/\1/p' "$app.out")
+    [[ -n "$id" && $(wc -l <"$app.out") -eq 1 ]] ||
+        { echo "FAIL: $app stdout is not one 'queued <id>' line: $(cat "$app.out")"; exit 1; }
+    wait_for 20 landed "event_id = '$id'" 1 ||
+        { echo "FAIL: event $id from $app did not land in PostgreSQL"; exit 1; }
+    assert_eq "$expect" "$(psql_q "$row '$id'")" "row of $app's event"
+done
+assert_eq 2 "$(rows)" "rows after the two runs"
+
+# ---- 3. a wrong URL: the library's message, exit 1, fast, no "queued" -----
+bad=$(free_port)
+limit_ms=$(awk -v k="${AQ_TIME_SCALE:-1}" 'BEGIN { if (k < 1) k = 1; print 2000 * k }')
+for app in app-so app-a; do
+    run "$app" "redis://127.0.0.1:$bad"
+    assert_eq 1 "$RC" "$app exit status with a wrong URL"
+    assert_eq "" "$(cat "$app.out")" "$app stdout with a wrong URL"
+    assert_eq "auditq_ping: cannot connect to Redis: cannot connect to Redis at 127.0.0.1:$bad: Connection refused" \
+        "$(cat "$app.err")" "$app stderr with a wrong URL"
+    ((MS <= limit_ms)) || { echo "FAIL: $app took $MS ms to fail (limit $limit_ms)"; exit 1; }
+    echo "$app with a wrong URL: exit 1 after $MS ms"
+done
+# The README shows that very message (for its port 6390).
+grep -qxF 'auditq_ping: cannot connect to Redis: cannot connect to Redis at 127.0.0.1:6390: Connection refused' "$README" ||
+    { echo "FAIL: README does not show the wrong-URL message app.c prints"; exit 1; }
+assert_eq 2 "$(rows)" "rows after the wrong-URL runs"
+
+# ---- 4. auditq(3)'s example ------------------------------------------------
+cc "${strict[@]}" audit-demo.c -L"$LIBDIR" -lauditq -o audit-demo ||
+    { echo "FAIL: auditq(3) example does not build with ${strict[*]}"; exit 1; }
+run audit-demo "$AUDITQ_REDIS_URL"
+assert_eq 0 "$RC" "audit-demo exit status (stderr: $(cat audit-demo.err))"
+assert_eq "" "$(cat audit-demo.err)" "audit-demo stderr"
+uuid='[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}'
+grep -qxE "in Redis: $uuid" audit-demo.out && grep -qxE "buffered: $uuid" audit-demo.out &&
+    grep -qx 'sent_sync=1 sent_async=1 buffered=0' audit-demo.out && [[ $(wc -l <audit-demo.out) -eq 3 ]] ||
+    { echo "FAIL: audit-demo output: $(cat audit-demo.out)"; exit 1; }
+wait_for 20 landed true 4 ||
+    { echo "FAIL: audit-demo's two events did not land: $(rows) rows"; exit 1; }
+assert_eq "page.update|page.update|page.update|user.login" \
+    "$(psql_q "SELECT string_agg(action, '|' ORDER BY action) FROM audit_events")" "actions of the 4 events"
+run audit-demo "redis://127.0.0.1:$bad"
+assert_eq 1 "$RC" "audit-demo exit status with a wrong URL"
+grep -qxF "auditq_ping: cannot connect to Redis: cannot connect to Redis at 127.0.0.1:$bad: Connection refused" audit-demo.err ||
+    { echo "FAIL: audit-demo with a wrong URL does not report the ping: $(cat audit-demo.err)"; exit 1; }
+grep -q '^auditq_send: ' audit-demo.err ||
+    { echo "FAIL: audit-demo with a wrong URL does not report the send: $(cat audit-demo.err)"; exit 1; }
+worker_stop w1
+it_pass "README app.c (.so and .a) and auditq(3) audit-demo.c: built from the docs, events land; a wrong URL fails at once with the library's message"
