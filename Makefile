@@ -37,14 +37,15 @@ ALL_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
 LDFLAGS    += -fsanitize=$(SANITIZE)
 endif
 LIBS_LIB  = $(HIREDIS_LIBS) -lmsgpackc -lpthread
-LIBS_ALL  = $(HIREDIS_LIBS) -lmsgpackc -lpq -lev -lpthread -lm -lz -lcrypto
+LIBS_ALL  = $(HIREDIS_LIBS) -lmsgpackc -lpq -lev -lpthread -lm -lz -lcrypto -lsodium
 
 # What goes into libauditq (producer + the common pieces it needs).
 LIB_COMMON = common/codec.c common/text.c common/uuid7.c common/redisconn.c common/backoff.c common/keys.c \
              $(wildcard common/spool.c)
 LIB_SRC    = $(LIB_COMMON) $(wildcard producer/*.c)
 # Worker/tool-only common pieces.
-APP_COMMON = common/config.c common/log.c common/retention.c
+APP_COMMON = common/config.c common/log.c common/retention.c \
+             common/merkle.c common/entry.c common/checkpoint.c
 WORKER_SRC = $(wildcard worker/*.c)
 CTL_SRC    = tools/auditqctl.c $(sort $(wildcard tools/ctl_*.c)) $(BUILD)/gen/migrations.c
 BENCH_SRC  = tools/auditq-bench.c tools/bench_pg.c tools/gen.c worker/pgw.c $(BUILD)/gen/migrations.c

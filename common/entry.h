@@ -94,7 +94,8 @@ int entry_decode(const void *p, size_t len, entry_view *v, char *err, size_t err
 const char *entry_field_name(unsigned type, unsigned i, char *buf, size_t n);
 
 /* Prints a decoded entry for a person, one "  name: value" line per field
- * (NULL as "NULL", bytes that are not printable UTF-8 escaped as \xNN), or
+ * (text in double quotes, NULL as a bare NULL, bytes that are not
+ * printable UTF-8 escaped as \xNN; at most 300 bytes of a field), or
  * with json != 0 as one JSON object {"type":1,"event_id":"...",...} (NULL
  * as null; invalid UTF-8 replaced by U+FFFD). */
 void entry_print(FILE *out, const entry_view *v, int json);

@@ -9,8 +9,9 @@
  *   MTH(D[n])   for n > 1: k = the largest power of two < n,
  *               node(MTH(D[0:k]), MTH(D[k:n]))
  *
- * Pure computation: no I/O, no allocation except where a function says so,
- * never prints. Every hash is MERKLE_HASH_LEN raw bytes. Indexes and sizes
+ * Pure computation: no I/O, never prints; the only allocation is the one
+ * chunk buffer (MERKLE_CHUNK hashes, 128 KiB) merkle_range_root and the
+ * proof generators hold during a call. Every hash is MERKLE_HASH_LEN raw bytes. Indexes and sizes
  * are uint64_t; a tree has at most 2^64 - 1 leaves.
  *
  * Memory: the frontier is a fixed 2 KiB value; proof generation and
