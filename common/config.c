@@ -125,6 +125,10 @@ static const cf_entry cf_table[] = {
         "First retry delay after a failure, in milliseconds; doubles on each retry"),
     INT("backoff_max_ms", backoff_max_ms, "60000", 1, 86400000, true,
         "Longest retry delay, in milliseconds (must be >= backoff_base_ms)"),
+    INT("pg_release_after_ms", pg_release_after_ms, "5000", 100, 3600000, true,
+        "A writer thread whose PostgreSQL writes keep failing this long gives its batch back to the "
+        "front of its queue, for a healthy worker, and fetches no more until its PostgreSQL answers "
+        "again, in milliseconds"),
     INT("heartbeat_interval_ms", heartbeat_interval_ms, "1000", 100, 60000, false,
         "How often each worker refreshes its heartbeat in Redis, in milliseconds"),
     INT("heartbeat_timeout_ms", heartbeat_timeout_ms, "5000", 500, 600000, false,

@@ -20,6 +20,7 @@ typedef struct aq_config {
     int max_attempts;            /* data-error retries before dead-lettering */
     int backoff_base_ms;
     int backoff_max_ms;
+    int pg_release_after_ms;     /* writes failing this long: give the batch back */
     int heartbeat_interval_ms;
     int heartbeat_timeout_ms;    /* a worker silent this long is dead */
     int recovery_interval_ms;

@@ -117,6 +117,7 @@
 #include "keys.h"
 #include "log.h"
 #include "metrics.h"
+#include "keyhealth.h"
 #include "pgw.h"
 #include "queue.h"
 #include "redisconn.h"
@@ -145,6 +146,10 @@ typedef struct wthread {
     metrics_thread *m;        /* &w->mt[idx]: written here, read by main */
     int64_t pg_check_us;      /* monotonic time of the last idle ping */
     int pg_known;             /* -1 never checked, 0 down (logged), 1 up */
+    pgw_fault pg_fault_logged; /* the cause last logged while down */
+    int parked;               /* gave its batch back: fetches nothing until a probe passes */
+    int64_t parked_us;        /* monotonic: when it parked */
+    int64_t probe_us;         /* monotonic: the last probe while parked */
     /* per-batch scratch, grown as needed */
     aq_job *jobs;
     size_t *jobitem;          /* jobs[i] came from items[jobitem[i]] */
@@ -193,6 +198,7 @@ struct worker {
     int rc_down_logged;
     uint64_t recovered;
     uint64_t reloads_ok, reloads_failed;
+    char pg_role[64];                  /* the role database_url logs in as (start check) */
     metrics_queue_sample sample;       /* last successful Redis sample */
     int sample_have;                   /* sample holds data */
     int sample_ok;                     /* the most recent attempt succeeded */
@@ -203,6 +209,7 @@ struct worker {
     http_server *http;
 
     struct ev_loop *loop;
+    keyhealth kh;                      /* Redis keys of the wrong type (writers report too) */
     ev_signal sig_term, sig_int, sig_hup;
     ev_timer t_heartbeat, t_recover, t_promote, t_maint, t_summary, t_sample, t_stop;
 
@@ -297,21 +304,41 @@ static const char *redis_why(const worker *w, const char *what, const char *err,
     return redis_explain_refusal(&w->rt, "worker", what, NULL, err, buf, n) != REDIS_REFUSED_NONE ? buf : err;
 }
 
-/* Records the PostgreSQL connection state; logs only the transitions. */
-static void note_pg(wthread *t, int up, const char *err)
+/* Records whether this thread's PostgreSQL can take writes (up) and, when
+ * not, why (f, shown by /readyz); logs only the transitions. A cause only
+ * an operator can fix (login refused, privilege missing, ...) is logged
+ * with the fix, also when it follows another cause (a password changed
+ * under a live session: "connection lost", then "login refused"). */
+static void note_pg(wthread *t, int up, pgw_fault f, const char *err)
 {
-    char q[600];
+    char q[1100], why[1000];
+    if (up)
+        f = PGW_FAULT_NONE;
+    else if (f == PGW_FAULT_NONE)
+        f = PGW_FAULT_UNREACHABLE;
     atomic_store_explicit(&t->m->pg_up, up, memory_order_relaxed);
-    if (up && t->pg_known == 0)
+    atomic_store_explicit(&t->m->pg_fault, (int)f, memory_order_relaxed);
+    if (up && t->pg_known == 0) {
         log_info("postgres connection restored", " thread=%d", t->idx);
-    else if (!up && t->pg_known == 1)
-        log_warn("postgres connection lost", " thread=%d error=%s", t->idx, log_q(q, sizeof q, err));
-    else if (!up && t->pg_known == -1)
+    } else if (!up && pgw_fault_is_config(f) && (t->pg_known != 0 || f != t->pg_fault_logged)) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "postgres %s", pgw_fault_name(f));
+        log_warn(msg, " thread=%d error=%s", t->idx,
+                 log_q(q, sizeof q, pgw_explain(f, pgw_role(t->pg), err, why, sizeof why)));
+    } else if (!up && t->pg_known == 1) {
+        log_warn("postgres connection lost", " thread=%d cause=%s error=%s", t->idx, pgw_fault_name(f),
+                 log_q(q, sizeof q, err));
+    } else if (!up && t->pg_known == -1) {
         log_warn("postgres unreachable", " thread=%d error=%s", t->idx, log_q(q, sizeof q, err));
+    }
+    if (!up)
+        t->pg_fault_logged = f;
     t->pg_known = up;
 }
 
-/* Idle thread: checks its PostgreSQL connection at most once per PG_CHECK_MS. */
+/* Idle thread: checks at most once per PG_CHECK_MS that its PostgreSQL can
+ * take writes (pgw_probe: one round trip), so /readyz shows an outage, a
+ * refused login or a revoked privilege without waiting for traffic. */
 static void pg_check(wthread *t)
 {
     char err[512] = "";
@@ -319,7 +346,8 @@ static void pg_check(wthread *t)
     if (t->pg_known != -1 && now - t->pg_check_us < (int64_t)PG_CHECK_MS * 1000)
         return;
     t->pg_check_us = now;
-    note_pg(t, pgw_ping(t->pg, err, sizeof err) == 0, err);
+    int ok = pgw_probe(t->pg, err, sizeof err) == 0;
+    note_pg(t, ok, pgw_last_fault(t->pg), err);
 }
 
 static int grow(wthread *t, size_t n)
@@ -349,15 +377,66 @@ static int grow(wthread *t, size_t n)
     return 0;
 }
 
+/* Gives the batch in hand back to the front of its queue (queue_release)
+ * because this thread's PostgreSQL cannot take it: f and err say why,
+ * failing_ms for how long. 0: the thread holds nothing now (released, or
+ * a peer had recovered it meanwhile); -1: Redis did not take it, the batch
+ * stays in flight. */
+static int release_batch(wthread *t, const queue_batch *b, pgw_fault f, int64_t failing_ms, const char *err)
+{
+    worker *w = t->w;
+    char rerr[512], q[600], why[300], eq[1100], ex[1000];
+    long long n = 0;
+    int fenced = 0;
+
+    if (ensure_redis(t) != 0)
+        return -1;
+    int rc = queue_release(t->rc, &w->keys, w->id, t->idx, b->token, &n, &fenced, rerr, sizeof rerr);
+    note_redis(t);
+    if (rc != 0) {
+        log_warn("could not give the batch back; it stays in flight and its write is retried",
+                 " thread=%d error=%s", t->idx,
+                 log_q(q, sizeof q, redis_why(w, "the release script", rerr, why, sizeof why)));
+        return -1;
+    }
+    atomic_fetch_add(&t->m->released, (uint_fast64_t)n);
+    atomic_store(&t->m->inflight, 0);
+    if (fenced) {
+        log_warn("batch was recovered by another worker meanwhile; nothing to give back",
+                 " thread=%d jobs=%zu", t->idx, b->n);
+        return 0;
+    }
+    log_warn(atomic_load(&w->stopping)
+                 ? "batch released to the front of its queue: PostgreSQL cannot take it and the worker is stopping"
+                 : "batch released to the front of its queue: PostgreSQL cannot take it; a healthy worker takes it next",
+             " thread=%d jobs=%lld priority=%s cause=%s failing_ms=%lld pg_release_after_ms=%d error=%s", t->idx, n,
+             codec_priority_name(b->priority) ? codec_priority_name(b->priority) : "normal",
+             log_q(ex, sizeof ex, pgw_fault_name(f)), (long long)failing_ms, t->cfg.pg_release_after_ms,
+             log_q(eq, sizeof eq, pgw_explain(f, pgw_role(t->pg), err, q, sizeof q)));
+    return 0;
+}
+
+enum { WB_WRITTEN = 0, WB_RELEASED = 1, WB_GAVE_UP = -1 };
+
 /* Writes the decoded jobs until PostgreSQL has taken every row (committed
- * or refused as bad data). Returns -1 if shutdown ran out of time first. */
-static int write_batch(wthread *t, size_t nj, size_t total)
+ * or refused as bad data): WB_WRITTEN. Between failed attempts the thread
+ * backs off (backoff_base_ms doubling to backoff_max_ms), and pgw_hold_next
+ * decides the rest: while the connection is down it probes once a second
+ * and retries at once when its database answers (a long backoff must not
+ * hold a batch after the outage ended); after pg_release_after_ms of
+ * failures, or at once when the worker is stopping, it gives the batch back
+ * to the front of its queue for a healthy worker: WB_RELEASED. WB_GAVE_UP:
+ * shutdown ran out of time and Redis would not take the batch back (it
+ * stays in flight; finish_in_redis or a peer's recovery returns it). */
+static int write_batch(wthread *t, const queue_batch *b, size_t nj)
 {
     worker *w = t->w;
     const aq_config *c = &t->cfg;
-    char err[512], q[600];
+    char err[512], perr[512], q[600];
     unsigned attempt = 0;
+    pgw_hold h;
 
+    memset(&h, 0, sizeof h);
     while (nj > 0) {
         metrics_set_state(t->m, MST_WRITING);
         int64_t t0 = clock_mono_us();
@@ -367,25 +446,64 @@ static int write_batch(wthread *t, size_t nj, size_t total)
         atomic_store_explicit(&t->m->pg_transactions, t->pgst.transactions, memory_order_relaxed);
         atomic_store_explicit(&t->m->pg_bisections, t->pgst.bisections, memory_order_relaxed);
         atomic_store_explicit(&t->m->pg_round_trips, t->pgst.round_trips, memory_order_relaxed);
-        note_pg(t, pgw_connected(t->pg), err);
+        pgw_fault f = rc == PGW_DONE ? PGW_FAULT_NONE : pgw_last_fault(t->pg);
+        /* A server error on a live connection (a deadlock) is not an
+         * outage; a refused login or privilege is, connected or not. */
+        note_pg(t, rc == PGW_DONE || (pgw_connected(t->pg) && !pgw_fault_is_config(f)), f, err);
         if (rc == PGW_DONE) {
             metrics_observe_write(t->m, took);
-            return 0;
+            return WB_WRITTEN;
         }
         atomic_fetch_add_explicit(&t->m->write_errors, 1, memory_order_relaxed);
         attempt++;
-        if (out_of_time(w)) {
-            log_warn("shutdown deadline passed with a batch unwritten; it stays in flight",
-                     " thread=%d jobs=%zu", t->idx, total);
-            return -1;
-        }
+        int64_t now = clock_mono_us();
         int64_t delay = backoff_delay_ms(attempt, c->backoff_base_ms, c->backoff_max_ms, &t->rng);
-        log_warn("postgres write failed; will retry", " thread=%d attempt=%u retry_in_ms=%lld error=%s",
-                 t->idx, attempt, (long long)delay, log_q(q, sizeof q, err));
+        if (attempt == 1)
+            h.failing_since_us = t0;
+        h.retry_at_us = now + delay * 1000;
+        h.probe_us = now; /* the write was as good as a probe */
+        h.release_after_ms = c->pg_release_after_ms;
+        if (!atomic_load(&w->stopping))
+            log_warn("postgres write failed; will retry", " thread=%d attempt=%u retry_in_ms=%lld error=%s",
+                     t->idx, attempt, (long long)delay, log_q(q, sizeof q, err));
         metrics_set_state(t->m, MST_BACKOFF);
-        retry_sleep(w, delay);
+        for (;;) {
+            int64_t wait_us;
+            now = clock_mono_us();
+            h.connected = pgw_connected(t->pg);
+            h.stopping = atomic_load(&w->stopping);
+            pgw_step st = pgw_hold_next(&h, now, &wait_us);
+            if (st == PGW_STEP_RELEASE) {
+                if (release_batch(t, b, f, (now - h.failing_since_us) / 1000, err) == 0)
+                    return WB_RELEASED;
+                /* Redis is away too: keep writing, offer it again in a second. */
+                h.release_at_us = now + (int64_t)PGW_PROBE_MS * 1000;
+            } else if (st == PGW_STEP_RETRY) {
+                break;
+            } else if (st == PGW_STEP_PROBE) {
+                h.probe_us = now;
+                if (pgw_probe(t->pg, perr, sizeof perr) == 0) {
+                    note_pg(t, 1, PGW_FAULT_NONE, "");
+                    log_info("postgres answers again; retrying the batch now", " thread=%d attempt=%u failing_ms=%lld",
+                             t->idx, attempt, (long long)((clock_mono_us() - h.failing_since_us) / 1000));
+                    break;
+                }
+                f = pgw_last_fault(t->pg);
+                snprintf(err, sizeof err, "%s", perr);
+                note_pg(t, 0, f, err);
+            } else if (h.stopping) {
+                retry_sleep(w, (wait_us + 999) / 1000);
+            } else {
+                w_sleep(w, (wait_us + 999) / 1000, 0); /* a stop signal wakes it: release at once */
+            }
+            if (out_of_time(w)) {
+                log_warn("shutdown deadline passed with a batch unwritten; it stays in flight",
+                         " thread=%d jobs=%zu", t->idx, b->n);
+                return WB_GAVE_UP;
+            }
+        }
     }
-    return 0;
+    return WB_WRITTEN;
 }
 
 /* Acknowledges the batch in Redis, retrying until it is done. Returns -1
@@ -402,21 +520,26 @@ static int settle_batch(wthread *t, queue_batch *b, size_t processed, size_t nr,
         int connected = ensure_redis(t) == 0; /* ensure_redis logs its own failure */
         int ok = connected &&
                  queue_settle(t->rc, &w->keys, w->id, t->idx, b->token, processed, t->retries, nr,
-                              t->dead, nd, t->cfg.dead_letter_max, &fenced, err, sizeof err) == 0;
+                              t->dead, nd, t->cfg.dead_letter_max, &fenced, &ws, err, sizeof err) == 0;
         note_redis(t);
+        queue_wrongset ws = {0};
         if (ok) {
             if (fenced && attempt == 0)
                 log_warn("batch was recovered by another worker meanwhile; its copy will be re-written "
                          "idempotently", " thread=%d jobs=%zu", t->idx, b->n);
             else if (fenced)
                 log_warn("batch no longer ours after a failed settle: that settle went through and only "
+        /* Keys of the wrong type are logged by keyhealth, rate-limited: a
+         * settle refused for one retries every 2 s until it is fixed. */
+        for (size_t i = 0; i < ws.n; i++)
+            keyhealth_report(&w->kh, ws.k[i].key, ws.k[i].type, ws.k[i].expected, "settle");
                          "its answer was lost, or another worker recovered the batch (and re-writes it "
                          "idempotently)", " thread=%d jobs=%zu", t->idx, b->n);
             return 0;
         }
         /* Logged also when the command timed out (the connection is then
          * marked failed): a stalled Redis must show per thread. */
-        if (connected) {
+        if (connected && ws.n == 0) {
             char why[300];
             log_warn("settle failed; will retry", " thread=%d error=%s", t->idx,
                      log_q(q, sizeof q, redis_why(w, "the settle script", err, why, sizeof why)));
@@ -462,8 +585,15 @@ static void process_batch(wthread *t, queue_batch *b)
         nd++;
     }
 
-    if (write_batch(t, nj, b->n) != 0) {
+    int wr = write_batch(t, b, nj);
+    if (wr == WB_GAVE_UP) {
         t->abandoned = 1;
+        return;
+    }
+    if (wr == WB_RELEASED) {
+        /* Holds nothing now; fetches again once a probe passes. */
+        t->parked = !atomic_load(&w->stopping);
+        t->parked_us = t->probe_us = clock_mono_us();
         return;
     }
 
@@ -527,6 +657,34 @@ static void process_batch(wthread *t, queue_batch *b)
               nj - bad, nr, nd, (long long)((clock_mono_us() - t0) / 1000));
 }
 
+/* A parked thread (it gave its batch back): one probe per PGW_PROBE_MS
+ * until its PostgreSQL can take writes again. Returns 1 while still parked
+ * (after sleeping until the next probe is due, or a stop signal), 0 when
+ * it may fetch again. */
+static int parked_wait(wthread *t)
+{
+    worker *w = t->w;
+    char err[512];
+    int64_t now = clock_mono_us();
+    int64_t due = t->probe_us + (int64_t)PGW_PROBE_MS * 1000;
+
+    metrics_set_state(t->m, MST_PARKED);
+    if (now < due) {
+        w_sleep(w, (due - now + 999) / 1000, 0);
+        return 1;
+    }
+    t->probe_us = now;
+    if (pgw_probe(t->pg, err, sizeof err) != 0) {
+        note_pg(t, 0, pgw_last_fault(t->pg), err);
+        return 1;
+    }
+    note_pg(t, 1, PGW_FAULT_NONE, "");
+    log_info("postgres can take writes again; fetching resumes", " thread=%d parked_ms=%lld", t->idx,
+             (long long)((clock_mono_us() - t->parked_us) / 1000));
+    t->parked = 0;
+    return 0;
+}
+
 static void *thread_main(void *arg)
 {
     wthread *t = arg;
@@ -538,6 +696,8 @@ static void *thread_main(void *arg)
     while (!atomic_load(&w->stopping)) {
         thread_refresh_cfg(t);
         const aq_config *c = &t->cfg;
+        if (t->parked && parked_wait(t))
+            continue;
         if (ensure_redis(t) != 0) {
             metrics_set_state(t->m, MST_BACKOFF);
             w_sleep(w, backoff_delay_ms(++rfail, 100, 5000, &t->rng), 0);
@@ -602,6 +762,8 @@ static redisContext *main_redis(worker *w)
     if (w->rc)
         return w->rc;
     int64_t now = clock_mono_us();
+        for (size_t i = 0; frc == 0 && i < b.wrong.n; i++)
+            keyhealth_report(&w->kh, b.wrong.k[i].key, b.wrong.k[i].type, b.wrong.k[i].expected, "fetch");
     if (now < w->rc_retry_us)
         return NULL;
     w->rc = redis_connect(&w->rt, w->cfg.redis_connect_timeout_ms, w->cfg.redis_timeout_ms, err,
@@ -727,7 +889,8 @@ static void on_sample(struct ev_loop *loop, ev_timer *tm, int revents)
         snprintf(w->sample_err, sizeof w->sample_err, "no connection to Redis");
         return;
     }
-    if (sample_queues(c, &w->keys, &w->cfg, &s, w->sample_err, sizeof w->sample_err) != 0) {
+    if (sample_queues(c, &w->keys, &w->cfg, w->id, w->nthreads, &s, w->sample_err,
+                      sizeof w->sample_err) != 0) {
         char q[600], why[300];
         if (w->sample_ok)
             log_warn("reading queue numbers from redis failed", " error=%s",
@@ -787,6 +950,9 @@ static void on_maint(struct ev_loop *loop, ev_timer *tm, int revents)
     PQclear(r);
     PQfinish(pg);
 }
+    for (size_t i = 0; i < s.nwrong; i++)
+        keyhealth_report(&w->kh, s.wrong[i].key, s.wrong[i].type, s.wrong[i].expected, "sample");
+    keyhealth_sweep(&w->kh);
 
 /* ---- retention on a timer ------------------------------------------------- */
 
@@ -870,7 +1036,7 @@ static void on_summary(struct ev_loop *loop, ev_timer *tm, int revents)
     (void)revents;
     worker *w = tm->data;
     metrics_totals t;
-    char lag[200];
+    char lag[200], rel[40] = "";
     metrics_sum(w->mt, w->nthreads, &t);
     int64_t now = clock_mono_us();
     double secs = (double)(now - w->last_summary_us) / 1e6;
@@ -890,10 +1056,13 @@ static void on_summary(struct ev_loop *loop, ev_timer *tm, int revents)
     /* Logged at every interval, idle or not: an operator tailing the log
      * reads "written_per_s=0 queued=0" as "idle and caught up", whereas a
      * missing line could as well mean a hung loop. */
+    /* Jobs given back unwritten (pg_release_after_ms): only once there are. */
+    if (t.released > 0)
+        snprintf(rel, sizeof rel, " released=%llu", (unsigned long long)t.released);
     log_info("summary", " written_per_s=%.0f processed=%llu failed=%llu dead_lettered=%llu "
-             "inflight=%llu%s", secs > 0 ? (double)delta / secs : 0.0,
+             "inflight=%llu%s%s", secs > 0 ? (double)delta / secs : 0.0,
              (unsigned long long)t.processed, (unsigned long long)t.failed,
-             (unsigned long long)t.dead_lettered, (unsigned long long)t.inflight, lag);
+             (unsigned long long)t.dead_lettered, (unsigned long long)t.inflight, lag, rel);
     w->last_processed = t.processed;
     w->last_summary_us = now;
 }
@@ -902,7 +1071,13 @@ static void on_summary(struct ev_loop *loop, ev_timer *tm, int revents)
 
 /* Readiness: not stopping, Redis sampled successfully within
  * READY_SAMPLE_MAX_MS, and at least one writer thread with a live
- * PostgreSQL connection. Returns 1, or 0 with what is down in why. */
+ * PostgreSQL connection. Returns 1, or 0 with what is down in why.
+ * A Redis key of the wrong type does not make the worker unready: it still
+ * serves everything that does not use the key (the other queues), and a
+ * 503 would only have orchestrators hold back or restart every worker at
+ * once, which cannot fix a key. /readyz answers 200 "ready, degraded:
+ * <the key, its type and the fix>" instead, and auditq_redis_key_wrong_type
+ * is the metric to alert on. */
 static int is_ready(worker *w, char *why, size_t cap)
 {
     size_t n = 0;
@@ -921,9 +1096,29 @@ static int is_ready(worker *w, char *why, size_t cap)
                                   w->sample_err[0] ? w->sample_err : "not read yet");
     }
     metrics_sum(w->mt, w->nthreads, &t);
-    if (n < cap && t.pg_up_threads == 0)
-        n += (size_t)snprintf(why + n, cap - n,
-                              "postgresql unreachable (0 of %d writer threads connected); ", w->nthreads);
+    if (n < cap && t.pg_up_threads == 0) {
+        /* Name the cause: the one an operator must act on first. */
+        static const int rank[PGW_FAULT_COUNT] = {
+            [PGW_FAULT_UNREACHABLE] = 1, [PGW_FAULT_SERVER] = 2, [PGW_FAULT_STALLED] = 3,
+            [PGW_FAULT_TABLE] = 4, [PGW_FAULT_PRIVILEGE] = 5, [PGW_FAULT_DATABASE] = 6,
+            [PGW_FAULT_LOGIN] = 7,
+        };
+        pgw_fault f = PGW_FAULT_UNREACHABLE;
+        for (int i = 0; i < w->nthreads; i++) {
+            int tf = atomic_load_explicit(&w->mt[i].pg_fault, memory_order_relaxed);
+            if (tf > 0 && tf < PGW_FAULT_COUNT && rank[tf] > rank[f])
+                f = (pgw_fault)tf;
+        }
+        if (f == PGW_FAULT_UNREACHABLE) {
+            n += (size_t)snprintf(why + n, cap - n,
+                                  "postgresql unreachable (0 of %d writer threads connected); ", w->nthreads);
+        } else {
+            char fix[300];
+            pgw_fault_fix(f, w->pg_role, fix, sizeof fix);
+            n += (size_t)snprintf(why + n, cap - n, "postgresql %s (0 of %d writer threads can write)%s%s; ",
+                                  pgw_fault_name(f), w->nthreads, fix[0] ? ": " : "", fix);
+        }
+    }
     if (n >= cap)
         n = cap - 1;
     if (n >= 2 && why[n - 2] == ';')
@@ -934,7 +1129,8 @@ static int is_ready(worker *w, char *why, size_t cap)
 static void on_http(void *ctx, const http_request *req, http_response *resp)
 {
     worker *w = ctx;
-    char why[700], text[800];
+    char why[700], text[800], deg[2400], ready[3300];
+    metrics_wrongkey wrong[METRICS_WRONG_MAX];
     int n;
 
     if (strcmp(req->path, "/metrics") == 0) {
@@ -944,7 +1140,7 @@ static void on_http(void *ctx, const http_request *req, http_response *resp)
             .nthreads = w->nthreads, .recovered = w->recovered, .reloads_ok = w->reloads_ok,
             .reloads_failed = w->reloads_failed, .ready = is_ready(w, why, sizeof why),
             .sample = w->sample_have ? &w->sample : NULL, .sample_ok = w->sample_ok,
-            .sample_us = w->sample_us,
+            .sample_us = w->sample_us, .wrong = wrong, .nwrong = nwrong,
         };
         if (metrics_render(&v, &resp->body) != 0) {
             resp->status = 500;
@@ -963,12 +1159,13 @@ static void on_http(void *ctx, const http_request *req, http_response *resp)
     if (strcmp(req->path, "/readyz") == 0) {
         if (is_ready(w, why, sizeof why)) {
             resp->status = 200;
-            n = snprintf(text, sizeof text, "ready\n");
+            n = snprintf(ready, sizeof ready, "ready%s%s\n", degraded ? ", degraded: " : "", degraded ? deg : "");
         } else {
             resp->status = 503;
-            n = snprintf(text, sizeof text, "not ready: %s\n", why);
+            n = snprintf(ready, sizeof ready, "not ready: %s%s%s\n", why, degraded ? "; degraded: " : "",
+                         degraded ? deg : "");
         }
-        (void)aq_buf_append(&resp->body, text, n > 0 && (size_t)n < sizeof text ? (size_t)n : 0);
+        (void)aq_buf_append(&resp->body, ready, n > 0 && (size_t)n < sizeof ready ? (size_t)n : 0);
         return;
     }
     resp->status = 404;
@@ -990,6 +1187,7 @@ static int build_config(aq_config *c, const char *path, char *const *sets, int n
     if (config_load_env(c, err, errlen) != 0)
         return -1;
     for (int i = 0; i < nsets; i++) {
+        size_t nwrong = keyhealth_snapshot(&w->kh, wrong, METRICS_WRONG_MAX);
         char key[128];
         const char *eq = strchr(sets[i], '=');
         /* The shape was checked when the flag was read. */
@@ -1013,6 +1211,9 @@ static void collect_change(void *ctx, const config_change *ch)
         r->ch[r->n++] = *ch;
     if (ch->applied)
         r->applied++;
+        /* A key of the wrong type degrades, it does not make us unready:
+         * see is_ready. */
+        int degraded = keyhealth_describe(&w->kh, deg, sizeof deg) > 0;
     else
         r->restart++;
 }
@@ -1267,6 +1468,37 @@ static void start_timers(worker *w)
     apply_summary_interval(w);
 }
 
+/* Connects thread 0's writer once before anything starts. A refusal no
+ * retry can fix -- a refused login, a missing database, a missing privilege
+ * (INSERT on audit_events, TEMPORARY on the database), no audit_events
+ * table -- is a configuration error: log it with the fix and return -1
+ * (exit status 1), as a refused Redis login is. A PostgreSQL that is down,
+ * stalled or busy is not: the writer threads wait for it, as always. The
+ * connection, if made, is thread 0's. */
+static int check_pg_at_start(worker *w)
+{
+    char err[512], why[900], q[1000], msg[80];
+    pgw *pg = pgw_new(&w->boot_cfg);
+
+    if (!pg) {
+        log_error("out of memory", NULL);
+        return -1;
+    }
+    w->th[0].pg = pg;
+    if (pgw_connect(pg, err, sizeof err) == 0) {
+        snprintf(w->pg_role, sizeof w->pg_role, "%s", pgw_role(pg));
+        return 0;
+    }
+    snprintf(w->pg_role, sizeof w->pg_role, "%s", pgw_role(pg));
+    pgw_fault f = pgw_last_fault(pg);
+    if (pgw_fault_is_config(f)) {
+        snprintf(msg, sizeof msg, "cannot start: PostgreSQL %s", pgw_fault_name(f));
+        log_error(msg, " error=%s", log_q(q, sizeof q, pgw_explain(f, w->pg_role, err, why, sizeof why)));
+        return -1;
+    }
+    return 0; /* thread 0 logs "postgres unreachable" at its first attempt */
+}
+
 /* Leaves Redis tidy on the way out: releases abandoned batches at once, or
  * deregisters. */
 static void finish_in_redis(worker *w, int abandoned)
@@ -1365,6 +1597,10 @@ int main(int argc, char **argv)
         log_error("out of memory", NULL);
         return 1;
     }
+    /* PostgreSQL refusing us (login, database, privilege, table) is fatal
+     * before anything registers, as a refused Redis login is. */
+    if (check_pg_at_start(w) != 0)
+        return 1;
     /* Register before the threads take work, so our in-flight lists are
      * never unowned. */
     if (register_at_start(w) != 0)
@@ -1378,7 +1614,8 @@ int main(int argc, char **argv)
         t->m = &w->mt[i];
         t->pg_known = -1;
         t->rng = ((uint64_t)w->pid << 32) ^ (uint64_t)clock_mono_us() ^ ((uint64_t)i * 0x9E3779B97F4A7C15ULL);
-        t->pg = pgw_new(&w->boot_cfg);
+        if (!t->pg)
+            t->pg = pgw_new(&w->boot_cfg);
         if (!t->pg || pthread_create(&t->tid, NULL, thread_main, t) != 0) {
             log_error("cannot start writer thread", " thread=%d", i);
             return 1;
@@ -1410,6 +1647,7 @@ int main(int argc, char **argv)
             log_warn("a retention run is still going; it is abandoned and its current step rolled back "
                      "(the next run redoes it)", NULL);
         } else {
+    keyhealth_init(&w->kh, &w->keys);
             pthread_join(w->ret_tid, NULL);
         }
     }

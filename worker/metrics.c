@@ -25,7 +25,7 @@ const double metrics_write_bounds[METRICS_WRITE_BUCKETS] = {
 };
 
 static const char *const state_names[MST_COUNT] = {
-    "starting", "idle", "fetching", "writing", "settling", "backoff", "stopped",
+    "starting", "idle", "fetching", "writing", "settling", "backoff", "stopped", "parked",
 };
 
 static const char *const prio_names[AQ_PRIORITIES] = { "critical", "high", "normal", "low" };
@@ -78,6 +78,7 @@ void metrics_sum(const metrics_thread *th, int n, metrics_totals *out)
         out->pg_transactions += atomic_load_explicit(&m->pg_transactions, RLX);
         out->pg_bisections += atomic_load_explicit(&m->pg_bisections, RLX);
         out->pg_round_trips += atomic_load_explicit(&m->pg_round_trips, RLX);
+        out->released += atomic_load_explicit(&m->released, RLX);
         out->inflight += atomic_load_explicit(&m->inflight, RLX);
         out->pg_up_threads += atomic_load_explicit(&m->pg_up, RLX) != 0;
         out->redis_up_threads += atomic_load_explicit(&m->redis_up, RLX) != 0;
@@ -245,6 +246,10 @@ static void render_process(out *o, const metrics_view *v, const metrics_totals *
              "Requests this process sent PostgreSQL for batch writes and waited on: 3 per clean "
              "batch with write_method=copy, plus one per probe (at most ceil(log2 n)+1 per bad row).",
              t->pg_round_trips);
+    counter1(o, "auditq_released_total",
+             "Jobs this process's writer threads gave back to the front of their queue unwritten, "
+             "because their PostgreSQL could not take writes for pg_release_after_ms (or at "
+             "shutdown): a healthy worker writes them.", t->released);
     family(o, "auditq_config_reloads_total", "counter",
            "SIGHUP config reloads, by outcome (error: the old configuration was kept).");
     put(o, "auditq_config_reloads_total{result=\"ok\"} %" PRIu64 "\n", v->reloads_ok);

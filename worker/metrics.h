@@ -34,6 +34,8 @@ typedef enum metrics_state {
     MST_SETTLING,     /* acknowledging a batch in Redis */
     MST_BACKOFF,      /* waiting to retry after a Redis or PostgreSQL failure */
     MST_STOPPED,      /* thread has exited */
+    MST_PARKED,       /* gave its batch back (its PostgreSQL cannot take writes):
+                         holds nothing, fetches nothing, probes once a second */
     MST_COUNT
 } metrics_state;
 
@@ -60,11 +62,13 @@ typedef struct metrics_thread {
     atomic_uint_fast64_t pg_transactions; /* transactions tried (pgw_stats.transactions) */
     atomic_uint_fast64_t pg_bisections;   /* probes and splits while isolating bad rows */
     atomic_uint_fast64_t pg_round_trips;  /* write round trips (pgw_stats.round_trips) */
+    atomic_uint_fast64_t released;      /* jobs given back to their queue unwritten */
     /* gauges */
     atomic_uint_fast64_t inflight;      /* jobs of the batch in hand */
     atomic_int state;                   /* metrics_state */
     atomic_int pg_up;                   /* 1: PostgreSQL connection live */
     atomic_int redis_up;                /* 1: Redis connection live */
+    atomic_int pg_fault;                /* pgw_fault of the last failure; 0 while pg_up */
     atomic_int_fast64_t last_batch_us;  /* wall clock of the last settle; 0 = none */
     /* histograms: per-bucket counts, [BUCKETS] is the +Inf overflow */
     atomic_uint_fast64_t batch_bucket[METRICS_BATCH_BUCKETS + 1];
@@ -81,7 +85,7 @@ void metrics_observe_write(metrics_thread *m, int64_t us);
 /* The process totals over all threads (main thread: summary, heartbeat). */
 typedef struct metrics_totals {
     uint64_t processed, failed, retried, dead_lettered, batches, write_errors, inflight;
-    uint64_t pg_transactions, pg_bisections, pg_round_trips;
+    uint64_t pg_transactions, pg_bisections, pg_round_trips, released;
     int pg_up_threads, redis_up_threads;
 } metrics_totals;
 void metrics_sum(const metrics_thread *th, int n, metrics_totals *out);

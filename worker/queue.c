@@ -581,3 +581,55 @@ int queue_deregister(redisContext *c, const aq_keys *k, const char *wid, char *e
     freeReplyObject(r);
     return 0;
 }
+
+/* KEYS: inflight, worker hash, q0..q3  ARGV: thread, token
+ * A writer thread whose PostgreSQL cannot take its batch gives it back:
+ * the in-flight jobs go to the FRONT of their queue (the end the fetch
+ * takes from), in the order they were fetched, so the next fetch -- by any
+ * worker -- takes exactly these jobs first, as if they had never left.
+ * Fenced like settle: if the worker hash no longer holds this batch's token
+ * (peers presumed us dead and recovered it), nothing moves and -1 is
+ * returned. Not counted as a recovery: the jobs did nothing wrong. The
+ * RPUSH comes before any delete, so a queue key of the wrong type fails
+ * the script before it changed anything (the batch stays in flight). */
+static script s_release = {"release",
+    "local ik, wk = KEYS[1], KEYS[2]\n"
+    "local field = 'src:' .. ARGV[1]\n"
+    "if redis.call('HGET', wk, field) ~= ARGV[2] then return -1 end\n"
+    "local prio = tonumber(string.sub(ARGV[2], 1, 1)) or 2\n"
+    "if prio < 0 or prio > 3 then prio = 2 end\n"
+    "local items = redis.call('LRANGE', ik, 0, -1)\n"
+    "for s = 1, #items, 1000 do\n"
+    "  redis.call('RPUSH', KEYS[3 + prio], unpack(items, s, math.min(s + 999, #items)))\n"
+    "end\n"
+    "redis.call('DEL', ik)\n"
+    "redis.call('HDEL', wk, field)\n"
+    "return #items\n",
+    ""};
+
+int queue_release(redisContext *c, const aq_keys *k, const char *wid, int thread, const char *token,
+                  long long *released, int *fenced, char *err, size_t errlen)
+{
+    char ik[AQ_KEY_MAX + 64], wk[AQ_KEY_MAX + 64], sth[16];
+
+    *released = 0;
+    *fenced = 0;
+    inflight_key(ik, sizeof ik, k, wid, thread);
+    worker_key(wk, sizeof wk, k, wid);
+    snprintf(sth, sizeof sth, "%d", thread);
+    const char *vals[8] = {ik, wk, k->queue[0], k->queue[1], k->queue[2], k->queue[3], sth, token};
+    redisReply *r = run_strings(c, &s_release, 6, vals, 8, err, errlen);
+    if (!r)
+        return -1;
+    if (r->type != REDIS_REPLY_INTEGER) {
+        snprintf(err, errlen, "release: unexpected reply type %d", r->type);
+        freeReplyObject(r);
+        return -1;
+    }
+    if (r->integer < 0)
+        *fenced = 1;
+    else
+        *released = r->integer;
+    freeReplyObject(r);
+    return 0;
+}

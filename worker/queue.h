@@ -92,4 +92,12 @@ int queue_promote(redisContext *c, const aq_keys *k, long long *moved, char *err
 
 /* Removes this worker from the registry (clean exit, nothing in flight). */
 int queue_deregister(redisContext *c, const aq_keys *k, const char *wid, char *err, size_t errlen);
+
+/* Gives a batch this thread cannot write back to the front of the queue it
+ * came from (the end the fetch takes from, fetch order kept), deleting the
+ * in-flight list, in one script; the jobs are not counted as recovered.
+ * Fenced like queue_settle: if the worker hash no longer holds token,
+ * nothing moves and *fenced = 1. *released: jobs moved. */
+int queue_release(redisContext *c, const aq_keys *k, const char *wid, int thread, const char *token,
+                  long long *released, int *fenced, char *err, size_t errlen);
 #endif

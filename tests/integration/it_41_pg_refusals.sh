@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# A worker PostgreSQL refuses is stopped at start, not left holding work.
+#
+# Each case starts auditq-worker (beside a live Redis with 50 queued jobs)
+# against a PostgreSQL that will never take its writes, and expects exit
+# status 1 within seconds, one exact log line naming the cause and the
+# fix, nothing registered in Redis and every job still queued:
+#   wrong password       (28P01)   "cannot start: PostgreSQL login refused"
+#   role with no INSERT on audit_events  "... privilege missing"
+#   role with no TEMPORARY on the database (42501 at CREATE TEMP TABLE)
+#   no such database     (3D000)   "... database missing"
+#   not migrated         (42P01)   "... table missing"
+# And the opposite: a PostgreSQL that is merely down at start is transient
+# -- the worker runs, says "postgres unreachable", and writes the jobs once
+# the server is up.
+set -euo pipefail
+source "$(dirname "$0")/lib_it.sh"
+it_setup
+T=$AQ_TMP
+R() { redis-cli -p "$REDIS_PORT" "$@"; }
+queued() { local n=0 p; for p in critical high normal low; do n=$((n + $(R LLEN "{auditq}:queue:$p"))); done; echo $n; }
+
+# The writer role logs in with a password (SCRAM); everyone else: trust.
+{ printf 'host all aq_writer,aq_noins,aq_notemp 127.0.0.1/32 scram-sha-256\n'
+  cat "$AQ_PGDATA/pg_hba.conf"; } >"$T/hba" && cat "$T/hba" >"$AQ_PGDATA/pg_hba.conf"
+psql_q "SELECT pg_reload_conf()" >/dev/null
+psql_q "CREATE ROLE aq_writer LOGIN PASSWORD 'wpw'; CREATE ROLE aq_noins LOGIN PASSWORD 'npw';
+        CREATE ROLE aq_notemp LOGIN PASSWORD 'tpw'" >/dev/null
+psql_q "CREATE DATABASE empty" >/dev/null
+"$BIN/auditqctl" grants --writer aq_writer >/dev/null
+"$BIN/auditqctl" grants --writer aq_notemp >/dev/null
+psql_q "REVOKE TEMPORARY ON DATABASE auditq FROM PUBLIC; REVOKE TEMPORARY ON DATABASE auditq FROM aq_notemp;
+        GRANT TEMPORARY ON DATABASE auditq TO aq_writer, aq_noins" >/dev/null
+"$BIN/auditq-bench" enqueue --events 50 --no-ref --quiet --seed 41 >/dev/null
+assert_eq 50 "$(queued)" "jobs queued before the refused workers"
+
+url() { printf 'postgresql://%s@127.0.0.1:%s/%s' "$1" "$PG_PORT" "${2:-auditq}"; }
+FIX_LOGIN="fix the user or password in database_url, or the role or pg_hba.conf on the server (docs/SECURITY.md)"
+grants_fix() { printf "as the owner of audit_events run 'auditqctl grants --writer %s' (INSERT on audit_events, TEMPORARY on the database; docs/SECURITY.md)" "$1"; }
+PGFAIL="connection to server at \\\"127.0.0.1\\\", port $PG_PORT failed: FATAL:"
+
+# refused NAME URL WANT: the worker exits 1 within 15 s and logs exactly WANT.
+refused() {
+    local name=$1 rc=0 t0 ms
+    t0=$(date +%s%3N)
+    timeout 15 "$BIN/auditq-worker" --set threads=2 --set "database_url=$2" 2>"$T/$name.log" || rc=$?
+    ms=$(($(date +%s%3N) - t0))
+    assert_eq "1|$3" "$rc|$(sed -E 's/^ts=[^ ]+ //' "$T/$name.log")" "$name: exit status and log"
+    assert_eq 0 "$(R ZCARD '{auditq}:workers')" "$name: workers registered in Redis"
+    assert_eq 50 "$(queued)" "$name: jobs still queued"
+    echo "$name: exit 1 after $ms ms"
+}
+
+refused wrong_password "$(url aq_writer:wrong)" \
+    "level=error msg=\"cannot start: PostgreSQL login refused\" error=\"connect: $PGFAIL password authentication failed for user \\\"aq_writer\\\"; $FIX_LOGIN\""
+refused unknown_role "$(url nosuchrole)" \
+    "level=error msg=\"cannot start: PostgreSQL login refused\" error=\"connect: $PGFAIL role \\\"nosuchrole\\\" does not exist; $FIX_LOGIN\""
+refused no_insert "$(url aq_noins:npw)" \
+    "level=error msg=\"cannot start: PostgreSQL privilege missing\" error=\"connect check: 42501 role \\\"aq_noins\\\" has no INSERT privilege on audit_events; $(grants_fix aq_noins)\""
+refused no_temporary "$(url aq_notemp:tpw)" \
+    "level=error msg=\"cannot start: PostgreSQL privilege missing\" error=\"create auditq_stage: 42501 permission denied to create temporary tables in database \\\"auditq\\\"; $(grants_fix aq_notemp)\""
+refused no_database "$(url postgres nosuch)" \
+    "level=error msg=\"cannot start: PostgreSQL database missing\" error=\"connect: $PGFAIL database \\\"nosuch\\\" does not exist; fix the database name in database_url, or create the database and run 'auditqctl migrate'\""
+refused not_migrated "$(url postgres empty)" \
+    "level=error msg=\"cannot start: PostgreSQL table missing\" error=\"prepare insert: 42P01 relation \\\"audit_events\\\" does not exist; run 'auditqctl migrate' against this database_url\""
+it_pass "PostgreSQL refusing the worker at start (password, role, INSERT, TEMPORARY, database, table): exit 1 with the cause and the fix, nothing registered, every job still queued"
+
+# The right password: the same role writes the 50 jobs.
+worker_start good --set threads=2 --set "database_url=$(url aq_writer:wpw)"
+wait_for 20 drained
+assert_eq 50 "$(rows)" "rows written by aq_writer with its password"
+worker_stop good
+
+# Down at start is not a refusal: the worker waits for it.
+"$BIN/auditq-bench" enqueue --events 30 --no-ref --quiet --seed 42 >/dev/null
+pg_stop
+worker_start down --set threads=1 --set backoff_max_ms=500
+wait_for 20 grep -q 'msg="postgres unreachable" thread=0' "$T/down.log"
+kill -0 "${WORKER_PID[down]}" || { echo "FAIL: the worker exited while PostgreSQL was merely down"; cat "$T/down.log"; exit 1; }
+assert_eq 0 "$(grep -c 'level=error' "$T/down.log" || true)" "error lines while PostgreSQL is down"
+pg_start_again
+wait_for 30 drained
+assert_eq 80 "$(rows)" "rows after PostgreSQL came up"
+worker_stop down
+it_pass "PostgreSQL down at start: the worker runs, logs 'postgres unreachable', writes the 30 jobs once it is up"
