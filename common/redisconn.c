@@ -252,6 +252,27 @@ int redis_url_parse(const char *url, aq_redis_target *t, char *err, size_t errle
     return 0;
 }
 
+/* ---- keys of the wrong type ------------------------------------------------ */
+
+int redis_is_wrongtype(const char *reply)
+{
+    return reply && strstr(reply, "WRONGTYPE") != NULL;
+}
+
+void redis_explain_wrongtype(const char *key, const char *actual, const char *expected,
+                             const char *effect, char *out, size_t outlen)
+{
+    const char *tail = effect && effect[0] ? effect : "nothing else is read from it";
+    /* GET shows a string; any type can be looked at with DUMP or the
+     * type's own read command. RENAME keeps the value for inspection. */
+    if (actual && actual[0])
+        snprintf(out, outlen, "redis key %s is a %s, expected a %s: inspect it with TYPE/GET, then "
+                 "RENAME it away or DEL it; %s", key, actual, expected, tail);
+    else
+        snprintf(out, outlen, "redis key %s is not a %s (WRONGTYPE): inspect it with TYPE/GET, then "
+                 "RENAME it away or DEL it; %s", key, expected, tail);
+}
+
 /* ---- refusals -------------------------------------------------------------- */
 
 int redis_refusal_kind(const char *reply)

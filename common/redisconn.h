@@ -69,4 +69,17 @@ int redis_refusal_kind(const char *reply);
  * docs/SECURITY.md to grant; key may be NULL. */
 int redis_explain_refusal(const aq_redis_target *t, const char *role, const char *what,
                           const char *key, const char *reply, char *out, size_t outlen);
+
+/* 1 when reply (an error reply's text) is Redis' WRONGTYPE: a command met a
+ * key holding another type than it works on. */
+int redis_is_wrongtype(const char *reply);
+
+/* A key of the wrong type (a hand-typed SET, a stray tool): writes into out
+ * the one message every auditq program uses for it, naming the key, what it
+ * holds (actual: what TYPE says; NULL when unknown, e.g. from a WRONGTYPE
+ * reply), what auditq expects ("list", "hash", "zset"), the fix, and
+ * effect: what auditq does meanwhile (e.g. "nothing is fetched from it
+ * meanwhile; the other queues are served"). */
+void redis_explain_wrongtype(const char *key, const char *actual, const char *expected,
+                             const char *effect, char *out, size_t outlen);
 #endif

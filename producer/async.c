@@ -170,11 +170,15 @@ static int send_groups(auditq *q, group *g)
         if (r->type == REDIS_REPLY_INTEGER) {
             g[sent[i]].done = 1;
         } else {
-            char why[256];
-            failed = 1; /* e.g. OOM, NOPERM: keep the group, retry later */
-            if (r->type != REDIS_REPLY_ERROR ||
-                redis_explain_refusal(&q->target, "producer", "LPUSH", g[sent[i]].argv[1], r->str, why,
-                                      sizeof why) == REDIS_REFUSED_NONE)
+            char why[400], wt[360];
+            failed = 1; /* e.g. OOM, NOPERM, WRONGTYPE: keep the group, retry later */
+            if (r->type == REDIS_REPLY_ERROR && redis_is_wrongtype(r->str)) {
+                redis_explain_wrongtype(g[sent[i]].argv[1], NULL, "list", PRODUCER_WRONGTYPE_EFFECT, wt,
+                                        sizeof wt);
+                snprintf(why, sizeof why, "Redis refused LPUSH: %s", wt);
+            } else if (r->type != REDIS_REPLY_ERROR ||
+                       redis_explain_refusal(&q->target, "producer", "LPUSH", g[sent[i]].argv[1], r->str,
+                                             why, sizeof why) == REDIS_REFUSED_NONE)
                 snprintf(why, sizeof why, "Redis refused LPUSH: %s",
                          r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
             note_async_err(q, why);

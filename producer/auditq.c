@@ -551,12 +551,17 @@ static auditq_rc sync_command(auditq *q, int argc, const char **argv, const size
     }
     slot_put(q, idx, 0);
     if (r->type == REDIS_REPLY_ERROR) {
-        char why[256];
+        char why[400];
         /* An ACL refusal names the user, the command and the fix. */
         if (redis_explain_refusal(&q->target, "producer", argv[0], argc > 1 ? argv[1] : NULL, r->str,
                                   why, sizeof why) != REDIS_REFUSED_NONE) {
             producer_set_error("%s", why);
             rc = AUDITQ_ERR_AUTH;
+        } else if (argc > 1 && redis_is_wrongtype(r->str)) {
+            /* A queue key someone overwrote (SET, a stray tool): name it. */
+            redis_explain_wrongtype(argv[1], NULL, "list", PRODUCER_WRONGTYPE_EFFECT, why, sizeof why);
+            producer_set_error("Redis refused %s: %s", argv[0], why);
+            rc = AUDITQ_ERR_REDIS;
         } else {
             producer_set_error("Redis refused %s: %.*s", argv[0], (int)r->len, r->str);
             rc = AUDITQ_ERR_REDIS;

@@ -13,6 +13,10 @@
 
 #define PRODUCER_MAX_CONNS 64
 
+/* What a producer says about a queue key of the wrong type (its LPUSH gets
+ * WRONGTYPE): redis_explain_wrongtype's effect clause. */
+#define PRODUCER_WRONGTYPE_EFFECT "events of this priority are refused until then"
+
 enum { FULL_BLOCK = 0, FULL_ERROR = 1 };
 enum { SPOOL_FSYNC_ALWAYS = 0, SPOOL_FSYNC_INTERVAL = 1, SPOOL_FSYNC_NEVER = 2 };
 enum { SPOOL_FULL_ERROR = 0, SPOOL_FULL_BLOCK = 1 };
@@ -89,7 +93,7 @@ struct auditq {
     /* Why the flusher last failed to deliver (a refused login, NOPERM, a
      * refused connection), for auditq_flush/auditq_close to report; "" once
      * a batch got through. Guarded by mu. */
-    char async_err[256];
+    char async_err[512];
 
     /* counters (auditq_get_stats) */
     atomic_uint_fast64_t st_sent_sync, st_queued_async, st_sent_async, st_rejected_full,

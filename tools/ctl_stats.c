@@ -40,6 +40,7 @@
 #include "codec.h"
 #include "ctl.h"
 #include "ctl_common.h"
+#include "redisconn.h"
 
 const char ctl_stats_synopsis[] =
     "stats [--json] [--watch SECS]    show queue depths and worker statistics";
@@ -61,10 +62,19 @@ const char ctl_stats_help[] =
     "  --count K       with --watch: stop after K refreshes\n"
     "  -h, --help      show this help\n"
     "\n"
+    "A Redis key of the wrong type (someone SET a queue, a stray tool wrote\n"
+    "there) is named, with its type and the fix, after the numbers (JSON:\n"
+    "\"wrong_type_keys\"); the numbers read from it show as ? (JSON: null) and\n"
+    "every other number is printed.\n"
+    "\n"
     "Exit status: 0 ok (also when a watch is stopped by a signal), 1 Redis\n"
-    "unreachable at the first sample or error, 2 usage error.\n";
+    "unreachable at the first sample or error, or a key of the wrong type (the\n"
+    "numbers are printed all the same), 2 usage error.\n";
 
 #define STATS_COLS 80
+#define STATS_WRONG_MAX 16
+/* What auditqctl stats says a wrong-typed key costs (redis_explain_wrongtype). */
+#define STATS_WRONG_EFFECT "its numbers show as unknown here; the worker log says what waits meanwhile"
 
 static const char *const prio_names[AQ_PRIORITIES] = {"critical", "high", "normal", "low"};
 
@@ -75,6 +85,16 @@ typedef struct stats {
     long long processed, failed, retried, recovered, dead_lettered, dead_trimmed;
     long long requeued, dead_purged;
     long long now_ms;
+    /* Keys of the wrong type. Their numbers above are -1 (unknown): a
+     * queue's depth, retry, dead, workers, inflight (any worker hash or
+     * in-flight list), and with counters_unknown the {ns}:stats totals. */
+    int counters_unknown;
+    size_t nwrong;
+    struct {
+        char key[AQ_KEY_MAX + 200];
+        char type[16];
+        char expected[8];
+    } wrong[STATS_WRONG_MAX];
 } stats;
 
 /* Rates between two samples; valid = 0 on the first sample. */
@@ -89,30 +109,64 @@ typedef struct rates {
  * lists every registered worker's hash names in its src:<thread> fields
  * (live or not yet recovered); like the worker's recover script, this one
  * builds those key names from prefixes, all under the {ns} tag.
+ * Every key's type is checked before it is read: a key of the wrong type
+ * is listed in `wrong` and its numbers are -1 (nil for the oldest job), so
+ * one bad key never hides the others' numbers. TYPE refused by an older
+ * ACL (docs/SECURITY.md) skips the check.
  * KEYS: q0..q3, retry, dead, stats, workers.  ARGV: worker prefix, in-flight
  * prefix.  Returns {sec, usec, (len, oldest) x 4, retry, dead,
  * {stats hash}, {workers with scores}, in flight}. */
 static const char snapshot_src[] =
     "local t = redis.call('TIME')\n"
+    "local wrong = {}\n"
+    "local function ok(k, want)\n"
+    "  local t = redis.pcall('TYPE', k)['ok']\n"
+    "  if not t or t == 'none' or t == want then return true end\n"
+    "  wrong[#wrong + 1] = k\n"
+    "  wrong[#wrong + 1] = t\n"
+    "  wrong[#wrong + 1] = want\n"
+    "  return false\n"
+    "end\n"
     "local out = {t[1], t[2]}\n"
     "for p = 1, 4 do\n"
-    "  out[#out + 1] = redis.call('LLEN', KEYS[p])\n"
-    "  out[#out + 1] = redis.call('LINDEX', KEYS[p], -1)\n"
-    "end\n"
-    "out[#out + 1] = redis.call('ZCARD', KEYS[5])\n"
-    "out[#out + 1] = redis.call('LLEN', KEYS[6])\n"
-    "out[#out + 1] = redis.call('HGETALL', KEYS[7])\n"
-    "local ws = redis.call('ZRANGE', KEYS[8], 0, -1, 'WITHSCORES')\n"
-    "out[#out + 1] = ws\n"
-    "local inflight = 0\n"
-    "for i = 1, #ws, 2 do\n"
-    "  for _, f in ipairs(redis.call('HKEYS', ARGV[1] .. ws[i])) do\n"
-    "    if string.sub(f, 1, 4) == 'src:' then\n"
-    "      inflight = inflight + redis.call('LLEN', ARGV[2] .. ws[i] .. ':' .. string.sub(f, 5))\n"
-    "    end\n"
+    "  if ok(KEYS[p], 'list') then\n"
+    "    out[#out + 1] = redis.call('LLEN', KEYS[p])\n"
+    "    out[#out + 1] = redis.call('LINDEX', KEYS[p], -1)\n"
+    "  else\n"
+    "    out[#out + 1] = -1\n"
+    "    out[#out + 1] = false\n"
     "  end\n"
     "end\n"
-    "out[#out + 1] = inflight\n"
+    "out[#out + 1] = ok(KEYS[5], 'zset') and redis.call('ZCARD', KEYS[5]) or -1\n"
+    "out[#out + 1] = ok(KEYS[6], 'list') and redis.call('LLEN', KEYS[6]) or -1\n"
+    "out[#out + 1] = ok(KEYS[7], 'hash') and redis.call('HGETALL', KEYS[7]) or -1\n"
+    "local ws, workers_ok = {}, ok(KEYS[8], 'zset')\n"
+    "if workers_ok then\n"
+    "  ws = redis.call('ZRANGE', KEYS[8], 0, -1, 'WITHSCORES')\n"
+    "  out[#out + 1] = ws\n"
+    "else\n"
+    "  out[#out + 1] = -1\n"
+    "end\n"
+    "local inflight, known = 0, workers_ok\n"
+    "for i = 1, #ws, 2 do\n"
+    "  local wk = ARGV[1] .. ws[i]\n"
+    "  if ok(wk, 'hash') then\n"
+    "    for _, f in ipairs(redis.call('HKEYS', wk)) do\n"
+    "      if string.sub(f, 1, 4) == 'src:' then\n"
+    "        local ik = ARGV[2] .. ws[i] .. ':' .. string.sub(f, 5)\n"
+    "        if ok(ik, 'list') then\n"
+    "          inflight = inflight + redis.call('LLEN', ik)\n"
+    "        else\n"
+    "          known = false\n"
+    "        end\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "  else\n"
+    "    known = false\n"
+    "end\n"
+    "out[#out + 1] = known and inflight or -1\n"
+    "out[#out + 1] = wrong\n"
     "return out\n";
 
 enum { SNAP_ELEMENTS = 2 + 2 * AQ_PRIORITIES + 5 };
@@ -172,6 +226,9 @@ static int collect(redisContext *c, const aq_keys *k, const aq_config *cfg, stat
     s->dead = ctl_reply_ll(r->element[i++]);
     const redisReply *h = r->element[i++];
     for (size_t e = 0; h->type == REDIS_REPLY_ARRAY && e + 1 < h->elements; e += 2)
+    s->counters_unknown = h->type != REDIS_REPLY_ARRAY;
+    for (size_t f = 0; s->counters_unknown && f < sizeof fields / sizeof fields[0]; f++)
+        *(long long *)((char *)s + fields[f].off) = -1;
         for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++)
             if (strcmp(h->element[e]->str, fields[f].name) == 0)
                 *(long long *)((char *)s + fields[f].off) = ctl_reply_ll(h->element[e + 1]);
@@ -181,7 +238,15 @@ static int collect(redisContext *c, const aq_keys *k, const aq_config *cfg, stat
     for (size_t w = 0; w < nw; w++)
         if (s->now_ms - ctl_reply_ll(wz->element[2 * w + 1]) <= cfg->heartbeat_timeout_ms)
             s->workers++;
-    s->inflight = ctl_reply_ll(r->element[i]);
+    s->inflight = ctl_reply_ll(r->element[i++]);
+    const redisReply *wl = r->element[i];
+    for (size_t e = 0; wl->type == REDIS_REPLY_ARRAY && e + 2 < wl->elements && s->nwrong < STATS_WRONG_MAX;
+         e += 3) {
+        snprintf(s->wrong[s->nwrong].key, sizeof s->wrong[0].key, "%s", wl->element[e]->str);
+        snprintf(s->wrong[s->nwrong].type, sizeof s->wrong[0].type, "%s", wl->element[e + 1]->str);
+        snprintf(s->wrong[s->nwrong].expected, sizeof s->wrong[0].expected, "%s", wl->element[e + 2]->str);
+        s->nwrong++;
+    }
     freeReplyObject(r);
     return 0;
 }
@@ -206,6 +271,8 @@ static rates rates_between(const stats *prev, const stats *cur, double nominal_s
 
     if (dt <= 0)
         dt = nominal_s;
+    if (prev->nwrong || cur->nwrong)
+        return (rates){0, 0, 0}; /* unknown numbers: no conservation law */
     r.in_per_s = in > 0 ? (double)in / dt : 0;
     r.written_per_s = cur->processed > prev->processed ? (double)(cur->processed - prev->processed) / dt : 0;
     return r;
@@ -213,21 +280,59 @@ static rates rates_between(const stats *prev, const stats *cur, double nominal_s
 
 static void print_json(FILE *out, const stats *s, const char *ns, const rates *rt)
 {
+/* A JSON number, or null for an unknown (-1) one. */
+static void json_num(FILE *out, const char *name, long long v)
+{
+    if (v >= 0)
+        fprintf(out, ",\"%s\":%lld", name, v);
+    else
+        fprintf(out, ",\"%s\":null", name);
+}
+
+/* The fix for one wrong-typed key, as every auditq program words it. */
+static void wrong_text(const stats *s, size_t i, char *out, size_t n)
+{
+    redis_explain_wrongtype(s->wrong[i].key, s->wrong[i].type, s->wrong[i].expected, STATS_WRONG_EFFECT,
+                            out, n);
+}
+
     fprintf(out, "{\"namespace\":\"%s\",\"time_ms\":%lld,\"queues\":{", ns, s->now_ms);
     for (int p = 0; p < AQ_PRIORITIES; p++) {
-        fprintf(out, "%s\"%s\":{\"depth\":%lld,\"oldest_age_ms\":", p ? "," : "", prio_names[p], s->depth[p]);
+        fprintf(out, "%s\"%s\":{", p ? "," : "", prio_names[p]);
+        if (s->depth[p] < 0)
+            fprintf(out, "\"depth\":null,\"oldest_age_ms\":");
+        else
+            fprintf(out, "\"depth\":%lld,\"oldest_age_ms\":", s->depth[p]);
         if (s->oldest_ms[p] < 0)
             fprintf(out, "null}");
         else
             fprintf(out, "%lld}", s->oldest_ms[p]);
     }
-    fprintf(out, "},\"inflight\":%lld,\"retry\":%lld,\"dead\":%lld,\"workers\":%lld,"
-            "\"workers_registered\":%lld,\"processed\":%lld,\"failed\":%lld,\"retried\":%lld,"
-            "\"recovered\":%lld,\"dead_lettered\":%lld,\"dead_trimmed\":%lld,"
-            "\"requeued\":%lld,\"dead_purged\":%lld",
-            s->inflight, s->retry, s->dead, s->workers, s->workers_registered, s->processed,
-            s->failed, s->retried, s->recovered, s->dead_lettered, s->dead_trimmed, s->requeued,
-            s->dead_purged);
+    fprintf(out, "}");
+    json_num(out, "inflight", s->inflight);
+    json_num(out, "retry", s->retry);
+    json_num(out, "dead", s->dead);
+    json_num(out, "workers", s->workers);
+    json_num(out, "workers_registered", s->workers_registered);
+    json_num(out, "processed", s->processed);
+    json_num(out, "failed", s->failed);
+    json_num(out, "retried", s->retried);
+    json_num(out, "recovered", s->recovered);
+    json_num(out, "dead_lettered", s->dead_lettered);
+    json_num(out, "dead_trimmed", s->dead_trimmed);
+    json_num(out, "requeued", s->requeued);
+    json_num(out, "dead_purged", s->dead_purged);
+    fprintf(out, ",\"wrong_type_keys\":[");
+    for (size_t i = 0; i < s->nwrong; i++) {
+        char fix[600];
+        wrong_text(s, i, fix, sizeof fix);
+        fprintf(out, "%s{\"key\":", i ? "," : "");
+        ctl_json_str(out, s->wrong[i].key, strlen(s->wrong[i].key));
+        fprintf(out, ",\"type\":\"%s\",\"expected\":\"%s\",\"fix\":", s->wrong[i].type, s->wrong[i].expected);
+        ctl_json_str(out, fix, strlen(fix));
+        fprintf(out, "}");
+    }
+    fprintf(out, "]");
     if (rt) {
         if (rt->valid)
             fprintf(out, ",\"in_per_s\":%.1f,\"written_per_s\":%.1f", rt->in_per_s, rt->written_per_s);
@@ -283,8 +388,17 @@ static void view_end(view *v)
 
 static void view_count(view *v, const char *label, long long n)
 {
+/* A count, "?" when unknown (-1: read from a key of the wrong type). */
+static void fmt_count(char *out, size_t n, long long v)
+{
+    if (v < 0)
+        snprintf(out, n, "?");
+    else
+        ctl_fmt_count(out, n, v);
+}
+
     char num[32], item[80];
-    ctl_fmt_count(num, sizeof num, n);
+    fmt_count(num, sizeof num, n);
     snprintf(item, sizeof item, "%s %s", label, num);
     view_item(v, item);
 }
@@ -329,12 +443,12 @@ static void print_table(view *v, const stats *s, const char *ns, double interval
     view_line(v, "%s", "");
     view_line(v, "%-10s %12s %12s", "queue", "depth", "oldest");
     for (int p = 0; p < AQ_PRIORITIES; p++) {
-        ctl_fmt_count(a, sizeof a, s->depth[p]);
+        fmt_count(a, sizeof a, s->depth[p]);
         ctl_fmt_age(b, sizeof b, s->oldest_ms[p]);
         view_line(v, "%-10s %12s %12s", prio_names[p], a, b);
         total += s->depth[p];
     }
-    ctl_fmt_count(a, sizeof a, total);
+    fmt_count(a, sizeof a, total);
     view_line(v, "%-10s %12s", "total", a);
     view_line(v, "%s", "");
     view_count(v, "in flight", s->inflight);
@@ -363,6 +477,14 @@ static void print_table(view *v, const stats *s, const char *ns, double interval
 
 /* ---- watch ---------------------------------------------------------------- */
 
+    if (s->nwrong)
+        view_line(v, "%s", "");
+    for (size_t i = 0; i < s->nwrong; i++) {
+        /* Long: printed whole, not cut to STATS_COLS (it is the fix). */
+        char fix[600];
+        wrong_text(s, i, fix, sizeof fix);
+        fprintf(v->f, "problem: %s%s", fix, v->eol);
+    }
 static volatile sig_atomic_t stats_stop;
 
 static void stats_on_signal(int sig)
@@ -526,7 +648,7 @@ int ctl_stats(const aq_config *cfg, int argc, char **argv)
             }
             break;
         default:
-            fprintf(stderr, "auditqctl stats: unknown option or missing value '%s'; see 'auditqctl stats --help'\n",
+            fprintf(stderr, "auditqctl stats: unknown option '%s'; see 'auditqctl stats --help'\n",
                     argv[optind - 1]);
             return CTL_USAGE;
         }
@@ -560,3 +682,11 @@ int ctl_stats(const aq_config *cfg, int argc, char **argv)
     }
     return CTL_OK;
 }
+    if (s.nwrong) {
+        /* Every number that could be read is printed above; the exit
+         * status tells a script that some could not. */
+        fprintf(stderr, "auditqctl stats: %zu Redis key%s of the wrong type (named above, with the fix); "
+                "the numbers read from %s are unknown\n", s.nwrong, s.nwrong > 1 ? "s" : "",
+                s.nwrong > 1 ? "them" : "it");
+        return CTL_FAILED;
+    }

@@ -343,6 +343,21 @@ static void render_sample(out *o, const metrics_view *v)
              (uint64_t)s->dead_trimmed);
 }
 
+static void render_wrong(out *o, const metrics_view *v)
+{
+    char key[600];
+
+    family(o, "auditq_redis_key_wrong_type", "gauge",
+           "1 while a Redis key auditq uses holds another type than it needs (type: what it holds, "
+           "expected: what auditq needs; the worker log and /readyz give the fix), 0 once fixed. "
+           "Only what uses the key waits.");
+    for (size_t i = 0; i < v->nwrong; i++)
+        put(o, "auditq_redis_key_wrong_type{key=\"%s\",type=\"%s\",expected=\"%s\"} %d\n",
+            label_esc(key, sizeof key, v->wrong[i].key),
+            v->wrong[i].type[0] ? v->wrong[i].type : "unknown", v->wrong[i].expected,
+            v->wrong[i].current != 0);
+}
+
 int metrics_render(const metrics_view *v, aq_buf *b)
 {
     out o = { b, 0 };
@@ -352,5 +367,6 @@ int metrics_render(const metrics_view *v, aq_buf *b)
     render_process(&o, v, &t);
     render_threads(&o, v);
     render_sample(&o, v);
+    render_wrong(&o, v);
     return o.oom ? -1 : 0;
 }

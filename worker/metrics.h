@@ -90,6 +90,15 @@ typedef struct metrics_totals {
 } metrics_totals;
 void metrics_sum(const metrics_thread *th, int n, metrics_totals *out);
 
+/* A Redis key holding another type than auditq needs (worker/keyhealth.h). */
+#define METRICS_WRONG_MAX 16
+typedef struct metrics_wrongkey {
+    char key[AQ_KEY_MAX + 64];
+    char type[16];                        /* what TYPE said; "" = unknown */
+    char expected[8];                     /* list, hash or zset */
+    int current;                          /* 1: still wrong; 0: fixed since */
+} metrics_wrongkey;
+
 /* The namespace as read from Redis by one sample (see worker/sample.h). */
 typedef struct metrics_queue_sample {
     int64_t redis_time_ms;                /* Redis TIME at the sample */
@@ -99,6 +108,9 @@ typedef struct metrics_queue_sample {
     long long workers_live, workers_registered;
     /* {ns}:stats, all workers together */
     long long processed, failed, retried, recovered, dead_lettered, dead_trimmed;
+    /* keys of the wrong type: their numbers above read as 0 */
+    size_t nwrong;
+    metrics_wrongkey wrong[METRICS_WRONG_MAX];
 } metrics_queue_sample;
 
 /* Everything a render needs. The main thread fills it; pointers are
@@ -118,6 +130,9 @@ typedef struct metrics_view {
     const metrics_queue_sample *sample;   /* NULL: no sample has succeeded yet */
     int sample_ok;                        /* 1: the most recent attempt succeeded */
     int64_t sample_us;                    /* wall clock of the last successful sample */
+    /* Redis keys found of the wrong type since start (current or fixed) */
+    const metrics_wrongkey *wrong;
+    size_t nwrong;
 } metrics_view;
 
 /* Appends the exposition text to out (aq_buf: the caller frees out->data).

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "redisconn.h"
 
 typedef struct script {
     const char *name;
@@ -32,107 +33,179 @@ typedef struct script {
 
 static pthread_mutex_t sha_mu = PTHREAD_MUTEX_INITIALIZER;
 
+/* Every script that writes starts with this. ok(key, want) is true when
+ * key is absent or of type want; otherwise it adds {key, type, want} to
+ * `wrong`, which the script returns, and is false. Every key is checked
+ * before the first write: Redis does not roll a script back when one of
+ * its commands fails, so a WRONGTYPE half-way would leave the jobs moved
+ * so far in neither place. TYPE costs no more than the LLEN beside it.
+ * An ACL from before TYPE was needed (docs/SECURITY.md) makes TYPE fail:
+ * the key is then taken as right, as it was before these checks. */
+#define LUA_TYPECHECK                                   \
+    "local wrong = {}\n"                                \
+    "local function ok(k, want)\n"                      \
+    "  local t = redis.pcall('TYPE', k)['ok']\n"        \
+    "  if not t or t == 'none' or t == want then return true end\n" \
+    "  wrong[#wrong + 1] = k\n"                         \
+    "  wrong[#wrong + 1] = t\n"                         \
+    "  wrong[#wrong + 1] = want\n"                      \
+    "  return false\n"                                  \
+    "end\n"
+
 /* KEYS: inflight, worker hash, q0..q3 (critical..low), dead, stats
  * ARGV: max, thread, seq, mode ('strict' | 'weighted'), r in [0,1), w0..w3,
  *       size limit (bytes), max_job_bytes, worker id, dead_max
+ * Returns {token, jobs, dead-lettered count, wrong}: token '' and no jobs
+ * when there is nothing to take; wrong lists keys of the wrong type.
  * A job longer than the size limit (max_job_bytes plus the re-encoding
  * slack the decoder allows) is dead-lettered here, whole, and never
  * reaches the worker: Redis accepts values up to 512 MB, and without this
  * one LPUSH of a huge value would make every worker that fetched it hold
  * it in memory. The batch a worker receives is therefore bounded by
- * batch_size x (max_job_bytes + slack). The reason is the decoder's. 
+ * batch_size x (max_job_bytes + slack). The reason is the decoder's.
  * Weighted: the queue is drawn among the NON-EMPTY queues in proportion to
  * their weights, so each queue with work gets its share whatever the
  * others hold (drawing among all queues would hand an empty queue's share
- * to the highest priority). */
+ * to the highest priority).
+ * Wrong types: a queue that is not a list is skipped (as if empty) and the
+ * others are served. With a dead list that is not a list, an oversized job
+ * cannot be dead-lettered: the fetch takes only the jobs older than the
+ * newest oversized one in its range, and a queue whose next job is
+ * oversized counts as empty (it waits for the dead list to be fixed). A
+ * stats hash that is not a hash is not counted into. An in-flight list or
+ * worker hash of the wrong type stops this thread's fetching. */
 static script s_fetch = {"fetch",
+    LUA_TYPECHECK
     "local ik, wk = KEYS[1], KEYS[2]\n"
     "local field = 'src:' .. ARGV[2]\n"
+    "local own = ok(ik, 'list')\n"
+    "own = ok(wk, 'hash') and own\n"
+    "if not own then return {'', {}, 0, wrong} end\n"
     "if redis.call('LLEN', ik) > 0 then\n"
     "  local src = redis.call('HGET', wk, field)\n"
     "  if not src then\n"
     "    src = '2:' .. ARGV[3]\n"
     "    redis.call('HSET', wk, field, src)\n"
     "  end\n"
-    "  return {src, redis.call('LRANGE', ik, 0, -1)}\n"
+    "  return {src, redis.call('LRANGE', ik, 0, -1), 0, wrong}\n"
     "end\n"
-    "local pick = nil\n"
-    "if ARGV[4] == 'weighted' then\n"
-    "  local lens, total = {}, 0\n"
-    "  for p = 0, 3 do\n"
-    "    lens[p] = redis.call('LLEN', KEYS[3 + p])\n"
-    "    if lens[p] > 0 then total = total + tonumber(ARGV[6 + p]) end\n"
-    "  end\n"
-    "  if total == 0 then return {} end\n"
-    "  local x = tonumber(ARGV[5]) * total\n"
-    "  for p = 0, 3 do\n"
-    "    if lens[p] > 0 then\n"
-    "      pick = p\n"
-    "      x = x - tonumber(ARGV[6 + p])\n"
-    "      if x < 0 then break end\n"
-    "    end\n"
-    "  end\n"
-    "else\n"
-    "  for p = 0, 3 do\n"
-    "    if redis.call('LLEN', KEYS[3 + p]) > 0 then pick = p break end\n"
-    "  end\n"
-    "  if not pick then return {} end\n"
+    "local dead_ok = ok(KEYS[7], 'list')\n"
+    "local stats_ok = ok(KEYS[8], 'hash')\n"
+    "local lens = {}\n"
+    "for p = 0, 3 do\n"
+    "  lens[p] = ok(KEYS[3 + p], 'list') and redis.call('LLEN', KEYS[3 + p]) or 0\n"
     "end\n"
-    "local q = KEYS[3 + pick]\n"
-    "local items = redis.call('LRANGE', q, -tonumber(ARGV[1]), -1)\n"
-    "redis.call('LTRIM', q, 0, -#items - 1)\n"
-    "local lim, dl, keep, now = tonumber(ARGV[10]), 0, {}, 0\n"
-    "for i = 1, #items do\n"
-    "  if #items[i] > lim then\n"
-    "    if dl == 0 then\n"
-    "      local t = redis.call('TIME')\n"
-    "      now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local lim = tonumber(ARGV[10])\n"
+    "while true do\n"
+    "  local pick = nil\n"
+    "  if ARGV[4] == 'weighted' then\n"
+    "    local total = 0\n"
+    "    for p = 0, 3 do\n"
+    "      if lens[p] > 0 then total = total + tonumber(ARGV[6 + p]) end\n"
     "    end\n"
-    "    local names = {'critical', 'high', 'normal', 'low'}\n"
-    "    redis.call('LPUSH', KEYS[7], cmsgpack.pack({job = items[i],\n"
-    "      reason = 'undecodable job: job is ' .. #items[i] .. ' bytes, larger than max_job_bytes=' .. ARGV[11],\n"
-    "      attempts = 0, failed_at = now, priority = names[pick + 1], worker = ARGV[12]}))\n"
-    "    dl = dl + 1\n"
+    "    if total == 0 then return {'', {}, 0, wrong} end\n"
+    "    local x = tonumber(ARGV[5]) * total\n"
+    "    for p = 0, 3 do\n"
+    "      if lens[p] > 0 then\n"
+    "        pick = p\n"
+    "        x = x - tonumber(ARGV[6 + p])\n"
+    "        if x < 0 then break end\n"
+    "      end\n"
+    "    end\n"
     "  else\n"
-    "    keep[#keep + 1] = items[i]\n"
+    "    for p = 0, 3 do\n"
+    "      if lens[p] > 0 then pick = p break end\n"
+    "    end\n"
+    "    if not pick then return {'', {}, 0, wrong} end\n"
     "  end\n"
-    "end\n"
-    "if dl > 0 then\n"
-    "  items = keep\n"
-    "  redis.call('HINCRBY', KEYS[8], 'dead_lettered', dl)\n"
-    "  redis.call('HINCRBY', KEYS[8], 'failed', dl)\n"
-    "  local len, dmax = redis.call('LLEN', KEYS[7]), tonumber(ARGV[13])\n"
-    "  if len > dmax then\n"
-    "    redis.call('LTRIM', KEYS[7], 0, dmax - 1)\n"
-    "    redis.call('HINCRBY', KEYS[8], 'dead_trimmed', len - dmax)\n"
+    "  local q = KEYS[3 + pick]\n"
+    "  local items = redis.call('LRANGE', q, -tonumber(ARGV[1]), -1)\n"
+    "  if not dead_ok then\n"
+    /* items[#items] is the oldest: keep the run older than the newest
+     * oversized job, which stays queued with everything newer. */
+    "    local j = 0\n"
+    "    for i = 1, #items do\n"
+    "      if #items[i] > lim then j = i end\n"
+    "    end\n"
+    "    if j > 0 then\n"
+    "      local older = {}\n"
+    "      for i = j + 1, #items do older[#older + 1] = items[i] end\n"
+    "      items = older\n"
+    "    end\n"
     "  end\n"
-    "  if #items == 0 then return {'', {}, dl} end\n"
-    "end\n"
-    "for s = 1, #items, 1000 do\n"
-    "  redis.call('RPUSH', ik, unpack(items, s, math.min(s + 999, #items)))\n"
-    "end\n"
-    "local src = pick .. ':' .. ARGV[3]\n"
-    "redis.call('HSET', wk, field, src)\n"
-    "return {src, items, dl}\n",
+    "  if #items > 0 then\n"
+    "    redis.call('LTRIM', q, 0, -#items - 1)\n"
+    "    local dl, keep, now = 0, {}, 0\n"
+    "    for i = 1, #items do\n"
+    "      if #items[i] > lim then\n"
+    "        if dl == 0 then\n"
+    "          local t = redis.call('TIME')\n"
+    "          now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "        end\n"
+    "        local names = {'critical', 'high', 'normal', 'low'}\n"
+    "        redis.call('LPUSH', KEYS[7], cmsgpack.pack({job = items[i],\n"
+    "          reason = 'undecodable job: job is ' .. #items[i] .. ' bytes, larger than max_job_bytes=' .. ARGV[11],\n"
+    "          attempts = 0, failed_at = now, priority = names[pick + 1], worker = ARGV[12]}))\n"
+    "        dl = dl + 1\n"
+    "      else\n"
+    "        keep[#keep + 1] = items[i]\n"
+    "      end\n"
+    "    end\n"
+    "    if dl > 0 then\n"
+    "      items = keep\n"
+    "      if stats_ok then\n"
+    "        redis.call('HINCRBY', KEYS[8], 'dead_lettered', dl)\n"
+    "        redis.call('HINCRBY', KEYS[8], 'failed', dl)\n"
+    "      end\n"
+    "      local len, dmax = redis.call('LLEN', KEYS[7]), tonumber(ARGV[13])\n"
+    "      if len > dmax then\n"
+    "        redis.call('LTRIM', KEYS[7], 0, dmax - 1)\n"
+    "        if stats_ok then redis.call('HINCRBY', KEYS[8], 'dead_trimmed', len - dmax) end\n"
+    "      end\n"
+    "      if #items == 0 then return {'', {}, dl, wrong} end\n"
+    "    end\n"
+    "    for s = 1, #items, 1000 do\n"
+    "      redis.call('RPUSH', ik, unpack(items, s, math.min(s + 999, #items)))\n"
+    "    end\n"
+    "    local src = pick .. ':' .. ARGV[3]\n"
+    "    redis.call('HSET', wk, field, src)\n"
+    "    return {src, items, dl, wrong}\n"
+    "  end\n"
+    "  lens[pick] = 0\n"
+    "end\n",
     ""};
 
 /* KEYS: inflight, worker hash, retry, dead, stats, recoveries
  * ARGV: thread, token, dead_max, processed, nretries,
- *       then nretries x (delay_ms, member), then dead records */
+ *       then nretries x (delay_ms, member), then dead records
+ * Returns {1 settled | 0 fenced | -1 refused, wrong}. Refused: a key this
+ * settle must write (the in-flight list, the worker hash, the retry set
+ * when there are retries, the dead list when there are dead letters) is of
+ * the wrong type; nothing was written, the batch stays in flight and the
+ * worker tries again. A stats or recoveries hash of the wrong type is
+ * skipped: the batch is acknowledged, its counts are not kept. */
 static script s_settle = {"settle",
+    LUA_TYPECHECK
     "local ik, wk, rk, dk, sk, rec = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]\n"
     "local field = 'src:' .. ARGV[1]\n"
+    "local nr = tonumber(ARGV[5])\n"
+    "local need = ok(ik, 'list')\n"
+    "need = ok(wk, 'hash') and need\n"
+    "if nr > 0 then need = ok(rk, 'zset') and need end\n"
+    "if #ARGV > 5 + 2 * nr then need = ok(dk, 'list') and need end\n"
+    "local count = ok(sk, 'hash')\n"
+    "local rec_ok = ok(rec, 'hash')\n"
+    "if not need then return {-1, wrong} end\n"
     "if redis.call('HGET', wk, field) ~= ARGV[2] then\n"
-    "  return 0\n"
+    "  return {0, wrong}\n"
     "end\n"
-    "if redis.call('HLEN', rec) > 0 then\n"
+    "if rec_ok and redis.call('HLEN', rec) > 0 then\n"
     "  for _, job in ipairs(redis.call('LRANGE', ik, 0, -1)) do\n"
     "    redis.call('HDEL', rec, redis.sha1hex(job))\n"
     "  end\n"
     "end\n"
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-    "local nr = tonumber(ARGV[5])\n"
     "local i = 6\n"
     "for _ = 1, nr do\n"
     "  redis.call('ZADD', rk, now + tonumber(ARGV[i]), ARGV[i + 1])\n"
@@ -148,35 +221,55 @@ static script s_settle = {"settle",
     "  local len, max = redis.call('LLEN', dk), tonumber(ARGV[3])\n"
     "  if len > max then\n"
     "    redis.call('LTRIM', dk, 0, max - 1)\n"
-    "    redis.call('HINCRBY', sk, 'dead_trimmed', len - max)\n"
+    "    if count then redis.call('HINCRBY', sk, 'dead_trimmed', len - max) end\n"
     "  end\n"
-    "  redis.call('HINCRBY', sk, 'dead_lettered', nd)\n"
+    "  if count then redis.call('HINCRBY', sk, 'dead_lettered', nd) end\n"
     "end\n"
-    "if nr + nd > 0 then redis.call('HINCRBY', sk, 'failed', nr + nd) end\n"
-    "if nr > 0 then redis.call('HINCRBY', sk, 'retried', nr) end\n"
-    "local p = tonumber(ARGV[4])\n"
-    "if p > 0 then redis.call('HINCRBY', sk, 'processed', p) end\n"
+    "if count then\n"
+    "  if nr + nd > 0 then redis.call('HINCRBY', sk, 'failed', nr + nd) end\n"
+    "  if nr > 0 then redis.call('HINCRBY', sk, 'retried', nr) end\n"
+    "  local p = tonumber(ARGV[4])\n"
+    "  if p > 0 then redis.call('HINCRBY', sk, 'processed', p) end\n"
+    "end\n"
     "redis.call('DEL', ik)\n"
     "redis.call('HDEL', wk, field)\n"
-    "return 1\n",
+    "return {1, wrong}\n",
     ""};
 
 /* KEYS: workers, worker hash
- * ARGV: id, host, pid, threads, started, processed, inflight */
+ * ARGV: id, host, pid, threads, started, processed, inflight
+ * A key of the wrong type is left alone (the 1 s queue sample names it):
+ * with the registry still a sorted set the heartbeat keeps this worker
+ * alive, so peers do not take its batches. */
 static script s_heartbeat = {"heartbeat",
+    LUA_TYPECHECK
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-    "redis.call('ZADD', KEYS[1], now, ARGV[1])\n"
-    "redis.call('HSET', KEYS[2], 'host', ARGV[2], 'pid', ARGV[3], 'threads', ARGV[4],\n"
-    "  'started', ARGV[5], 'heartbeat', now, 'processed', ARGV[6], 'inflight', ARGV[7])\n"
+    "if ok(KEYS[1], 'zset') then redis.call('ZADD', KEYS[1], now, ARGV[1]) end\n"
+    "if ok(KEYS[2], 'hash') then\n"
+    "  redis.call('HSET', KEYS[2], 'host', ARGV[2], 'pid', ARGV[3], 'threads', ARGV[4],\n"
+    "    'started', ARGV[5], 'heartbeat', now, 'processed', ARGV[6], 'inflight', ARGV[7])\n"
+    "end\n"
     "return now\n",
     ""};
 
 /* KEYS: workers, stats, dead, recoveries, q0, q1, q2, q3
  * ARGV: timeout_ms, worker prefix, inflight prefix, max_recoveries,
- *       dead_max, only_id ('' = expired workers) */
+ *       dead_max, only_id ('' = expired workers)
+ * Returns {workers, jobs moved, jobs dead-lettered, wrong}.
+ * Wrong types: an in-flight list is moved only when it, the queue it goes
+ * back to, and (counting) the recoveries hash are of the right type, and
+ * the dead list too if one of its jobs is past max_recoveries; otherwise
+ * it stays where it is, and the worker stays registered, until a later
+ * pass once the key is fixed. A stats hash of the wrong type is not
+ * counted into. */
 static script s_recover = {"recover",
+    LUA_TYPECHECK
     "local wz, sk, dk, rec = KEYS[1], KEYS[2], KEYS[3], KEYS[4]\n"
+    "if not ok(wz, 'zset') then return {0, 0, 0, wrong} end\n"
+    "local count_ok, dead_ok, rec_ok = ok(sk, 'hash'), ok(dk, 'list'), ok(rec, 'hash')\n"
+    "local qok = {}\n"
+    "for p = 0, 3 do qok[p] = ok(KEYS[5 + p], 'list') end\n"
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "local ids\n"
@@ -191,57 +284,88 @@ static script s_recover = {"recover",
     "local moved, dl = 0, 0\n"
     "for _, id in ipairs(ids) do\n"
     "  local wk = ARGV[2] .. id\n"
-    "  local fields = redis.call('HGETALL', wk)\n"
-    "  for f = 1, #fields, 2 do\n"
-    "    if string.sub(fields[f], 1, 4) == 'src:' then\n"
-    "      local prio = tonumber(string.sub(fields[f + 1], 1, 1)) or 2\n"
-    "      if prio < 0 or prio > 3 then prio = 2 end\n"
-    "      local ik = ARGV[3] .. id .. ':' .. string.sub(fields[f], 5)\n"
-    "      local items = redis.call('LRANGE', ik, 0, -1)\n"
-    "      for _, job in ipairs(items) do\n"
-    "        local c = 0\n"
-    "        if counting then c = redis.call('HINCRBY', rec, redis.sha1hex(job), 1) end\n"
-    "        if c > maxrec then\n"
-    "          redis.call('HDEL', rec, redis.sha1hex(job))\n"
-    "          redis.call('LPUSH', dk, cmsgpack.pack({job = job,\n"
-    "            reason = 'crash-looping: in flight in ' .. c .. ' workers that died (max_recoveries=' .. maxrec .. ')',\n"
-    "            attempts = c, failed_at = now, priority = names[prio + 1], worker = id}))\n"
-    "          dl = dl + 1\n"
+    "  local left = 0\n"
+    "  if not ok(wk, 'hash') then\n"
+    "    left = 1\n"
+    "  else\n"
+    "    local fields = redis.call('HGETALL', wk)\n"
+    "    for f = 1, #fields, 2 do\n"
+    "      if string.sub(fields[f], 1, 4) == 'src:' then\n"
+    "        local prio = tonumber(string.sub(fields[f + 1], 1, 1)) or 2\n"
+    "        if prio < 0 or prio > 3 then prio = 2 end\n"
+    "        local ik = ARGV[3] .. id .. ':' .. string.sub(fields[f], 5)\n"
+    "        local movable = ok(ik, 'list') and qok[prio] and (rec_ok or not counting)\n"
+    "        local items = {}\n"
+    "        if movable then items = redis.call('LRANGE', ik, 0, -1) end\n"
+    "        if movable and counting and not dead_ok then\n"
+    "          for _, job in ipairs(items) do\n"
+    "            if (tonumber(redis.call('HGET', rec, redis.sha1hex(job))) or 0) + 1 > maxrec then\n"
+    "              movable = false\n"
+    "              break\n"
+    "            end\n"
+    "          end\n"
+    "        end\n"
+    "        if movable then\n"
+    "          for _, job in ipairs(items) do\n"
+    "            local c = 0\n"
+    "            if counting then c = redis.call('HINCRBY', rec, redis.sha1hex(job), 1) end\n"
+    "            if c > maxrec then\n"
+    "              redis.call('HDEL', rec, redis.sha1hex(job))\n"
+    "              redis.call('LPUSH', dk, cmsgpack.pack({job = job,\n"
+    "                reason = 'crash-looping: in flight in ' .. c .. ' workers that died (max_recoveries=' .. maxrec .. ')',\n"
+    "                attempts = c, failed_at = now, priority = names[prio + 1], worker = id}))\n"
+    "              dl = dl + 1\n"
+    "            else\n"
+    "              redis.call('RPUSH', KEYS[5 + prio], job)\n"
+    "              moved = moved + 1\n"
+    "            end\n"
+    "          end\n"
+    "          redis.call('DEL', ik)\n"
+    "          redis.call('HDEL', wk, fields[f])\n"
     "        else\n"
-    "          redis.call('RPUSH', KEYS[5 + prio], job)\n"
-    "          moved = moved + 1\n"
+    "          left = left + 1\n"
     "        end\n"
     "      end\n"
-    "      redis.call('DEL', ik)\n"
     "    end\n"
     "  end\n"
-    "  redis.call('DEL', wk)\n"
-    "  redis.call('ZREM', wz, id)\n"
+    "  if left == 0 then\n"
+    "    redis.call('DEL', wk)\n"
+    "    redis.call('ZREM', wz, id)\n"
+    "  end\n"
     "end\n"
     "if dl > 0 then\n"
-    "  redis.call('HINCRBY', sk, 'dead_lettered', dl)\n"
+    "  if count_ok then redis.call('HINCRBY', sk, 'dead_lettered', dl) end\n"
     "  local len, max = redis.call('LLEN', dk), tonumber(ARGV[5])\n"
     "  if len > max then\n"
     "    redis.call('LTRIM', dk, 0, max - 1)\n"
-    "    redis.call('HINCRBY', sk, 'dead_trimmed', len - max)\n"
+    "    if count_ok then redis.call('HINCRBY', sk, 'dead_trimmed', len - max) end\n"
     "  end\n"
     "end\n"
-    "if counting and moved > 0 then redis.call('HINCRBY', sk, 'recovered', moved) end\n"
-    "return {#ids, moved, dl}\n",
+    "if count_ok and counting and moved > 0 then redis.call('HINCRBY', sk, 'recovered', moved) end\n"
+    "return {#ids, moved, dl, wrong}\n",
     ""};
 
-/* KEYS: retry, q0..q3 */
+/* KEYS: retry, q0..q3
+ * A due retry whose queue is of the wrong type stays in the retry set. */
 static script s_promote = {"promote",
+    LUA_TYPECHECK
+    "local qok = {}\n"
+    "for p = 0, 3 do qok[p] = ok(KEYS[2 + p], 'list') end\n"
+    "if not ok(KEYS[1], 'zset') then return 0 end\n"
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1000)\n"
+    "local n = 0\n"
     "for _, m in ipairs(due) do\n"
     "  local p = tonumber(string.sub(m, 1, 1)) or 2\n"
     "  if p < 0 or p > 3 then p = 2 end\n"
-    "  redis.call('RPUSH', KEYS[2 + p], string.sub(m, 2))\n"
-    "  redis.call('ZREM', KEYS[1], m)\n"
+    "  if qok[p] then\n"
+    "    redis.call('RPUSH', KEYS[2 + p], string.sub(m, 2))\n"
+    "    redis.call('ZREM', KEYS[1], m)\n"
+    "    n = n + 1\n"
+    "  end\n"
     "end\n"
-    "return #due\n",
+    "return n\n",
     ""};
 
 /* KEYS: workers, worker hash  ARGV: id */
@@ -366,21 +490,58 @@ int queue_fetch(redisContext *c, const aq_keys *k, const char *wid, int thread, 
     redisReply *r = run_strings(c, &s_fetch, 8, vals, 21, err, errlen);
     if (!r)
         return -1;
-    if (r->type != REDIS_REPLY_ARRAY) {
-        snprintf(err, errlen, "fetch: unexpected reply type %d", r->type);
-        freeReplyObject(r);
+    return queue_fetch_parse(r, b, err, errlen);
+}
+
+static void copy_str(char *dst, size_t cap, const redisReply *r)
+{
+    size_t n = r->len < cap - 1 ? r->len : cap - 1;
+    memcpy(dst, r->str, n);
+    dst[n] = '\0';
+}
+
+int queue_wrong_parse(const redisReply *list, queue_wrongset *ws)
+{
+    ws->n = 0;
+    if (list->type != REDIS_REPLY_ARRAY || list->elements % 3 != 0)
         return -1;
+    for (size_t i = 0; i < list->elements; i += 3) {
+        for (size_t j = i; j < i + 3; j++)
+            if (list->element[j]->type != REDIS_REPLY_STRING)
+                return -1;
+        /* A script checks at most QUEUE_WRONG_MAX keys per call; more is
+         * not a reply of ours. */
+        if (ws->n == QUEUE_WRONG_MAX)
+            return -1;
+        queue_wrongkey *e = &ws->k[ws->n++];
+        copy_str(e->key, sizeof e->key, list->element[i]);
+        copy_str(e->type, sizeof e->type, list->element[i + 1]);
+        copy_str(e->expected, sizeof e->expected, list->element[i + 2]);
     }
+    return 0;
+}
+
+int queue_fetch_parse(redisReply *r, queue_batch *b, char *err, size_t errlen)
+{
+    memset(b, 0, sizeof *b);
     b->reply = r;
-    if (r->elements == 0)
-        return 0;
-    if (r->elements == 3 && r->element[2]->type == REDIS_REPLY_INTEGER && r->element[2]->integer > 0)
-        b->dead_oversized = (size_t)r->element[2]->integer;
-    if (r->elements < 2 || r->element[0]->type != REDIS_REPLY_STRING ||
-        r->element[1]->type != REDIS_REPLY_ARRAY || r->element[0]->len >= QUEUE_TOKEN_MAX) {
-        snprintf(err, errlen, "fetch: malformed reply");
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 4 || r->element[0]->type != REDIS_REPLY_STRING ||
+        r->element[1]->type != REDIS_REPLY_ARRAY || r->element[2]->type != REDIS_REPLY_INTEGER ||
+        r->element[2]->integer < 0 || r->element[0]->len >= QUEUE_TOKEN_MAX ||
+        queue_wrong_parse(r->element[3], &b->wrong) != 0) {
+        snprintf(err, errlen, "fetch: malformed reply from the fetch script (type %d, %zu elements)",
+                 r->type, r->type == REDIS_REPLY_ARRAY ? r->elements : 0);
         queue_batch_free(b);
         return -1;
+    }
+    b->dead_oversized = (size_t)r->element[2]->integer;
+    if (r->element[0]->len == 0) {
+        if (r->element[1]->elements != 0) {
+            snprintf(err, errlen, "fetch: malformed reply from the fetch script (jobs without a token)");
+            queue_batch_free(b);
+            return -1;
+        }
+        return 0; /* nothing to take */
     }
     memcpy(b->token, r->element[0]->str, r->element[0]->len);
     b->token[r->element[0]->len] = '\0';
@@ -399,8 +560,8 @@ int queue_fetch(redisContext *c, const aq_keys *k, const char *wid, int thread, 
 
 int queue_settle(redisContext *c, const aq_keys *k, const char *wid, int thread, const char *token,
                  size_t processed, const queue_retry *retries, size_t nretries,
-                 const aq_buf *dead, size_t ndead, int dead_letter_max, int *fenced, char *err,
-                 size_t errlen)
+                 const aq_buf *dead, size_t ndead, int dead_letter_max, int *fenced,
+                 queue_wrongset *wrong, char *err, size_t errlen)
 {
     char ik[AQ_KEY_MAX + 64], wk[AQ_KEY_MAX + 64], rec[AQ_KEY_MAX + 16];
     char sth[16], sdmax[16], sproc[24], snr[24];
@@ -413,6 +574,8 @@ int queue_settle(redisContext *c, const aq_keys *k, const char *wid, int thread,
     size_t a = 3;
 
     *fenced = 0;
+    if (wrong)
+        wrong->n = 0;
     if (!argv || !argl || !delays || !members) {
         snprintf(err, errlen, "settle: out of memory");
         goto out;
@@ -456,13 +619,29 @@ int queue_settle(redisContext *c, const aq_keys *k, const char *wid, int thread,
     redisReply *r = run(c, &s_settle, 6, (int)a, argv, argl, err, errlen);
     if (!r)
         goto out;
-    if (r->type != REDIS_REPLY_INTEGER) {
-        snprintf(err, errlen, "settle: unexpected reply type %d", r->type);
+    queue_wrongset ws;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_INTEGER ||
+        queue_wrong_parse(r->element[1], &ws) != 0) {
+        snprintf(err, errlen, "settle: unexpected reply from the settle script (type %d)", r->type);
         freeReplyObject(r);
         goto out;
     }
-    *fenced = r->integer == 0;
+    long long status = r->element[0]->integer;
     freeReplyObject(r);
+    if (wrong)
+        *wrong = ws;
+    if (status < 0) {
+        char why[400];
+        /* ws names at least one key (the script refuses for no other reason). */
+        redis_explain_wrongtype(ws.n ? ws.k[0].key : "?", ws.n ? ws.k[0].type : NULL,
+                                ws.n ? ws.k[0].expected : "list",
+                                "the batch stays in flight (committed: its re-delivery is a no-op) "
+                                "until then", why, sizeof why);
+        snprintf(err, errlen, "settle refused, nothing written: %s%s", why,
+                 ws.n > 1 ? " (and more keys: see the log)" : "");
+        goto out;
+    }
+    *fenced = status == 0;
     rc = 0;
 out:
     if (members)
@@ -547,7 +726,8 @@ int queue_recover(redisContext *c, const aq_keys *k, const aq_config *cfg, const
     redisReply *r = run_strings(c, &s_recover, 8, vals, 14, err, errlen);
     if (!r)
         return -1;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
+    /* A 4th element lists keys of the wrong type: the queue sample names them. */
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 3) {
         snprintf(err, errlen, "recover: unexpected reply");
         freeReplyObject(r);
         return -1;

@@ -1,7 +1,10 @@
 /* sample.c -- the namespace's queue numbers, read from Redis (sample.h).
  *
- * Round trip 1 (pipelined): TIME; LLEN + LINDEX -1 of each queue; ZCARD
- * retry; LLEN dead; HGETALL stats; ZRANGE workers WITHSCORES.
+ * Round trip 1 (pipelined): TYPE of every fixed key of the namespace and of
+ * this worker's hash and in-flight lists; TIME; LLEN + LINDEX -1 of each
+ * queue; ZCARD retry; LLEN dead; HGETALL stats; ZRANGE workers WITHSCORES.
+ * A key of the wrong type answers WRONGTYPE to its read: that number reads
+ * as 0, the key is listed in s->wrong, and the rest of the sample stands.
  * Round trip 2: HKEYS of each registered worker's hash (its src:<thread>
  * fields name the in-flight lists it holds).
  * Round trip 3: LLEN of each of those in-flight lists.
@@ -16,6 +19,7 @@
 #include <string.h>
 
 #include "codec.h"
+#include "redisconn.h"
 
 static long long reply_ll(const redisReply *r)
 {
@@ -35,8 +39,31 @@ static void free_replies(redisReply **r, size_t n)
             freeReplyObject(r[i]);
 }
 
+/* Records key as holding the wrong type (type "" = unknown). */
+static void note_wrong(metrics_queue_sample *s, const char *key, size_t keylen, const char *type,
+                       const char *expected)
+{
+    if (s->nwrong == METRICS_WRONG_MAX)
+        return;
+    metrics_wrongkey *e = &s->wrong[s->nwrong++];
+    snprintf(e->key, sizeof e->key, "%.*s", (int)keylen, key);
+    snprintf(e->type, sizeof e->type, "%s", type);
+    snprintf(e->expected, sizeof e->expected, "%s", expected);
+    e->current = 1;
+}
+
+/* The TYPE reply for key: notes it if it is neither absent nor expected. */
+static void check_type(metrics_queue_sample *s, const redisReply *t, const char *key, const char *expected)
+{
+    if ((t->type == REDIS_REPLY_STATUS || t->type == REDIS_REPLY_STRING) && strcmp(t->str, "none") != 0 &&
+        strcmp(t->str, expected) != 0)
+        note_wrong(s, key, strlen(key), t->str, expected);
+}
+
 /* Reads n pipelined replies into r[0..n). On failure every reply read so far
- * is freed and err says why (a connection error or the first error reply). */
+ * is freed and err says why (a connection error or the first error reply).
+ * A WRONGTYPE error reply is not a failure: it stays in r for the caller
+ * (reply_ll reads it as 0), and the TYPE checks name the key. */
 static int read_replies(redisContext *c, redisReply **r, size_t n, char *err, size_t errlen)
 {
     for (size_t i = 0; i < n; i++) {
@@ -51,7 +78,7 @@ static int read_replies(redisContext *c, redisReply **r, size_t n, char *err, si
         }
     }
     for (size_t i = 0; i < n; i++) {
-        if (r[i]->type == REDIS_REPLY_ERROR) {
+        if (r[i]->type == REDIS_REPLY_ERROR && !redis_is_wrongtype(r[i]->str)) {
             snprintf(err, errlen, "redis error: %s", r[i]->str);
             free_replies(r, n);
             return -1;
@@ -111,6 +138,11 @@ static int count_inflight(redisContext *c, const aq_keys *k, const redisReply *w
     }
     for (size_t w = 0; w < nw; w++) {
         const redisReply *id = wz->element[2 * w];
+        if (hk[w]->type == REDIS_REPLY_ERROR) { /* WRONGTYPE (read_replies let only that through) */
+            char key[AQ_KEY_MAX + 200];
+            snprintf(key, sizeof key, "%s%.*s", k->worker_prefix, (int)id->len, id->str);
+            note_wrong(s, key, strlen(key), "", "hash");
+        }
         for (size_t f = 0; hk[w]->type == REDIS_REPLY_ARRAY && f < hk[w]->elements; f++) {
             const redisReply *fld = hk[w]->element[f];
             if (fld->type != REDIS_REPLY_STRING || fld->len <= 4 || strncmp(fld->str, "src:", 4) != 0)
@@ -134,8 +166,22 @@ static int count_inflight(redisContext *c, const aq_keys *k, const redisReply *w
         }
         if (read_replies(c, ll, nl, err, errlen) != 0)
             goto out_ll;
-        for (size_t i = 0; i < nl; i++)
-            s->inflight += reply_ll(ll[i]);
+        size_t i = 0;
+        for (size_t w = 0; w < nw; w++) {
+            const redisReply *id = wz->element[2 * w];
+            for (size_t f = 0; hk[w]->type == REDIS_REPLY_ARRAY && f < hk[w]->elements; f++) {
+                const redisReply *fld = hk[w]->element[f];
+                if (fld->type != REDIS_REPLY_STRING || fld->len <= 4 || strncmp(fld->str, "src:", 4) != 0)
+                    continue;
+                if (ll[i]->type == REDIS_REPLY_ERROR) {
+                    char key[AQ_KEY_MAX + 300];
+                    snprintf(key, sizeof key, "%s%.*s:%.*s", k->inflight_prefix, (int)id->len, id->str,
+                             (int)fld->len - 4, fld->str + 4);
+                    note_wrong(s, key, strlen(key), "", "list");
+                }
+                s->inflight += reply_ll(ll[i++]);
+            }
+        }
         free_replies(ll, nl);
     }
     rc = 0;
@@ -153,14 +199,28 @@ oom:
     return -1;
 }
 
-int sample_queues(redisContext *c, const aq_keys *k, const aq_config *cfg,
-                  metrics_queue_sample *s, char *err, size_t errlen)
+int sample_queues(redisContext *c, const aq_keys *k, const aq_config *cfg, const char *wid,
+                  int nthreads, metrics_queue_sample *s, char *err, size_t errlen)
 {
-    enum { N = 1 + 2 * AQ_PRIORITIES + 4 };
+    enum { N = 1 + 2 * AQ_PRIORITIES + 4, NT = AQ_PRIORITIES + 5 };
+    /* The namespace's keys and their types; then this worker's own hash
+     * and in-flight lists (a wrong one stops this worker's fetching). */
+    const char *tk[NT] = {k->queue[0], k->queue[1], k->queue[2], k->queue[3], k->retry, k->dead,
+                          k->stats, k->workers, NULL};
+    static const char *const texp[NT] = {"list", "list", "list", "list", "zset", "list", "hash", "zset",
+                                         "hash"};
+    char rec[AQ_KEY_MAX + 16], own[AQ_KEY_MAX + 200];
     redisReply *r[N];
     int i, rc;
 
     memset(s, 0, sizeof *s);
+    snprintf(rec, sizeof rec, "{%s}:recoveries", k->ns);
+    tk[NT - 1] = rec;
+    for (int t = 0; t < NT; t++)
+        redisAppendCommand(c, "TYPE %s", tk[t]);
+    redisAppendCommand(c, "TYPE %s%s", k->worker_prefix, wid);
+    for (int t = 0; t < nthreads; t++)
+        redisAppendCommand(c, "TYPE %s%s:%d", k->inflight_prefix, wid, t);
     redisAppendCommand(c, "TIME");
     for (int p = 0; p < AQ_PRIORITIES; p++) {
         redisAppendCommand(c, "LLEN %s", k->queue[p]);
@@ -170,6 +230,27 @@ int sample_queues(redisContext *c, const aq_keys *k, const aq_config *cfg,
     redisAppendCommand(c, "LLEN %s", k->dead);
     redisAppendCommand(c, "HGETALL %s", k->stats);
     redisAppendCommand(c, "ZRANGE %s 0 -1 WITHSCORES", k->workers);
+    /* TYPE replies first. An error reply to TYPE (an ACL without +type,
+     * docs/SECURITY.md) only skips that check. */
+    for (int t = 0; t < NT + 1 + nthreads; t++) {
+        redisReply *one = NULL;
+        if (redisGetReply(c, (void **)&one) != REDIS_OK || one == NULL) {
+            snprintf(err, errlen, "redis: %s", c->err ? c->errstr : "no reply");
+            if (!c->err)
+                c->err = REDIS_ERR_OTHER;
+            return -1;
+        }
+        if (t < NT) {
+            check_type(s, one, tk[t], texp[t]);
+        } else {
+            if (t == NT)
+                snprintf(own, sizeof own, "%s%s", k->worker_prefix, wid);
+            else
+                snprintf(own, sizeof own, "%s%s:%d", k->inflight_prefix, wid, t - NT - 1);
+            check_type(s, one, own, t == NT ? "hash" : "list");
+        }
+        freeReplyObject(one);
+    }
     if (read_replies(c, r, N, err, errlen) != 0)
         return -1;
 

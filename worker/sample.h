@@ -22,7 +22,11 @@
 /* Fills *s from Redis. Returns 0, or -1 with the reason in err (*s is then
  * unspecified); on -1 the caller checks c->err to know whether the
  * connection must be re-established. cfg supplies heartbeat_timeout_ms
- * (which workers count as live) and max_job_bytes (decoding the oldest). */
-int sample_queues(redisContext *c, const aq_keys *k, const aq_config *cfg,
-                  metrics_queue_sample *s, char *err, size_t errlen);
+ * (which workers count as live) and max_job_bytes (decoding the oldest).
+ * Keys of the wrong type do not fail the sample: their numbers read as 0
+ * and s->wrong names them -- every key of the namespace, each registered
+ * worker's hash and in-flight lists, and this worker's (wid, nthreads
+ * writer threads) hash and in-flight lists. */
+int sample_queues(redisContext *c, const aq_keys *k, const aq_config *cfg, const char *wid,
+                  int nthreads, metrics_queue_sample *s, char *err, size_t errlen);
 #endif

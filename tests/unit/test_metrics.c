@@ -62,6 +62,8 @@ static void fill_threads(metrics_thread *th)
     atomic_store(&th[0].pg_round_trips, 6);
     atomic_store(&th[1].pg_round_trips, 6);
     metrics_observe_batch(&th[1], 1);
+    /* thread 1 gave back a batch of 250 it could not write (pg_release_after_ms) */
+    atomic_store(&th[1].released, 250);
 }
 
 static const char expected_full[] =
@@ -107,6 +109,9 @@ static const char expected_full[] =
     "# HELP auditq_pg_round_trips_total Requests this process sent PostgreSQL for batch writes and waited on: 3 per clean batch with write_method=copy, plus one per probe (at most ceil(log2 n)+1 per bad row).\n"
     "# TYPE auditq_pg_round_trips_total counter\n"
     "auditq_pg_round_trips_total 12\n"
+    "# HELP auditq_released_total Jobs this process's writer threads gave back to the front of their queue unwritten, because their PostgreSQL could not take writes for pg_release_after_ms (or at shutdown): a healthy worker writes them.\n"
+    "# TYPE auditq_released_total counter\n"
+    "auditq_released_total 250\n"
     "# HELP auditq_config_reloads_total SIGHUP config reloads, by outcome (error: the old configuration was kept).\n"
     "# TYPE auditq_config_reloads_total counter\n"
     "auditq_config_reloads_total{result=\"ok\"} 5\n"
@@ -159,6 +164,7 @@ static const char expected_full[] =
     "auditq_thread_state{thread=\"0\",state=\"settling\"} 0\n"
     "auditq_thread_state{thread=\"0\",state=\"backoff\"} 0\n"
     "auditq_thread_state{thread=\"0\",state=\"stopped\"} 0\n"
+    "auditq_thread_state{thread=\"0\",state=\"parked\"} 0\n"
     "auditq_thread_state{thread=\"1\",state=\"starting\"} 0\n"
     "auditq_thread_state{thread=\"1\",state=\"idle\"} 0\n"
     "auditq_thread_state{thread=\"1\",state=\"fetching\"} 0\n"
@@ -166,6 +172,7 @@ static const char expected_full[] =
     "auditq_thread_state{thread=\"1\",state=\"settling\"} 0\n"
     "auditq_thread_state{thread=\"1\",state=\"backoff\"} 0\n"
     "auditq_thread_state{thread=\"1\",state=\"stopped\"} 0\n"
+    "auditq_thread_state{thread=\"1\",state=\"parked\"} 0\n"
     "# HELP auditq_thread_pg_connected 1 if the writer thread's PostgreSQL connection was live at its last use or check.\n"
     "# TYPE auditq_thread_pg_connected gauge\n"
     "auditq_thread_pg_connected{thread=\"0\"} 1\n"
@@ -331,6 +338,7 @@ static void test_bucket_edges(void **state)
     assert_null(metrics_state_name(-1));
     assert_null(metrics_state_name(MST_COUNT));
     assert_string_equal(metrics_state_name(MST_BACKOFF), "backoff");
+    assert_string_equal(metrics_state_name(MST_PARKED), "parked");
 }
 
 /* ---- concurrent observers ------------------------------------------------- */
