@@ -115,9 +115,9 @@ typedef struct rates {
  * ACL (docs/SECURITY.md) skips the check.
  * KEYS: q0..q3, retry, dead, stats, workers.  ARGV: worker prefix, in-flight
  * prefix.  Returns {sec, usec, (len, oldest) x 4, retry, dead,
- * {stats hash}, {workers with scores}, in flight}. */
+ * {stats hash} or -1, {workers with scores} or -1, in flight,
+ * {key, type, expected, ...}}. */
 static const char snapshot_src[] =
-    "local t = redis.call('TIME')\n"
     "local wrong = {}\n"
     "local function ok(k, want)\n"
     "  local t = redis.pcall('TYPE', k)['ok']\n"
@@ -127,6 +127,7 @@ static const char snapshot_src[] =
     "  wrong[#wrong + 1] = want\n"
     "  return false\n"
     "end\n"
+    "local t = redis.call('TIME')\n"
     "local out = {t[1], t[2]}\n"
     "for p = 1, 4 do\n"
     "  if ok(KEYS[p], 'list') then\n"
@@ -161,15 +162,15 @@ static const char snapshot_src[] =
     "        end\n"
     "      end\n"
     "    end\n"
-    "  end\n"
     "  else\n"
     "    known = false\n"
+    "  end\n"
     "end\n"
     "out[#out + 1] = known and inflight or -1\n"
     "out[#out + 1] = wrong\n"
     "return out\n";
 
-enum { SNAP_ELEMENTS = 2 + 2 * AQ_PRIORITIES + 5 };
+enum { SNAP_ELEMENTS = 2 + 2 * AQ_PRIORITIES + 6 };
 
 static int collect(redisContext *c, const aq_keys *k, const aq_config *cfg, stats *s, char *err,
                    size_t errlen)
@@ -225,16 +226,17 @@ static int collect(redisContext *c, const aq_keys *k, const aq_config *cfg, stat
     s->retry = ctl_reply_ll(r->element[i++]);
     s->dead = ctl_reply_ll(r->element[i++]);
     const redisReply *h = r->element[i++];
-    for (size_t e = 0; h->type == REDIS_REPLY_ARRAY && e + 1 < h->elements; e += 2)
     s->counters_unknown = h->type != REDIS_REPLY_ARRAY;
     for (size_t f = 0; s->counters_unknown && f < sizeof fields / sizeof fields[0]; f++)
         *(long long *)((char *)s + fields[f].off) = -1;
+    for (size_t e = 0; h->type == REDIS_REPLY_ARRAY && e + 1 < h->elements; e += 2)
         for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++)
             if (strcmp(h->element[e]->str, fields[f].name) == 0)
                 *(long long *)((char *)s + fields[f].off) = ctl_reply_ll(h->element[e + 1]);
     const redisReply *wz = r->element[i++];
     size_t nw = wz->type == REDIS_REPLY_ARRAY ? wz->elements / 2 : 0;
-    s->workers_registered = (long long)nw;
+    s->workers_registered = wz->type == REDIS_REPLY_ARRAY ? (long long)nw : -1;
+    s->workers = wz->type == REDIS_REPLY_ARRAY ? 0 : -1;
     for (size_t w = 0; w < nw; w++)
         if (s->now_ms - ctl_reply_ll(wz->element[2 * w + 1]) <= cfg->heartbeat_timeout_ms)
             s->workers++;
@@ -269,17 +271,15 @@ static rates rates_between(const stats *prev, const stats *cur, double nominal_s
                    (cur->processed - prev->processed) + (cur->dead_lettered - prev->dead_lettered) -
                    (cur->requeued - prev->requeued);
 
-    if (dt <= 0)
-        dt = nominal_s;
     if (prev->nwrong || cur->nwrong)
         return (rates){0, 0, 0}; /* unknown numbers: no conservation law */
+    if (dt <= 0)
+        dt = nominal_s;
     r.in_per_s = in > 0 ? (double)in / dt : 0;
     r.written_per_s = cur->processed > prev->processed ? (double)(cur->processed - prev->processed) / dt : 0;
     return r;
 }
 
-static void print_json(FILE *out, const stats *s, const char *ns, const rates *rt)
-{
 /* A JSON number, or null for an unknown (-1) one. */
 static void json_num(FILE *out, const char *name, long long v)
 {
@@ -296,6 +296,8 @@ static void wrong_text(const stats *s, size_t i, char *out, size_t n)
                             out, n);
 }
 
+static void print_json(FILE *out, const stats *s, const char *ns, const rates *rt)
+{
     fprintf(out, "{\"namespace\":\"%s\",\"time_ms\":%lld,\"queues\":{", ns, s->now_ms);
     for (int p = 0; p < AQ_PRIORITIES; p++) {
         fprintf(out, "%s\"%s\":{", p ? "," : "", prio_names[p]);
@@ -386,8 +388,6 @@ static void view_end(view *v)
     v->col = 0;
 }
 
-static void view_count(view *v, const char *label, long long n)
-{
 /* A count, "?" when unknown (-1: read from a key of the wrong type). */
 static void fmt_count(char *out, size_t n, long long v)
 {
@@ -397,6 +397,8 @@ static void fmt_count(char *out, size_t n, long long v)
         ctl_fmt_count(out, n, v);
 }
 
+static void view_count(view *v, const char *label, long long n)
+{
     char num[32], item[80];
     fmt_count(num, sizeof num, n);
     snprintf(item, sizeof item, "%s %s", label, num);
@@ -446,7 +448,7 @@ static void print_table(view *v, const stats *s, const char *ns, double interval
         fmt_count(a, sizeof a, s->depth[p]);
         ctl_fmt_age(b, sizeof b, s->oldest_ms[p]);
         view_line(v, "%-10s %12s %12s", prio_names[p], a, b);
-        total += s->depth[p];
+        total = total < 0 || s->depth[p] < 0 ? -1 : total + s->depth[p];
     }
     fmt_count(a, sizeof a, total);
     view_line(v, "%-10s %12s", "total", a);
@@ -455,7 +457,9 @@ static void print_table(view *v, const stats *s, const char *ns, double interval
     view_count(v, "retry", s->retry);
     view_count(v, "dead", s->dead);
     view_end(v);
-    if (s->workers_registered > s->workers)
+    if (s->workers < 0)
+        view_line(v, "workers   ?");
+    else if (s->workers_registered > s->workers)
         view_line(v, "workers   %lld live (%lld silent, awaiting recovery)", s->workers,
                   s->workers_registered - s->workers);
     else
@@ -473,10 +477,6 @@ static void print_table(view *v, const stats *s, const char *ns, double interval
     if (s->dead_trimmed)
         view_count(v, "dead letters trimmed by dead_letter_max", s->dead_trimmed);
     view_end(v);
-}
-
-/* ---- watch ---------------------------------------------------------------- */
-
     if (s->nwrong)
         view_line(v, "%s", "");
     for (size_t i = 0; i < s->nwrong; i++) {
@@ -485,6 +485,10 @@ static void print_table(view *v, const stats *s, const char *ns, double interval
         wrong_text(s, i, fix, sizeof fix);
         fprintf(v->f, "problem: %s%s", fix, v->eol);
     }
+}
+
+/* ---- watch ---------------------------------------------------------------- */
+
 static volatile sig_atomic_t stats_stop;
 
 static void stats_on_signal(int sig)
@@ -680,8 +684,6 @@ int ctl_stats(const aq_config *cfg, int argc, char **argv)
         view v = {stdout, "\n", 0};
         print_table(&v, &s, cfg->namespace_, 0, NULL);
     }
-    return CTL_OK;
-}
     if (s.nwrong) {
         /* Every number that could be read is printed above; the exit
          * status tells a script that some could not. */
@@ -690,3 +692,5 @@ int ctl_stats(const aq_config *cfg, int argc, char **argv)
                 s.nwrong > 1 ? "them" : "it");
         return CTL_FAILED;
     }
+    return CTL_OK;
+}
