@@ -109,7 +109,11 @@ static int name_valid_n(const char *name, size_t len, const char *what, char *er
     bad = bad_text_at(name, len, 1);
     if (bad < len) {
         char shown[64];
-        text_escape(shown, sizeof shown, name + bad, len - bad, 1);
+        uint32_t cp;
+        size_t n = text_utf8_next(name + bad, len - bad, &cp);
+
+        /* Just the offending character (or byte). */
+        text_escape(shown, sizeof shown, name + bad, n ? n : 1, 4);
         fmt_err(err, errlen,
                 "%s has '%s' at byte %zu; it must be printable UTF-8 without spaces or '+'",
                 what, shown, bad);
