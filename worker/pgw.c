@@ -925,10 +925,13 @@ int pgw_connect(pgw *w, char *err, size_t errlen)
     w->fault = PGW_FAULT_UNREACHABLE;
     w->conn = io_connect(keys, vals, w->cfg->pg_connect_timeout_s * 1000, PQERRORS_VERBOSE, &timed_out);
     if (!w->conn) {
-        if (timed_out)
+        /* No answer at all -- a silent server or network, or a host that
+         * drops packets: the same to us as a stall mid-query. */
+        if (timed_out) {
             snprintf(err, errlen, "connect: no answer from PostgreSQL within %d s (pg_connect_timeout_s)",
                      w->cfg->pg_connect_timeout_s);
-        else
+            w->fault = PGW_FAULT_STALLED;
+        } else
             snprintf(err, errlen, "connect: out of memory");
         goto out;
     }

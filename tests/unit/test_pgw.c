@@ -870,6 +870,7 @@ static void test_unreachable(void **state)
     assert_int_equal(pgw_connected(w), 0);
     assert_non_null(strstr(err, "connect: "));
     assert_non_null(strstr(err, "Connection refused"));
+    assert_int_equal(pgw_last_fault(w), PGW_FAULT_UNREACHABLE);
     pgw_free(w);
 }
 
@@ -1024,6 +1025,36 @@ static void test_timeout_no_answer(void **state)
                              "connection dropped");
     assert_true(took >= 300 && took < bound_ms(2000));
     assert_int_equal(pgw_connected(w), 0);
+    assert_int_equal(pgw_last_fault(w), PGW_FAULT_STALLED);
+    pgw_free(w);
+    fake_pg_stop(f);
+}
+
+/* A server that accepts and never answers the startup: the writer's
+ * connect gives up after pg_connect_timeout_s and calls it a stall, as
+ * /readyz then says; a probe does the same. */
+static void test_connect_stalled(void **state)
+{
+    (void)state;
+    aq_config cfg;
+    char err[512];
+    aq_job j;
+    pgw_row_result res[1];
+
+    fake_pg *f = fake_pg_start(NO_HANDSHAKE);
+    memset(&cfg, 0, sizeof cfg);
+    fake_url(cfg.database_url, sizeof cfg.database_url, f->port);
+    cfg.pg_connect_timeout_s = 1;
+    cfg.pg_timeout_ms = 300;
+    memset(&j, 0, sizeof j);
+    pgw *w = pgw_new(&cfg);
+    int64_t t0 = clock_mono_us();
+    assert_int_equal(pgw_write(w, &j, 1, res, NULL, err, sizeof err), PGW_RETRY);
+    long long took = ms_since(t0);
+    assert_string_equal(err, "connect: no answer from PostgreSQL within 1 s (pg_connect_timeout_s)");
+    assert_true(took >= 1000 && took < bound_ms(3000));
+    assert_int_equal(pgw_last_fault(w), PGW_FAULT_STALLED);
+    assert_string_equal(pgw_fault_name(pgw_last_fault(w)), "stalled");
     pgw_free(w);
     fake_pg_stop(f);
 }
@@ -1115,6 +1146,7 @@ int main(void)
         cmocka_unit_test_teardown(test_timeout_no_answer, fake_pg_teardown),
         cmocka_unit_test_teardown(test_timeout_send_stalls, fake_pg_teardown),
         cmocka_unit_test_teardown(test_connect_timeout, fake_pg_teardown),
+        cmocka_unit_test_teardown(test_connect_stalled, fake_pg_teardown),
         cmocka_unit_test(test_copy_field),
         cmocka_unit_test(test_array_elem),
         cmocka_unit_test(test_copy_row),
