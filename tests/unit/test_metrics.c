@@ -235,7 +235,11 @@ static const char expected_full[] =
     "auditq_cluster_dead_lettered_total 3\n"
     "# HELP auditq_cluster_dead_trimmed_total Dead-letter records dropped by dead_letter_max ({ns}:stats dead_trimmed).\n"
     "# TYPE auditq_cluster_dead_trimmed_total counter\n"
-    "auditq_cluster_dead_trimmed_total 1\n";
+    "auditq_cluster_dead_trimmed_total 1\n"
+    "# HELP auditq_redis_key_wrong_type 1 while a Redis key auditq uses holds another type than it needs (type: what it holds, expected: what auditq needs; the worker log and /readyz give the fix), 0 once fixed. Only what uses the key waits.\n"
+    "# TYPE auditq_redis_key_wrong_type gauge\n"
+    "auditq_redis_key_wrong_type{key=\"{ns}:queue:low\",type=\"string\",expected=\"list\"} 1\n"
+    "auditq_redis_key_wrong_type{key=\"{ns}:worker:a\\\"b\",type=\"unknown\",expected=\"hash\"} 0\n";
 
 static void test_render_exact(void **state)
 {
@@ -243,6 +247,12 @@ static void test_render_exact(void **state)
     metrics_queue_sample s;
     (void)state;
 
+    /* A key currently wrong, and one fixed since (its type unknown: seen
+     * only as a WRONGTYPE error); the key's quote is escaped. */
+    metrics_wrongkey wrong[2] = {
+        { "{ns}:queue:low", "string", "list", 1 },
+        { "{ns}:worker:a\"b", "", "hash", 0 },
+    };
     memset(th, 0, sizeof th);
     fill_threads(th);
     memset(&s, 0, sizeof s);
@@ -268,7 +278,7 @@ static void test_render_exact(void **state)
         .version = "0.1.0", .worker_id = "h\"o\\st:7:abc", .namespace_ = "ns",
         .start_us = 1767225600000000LL, .now_us = 1767225700000000LL, .threads = th, .nthreads = 2,
         .recovered = 7, .reloads_ok = 5, .reloads_failed = 1, .ready = 1, .sample = &s,
-        .sample_ok = 1, .sample_us = 1767225699750000LL,
+        .sample_ok = 1, .sample_us = 1767225699750000LL, .wrong = wrong, .nwrong = 2,
     };
     char *text = render(&v);
     assert_string_equal(text, expected_full);
@@ -296,8 +306,13 @@ static void test_render_no_sample(void **state)
     assert_null(strstr(text, "auditq_queue_depth"));
     assert_null(strstr(text, "auditq_queue_sample_age_seconds"));
     assert_null(strstr(text, "auditq_cluster_"));
-    /* Ends with the sample_ok family. */
-    const char *tail = "# TYPE auditq_queue_sample_ok gauge\nauditq_queue_sample_ok 0\n";
+    /* Ends with the sample_ok family, then the wrong-type family with no
+     * key (nothing found wrong). */
+    const char *tail = "# TYPE auditq_queue_sample_ok gauge\nauditq_queue_sample_ok 0\n"
+                       "# HELP auditq_redis_key_wrong_type 1 while a Redis key auditq uses holds another "
+                       "type than it needs (type: what it holds, expected: what auditq needs; the worker "
+                       "log and /readyz give the fix), 0 once fixed. Only what uses the key waits.\n"
+                       "# TYPE auditq_redis_key_wrong_type gauge\n";
     assert_string_equal(text + strlen(text) - strlen(tail), tail);
     free(text);
 }
