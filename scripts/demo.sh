@@ -11,7 +11,10 @@
 # Nothing outside the repository is touched: Redis and PostgreSQL run from
 # .run/ (git-ignored) on free ports chosen at start, PostgreSQL as `nobody`
 # when we are root (tests/lib/harness.sh does that).  Their pids, ports and
-# URLs are in .run/demo.env, which also serves `source .run/demo.env`.
+# URLs are in .run/demo.env: `source .run/demo.env` puts build/bin on PATH and
+# points auditqctl, auditq-bench and psql at the demo, so the README's
+# commands work as printed.  The worker serves /metrics, /healthz and /readyz
+# on a free port ($DEMO_METRICS_URL in demo.env).
 #
 # Running it again while a demo runs reuses that demo: same servers, same
 # ports (so psql/redis-cli lines you copied keep working), data kept; the
@@ -22,16 +25,20 @@
 # logs are, then stops everything the demo runs, a reused one included
 # (logs are kept in .run/); DEMO_KEEP_ON_FAILURE=1 leaves it running.
 #
-# Knobs: DEMO_EVENTS (default 100000), DEMO_DRAIN_TIMEOUT seconds (180).
+# Knobs: DEMO_EVENTS (default 100000), DEMO_DRAIN_TIMEOUT seconds (180),
+# BUILD (the build dir, default build: `make demo BUILD=x` passes it),
+# DEMO_DIR (default .run; tests/integration/it_14_demo.sh uses a temp dir).
 # AUDITQ_* variables from your environment are ignored, so the demo always
 # runs with the defaults plus the demo's own servers.
 
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-RUN=$REPO/.run
+RUN=$(realpath -m "${DEMO_DIR:-$REPO/.run}")
+R=${RUN#"$REPO"/}             # .run, as messages print it
 ENV_FILE=$RUN/demo.env
-BIN=$REPO/build/bin
+BIN=$REPO/${BUILD:-build}/bin
+RBIN=${BIN#"$REPO"/}          # build/bin
 EVENTS=${DEMO_EVENTS:-100000}
 DRAIN_TIMEOUT=${DEMO_DRAIN_TIMEOUT:-180}
 WORKER_THREADS=2
@@ -129,11 +136,17 @@ write_env() {
         # shellcheck disable=SC2016  # backquotes meant literally
         printf '# auditq demo -- written by scripts/demo.sh; removed by `make demo-stop`.\n'
         # shellcheck disable=SC2016
-        printf '# `source .run/demo.env` points auditqctl, auditq-bench and psql at the demo.\n'
+        printf '# `source %s/demo.env` puts %s on PATH and points auditqctl, auditq-bench\n' "$R" "$RBIN"
+        # shellcheck disable=SC2016  # $DEMO_METRICS_URL and $PATH are meant literally
+        printf '# and psql at the demo; $DEMO_METRICS_URL is the worker'"'"'s /metrics.\n'
+        # shellcheck disable=SC2016
+        printf 'case ":$PATH:" in *:%q:*) ;; *) export PATH=%q:"$PATH" ;; esac\n' "$BIN" "$BIN"
         printf 'export AUDITQ_REDIS_URL=%q\n' "$AUDITQ_REDIS_URL"
         printf 'export AUDITQ_DATABASE_URL=%q\n' "$AUDITQ_DATABASE_URL"
         printf 'export PGHOST=127.0.0.1 PGPORT=%q PGUSER=postgres PGDATABASE=auditq\n' "$PG_PORT"
-        printf 'DEMO_REDIS_PORT=%q\n' "$REDIS_PORT"
+        printf 'export DEMO_METRICS_URL=%q\n' "http://127.0.0.1:${DEMO_HTTP_PORT:-}/metrics"
+        printf 'DEMO_HTTP_PORT=%q\n' "${DEMO_HTTP_PORT:-}"
+        printf 'export DEMO_REDIS_PORT=%q\n' "$REDIS_PORT"
         printf 'DEMO_REDIS_PID=%q\n' "${DEMO_REDIS_PID:-}"
         printf 'DEMO_REDIS_DIR=%q\n' "${DEMO_REDIS_DIR:-}"
         printf 'DEMO_PG_PORT=%q\n' "$PG_PORT"
@@ -271,7 +284,7 @@ demo_stop() {
         [[ -f "$f" ]] && logs+="${f##*/} "
     done
     if [[ -n "$logs" ]]; then
-        say "Logs kept in .run/: $logs"
+        say "Logs kept in $R/: $logs"
     fi
     return 0
 }
@@ -292,14 +305,14 @@ on_exit() {
     elif [[ "${DEMO_KEEP_ON_FAILURE:-0}" == 1 ]]; then
         {
             say "DEMO_KEEP_ON_FAILURE=1: leaving whatever runs running; \`make demo-stop\` stops it."
-            say "Logs: .run/worker.log (worker), .run/redis-main/redis.log (Redis),"
-            say "      .run/pg/log and .run/pg/initdb.log (PostgreSQL)."
+            say "Logs: $R/worker.log (worker), $R/redis-main/redis.log (Redis),"
+            say "      $R/pg/log and $R/pg/initdb.log (PostgreSQL)."
         } >&2
     else
         {
             say "Stopping what the demo started (DEMO_KEEP_ON_FAILURE=1 keeps it running):"
             demo_stop | indent
-            say "Worker log: .run/worker.log; Redis: .run/redis.log; PostgreSQL: .run/postgresql.log"
+            say "Worker log: $R/worker.log; Redis: $R/redis.log; PostgreSQL: $R/postgresql.log"
         } >&2
     fi
     exit "$rc"
@@ -340,7 +353,7 @@ read_stats() {
 
 worker_log_tail() {
     {
-        say "Last lines of .run/worker.log:"
+        say "Last lines of $R/worker.log:"
         tail -n 15 "$RUN/worker.log" 2>/dev/null | indent || true
     } >&2
 }
@@ -365,7 +378,7 @@ preflight() {
 }
 
 step_servers() {
-    step 1 "Start private Redis (AOF on) and PostgreSQL under .run/"
+    step 1 "Start private Redis (AOF on) and PostgreSQL under $R/"
     if demo_alive; then
         REUSED=1
         export AQ_TMP=$RUN AUDITQ_REDIS_URL AUDITQ_DATABASE_URL
@@ -408,7 +421,7 @@ step_migrate() {
 
 step_worker() {
     local old i started_before
-    step 3 "Start auditq-worker in the background ($WORKER_THREADS threads, log: .run/worker.log)"
+    step 3 "Start auditq-worker in the background ($WORKER_THREADS threads, log: $R/worker.log)"
     old=${DEMO_WORKER_PID:-}
     if [[ "$REUSED" == 1 ]] && pid_runs "$old" auditq-worker; then
         say "Stopping the previous demo's worker (pid $old) ..."
@@ -417,14 +430,18 @@ step_worker() {
     printf -- '---- %s: demo.sh starts auditq-worker --threads %s\n' "$(date '+%F %T')" \
         "$WORKER_THREADS" >>"$RUN/worker.log"
     started_before=$(grep -c 'msg="worker started"' "$RUN/worker.log" || true)
-    harness_spawn worker "$BIN/auditq-worker" --threads "$WORKER_THREADS"
+    # HTTP on: /metrics, /healthz and /readyz on a port of its own, the same
+    # one when a reused demo restarts the worker (URLs copied keep working).
+    [[ -n "${DEMO_HTTP_PORT:-}" ]] || DEMO_HTTP_PORT=$(free_port) || die "no free TCP port for the worker's HTTP"
+    harness_spawn worker "$BIN/auditq-worker" --threads "$WORKER_THREADS" \
+        --set "http_listen=127.0.0.1:$DEMO_HTTP_PORT"
     DEMO_WORKER_PID=$HARNESS_LAST_PID
     write_env
     # Up = it logged its start and Redis counts a live worker (heartbeat).
     for ((i = 0; i < 100; i++)); do
         if ! _aq_alive "$DEMO_WORKER_PID"; then
             worker_log_tail
-            die "auditq-worker exited right after start (see .run/worker.log)"
+            die "auditq-worker exited right after start (see $R/worker.log)"
         fi
         if (($(grep -c 'msg="worker started"' "$RUN/worker.log" || true) > started_before)) &&
             read_stats 2>/dev/null && ((S_WORKERS >= 1)); then
@@ -433,8 +450,16 @@ step_worker() {
         sleep 0.1
     done
     ((i < 100)) || { worker_log_tail; die "auditq-worker did not register in Redis within 10 s"; }
+    if command -v curl >/dev/null 2>&1; then
+        for ((i = 0; i < 50; i++)); do
+            curl -sf -o /dev/null "http://127.0.0.1:$DEMO_HTTP_PORT/healthz" && break
+            sleep 0.1
+        done
+        ((i < 50)) || { worker_log_tail; die "auditq-worker does not answer on http://127.0.0.1:$DEMO_HTTP_PORT/healthz"; }
+    fi
     say "auditq-worker pid $DEMO_WORKER_PID is up: $(grep 'worker started' "$RUN/worker.log" |
         tail -n 1 | sed 's/.*msg="worker started" //')"
+    say "Prometheus metrics: http://127.0.0.1:$DEMO_HTTP_PORT/metrics (also /healthz, /readyz)"
 }
 
 step_push() {
@@ -465,9 +490,9 @@ step_drain() {
     while :; do
         if ! pid_runs "$DEMO_WORKER_PID" auditq-worker; then
             worker_log_tail
-            die "auditq-worker (pid $DEMO_WORKER_PID) died while draining (see .run/worker.log)"
+            die "auditq-worker (pid $DEMO_WORKER_PID) died while draining (see $R/worker.log)"
         fi
-        read_stats || die "auditqctl stats failed (is Redis on port $REDIS_PORT up? .run/redis-main/redis.log)"
+        read_stats || die "auditqctl stats failed (is Redis on port $REDIS_PORT up? $R/redis-main/redis.log)"
         el=$((SECONDS - start))
         line=$(printf 't=%3ss  queued %s (critical %s, high %s, normal %s, low %s)  in flight %s  retry %s  processed %s/%s' \
             "$el" "$(commas "$S_QUEUED")" "$(commas "$S_CRITICAL")" "$(commas "$S_HIGH")" \
@@ -492,14 +517,14 @@ step_drain() {
             empty_polls=$((empty_polls + 1))
             if ((empty_polls >= 5)); then
                 worker_log_tail
-                die "queues are empty but only $(commas $((S_PROCESSED - BASE_PROCESSED))) of $(commas "$EVENTS") events were processed (dead-lettered: $((S_DEAD_LETTERED - BASE_DEAD)), dead list: $S_DEAD); see .run/worker.log"
+                die "queues are empty but only $(commas $((S_PROCESSED - BASE_PROCESSED))) of $(commas "$EVENTS") events were processed (dead-lettered: $((S_DEAD_LETTERED - BASE_DEAD)), dead list: $S_DEAD); see $R/worker.log"
             fi
         else
             empty_polls=0
         fi
         if ((SECONDS >= deadline)); then
             worker_log_tail
-            die "the queues did not drain within ${DRAIN_TIMEOUT} s ($(commas "$S_QUEUED") queued, $(commas "$S_INFLIGHT") in flight, $(commas "$S_RETRY") to retry); see .run/worker.log"
+            die "the queues did not drain within ${DRAIN_TIMEOUT} s ($(commas "$S_QUEUED") queued, $(commas "$S_INFLIGHT") in flight, $(commas "$S_RETRY") to retry); see $R/worker.log"
         fi
         sleep 1
     done
@@ -510,16 +535,16 @@ step_drain() {
     say "${GREEN}Drained.${RESET} $(commas "$EVENTS") events from producer to PostgreSQL in" \
         "$(secs_between "$PUSH_START" "$end_us") s (about $(commas $((EVENTS * 1000000 / us))) events/s end to end)."
     if ((S_DEAD_LETTERED > BASE_DEAD)); then
-        say "${RED}Note:${RESET} $((S_DEAD_LETTERED - BASE_DEAD)) events were dead-lettered (see .run/worker.log)."
+        say "${RED}Note:${RESET} $((S_DEAD_LETTERED - BASE_DEAD)) events were dead-lettered (see $R/worker.log)."
     fi
 }
 
 step_psql() {
     local total this_run
     step 6 "What landed in PostgreSQL (psql -h 127.0.0.1 -p $PG_PORT -U postgres auditq)"
-    total=$(psql_q "SELECT count(*) FROM audit_events") || die "psql query failed (PostgreSQL log: .run/pg/log)"
+    total=$(psql_q "SELECT count(*) FROM audit_events") || die "psql query failed (PostgreSQL log: $R/pg/log)"
     this_run=$(psql_q "SELECT count(*) FROM audit_events WHERE received_at >= '$RUN_SINCE'") ||
-        die "psql query failed (PostgreSQL log: .run/pg/log)"
+        die "psql query failed (PostgreSQL log: $R/pg/log)"
     if ((total != this_run)); then
         say "Total rows in audit_events: $(commas "$total")  ($(commas "$this_run") arrived during this run, the rest in earlier runs)"
     else
@@ -562,25 +587,27 @@ step_psql() {
             FROM audit_events
             WHERE received_at >= '$RUN_SINCE' AND changes IS NOT NULL
             ORDER BY action, occurred_at DESC) s
-        ORDER BY random() LIMIT 3" || die "psql query failed (PostgreSQL log: .run/pg/log)"
+        ORDER BY random() LIMIT 3" || die "psql query failed (PostgreSQL log: $R/pg/log)"
 }
 
 step_final() {
     step 7 "Final state: auditqctl stats"
     "$BIN/auditqctl" stats 2>&1 | indent
-    local rel_env=${ENV_FILE#"$REPO"/}
     cat <<EOF
 
-${BOLD}Done.${RESET} The servers and the worker keep running so you can look around:
+${BOLD}Done.${RESET} The servers and the worker keep running so you can look around.
+First source the demo's settings in your shell: that puts $RBIN on PATH and points
+auditqctl, auditq-bench and psql at the demo, so the README's commands work as printed.
 
-  PostgreSQL   psql -h 127.0.0.1 -p $PG_PORT -U postgres auditq
-                 e.g.  SELECT * FROM audit_events WHERE action = 'user.login_failed' LIMIT 5;
-  Redis        redis-cli -p $REDIS_PORT          (keys: {auditq}:*)
-  Queue stats  export AUDITQ_REDIS_URL=$AUDITQ_REDIS_URL
-               build/bin/auditqctl stats
-  More events  build/bin/auditq-bench enqueue --events 10000 --async   (with AUDITQ_REDIS_URL exported)
-  Worker log   tail -f .run/worker.log
-  Everything   source $rel_env    (exports AUDITQ_REDIS_URL, AUDITQ_DATABASE_URL, PGHOST/PGPORT/PGUSER/PGDATABASE)
+  source $R/demo.env
+  auditqctl stats                  # queues, lag and totals (--watch 2: a live view)
+  auditqctl workers                # the demo's worker and its heartbeat
+  auditqctl query --tenant acme --since 1h --limit 5 --format ndjson
+  psql -c 'SELECT action, count(*) FROM audit_events GROUP BY 1 ORDER BY 2 DESC LIMIT 5'
+  curl -s \$DEMO_METRICS_URL | grep '^auditq_processed_total'    # http://127.0.0.1:$DEMO_HTTP_PORT/metrics
+  auditq-bench enqueue --events 10000 --async    # more events; the worker takes them at once
+  redis-cli -p $REDIS_PORT                 # the queues: keys {auditq}:*
+  tail -f $R/worker.log            # the worker's log: a summary line every 10 s
 
 Stop it all:   make demo-stop      (or: bash scripts/demo.sh stop)
 Run make demo again to reuse these servers and add another $(commas "$EVENTS") events.
@@ -592,8 +619,10 @@ demo_status() {
         say "A demo is running (started ${DEMO_STARTED:-?}):"
         say "  Redis       redis-cli -p $REDIS_PORT   (pid ${DEMO_REDIS_PID:-?})"
         say "  PostgreSQL  psql -h 127.0.0.1 -p $PG_PORT -U postgres auditq"
+        say "  Metrics     http://127.0.0.1:${DEMO_HTTP_PORT:-?}/metrics"
+        say "  Shell       source $R/demo.env   (auditqctl on PATH, pointed at the demo)"
         if pid_runs "${DEMO_WORKER_PID:-}" auditq-worker; then
-            say "  Worker      pid $DEMO_WORKER_PID, log .run/worker.log"
+            say "  Worker      pid $DEMO_WORKER_PID, log $R/worker.log"
         else
             say "  Worker      not running"
         fi

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The demo as a new user meets it: scripts/demo.sh (what `make demo` runs)
+# with 2,000 events in a temp DEMO_DIR, then
+#   1. the README's demo commands (extracted between their markers), run as
+#      printed in a clean environment (PATH=/usr/bin:/bin): `source
+#      .run/demo.env` must put auditqctl and auditq-bench on PATH and point
+#      them and psql at the demo; $DEMO_METRICS_URL is the worker's /metrics
+#      (HTTP on), with exact counts;
+#   2. the commands the demo itself prints at the end, run as printed;
+#   3. `demo.sh stop` stops the worker, PostgreSQL and Redis.
+set -euo pipefail
+source "$(dirname "$0")/lib_it.sh"
+command -v curl >/dev/null || { echo "FAIL: curl is not installed; run 'make deps'"; exit 1; }
+harness_init
+DEMO=$AQ_TMP/demo
+export DEMO_DIR=$DEMO BUILD=${BUILD:-build}
+# Whatever happens, the demo's servers go (run.sh's registry is the backstop).
+trap 'rc=$?; bash "$AQ_ROOT/scripts/demo.sh" stop >/dev/null 2>&1 || true; harness_cleanup; exit $rc' EXIT
+
+DEMO_EVENTS=2000 bash "$AQ_ROOT/scripts/demo.sh" >"$AQ_TMP/demo.out" 2>&1 ||
+    { cat "$AQ_TMP/demo.out"; echo "FAIL: demo.sh exited $?"; exit 1; }
+grep -qxF "  source $DEMO/demo.env" "$AQ_TMP/demo.out" ||
+    { tail -n 25 "$AQ_TMP/demo.out"; echo "FAIL: the demo does not print the 'source demo.env' step"; exit 1; }
+url=$(sed -n 's|^Prometheus metrics: \(http://127\.0\.0\.1:[0-9]*/metrics\) .*|\1|p' "$AQ_TMP/demo.out")
+[[ -n "$url" ]] || { echo "FAIL: the demo does not print the worker's metrics URL"; exit 1; }
+
+# in_clean_shell SCRIPT: runs SCRIPT with bash from the repository root, with
+# nothing of this test's environment (no AUDITQ_*, PG*, no build dir on PATH).
+in_clean_shell() {
+    (cd "$AQ_ROOT" && env -i HOME="$HOME" PATH=/usr/bin:/bin LANG=C.UTF-8 bash -euo pipefail -c "$1")
+}
+
+# ---- 1. the README's demo commands ------------------------------------------
+block=$(awk '/^<!-- demo-commands:/ { on = 1; next } /^<!-- end demo-commands -->/ { on = 0 } on' "$AQ_ROOT/README.md")
+[[ "$(head -n 1 <<<"$block")" == '```sh' && "$(tail -n 1 <<<"$block")" == '```' ]] ||
+    { echo "FAIL: README has no demo-commands block: $block"; exit 1; }
+cmds=$(sed -e '1d' -e '$d' <<<"$block")
+assert_eq "source .run/demo.env" "$(head -n 1 <<<"$cmds")" "the README's first demo command"
+# The README's .run is this test's DEMO_DIR; everything else runs as printed.
+out=$(in_clean_shell "set -x; ${cmds//.run\/demo.env/$DEMO/demo.env}" 2>"$AQ_TMP/readme.err") ||
+    { cat "$AQ_TMP/readme.err"; echo "FAIL: the README's demo commands fail"; exit 1; }
+grep -q '^+ auditqctl stats' "$AQ_TMP/readme.err" || { echo "FAIL: auditqctl stats did not run"; exit 1; }
+grep -qE '^processed 2,000 +failed 0' <<<"$out" || { echo "FAIL: auditqctl stats: $out"; exit 1; }
+grep -qx '1 worker: 1 live, 0 dead (not yet recovered)' <<<"$out" || { echo "FAIL: auditqctl workers: $out"; exit 1; }
+assert_eq 5 "$(grep -c '"tenant_id":"acme"' <<<"$out")" "acme rows from auditqctl query --limit 5"
+grep -qx 'auditq_processed_total 2000' <<<"$out" || { echo "FAIL: curl \$DEMO_METRICS_URL: $out"; exit 1; }
+assert_eq "$url" "$(in_clean_shell "source $DEMO/demo.env; echo \$DEMO_METRICS_URL")" "DEMO_METRICS_URL"
+assert_eq "$AQ_ROOT/$BUILD/bin/auditqctl" "$(in_clean_shell "source $DEMO/demo.env; command -v auditqctl")" \
+    "auditqctl on PATH after source demo.env"
+# The bench's 10,000 events drain through the same worker.
+drained12k() { [[ "$(in_clean_shell "source $DEMO/demo.env; auditqctl stats --json" |
+    "$PY" -c 'import json,sys; print(json.load(sys.stdin)["processed"])')" == 12000 ]]; }
+wait_for 60 drained12k || { echo "FAIL: the bench's 10,000 events were not processed"; exit 1; }
+assert_eq 12000 "$(in_clean_shell "source $DEMO/demo.env; psql -XAtc 'SELECT count(*) FROM audit_events'")" \
+    "rows after the README's commands"
+
+# ---- 2. what the demo prints at the end, as printed -------------------------
+# The lines between "source ..." and "Stop it all", minus the interactive ones
+# (tail -f, redis-cli without a command: it gets PING).
+printed=$(awk '/^  source / { on = 1 } /^Stop it all/ { on = 0 } on && /^  [a-z]/' "$AQ_TMP/demo.out" |
+    grep -v '^  tail -f ' | sed -E 's/^(  redis-cli -p [0-9]+)( .*)?$/\1 ping/')
+assert_eq 8 "$(wc -l <<<"$printed")" "commands the demo prints"
+out=$(in_clean_shell "$printed" 2>"$AQ_TMP/printed.err") ||
+    { cat "$AQ_TMP/printed.err"; echo "FAIL: the demo's own commands fail: $printed"; exit 1; }
+grep -qx PONG <<<"$out" || { echo "FAIL: redis-cli as printed: $out"; exit 1; }
+grep -qE '^processed 12,000 ' <<<"$out" || { echo "FAIL: auditqctl stats as printed: $out"; exit 1; }
+wait_for 60 bash -c "[ \"\$(curl -s '$url' | awk '\$1 == \"auditq_processed_total\" { print \$2 }')\" = 22000 ]" ||
+    { echo "FAIL: the printed bench's events did not reach the worker's metrics"; exit 1; }
+
+# ---- 3. stop ----------------------------------------------------------------
+source "$DEMO/demo.env"
+pm=$(head -n 1 "$DEMO_PGDATA/postmaster.pid")
+bash "$AQ_ROOT/scripts/demo.sh" stop >"$AQ_TMP/stop.out" 2>&1
+grep -q 'Stopped\. No demo process is left\.' "$AQ_TMP/stop.out" || { cat "$AQ_TMP/stop.out"; echo "FAIL: demo.sh stop"; exit 1; }
+for pid in "$DEMO_WORKER_PID" "$DEMO_REDIS_PID" "$pm"; do
+    ! _aq_alive "$pid" || { echo "FAIL: pid $pid still runs after demo.sh stop"; exit 1; }
+done
+it_pass "demo: README's commands and the demo's own run as printed after source demo.env; /metrics on; stop leaves nothing"
