@@ -172,6 +172,20 @@ static const cf_entry cf_table[] = {
     INT("retention_interval_s", retention_interval_s, "0", 0, 31536000, true,
         "The worker runs retention this often, in seconds; 0 = never (run 'auditqctl retention run' "
         "from cron instead)"),
+    /* integrity (docs/INTEGRITY.md) */
+    STR("seal_key_file", seal_key_file, "", 0, NULL, false, false,
+        "Signing key (from 'auditqctl keygen PATH') the worker seals checkpoints with; "
+        "sealing is on when set"),
+    INT("checkpoint_interval_ms", checkpoint_interval_ms, "1000", 100, 3600000, false,
+        "Sealing: a checkpoint is signed at most this often, in milliseconds, when there is new evidence"),
+    STR("anchor_dir", anchor_dir, "", 0, NULL, false, false,
+        "Sealing: directory each signed checkpoint is published to as a file (fsynced); "
+        "\"\" = none; verify reads it too"),
+    STR("anchor_command", anchor_command, "", 0, NULL, false, false,
+        "Sealing: shell command each signed checkpoint is piped to (stdin), e.g. logger -t auditq; "
+        "\"\" = none"),
+    STR("verify_key_file", verify_key_file, "", 0, NULL, true, false,
+        "auditqctl verify: the verifier key (PATH.pub of 'auditqctl keygen PATH'); or --key"),
     /* testing */
     INT("crash_after_commit", crash_after_commit, "0", 0, 1000000000, false,
         "TEST HOOK, never set in production: _exit(137) between commit and ack after this many "

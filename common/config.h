@@ -47,6 +47,12 @@ typedef struct aq_config {
     char archive_schema[64];     /* ARCHIVE_SCHEMA: where old partitions move */
     char archive_dir[512];       /* ARCHIVE_CSV: where compressed CSV + manifest go */
     int retention_interval_s;    /* worker runs retention this often; 0 = never (cron does) */
+    /* integrity (issue 12) */
+    char seal_key_file[512];     /* signing key; "" = sealing off */
+    int checkpoint_interval_ms;  /* sealing tick */
+    char anchor_dir[512];        /* checkpoints published here; "" = none */
+    char anchor_command[1024];   /* checkpoints piped to this; "" = none */
+    char verify_key_file[512];   /* auditqctl verify's verifier key */
     /* Test hook (never set in production): after a batch is committed in
      * PostgreSQL and before it is acknowledged in Redis, _exit(137) once
      * the process has committed this many batches. 0 = off. */

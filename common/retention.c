@@ -809,6 +809,37 @@ static int ret_protect(ret_run *r, unsigned int oid, const char *q, const char *
     return 0;
 }
 
+/* Integrity evidence (sql/005_integrity.sql, docs/INTEGRITY.md): the rows
+ * of table q (month p->month) are about to leave audit_events -- `action`
+ * "detach" (archived) or "drop". Records their count and the hash of their
+ * leaves as a retention record, in the transaction that removes them, so
+ * `auditqctl verify` reports them as archived, verified by hash, rather
+ * than deleted. A database without the evidence (migrated before 005)
+ * records nothing. 0, or -1 with r->err. */
+static int ret_seal_removal(ret_run *r, const retention_part *p, const char *q, const char *action,
+                            const char *what)
+{
+    char from[40];
+    const char *pv[3] = { q, from, action };
+    PGresult *res = ret_query(r->pg, "SELECT to_regprocedure('auditq_evidence_retain(regclass, timestamptz, text)')"
+                              " IS NOT NULL", 0, NULL, what, r->err, r->errlen);
+    int have;
+
+    if (res == NULL)
+        return -1;
+    have = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    if (!have)
+        return 0;
+    snprintf(from, sizeof from, "%04d-%02d-01 00:00:00+00", p->month / 12, p->month % 12 + 1);
+    res = ret_query(r->pg, "SELECT auditq_evidence_retain($1::regclass, $2::timestamptz, $3)", 3, pv,
+                    what, r->err, r->errlen);
+    if (res == NULL)
+        return -1;
+    PQclear(res);
+    return 0;
+}
+
 /* Hot month -> archive_schema (both modes; in csv mode it waits there for
  * its export). On success p describes the archived table. */
 static int ret_do_archive(ret_run *r, retention_part *p)
@@ -830,7 +861,8 @@ static int ret_do_archive(ret_run *r, retention_part *p)
         ret_begin(r, 1, what) != 0)
         goto out;
     snprintf(sql, sizeof sql, "CREATE SCHEMA IF NOT EXISTS %s", r->arch_q);
-    if (ret_cmd(r->pg, sql, 0, NULL, what, r->err, r->errlen) != 0)
+    if (ret_cmd(r->pg, sql, 0, NULL, what, r->err, r->errlen) != 0 ||
+        ret_seal_removal(r, p, hot_q, "detach", what) != 0)
         goto out;
     snprintf(sql, sizeof sql, "ALTER TABLE %s DETACH PARTITION %s", r->parent_q, hot_q);
     if (ret_cmd(r->pg, sql, 0, NULL, what, r->err, r->errlen) != 0)
@@ -908,7 +940,8 @@ static int ret_do_merge(ret_run *r, retention_part *p)
     if (ret_qname(r->pg, p->schema, p->name, hot_q, sizeof hot_q, r->err, r->errlen) != 0 ||
         ret_qname(r->pg, r->cfg->archive_schema, p->name, arch_tq, sizeof arch_tq, r->err,
                   r->errlen) != 0 ||
-        ret_begin(r, 1, what) != 0 || ret_columns(r, cols, sizeof cols, what) != 0)
+        ret_begin(r, 1, what) != 0 || ret_columns(r, cols, sizeof cols, what) != 0 ||
+        ret_seal_removal(r, p, hot_q, "detach", what) != 0)
         goto out;
     snprintf(sql, sizeof sql, "ALTER TABLE %s DETACH PARTITION %s", r->parent_q, hot_q);
     if (ret_cmd(r->pg, sql, 0, NULL, what, r->err, r->errlen) != 0)
@@ -950,6 +983,8 @@ static int ret_do_drop(ret_run *r, const retention_part *p)
     snprintf(what, sizeof what, "dropping %s", table);
     if (ret_qname(r->pg, p->schema, p->name, q, sizeof q, r->err, r->errlen) != 0 ||
         ret_begin(r, p->location == RET_LOC_HOT, what) != 0)
+        goto out;
+    if (p->location == RET_LOC_HOT && ret_seal_removal(r, p, q, "drop", what) != 0)
         goto out;
     snprintf(sql, sizeof sql, "DROP TABLE %s", q);
     if (ret_cmd(r->pg, sql, 0, NULL, what, r->err, r->errlen) != 0 || ret_commit(r, what) != 0)

@@ -9,7 +9,9 @@
  * SIGHUP reload, and shutdown. With retention_interval_s > 0 a retention
  * thread (common/retention.c, its own PostgreSQL connection) runs the
  * retention policy at start and then every interval; shutdown does not wait
- * for it (each of its steps is one transaction). N writer threads (default: one per core)
+ * for it (each of its steps is one transaction). With seal_key_file set, a
+ * sequencer thread (worker/seal.c, its own PostgreSQL connection) appends
+ * committed evidence to the Merkle tree and signs checkpoints. N writer threads (default: one per core)
  * each own one Redis and one PostgreSQL connection; no connection is ever
  * shared between threads. The main thread has its own Redis connection.
  *
@@ -123,6 +125,7 @@
 #include "redisconn.h"
 #include "retention.h"
 #include "sample.h"
+#include "seal.h"
 #include "uuid7.h"
 
 #define MAX_SETS 128
@@ -207,6 +210,7 @@ struct worker {
     uint64_t last_processed;
     int64_t last_summary_us;
     http_server *http;
+    seal *seal;                        /* sequencer (worker/seal.c); NULL: sealing off */
 
     struct ev_loop *loop;
     keyhealth kh;                      /* Redis keys of the wrong type (writers report too) */
@@ -1142,7 +1146,7 @@ static void on_http(void *ctx, const http_request *req, http_response *resp)
             .sample = w->sample_have ? &w->sample : NULL, .sample_ok = w->sample_ok,
             .sample_us = w->sample_us, .wrong = wrong, .nwrong = nwrong,
         };
-        if (metrics_render(&v, &resp->body) != 0) {
+        if (metrics_render(&v, &resp->body) != 0 || seal_metrics_render(w->seal, &resp->body) != 0) {
             resp->status = 500;
             resp->body.len = 0;
             return;
@@ -1601,6 +1605,11 @@ int main(int argc, char **argv)
      * before anything registers, as a refused Redis login is. */
     if (check_pg_at_start(w) != 0)
         return 1;
+    /* A seal_key_file that cannot be used is refused before any work. */
+    if (seal_setup(&w->boot_cfg, &w->seal, err, sizeof err) != 0) {
+        log_error("cannot start sealing", " error=%s", log_q(q, sizeof q, err));
+        return 1;
+    }
     /* Register before the threads take work, so our in-flight lists are
      * never unowned. */
     if (register_at_start(w) != 0)
@@ -1627,6 +1636,10 @@ int main(int argc, char **argv)
              w->cfg.write_method == WRITE_INSERT ? "insert" : "copy",
              w->http ? http_address(w->http) : "off");
 
+    if (seal_start(w->seal, err, sizeof err) != 0) {
+        log_error("cannot start sealing", " error=%s", log_q(q, sizeof q, err));
+        return 1;
+    }
     start_timers(w);
     ev_run(w->loop, 0);
 
@@ -1651,6 +1664,7 @@ int main(int argc, char **argv)
             pthread_join(w->ret_tid, NULL);
         }
     }
+    seal_stop(w->seal);  /* bounded: one tick (statement_timeout_ms) at most */
     on_summary(w->loop, &w->t_summary, 0);
     finish_in_redis(w, abandoned);
     http_stop(w->http);
