@@ -200,8 +200,7 @@ size_t ckpt_key_format_public(const ckpt_key *k, char *out, size_t cap)
     return (size_t)n;
 }
 
-/* Canonical padded standard base64 of exactly want bytes into out. */
-static int b64_decode_exact(const char *s, size_t len, unsigned char *out, size_t want)
+int ckpt_b64_decode(const char *s, size_t len, unsigned char *out, size_t want)
 {
     unsigned char buf[128];
     char again[192];
@@ -222,6 +221,17 @@ static int b64_decode_exact(const char *s, size_t len, unsigned char *out, size_
     memcpy(out, buf, want);
     sodium_memzero(buf, sizeof buf);
     return 0;
+}
+
+size_t ckpt_b64_encode(const unsigned char *p, size_t n, char *out, size_t cap)
+{
+    if (cap < sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL)) {
+        if (cap > 0)
+            out[0] = '\0';
+        return 0;
+    }
+    sodium_bin2base64(out, cap, p, n, sodium_base64_VARIANT_ORIGINAL);
+    return strlen(out);
 }
 
 static int parse_hex32(const char *s, size_t len, uint32_t *v)
@@ -266,7 +276,7 @@ static int parse_key_parts(const char *text, size_t len, const char *what, ckpt_
                 (int)((p2 - p1 - 1) > 16 ? 16 : (p2 - p1 - 1)), p1 + 1);
         return CKPT_MALFORMED;
     }
-    if (b64_decode_exact(p2 + 1, len - (size_t)(p2 + 1 - text), raw, sizeof raw) != 0) {
+    if (ckpt_b64_decode(p2 + 1, len - (size_t)(p2 + 1 - text), raw, sizeof raw) != 0) {
         fmt_err(err, errlen, "%s: the key is not base64 of 33 bytes (type byte and 32-byte key)",
                 what);
         return CKPT_MALFORMED;
@@ -754,7 +764,7 @@ static int parse_note(const char *text, size_t len, ckpt *c, note *nt, char *err
                 return CKPT_MALFORMED;
             }
         } else if (line == 3) {
-            if (b64_decode_exact(p, ll, c->root, MERKLE_HASH_LEN) != 0) {
+            if (ckpt_b64_decode(p, ll, c->root, MERKLE_HASH_LEN) != 0) {
                 shown_line(p, ll, shown, sizeof shown);
                 fmt_err(err, errlen,
                         "line 3: root hash '%s' is not base64 (standard, padded) of 32 bytes",

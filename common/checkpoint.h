@@ -131,6 +131,13 @@ int ckpt_parse(const char *note, size_t len, ckpt *c, char *err, size_t errlen);
 int ckpt_open(const char *note, size_t len, const ckpt_key *keys, size_t nkeys,
               const char *origin, ckpt *c, char *err, size_t errlen);
 
+/* Base64 as every auditq text uses it (standard alphabet, padded): decodes
+ * s[0..len) when it is the canonical encoding of exactly want bytes (at
+ * most 128) into out; returns 0, else -1. Encoding: out gets the text and
+ * its NUL (cap >= 4 * ceil(n / 3) + 1); returns the text's length. */
+int ckpt_b64_decode(const char *s, size_t len, unsigned char *out, size_t want);
+size_t ckpt_b64_encode(const unsigned char *p, size_t n, char *out, size_t cap);
+
 /* A short name of a CKPT_* code: "ok", "malformed", "unknown key", ... */
 const char *ckpt_strerror(int code);
 #endif

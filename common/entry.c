@@ -209,7 +209,7 @@ void entry_print(FILE *out, const entry_view *v, int json)
             else
                 text_json_fput(out, (const char *)v->f[i].p, v->f[i].len, 0);
         }
-        fputs("}\n", out);
+        fputc('}', out);
         return;
     }
     fprintf(out, "  type: %u (%s)\n", v->type,

@@ -97,6 +97,7 @@ const char *entry_field_name(unsigned type, unsigned i, char *buf, size_t n);
  * (text in double quotes, NULL as a bare NULL, bytes that are not
  * printable UTF-8 escaped as \xNN; at most 300 bytes of a field), or
  * with json != 0 as one JSON object {"type":1,"event_id":"...",...} (NULL
- * as null; invalid UTF-8 replaced by U+FFFD). */
+ * as null; invalid UTF-8 replaced by U+FFFD) and no newline after it, so it
+ * can be embedded in a larger object. */
 void entry_print(FILE *out, const entry_view *v, int json);
 #endif

@@ -15,6 +15,7 @@
 #include "auditq.h"
 #include "config.h"
 #include "ctl.h"
+#include "ctl_verify.h"
 #include "log.h"
 #include "migrations.h"
 
@@ -52,6 +53,7 @@ static const ctl_command ctl_commands[] = {
     { "query", ctl_query, ctl_query_synopsis, ctl_query_help },
     { "grants", ctl_grants, ctl_grants_synopsis, ctl_grants_help },
     { "spool", ctl_spool, ctl_spool_synopsis, ctl_spool_help },
+    { "keygen", ctl_keygen, ctl_keygen_synopsis, ctl_keygen_help },
 };
 
 #define CTL_NCOMMANDS (sizeof ctl_commands / sizeof ctl_commands[0])

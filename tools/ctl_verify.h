@@ -19,7 +19,14 @@
 #include <stdio.h>
 
 #include "checkpoint.h"
+#include "config.h"
 #include "merkle.h"
+
+/* `auditqctl keygen PATH [--name NAME] [--force]` (tools/ctl_keygen.c):
+ * the signing key the proofs' checkpoints are signed with. */
+int ctl_keygen(const aq_config *cfg, int argc, char **argv);
+extern const char ctl_keygen_synopsis[];
+extern const char ctl_keygen_help[];
 
 #define CTL_PROOF_INCLUSION_FORMAT "auditq-inclusion-proof/1"
 #define CTL_PROOF_CONSISTENCY_FORMAT "auditq-consistency-proof/1"
@@ -31,9 +38,10 @@
  * keyfile: a verifier key file (PATH.pub) the embedded key must equal, or
  * NULL to trust the embedded key (said so in the output). Prints what it
  * checked to stdout (json: one JSON object) and, on failure, exactly which
- * check failed. Returns CTL_OK (0) only when every check passes, CTL_FAILED
- * when the proof does not verify, CTL_USAGE when file or keyfile cannot be
- * read or parsed as such. */
+ * check failed (also on stderr). Returns CTL_OK (0) only when every check
+ * passes; CTL_FAILED when the proof does not verify, including a file that
+ * is not a well-formed proof; CTL_USAGE when file or a keyfile cannot be
+ * read, or a keyfile is not a verifier key. file "-" is stdin. */
 int ctl_verify_proof(const char *file, const char *keyfile, int json);
 /* The same with several accepted keys (a rotation: old proofs verify with
  * the old key): the embedded key must equal one of keyfiles[0 .. nkeys);
