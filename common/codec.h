@@ -36,6 +36,8 @@ typedef struct aq_job {
     int64_t occurred_at_us;      /* microseconds since the Unix epoch */
     int priority;                /* auditq_priority */
     uint32_t attempts;           /* write attempts so far (worker-managed) */
+    uint8_t clock_flag;          /* CLOCKSKEW_* (worker/clockskew.h), set by the worker
+                                    after decode; never on the wire, 0 = plain */
     aq_str f[AUDITQ_FIELD_COUNT];/* text fields, by auditq_field; f[AUDITQ_EVENT_ID] unused */
 } aq_job;
 

@@ -63,6 +63,9 @@ static const cf_enum cf_write_methods[] = {
 static const cf_enum cf_archive_modes[] = {
     { "schema", ARCHIVE_SCHEMA }, { "csv", ARCHIVE_CSV }, { NULL, 0 }
 };
+static const cf_enum cf_clock_policies[] = {
+    { "flag", CLOCK_POLICY_FLAG }, { "dead_letter", CLOCK_POLICY_DEAD_LETTER }, { NULL, 0 }
+};
 static const cf_enum cf_log_levels[] = {
     { "error", LOG_ERROR }, { "warn", LOG_WARN }, { "info", LOG_INFO },
     { "debug", LOG_DEBUG }, { NULL, 0 }
@@ -172,6 +175,16 @@ static const cf_entry cf_table[] = {
     INT("retention_interval_s", retention_interval_s, "0", 0, 31536000, true,
         "The worker runs retention this often, in seconds; 0 = never (run 'auditqctl retention run' "
         "from cron instead)"),
+    /* clocks */
+    INT("clock_skew_future_ms", clock_skew_future_ms, "300000", 0, 2147483647, true,
+        "An event whose occurred_at is more than this many milliseconds ahead of the worker's "
+        "clock is handled by clock_skew_policy (clock_flag 'future'); 0 = no check"),
+    INT("backfill_max_age_ms", backfill_max_age_ms, "604800000", 0, 2147483647, true,
+        "An event whose occurred_at is more than this many milliseconds behind the worker's "
+        "clock is handled by clock_skew_policy (clock_flag 'backfill'); 0 = no check"),
+    ENUM("clock_skew_policy", clock_skew_policy, "flag", cf_clock_policies, true,
+         "flag: store such an event with clock_flag set; dead_letter: dead-letter it with a "
+         "reason naming occurred_at, the worker's time and the bound"),
     /* integrity (docs/INTEGRITY.md) */
     STR("seal_key_file", seal_key_file, "", 0, NULL, false, false,
         "Signing key (from 'auditqctl keygen PATH') the worker seals checkpoints with; "

@@ -9,6 +9,7 @@
 enum { PRIO_STRICT = 0, PRIO_WEIGHTED = 1 };
 enum { WRITE_COPY = 0, WRITE_INSERT = 1 };
 enum { ARCHIVE_SCHEMA = 0, ARCHIVE_CSV = 1 };
+enum { CLOCK_POLICY_FLAG = 0, CLOCK_POLICY_DEAD_LETTER = 1 };
 
 typedef struct aq_config {
     char redis_url[512];
@@ -47,6 +48,10 @@ typedef struct aq_config {
     char archive_schema[64];     /* ARCHIVE_SCHEMA: where old partitions move */
     char archive_dir[512];       /* ARCHIVE_CSV: where compressed CSV + manifest go */
     int retention_interval_s;    /* worker runs retention this often; 0 = never (cron does) */
+    /* events whose occurred_at is far from the worker's clock (issue 10) */
+    int clock_skew_future_ms;    /* occurred_at more than this ahead: 'future'; 0 = no check */
+    int backfill_max_age_ms;     /* occurred_at more than this behind: 'backfill'; 0 = no check */
+    int clock_skew_policy;       /* CLOCK_POLICY_FLAG | CLOCK_POLICY_DEAD_LETTER */
     /* integrity (issue 12) */
     char seal_key_file[512];     /* signing key; "" = sealing off */
     int checkpoint_interval_ms;  /* sealing tick */

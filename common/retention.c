@@ -323,6 +323,7 @@ static int ret_list_tx(PGconn *pg, const char *archive_schema, int exact, retent
         p->rows = strtoll(PQgetvalue(r, i, 6), NULL, 10);
         p->bytes = strtoll(PQgetvalue(r, i, 7), NULL, 10);
         snprintf(p->size, sizeof p->size, "%s", PQgetvalue(r, i, 8));
+        p->recv_month = -1;
         if ((exact || p->location == RET_LOC_DEFAULT) && ret_count(pg, p, &p->rows, err, errlen) != 0)
             goto out;
     }
@@ -383,24 +384,34 @@ size_t retention_plan(const retention_part *parts, size_t n, int current_month, 
 
     for (size_t i = 0; i < n; i++) {
         const retention_part *p = &parts[i];
+        /* The later of the occurred_at month and the month its newest row
+         * arrived (retention.h, "The producer's clock"). */
+        int eff = p->recv_month > p->month ? p->recv_month : p->month;
 
         if (p->month < 0 || p->location == RET_LOC_DEFAULT)
             continue;
         if (p->location == RET_LOC_HOT) {
-            if (p->month < keep_from) {
+            if (p->month >= hot_from)
+                continue;
+            if (eff >= hot_from || (p->month < keep_from && eff >= keep_from))
+                RET_ADD(RET_ACT_SKIP, i);
+            if (eff >= hot_from)
+                continue;
+            if (eff < keep_from) {
                 RET_ADD(RET_ACT_DROP, i);
-            } else if (p->month < hot_from) {
-                if (archive_mode == ARCHIVE_CSV) {
-                    RET_ADD(RET_ACT_ARCHIVE, i);
-                    RET_ADD(RET_ACT_EXPORT, i);
-                } else {
-                    RET_ADD(ret_in_archive(parts, n, i) ? RET_ACT_MERGE : RET_ACT_ARCHIVE, i);
-                }
+            } else if (archive_mode == ARCHIVE_CSV) {
+                RET_ADD(RET_ACT_ARCHIVE, i);
+                RET_ADD(RET_ACT_EXPORT, i);
+            } else {
+                RET_ADD(ret_in_archive(parts, n, i) ? RET_ACT_MERGE : RET_ACT_ARCHIVE, i);
             }
-        } else if (p->month < keep_from) {
+        } else if (eff < keep_from) {
             RET_ADD(RET_ACT_DROP, i);
-        } else if (archive_mode == ARCHIVE_CSV) {
-            RET_ADD(RET_ACT_EXPORT, i);
+        } else {
+            if (p->month < keep_from)
+                RET_ADD(RET_ACT_SKIP, i);
+            if (archive_mode == ARCHIVE_CSV)
+                RET_ADD(RET_ACT_EXPORT, i);
         }
     }
 #undef RET_ADD
@@ -688,7 +699,8 @@ typedef struct ret_run {
     char arch_q[140];        /* the archive schema, quoted */
     char *err;
     size_t errlen;
-    int archived, merged, exported, dropped;
+    int archived, merged, exported, dropped, skipped;
+    int hot_from, keep_from;  /* the policy's months for this run */
 } ret_run;
 
 static void ret_emit(ret_run *r, const retention_event *ev)
@@ -1334,6 +1346,118 @@ static int ret_lock(ret_run *r)
     return RETENTION_BUSY;
 }
 
+/* "YYYY-MM-01 00:00:00+00", the first instant of a month (UTC). */
+static void ret_month_start(int month, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "%04d-%02d-01 00:00:00+00", month / 12, month % 12 + 1);
+}
+
+/* The received_at probe of one table (retention.h, "The producer's
+ * clock"): fills p->recv_*. enable_seqscan = off: with the BRIN index of
+ * sql/004 the planner must use it -- a seq scan under LIMIT 1 is only fast
+ * when a row matches early, and the common answer is "none", which would
+ * read the whole month. A table without the index (made by hand) is still
+ * scanned, correctly, just not cheaply. */
+static int ret_probe_one(ret_run *r, retention_part *p, const char *keep, const char *hot)
+{
+    char q[300], sql[700], what[200], table[140];
+    const char *pv[2] = { keep, hot };
+    PGresult *res = NULL;
+    int rc = -1;
+
+    ret_display(p, table, sizeof table);
+    snprintf(what, sizeof what, "looking for rows of %s received since %.10s", table, keep);
+    if (ret_qname(r->pg, p->schema, p->name, q, sizeof q, r->err, r->errlen) != 0 ||
+        ret_begin(r, 0, what) != 0 ||
+        ret_cmd(r->pg, "SET LOCAL enable_seqscan = off", 0, NULL, what, r->err, r->errlen) != 0)
+        goto out;
+    snprintf(sql, sizeof sql, "SELECT 1 FROM %s WHERE received_at >= $1::timestamptz LIMIT 1", q);
+    res = ret_query(r->pg, sql, 1, pv, what, r->err, r->errlen);
+    if (res == NULL)
+        goto out;
+    if (PQntuples(res) > 0) {
+        PQclear(res);
+        /* Only for a table that will be skipped: exact numbers for the
+         * operator, read through the same index. */
+        snprintf(sql, sizeof sql, "SELECT count(*), count(*) FILTER (WHERE received_at >= "
+                 "$2::timestamptz), max(received_at)::text, extract(year FROM max(received_at))::int"
+                 " * 12 + extract(month FROM max(received_at))::int - 1 FROM %s"
+                 " WHERE received_at >= $1::timestamptz", q);
+        res = ret_query(r->pg, sql, 2, pv, what, r->err, r->errlen);
+        if (res == NULL)
+            goto out;
+        p->recv_rows = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        p->recv_rows_hot = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+        snprintf(p->recv_newest, sizeof p->recv_newest, "%s", PQgetvalue(res, 0, 2));
+        p->recv_month = (int)strtol(PQgetvalue(res, 0, 3), NULL, 10);
+    }
+    rc = ret_commit(r, what);
+out:
+    PQclear(res);
+    if (rc != 0)
+        ret_rollback(r->pg);
+    return rc;
+}
+
+/* Probes every table the policy would archive or drop by its month. */
+static int ret_probe_received(ret_run *r, retention_part *parts, size_t n)
+{
+    char keep[40], hot[40];
+
+    ret_month_start(r->keep_from, keep, sizeof keep);
+    ret_month_start(r->hot_from, hot, sizeof hot);
+    for (size_t i = 0; i < n; i++) {
+        retention_part *p = &parts[i];
+
+        if (p->month < 0 || p->location == RET_LOC_DEFAULT)
+            continue;
+        if (p->location == RET_LOC_HOT ? p->month >= r->hot_from : p->month >= r->keep_from)
+            continue;
+        if (ret_probe_one(r, p, keep, hot) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Reports a table kept because of rows received within the period: hot
+ * ones are not archived (rows received since hot_from) or, if they hold
+ * none of those, not dropped; archived ones are not dropped. */
+static void ret_do_skip(ret_run *r, const retention_part *p)
+{
+    retention_event ev;
+    char line[1200], table[140], month[16], since[16];
+    int hot = p->location == RET_LOC_HOT && p->recv_month >= r->hot_from;
+    long long rows = hot ? p->recv_rows_hot : p->recv_rows;
+
+    ret_display(p, table, sizeof table);
+    retention_month_label(p->month, month, sizeof month);
+    retention_month_label(hot ? r->hot_from : r->keep_from, since, sizeof since);
+    snprintf(since + strlen(since), sizeof since - strlen(since), "-01");
+    if (hot)
+        snprintf(line, sizeof line, "skipped %s (month %s): %lld row%s received since %s, within "
+                 "hot_months=%d (newest received_at %s); kept in audit_events until %s older",
+                 table, month, rows, rows == 1 ? "" : "s", since, r->cfg->hot_months, p->recv_newest,
+                 rows == 1 ? "it is" : "they are");
+    else
+        snprintf(line, sizeof line, "skipped the drop of %s (month %s): %lld row%s received since "
+                 "%s, within retain_months=%d (newest received_at %s); kept until %s older",
+                 table, month, rows, rows == 1 ? "" : "s", since, r->cfg->retain_months,
+                 p->recv_newest, rows == 1 ? "it is" : "they are");
+    r->skipped++;
+    memset(&ev, 0, sizeof ev);
+    ev.kind = RET_EV_ACTION;
+    ev.line = line;
+    ev.action = "skip";
+    ev.table = table;
+    ev.newest = p->recv_newest;
+    ev.since = since;
+    ev.within = hot ? "hot_months" : "retain_months";
+    ev.month = p->month;
+    ev.rows = rows;
+    ev.done = 1;
+    ret_emit(r, &ev);
+}
+
 /* Warnings about tables retention leaves alone. */
 static void ret_warn_unmanaged(ret_run *r, const retention_part *parts, size_t n)
 {
@@ -1361,6 +1485,7 @@ static int ret_execute(ret_run *r, retention_part *parts, const retention_action
         case RET_ACT_MERGE:   rc = ret_do_merge(r, p); break;
         case RET_ACT_EXPORT:  rc = ret_do_export(r, p); break;
         case RET_ACT_DROP:    rc = ret_do_drop(r, p); break;
+        case RET_ACT_SKIP:    ret_do_skip(r, p); break;
         }
         if (rc != 0)
             return -1;
@@ -1399,6 +1524,8 @@ int retention_run(PGconn *pg, const aq_config *cfg, int dry_run, retention_repor
     }
     if (retention_list(pg, cfg->archive_schema, 0, &parts, &n, &current, err, errlen) != 0)
         goto out;
+    r.hot_from = retention_hot_from(current, cfg->hot_months);
+    r.keep_from = retention_keep_from(current, cfg->retain_months);
 
     {
         retention_event ev;
@@ -1430,14 +1557,16 @@ int retention_run(PGconn *pg, const aq_config *cfg, int dry_run, retention_repor
     if (cfg->archive_mode == ARCHIVE_CSV && ret_check_dir(&r) != 0)
         goto out;
 
-    /* At most two actions per table. */
-    acts = calloc(2 * n + 1, sizeof *acts);
+    if (ret_probe_received(&r, parts, n) != 0)
+        goto out;
+    /* At most three actions per table (skip, archive, export). */
+    acts = calloc(3 * n + 1, sizeof *acts);
     if (acts == NULL) {
         snprintf(err, errlen, "out of memory planning %zu partitions", n);
         goto out;
     }
     nacts = retention_plan(parts, n, current, cfg->hot_months, cfg->retain_months,
-                           cfg->archive_mode, acts, 2 * n + 1);
+                           cfg->archive_mode, acts, 3 * n + 1);
     if (nacts == 0) {
         ret_emitf(&r, RET_EV_INFO, "nothing to do");
         rc = RETENTION_OK;
@@ -1445,8 +1574,16 @@ int retention_run(PGconn *pg, const aq_config *cfg, int dry_run, retention_repor
     }
     if (ret_execute(&r, parts, acts, nacts) != 0)
         goto out;
-    if (dry_run)
+    if (dry_run && r.skipped > 0)
+        ret_emitf(&r, RET_EV_INFO, "dry run: %zu action(s) planned, %d month(s) skipped for rows "
+                  "received within the period; nothing changed", nacts - (size_t)r.skipped,
+                  r.skipped);
+    else if (dry_run)
         ret_emitf(&r, RET_EV_INFO, "dry run: %zu action(s) planned; nothing changed", nacts);
+    else if (r.skipped > 0)
+        ret_emitf(&r, RET_EV_INFO, "done: %d archived, %d merged, %d exported, %d dropped, "
+                  "%d skipped for rows received within the period", r.archived, r.merged,
+                  r.exported, r.dropped, r.skipped);
     else
         ret_emitf(&r, RET_EV_INFO, "done: %d archived, %d merged, %d exported, %d dropped",
                   r.archived, r.merged, r.exported, r.dropped);

@@ -18,6 +18,20 @@
  *   retain_months  months kept at all: older ones are dropped (hot or
  *                  archived) without export. Files in archive_dir are never
  *                  deleted: they are the operator's (ship them elsewhere).
+ * The producer's clock never decides alone. A month is named by its
+ * occurred_at bound, which the producer sets; an event stamped 2020 that
+ * arrives today (a wrong clock, a backfill, a forgery) sits in a 2020 month.
+ * So before a month is archived or dropped, its received_at (PostgreSQL's
+ * clock at insert) is probed: a month is never archived while it holds a
+ * row received within hot_months, never dropped while it holds one
+ * received within retain_months. Such a month is skipped (RET_ACT_SKIP,
+ * reported with the rows and the newest received_at) and handled by a
+ * later run once those rows are older: in effect a table is treated as the
+ * later of its occurred_at month and the month its newest row arrived. The
+ * probe is SELECT 1 ... WHERE received_at >= <period start> LIMIT 1 on the
+ * BRIN index of sql/004_clock.sql, which reads nothing of a month whose
+ * rows all arrived long ago. Moves out of DEFAULT (partitions ensure) and
+ * merges copy received_at as it is, so they keep the property.
  * Whole tables only: never a DELETE of rows (the append-only triggers
  * refuse it anyway). Only tables named audit_events_YYYY_MM are managed
  * (and, attached, only if their bound is exactly that month); anything
@@ -72,6 +86,14 @@ typedef struct retention_part {
     long long rows;        /* exact or estimated (see retention_list); -1 unknown */
     long long bytes;       /* pg_total_relation_size */
     char size[32];         /* the same, human readable (pg_size_pretty) */
+    /* received_at probe (retention_run fills these for the tables the
+     * policy would archive or drop; retention_list leaves recv_month -1):
+     * rows received on or after the start of keep_from (recv_rows), of
+     * hot_from (recv_rows_hot), the newest such received_at as text (UTC)
+     * and its month; recv_month -1 when there is none. */
+    int recv_month;
+    long long recv_rows, recv_rows_hot;
+    char recv_newest[48];
 } retention_part;
 
 /* Connects to cfg->database_url (application_name auditqctl unless the URL
@@ -98,7 +120,7 @@ int retention_list(PGconn *pg, const char *archive_schema, int exact, retention_
 
 /* ---- the policy, as a pure function (unit-tested) ---------------------- */
 
-enum { RET_ACT_ARCHIVE, RET_ACT_MERGE, RET_ACT_EXPORT, RET_ACT_DROP };
+enum { RET_ACT_ARCHIVE, RET_ACT_MERGE, RET_ACT_EXPORT, RET_ACT_DROP, RET_ACT_SKIP };
 
 typedef struct retention_action {
     int kind;              /* RET_ACT_* */
@@ -109,7 +131,12 @@ typedef struct retention_action {
 int retention_hot_from(int current_month, int hot_months);
 int retention_keep_from(int current_month, int retain_months);
 
-/* Plans the actions for parts (as retention_list orders them), in order:
+/* Plans the actions for parts (as retention_list orders them), in order.
+ * A table's month for the policy is the later of its month and recv_month
+ * (see "The producer's clock" above): when that keeps a table that its
+ * month alone would archive or drop, a SKIP comes first, then what the
+ * later month allows (a hot 2020 table whose newest row arrived within
+ * retain_months but before hot_from: SKIP, then ARCHIVE). So:
  *   hot, month < keep_from                    DROP
  *   hot, month < hot_from, schema mode        ARCHIVE, or MERGE when the
  *                                             archive already has that table
@@ -136,13 +163,17 @@ typedef struct retention_event {
     int kind;              /* RET_EV_* */
     const char *line;      /* the human-readable line, no newline */
     /* RET_EV_ACTION / RET_EV_PROGRESS details; NULL or -1 when not applicable */
-    const char *action;    /* "archive" "merge" "export" "drop" */
+    const char *action;    /* "archive" "merge" "export" "drop" "skip" */
     const char *table;     /* hot: name; archived: schema.name */
     const char *target;    /* archive/merge: schema.name; export: the .csv.gz path */
     const char *manifest;  /* export: the manifest path */
     const char *sha256;    /* export: of the .csv.gz, hex */
+    const char *newest;    /* skip: the newest received_at that kept the table */
+    const char *since;     /* skip: "YYYY-MM-01", the start of the period it is in */
+    const char *within;    /* skip: "hot_months" (not archived) or "retain_months" (not dropped) */
     int month;             /* the table's month (year * 12 + month - 1) */
-    long long rows;        /* merge/export: rows; progress: rows so far */
+    long long rows;        /* merge/export: rows; skip: rows received since `since`;
+                              progress: rows so far */
     int done;              /* 1 done, 0 planned (dry run) */
     /* RET_EV_POLICY */
     int hot_from, keep_from;

@@ -53,6 +53,7 @@ static const ctl_command ctl_commands[] = {
     { "query", ctl_query, ctl_query_synopsis, ctl_query_help },
     { "grants", ctl_grants, ctl_grants_synopsis, ctl_grants_help },
     { "spool", ctl_spool, ctl_spool_synopsis, ctl_spool_help },
+    { "verify", ctl_verify, ctl_verify_synopsis, ctl_verify_help },
     { "keygen", ctl_keygen, ctl_keygen_synopsis, ctl_keygen_help },
 };
 

@@ -36,4 +36,5 @@ CTL_DECLARE(retention);   /* tools/ctl_retention.c */
 CTL_DECLARE(query);       /* tools/ctl_query.c */
 CTL_DECLARE(grants);      /* tools/ctl_grants.c */
 CTL_DECLARE(spool);       /* tools/ctl_spool.c */
+CTL_DECLARE(verify);      /* tools/ctl_verify.c */
 #endif

@@ -83,6 +83,10 @@ const char ctl_query_help[] =
     "                       separates them)\n"
     "  --outcome O          success, failure or denied (no index of its own)\n"
     "  --event-id UUID      the event with this id\n"
+    "  --clock-flag F       future or backfill: events the worker flagged for an\n"
+    "                       occurred_at far from its clock (clock_skew_future_ms,\n"
+    "                       backfill_max_age_ms); any: both; none: neither (no\n"
+    "                       index of its own)\n"
     "  --since TIME         occurred_at >= TIME\n"
     "  --until TIME         occurred_at <  TIME\n"
     "      TIME is ISO-8601, 2024-07-19, 2024-07-19T12:00:00Z or\n"
@@ -162,7 +166,7 @@ enum { Q_EXPLAIN_NONE, Q_EXPLAIN_TEXT, Q_EXPLAIN_JSON, Q_EXPLAIN_ANALYZE };
 static const char *const q_columns[] = {
     "event_id", "occurred_at", "received_at", "priority", "tenant_id", "actor_id",
     "actor_type", "action", "entity_type", "entity_id", "outcome", "source_ip",
-    "user_agent", "request_id", "session_id", "changes", "metadata",
+    "user_agent", "request_id", "session_id", "changes", "metadata", "clock_flag",
 };
 #define Q_NCOLS ((int)(sizeof q_columns / sizeof q_columns[0]))
 enum {
@@ -178,7 +182,7 @@ enum {
     "SELECT event_id, " Q_TS_SQL("occurred_at") ", " Q_TS_SQL("received_at") \
     ", priority, tenant_id, actor_id, actor_type, action, entity_type,"        \
     " entity_id, outcome, source_ip, user_agent, request_id, session_id,"      \
-    " changes, metadata FROM audit_events"
+    " changes, metadata, clock_flag FROM audit_events"
 
 /* ------------------------------------------------------------------ types */
 
@@ -193,6 +197,7 @@ typedef struct q_cursor {
  * buffers of this struct; nothing is allocated. */
 typedef struct q_opts {
     const char *tenant, *actor, *action, *outcome, *event_id;
+    const char *clock_flag;               /* future, backfill, none or any */
     const char *entity_type, *entity_id;  /* into entity_buf */
     char entity_buf[Q_VALUE_MAX + 1];
     int action_prefix;                    /* --action ended in '*' */
@@ -567,6 +572,13 @@ static int q_apply(q_opts *o, const char *name, const char *v, int64_t now_us,
             return -1;
         }
         o->outcome = v;
+    } else if (strcmp(name, "--clock-flag") == 0) {
+        if (strcmp(v, "future") != 0 && strcmp(v, "backfill") != 0 && strcmp(v, "any") != 0 &&
+            strcmp(v, "none") != 0) {
+            snprintf(err, errlen, "--clock-flag '%.64s': must be future, backfill, any or none", v);
+            return -1;
+        }
+        o->clock_flag = v;
     } else if (strcmp(name, "--event-id") == 0) {
         uint8_t id[16];
 
@@ -632,7 +644,7 @@ static int q_apply(q_opts *o, const char *name, const char *v, int64_t now_us,
 
 static const char *const q_valued[] = {
     "--tenant", "--actor", "--action", "--entity", "--outcome", "--event-id", "--since",
-    "--until", "--limit", "--page-size", "--format", "--after",
+    "--until", "--limit", "--page-size", "--format", "--after", "--clock-flag",
 };
 #define Q_NVALUED (sizeof q_valued / sizeof q_valued[0])
 
@@ -771,6 +783,12 @@ static int q_build(const q_opts *o, const q_cursor *cur, long long want, q_query
         q_where(q, "entity_id = $%d", o->entity_id);
     if (o->outcome != NULL)
         q_where(q, "outcome = $%d", o->outcome);
+    if (o->clock_flag != NULL && (strcmp(o->clock_flag, "none") == 0 || strcmp(o->clock_flag, "any") == 0)) {
+        q_cat(q, q->nwhere++ == 0 ? " WHERE " : " AND ");
+        q_cat(q, o->clock_flag[0] == 'n' ? "clock_flag IS NULL" : "clock_flag IS NOT NULL");
+    } else if (o->clock_flag != NULL) {
+        q_where(q, "clock_flag = $%d", o->clock_flag);
+    }
     if (o->has_since) {
         q_format_time(o->since_us, q->since);
         q_where(q, "occurred_at >= $%d::timestamptz", q->since);

@@ -36,13 +36,19 @@ const char ctl_retention_help[] =
     "        is exported in this mode;\n"
     "  - months before the last retain_months (archived or not) are dropped,\n"
     "    without export. Files in archive_dir are never deleted.\n"
+    "A month is named by occurred_at, the producer's clock, so it is not trusted\n"
+    "alone: a month holding a row received (received_at, the database's clock)\n"
+    "within hot_months is not archived, one received within retain_months is not\n"
+    "dropped. Such a month is skipped -- 'skipped ...' names it, the rows, the\n"
+    "newest received_at -- and handled by a later run once they are older.\n"
     "Each step is one transaction: an interrupted run is completed by the next.\n"
     "Prints the policy, then one line per step; 'nothing to do' when all is in\n"
     "place. Safe to run daily from cron; a run that finds another one running\n"
     "exits 1 at once, changing nothing.\n"
     "\n"
     "  --dry-run   print the plan; change nothing\n"
-    "  --json      one JSON object (policy, actions, warnings) instead of lines\n"
+    "  --json      one JSON object (policy, actions, warnings, skipped) instead\n"
+    "              of lines\n"
     "\n"
     "Locks: detaching a month takes ACCESS EXCLUSIVE on audit_events for a moment\n"
     "(DETACH ... CONCURRENTLY is impossible with a DEFAULT partition); it waits at\n"
@@ -50,8 +56,8 @@ const char ctl_retention_help[] =
     "blocks only writes to the month being exported (none are expected).\n"
     "Runs as the owner of audit_events (the role that ran migrate).\n"
     "\n"
-    "Exit status: 0 ok, 1 connection/SQL/file error or another run in progress,\n"
-    "2 usage error.\n";
+    "Exit status: 0 ok (also when months were skipped), 1 connection/SQL/file\n"
+    "error or another run in progress, 2 usage error.\n";
 
 typedef struct ret_out {
     int json;
@@ -62,6 +68,7 @@ typedef struct ret_out {
     aq_buf warnings;    /* --json: the warning strings */
     aq_buf policy;      /* --json: the policy object */
     char info[512];     /* --json: the last info line */
+    int skipped;        /* --json: months skipped for rows received within the period */
     int bad;            /* out of memory building the JSON */
 } ret_out;
 
@@ -102,6 +109,14 @@ static void ret_json_action(ret_out *o, const retention_event *ev)
     if (ev->sha256 != NULL) {
         o->bad |= ret_puts(b, ", \"sha256\": ");
         o->bad |= retention_json_append(b, ev->sha256);
+    }
+    if (ev->within != NULL) {
+        o->bad |= ret_puts(b, ", \"within\": ");
+        o->bad |= retention_json_append(b, ev->within);
+        o->bad |= ret_puts(b, ", \"received_since\": ");
+        o->bad |= retention_json_append(b, ev->since);
+        o->bad |= ret_puts(b, ", \"newest_received_at\": ");
+        o->bad |= retention_json_append(b, ev->newest);
     }
     if (ev->rows >= 0) {
         snprintf(num, sizeof num, ", \"rows\": %lld", ev->rows);
@@ -166,8 +181,10 @@ static void ret_report(void *arg, const retention_event *ev)
         fflush(stdout);  /* each step is committed: say so as it happens */
         return;
     }
-    if (ev->kind == RET_EV_ACTION)
+    if (ev->kind == RET_EV_ACTION) {
+        o->skipped += strcmp(ev->action, "skip") == 0;
         ret_json_action(o, ev);
+    }
     else if (ev->kind == RET_EV_POLICY)
         ret_json_policy(o, ev, c->cfg);
     else
@@ -192,7 +209,14 @@ static int ret_print_json(ret_out *o, int dry_run, int rc, const char *err)
     bad |= aq_buf_append(&b, o->actions.data != NULL ? o->actions.data : "", o->actions.len);
     bad |= ret_puts(&b, "],\n \"warnings\": [");
     bad |= aq_buf_append(&b, o->warnings.data != NULL ? o->warnings.data : "", o->warnings.len);
-    bad |= ret_puts(&b, "],\n \"summary\": ");
+    bad |= ret_puts(&b, "],\n \"skipped\": ");
+    {
+        char num[32];
+
+        snprintf(num, sizeof num, "%d", o->skipped);
+        bad |= ret_puts(&b, num);
+    }
+    bad |= ret_puts(&b, ",\n \"summary\": ");
     bad |= retention_json_append(&b, o->info);
     bad |= ret_puts(&b, "}\n");
     if (bad) {

@@ -113,6 +113,7 @@
 
 #include "backoff.h"
 #include "clock.h"
+#include "clockskew.h"
 #include "codec.h"
 #include "config.h"
 #include "http.h"
@@ -558,6 +559,47 @@ static int settle_batch(wthread *t, queue_batch *b, size_t processed, size_t nr,
     }
 }
 
+/* occurred_at far from our clock (worker/clockskew.h): flags each decoded
+ * job, or with clock_skew_policy = dead_letter turns it into a dead letter
+ * (t->dead[*nd ...]) and drops it from t->jobs. One reading of the clock
+ * for the whole batch, so its events are judged alike. Returns the jobs
+ * left to write. */
+static size_t judge_clocks(wthread *t, const queue_batch *b, size_t nj, size_t *nd)
+{
+    const aq_config *c = &t->cfg;
+    int64_t now_us = clock_now_us();
+    size_t kept = 0;
+
+    for (size_t j = 0; j < nj; j++) {
+        aq_job *job = &t->jobs[j];
+        int cls = clockskew_classify(job->occurred_at_us, now_us, c->clock_skew_future_ms,
+                                     c->backfill_max_age_ms);
+
+        if (cls != CLOCKSKEW_NONE && c->clock_skew_policy == CLOCK_POLICY_DEAD_LETTER) {
+            const redisReply *it = b->items[t->jobitem[j]];
+            char reason[300], idtxt[37], q[400];
+
+            clockskew_reason(reason, sizeof reason, cls, job->occurred_at_us, now_us,
+                             cls == CLOCKSKEW_FUTURE ? c->clock_skew_future_ms
+                                                     : c->backfill_max_age_ms);
+            uuid_format(job->id, idtxt);
+            log_warn("job dead-lettered for its occurred_at", " thread=%d event_id=%s reason=%s",
+                     t->idx, idtxt, log_q(q, sizeof q, reason));
+            if (queue_dead_record(&t->dead[(*nd)++], it->str, it->len, job->priority, reason, NULL,
+                                  0, t->w->id) != 0)
+                abort();
+            continue;
+        }
+        job->clock_flag = (uint8_t)cls;
+        if (kept != j) {
+            t->jobs[kept] = *job;
+            t->jobitem[kept] = t->jobitem[j];
+        }
+        kept++;
+    }
+    return kept;
+}
+
 /* Decodes, writes and settles one batch. Returns when it is settled, or
  * when shutdown ran out of time (the batch stays in flight). */
 static void process_batch(wthread *t, queue_batch *b)
@@ -588,6 +630,7 @@ static void process_batch(wthread *t, queue_batch *b)
             abort();
         nd++;
     }
+    nj = judge_clocks(t, b, nj, &nd);
 
     int wr = write_batch(t, b, nj);
     if (wr == WB_GAVE_UP) {

@@ -35,8 +35,8 @@
  * back to pgw_bisect below: one transaction per range tried.
  *
  * INSERT method, 1 round trip per batch: one prepared
- *   INSERT ... SELECT ... FROM unnest($1::uuid[], ..., $16::text[])
- * with the 16 columns as text array literals, run as a single implicit
+ *   INSERT ... SELECT ... FROM unnest($1::uuid[], ..., $17::text[])
+ * with the 17 columns as text array literals, run as a single implicit
  * transaction. Its bad rows are isolated by pgw_bisect: a range that fails
  * is split in two and each half is a transaction of its own (the arrays
  * are sent again), between ceil(log2 n) + 1 and 2 ceil(log2 n) + 1
@@ -76,6 +76,7 @@
 #include <libpq-fe.h>
 
 #include "clock.h"
+#include "clockskew.h"
 #include "uuid7.h"
 
 /* PQputCopyData chunk: large enough that per-call overhead vanishes, small
@@ -104,7 +105,7 @@ static const char pgw_check_sql[] = "SELECT has_table_privilege('audit_events', 
     "outcome, source_ip, user_agent, request_id, session_id"
 
 #define PGW_TARGET_COLS \
-    "event_id, occurred_at, priority, " PGW_TEXT_COLS ", changes, metadata"
+    "event_id, occurred_at, priority, " PGW_TEXT_COLS ", changes, metadata, clock_flag"
 
 /* n: the row's index in the batch, written by the COPY, so that a savepoint
  * probe can insert any range of the staged rows again (pgw_isolate). */
@@ -113,7 +114,7 @@ const char pgw_setup_sql[] =
     "n int, event_id uuid, occurred_at_us bigint, priority text, tenant_id text, "
     "actor_id text, actor_type text, action text, entity_type text, "
     "entity_id text, outcome text, source_ip text, user_agent text, "
-    "request_id text, session_id text, changes text, metadata text"
+    "request_id text, session_id text, changes text, metadata text, clock_flag text"
     ") ON COMMIT DELETE ROWS";
 
 const char pgw_begin_copy_sql[] =
@@ -127,7 +128,7 @@ const char pgw_savepoint_sql[] = "SAVEPOINT " PGW_SAVEPOINT;
 #define PGW_INSERT_STAGE_HEAD \
     "INSERT INTO audit_events (" PGW_TARGET_COLS ") " \
     "SELECT event_id, timestamptz 'epoch' + (occurred_at_us / 1000000) * interval '1 second' + (occurred_at_us % 1000000) * interval '1 microsecond', " \
-    "priority, " PGW_TEXT_COLS ", changes::jsonb, metadata::jsonb " \
+    "priority, " PGW_TEXT_COLS ", changes::jsonb, metadata::jsonb, clock_flag " \
     "FROM auditq_stage"
 #define PGW_INSERT_STAGE_TAIL " ON CONFLICT DO NOTHING"
 
@@ -135,17 +136,17 @@ const char pgw_savepoint_sql[] = "SAVEPOINT " PGW_SAVEPOINT;
 const char pgw_insert_stage_sql[] = PGW_INSERT_STAGE_HEAD PGW_INSERT_STAGE_TAIL;
 
 #define PGW_STMT_ARRAYS "auditq_insert_arrays"
-#define PGW_NPARAMS 16
+#define PGW_NPARAMS 17
 static const char pgw_insert_arrays_sql[] =
     "INSERT INTO audit_events (" PGW_TARGET_COLS ") "
     "SELECT u.event_id, timestamptz 'epoch' + (u.ts / 1000000) * interval '1 second' + (u.ts % 1000000) * interval '1 microsecond', "
     "u.priority, u.tenant_id, u.actor_id, u.actor_type, u.action, u.entity_type, "
     "u.entity_id, u.outcome, u.source_ip, u.user_agent, u.request_id, "
-    "u.session_id, u.changes::jsonb, u.metadata::jsonb "
+    "u.session_id, u.changes::jsonb, u.metadata::jsonb, u.clock_flag "
     "FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], "
     "$6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], "
-    "$12::text[], $13::text[], $14::text[], $15::text[], $16::text[]) "
-    "AS u(event_id, ts, priority, " PGW_TEXT_COLS ", changes, metadata) "
+    "$12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[]) "
+    "AS u(event_id, ts, priority, " PGW_TEXT_COLS ", changes, metadata, clock_flag) "
     "ON CONFLICT DO NOTHING";
 
 /* ---- buffers and encoders ------------------------------------------------ */
@@ -228,6 +229,10 @@ int pgw_copy_row(aq_buf *b, const aq_job *j, size_t n)
             pgw_copy_field(b, j->f[f].p, j->f[f].len) < 0)
             return -1;
     }
+    /* clock_flag: NULL for a plain event (worker/clockskew.h). */
+    const char *flag = clockskew_name(j->clock_flag);
+    if (aq_buf_append(b, "\t", 1) < 0 || pgw_copy_field(b, flag, flag ? strlen(flag) : 0) < 0)
+        return -1;
     return aq_buf_append(b, "\n", 1);
 }
 
@@ -1301,7 +1306,7 @@ static long long txn_copy(pgw *w, const aq_job *jobs, size_t lo, size_t hi,
     return p.inserted;
 }
 
-/* INSERT ... FROM unnest(16 arrays) for [lo, hi) as one implicit
+/* INSERT ... FROM unnest(17 arrays) for [lo, hi) as one implicit
  * transaction. Returns rows inserted, or -1 with e filled. */
 static long long txn_insert(pgw *w, const aq_job *jobs, size_t lo, size_t hi, step_error *e)
 {
@@ -1346,6 +1351,9 @@ static long long txn_insert(pgw *w, const aq_job *jobs, size_t lo, size_t hi, st
             } else if (c == 2) {
                 const char *prio = codec_priority_name(j->priority);
                 rc = pgw_array_elem(b, prio, prio ? strlen(prio) : 0);
+            } else if (c == PGW_NPARAMS - 1) {
+                const char *flag = clockskew_name(j->clock_flag);
+                rc = pgw_array_elem(b, flag, flag ? strlen(flag) : 0);
             } else {
                 const aq_str *s = &j->f[AUDITQ_TENANT_ID + (c - 3)];
                 rc = pgw_array_elem(b, s->p, s->len);

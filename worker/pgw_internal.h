@@ -13,9 +13,10 @@
  * b grows (realloc; free b->data with free()). Returns 0 or -1 on OOM. */
 int pgw_copy_field(aq_buf *b, const char *p, size_t len);
 
-/* Appends one job as a COPY text line for auditq_stage (17 columns, tab
+/* Appends one job as a COPY text line for auditq_stage (18 columns, tab
  * separated, LF terminated): n, its index in the batch (what the savepoint
- * probes select ranges by), then the job's 16 fields. Returns 0 or -1 on
+ * probes select ranges by), then the job's 16 fields, then its clock_flag
+ * (\N for a plain event, else "future" or "backfill"). Returns 0 or -1 on
  * OOM. */
 int pgw_copy_row(aq_buf *b, const aq_job *j, size_t n);
 

@@ -23,9 +23,13 @@ names() {  # FROM TO -> audit_events_YYYY_MM for months FROM..TO, one line
     for ((k = $1; k <= $2; k++)); do out+="${out:+ }audit_events_$(month "$k" YYYY_MM)"; done
     printf '%s\n' "$out"
 }
-insert_rows() {  # COUNT MONTH_OFFSET TAG
-    psql_q "INSERT INTO audit_events (event_id, occurred_at, priority, action, metadata)
-            SELECT gen_random_uuid(), '$(month_start "$2")'::timestamptz + i * interval '1 hour', 'normal', '$3',
+# received_at as if each row had arrived in its own month (RECEIVED_OFFSET,
+# default MONTH_OFFSET): retention also looks at received_at and keeps a
+# month holding rows received within the period (it_73_clock_retention.sh).
+insert_rows() {  # COUNT MONTH_OFFSET TAG [RECEIVED_OFFSET]
+    psql_q "INSERT INTO audit_events (event_id, occurred_at, received_at, priority, action, metadata)
+            SELECT gen_random_uuid(), '$(month_start "$2")'::timestamptz + i * interval '1 hour',
+                   '$(month_start "${4:-$2}")'::timestamptz + i * interval '1 hour', 'normal', '$3',
                    jsonb_build_object('i', i, 'note', 'a \"quoted\", comma')
               FROM generate_series(1, $1) AS i"
 }
@@ -91,7 +95,7 @@ nothing to do" "$("$CTL" retention run)" "second run"
 
 # Late rows of an archived month: DEFAULT (retention warns, never touches
 # them) -> partitions ensure -> a hot table of that month -> merged.
-insert_rows 4 -5 late
+insert_rows 4 -5 late -3
 "$CTL" retention run --dry-run >/dev/null 2>"$AQ_TMP/warn"
 assert_eq "auditqctl retention: warning: the DEFAULT partition audit_events_default holds 4 rows; retention never touches them: run 'auditqctl partitions ensure' to move them into monthly partitions" \
     "$(cat "$AQ_TMP/warn")" "retention warns about DEFAULT rows"
@@ -187,13 +191,13 @@ print(m["format"], m["table"], m["source"], m["database"], m["table_oid"] == int
       bool(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", m["exported_at"])),
       ",".join(c["name"] for c in m["columns"]), m["columns"][1]["type"], m["columns"][16]["type"])
 PYEOF
-assert_eq "auditq-partition-export/1 $m3 auditq_archive.$m3 auditq True $(month -23 YYYY-MM) $(month -23 YYYY-MM)-01T00:00:00Z $(month -22 YYYY-MM)-01T00:00:00Z 33 $m3.csv.gz True True gzip True True True event_id,occurred_at,received_at,priority,tenant_id,actor_id,actor_type,action,entity_type,entity_id,outcome,source_ip,user_agent,request_id,session_id,changes,metadata timestamp with time zone jsonb" \
+assert_eq "auditq-partition-export/1 $m3 auditq_archive.$m3 auditq True $(month -23 YYYY-MM) $(month -23 YYYY-MM)-01T00:00:00Z $(month -22 YYYY-MM)-01T00:00:00Z 33 $m3.csv.gz True True gzip True True True event_id,occurred_at,received_at,priority,tenant_id,actor_id,actor_type,action,entity_type,entity_id,outcome,source_ip,user_agent,request_id,session_id,changes,metadata,clock_flag timestamp with time zone jsonb" \
     "$(cat "$AQ_TMP/manifest.out")" "manifest of month -23"
 
 # Late rows of an exported month: a new export file .2; the first untouched.
 m10=audit_events_$(month -10 YYYY_MM)
 sum10=$(sha256sum "$ARCH/$m10.csv.gz")
-insert_rows 3 -10 late2
+insert_rows 3 -10 late2 -3
 "$CTL" partitions ensure >/dev/null
 out=$("$CTL" "${CSV[@]}" retention run | sed 1d)
 assert_eq "archived $m10 -> auditq_archive.$m10

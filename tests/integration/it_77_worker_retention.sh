@@ -11,10 +11,13 @@ it_setup
 psql_q "DO \$\$ BEGIN FOR k IN 1 .. 6 LOOP
             PERFORM auditq_partition_month(date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' - make_interval(months => k));
         END LOOP; END \$\$"
-psql_q "INSERT INTO audit_events (event_id, occurred_at, priority, action)
-        SELECT gen_random_uuid(), date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' - make_interval(months => k) + interval '1 day',
-               'normal', 'old.m' || k
-          FROM generate_series(1, 6) AS k, generate_series(1, 5)"
+# received_at = occurred_at: rows that arrived in their own month (a row
+# received within the period would keep its month, it_73_clock_retention.sh).
+psql_q "INSERT INTO audit_events (event_id, occurred_at, received_at, priority, action)
+        SELECT gen_random_uuid(), t, t, 'normal', 'old.m' || k
+          FROM generate_series(1, 6) AS k, generate_series(1, 5),
+               LATERAL (SELECT date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+                               - make_interval(months => k) + interval '1 day' AS t) AS x"
 assert_eq 30 "$(rows)" "old rows before retention"
 
 worker_start w1 --set threads=1 --set retention_interval_s=3600 --set hot_months=2 --set retain_months=4 \

@@ -74,12 +74,12 @@ echo "  [${SECONDS}s] exact bytes"
 D=$(day 40)
 "$PY" - "$D" >"$AQ_TMP/crafted.expected.csv" <<'PYEOF'
 import sys
-text = r'''event_id,occurred_at,received_at,priority,tenant_id,actor_id,actor_type,action,entity_type,entity_id,outcome,source_ip,user_agent,request_id,session_id,changes,metadata
-00000000-0000-7000-8000-000000000001,@D@T10:00:00.000001Z,@D@T10:00:01.000001Z,high,crafted,"O'Brien, ""Bob""",user,user.login,document,"line1<LF>line2",success,::1,"Mozilla/5.0 (X11; Linux) ""quoted""","cr<CR><LF>lf",,"{""n"": 1, ""title"": [""Old"", ""New \""q\""""]}","{""path"": ""C:\\dir"", ""emoji"": ""😀""}"
-00000000-0000-7000-8000-000000000002,@D@T11:00:00.000000Z,@D@T11:00:01.000000Z,low,crafted,ctl<01><1F><7F>,,x,"a,b","""",denied,,tab<TAB>here, spaced ,,{},"{""nested"": {""a"": [1, 2.5, null, true]}}"
-00000000-0000-7000-8000-000000000003,@D@T11:00:00.000000Z,@D@T11:00:01.000000Z,normal,crafted,Zoë 日本語 😀,,document.update,doc,,,"",,,,,
-00000000-0000-7000-8000-000000000004,@D@T12:00:00.000000Z,@D@T12:00:01.000000Z,critical,crafted,a-very-long-actor-name,,document.permission.granted,folder,日本語のフォルダ,failure,,,,,,
-00000000-0000-7000-8000-000000000005,@D@T12:00:00.500000Z,@D@T12:00:01.500000Z,low,crafted,evil<RLO>gnp.exe,,user.logout,,,,,,,,,
+text = r'''event_id,occurred_at,received_at,priority,tenant_id,actor_id,actor_type,action,entity_type,entity_id,outcome,source_ip,user_agent,request_id,session_id,changes,metadata,clock_flag
+00000000-0000-7000-8000-000000000001,@D@T10:00:00.000001Z,@D@T10:00:01.000001Z,high,crafted,"O'Brien, ""Bob""",user,user.login,document,"line1<LF>line2",success,::1,"Mozilla/5.0 (X11; Linux) ""quoted""","cr<CR><LF>lf",,"{""n"": 1, ""title"": [""Old"", ""New \""q\""""]}","{""path"": ""C:\\dir"", ""emoji"": ""😀""}",
+00000000-0000-7000-8000-000000000002,@D@T11:00:00.000000Z,@D@T11:00:01.000000Z,low,crafted,ctl<01><1F><7F>,,x,"a,b","""",denied,,tab<TAB>here, spaced ,,{},"{""nested"": {""a"": [1, 2.5, null, true]}}",
+00000000-0000-7000-8000-000000000003,@D@T11:00:00.000000Z,@D@T11:00:01.000000Z,normal,crafted,Zoë 日本語 😀,,document.update,doc,,,"",,,,,,
+00000000-0000-7000-8000-000000000004,@D@T12:00:00.000000Z,@D@T12:00:01.000000Z,critical,crafted,a-very-long-actor-name,,document.permission.granted,folder,日本語のフォルダ,failure,,,,,,,
+00000000-0000-7000-8000-000000000005,@D@T12:00:00.500000Z,@D@T12:00:01.500000Z,low,crafted,evil<RLO>gnp.exe,,user.logout,,,,,,,,,,
 '''
 for k, v in {"@D@": sys.argv[1], "<LF>": "\n", "<CR>": "\r", "<TAB>": "\t", "<01>": "\x01",
              "<1F>": "\x1f", "<7F>": "\x7f", "<RLO>": "\u202e"}.items():
@@ -125,7 +125,7 @@ grep -qE '^next cursor: ' "$AQ_TMP/err"
 assert_eq "OCCURRED_AT          TENANT     ACTOR        ACTION         ENTITY       OUTCOME
 (0 rows)" "$(q --tenant nobody --format table)" "table with no rows"
 assert_eq "" "$(q --tenant nobody --format ndjson)" "ndjson with no rows"
-assert_eq "event_id,occurred_at,received_at,priority,tenant_id,actor_id,actor_type,action,entity_type,entity_id,outcome,source_ip,user_agent,request_id,session_id,changes,metadata" \
+assert_eq "event_id,occurred_at,received_at,priority,tenant_id,actor_id,actor_type,action,entity_type,entity_id,outcome,source_ip,user_agent,request_id,session_id,changes,metadata,clock_flag" \
     "$(q --tenant nobody --format csv | tr -d '\r')" "csv with no rows: the header"
 # Not a terminal and no --format: ndjson.
 assert_eq "$(q --tenant crafted --format ndjson)" "$(q --tenant crafted)" "default format off a terminal"

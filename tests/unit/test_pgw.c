@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "clockskew.h"
 #include "pgw.h"
 #include "pgw_internal.h"
 #include "aq_test.h"
@@ -819,7 +820,7 @@ static void test_copy_row(void **state)
     static const char want[] =
         "0\t018f3a5b-7c9d-7ef0-8123-456789abcdef\t1700000000123456\thigh\t"
         "acme\tu\\t1\t\\N\tpage.update\t\\N\t\\N\tsuccess\t\\N\t\t\\N\t\\N\t"
-        "{\"t\":\"a\\\\nb\"}\t\\N\n";
+        "{\"t\":\"a\\\\nb\"}\t\\N\t\\N\n";
     if (b.len != sizeof want - 1 || memcmp(b.data, want, b.len) != 0)
         fail_msg("got %.*s", (int)b.len, b.data);
 
@@ -833,9 +834,23 @@ static void test_copy_row(void **state)
     assert_int_equal(pgw_copy_row(&b, &j, 99999), 0);
     static const char want2[] =
         "99999\t00000000-0000-0000-0000-000000000000\t-1\t\\N\t"
-        "\\N\t\\N\t\\N\tx\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\n";
+        "\\N\t\\N\t\\N\tx\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\n";
     if (b.len != sizeof want2 - 1 || memcmp(b.data, want2, b.len) != 0)
         fail_msg("got %.*s", (int)b.len, b.data);
+
+    /* clock_flag (worker/clockskew.h) is the last column: its name, or \N. */
+    b.len = 0;
+    j.clock_flag = CLOCKSKEW_BACKFILL;
+    assert_int_equal(pgw_copy_row(&b, &j, 7), 0);
+    static const char want3[] =
+        "7\t00000000-0000-0000-0000-000000000000\t-1\t\\N\t"
+        "\\N\t\\N\t\\N\tx\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\tbackfill\n";
+    if (b.len != sizeof want3 - 1 || memcmp(b.data, want3, b.len) != 0)
+        fail_msg("got %.*s", (int)b.len, b.data);
+    b.len = 0;
+    j.clock_flag = CLOCKSKEW_FUTURE;
+    assert_int_equal(pgw_copy_row(&b, &j, 7), 0);
+    assert_true(b.len > 8 && memcmp(b.data + b.len - 8, "\tfuture\n", 8) == 0);
     free(b.data);
 }
 

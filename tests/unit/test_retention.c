@@ -26,6 +26,7 @@ static retention_part mk(int loc, int month)
     memset(&p, 0, sizeof p);
     p.location = loc;
     p.month = month;
+    p.recv_month = -1;
     snprintf(p.schema, sizeof p.schema, "%s", loc == RET_LOC_ARCHIVE ? "auditq_archive" : "public");
     if (month >= 0)
         snprintf(p.name, sizeof p.name, "audit_events_%04d_%02d", month / 12, month % 12 + 1);
@@ -45,7 +46,7 @@ static void plan_str(const retention_part *parts, size_t n, int mode, int hot, i
     out[0] = '\0';
     for (size_t i = 0; i < k && len < outlen; i++)
         len += (size_t)snprintf(out + len, outlen - len, "%s%c%zu", i > 0 ? " " : "",
-                                "AMED"[acts[i].kind], acts[i].part);
+                                "AMEDS"[acts[i].kind], acts[i].part);
 }
 
 static void test_months(void **state)
@@ -144,6 +145,44 @@ static void test_plan_late_rows(void **state)
     /* Both too old: both dropped, no merge; the month after is archived. */
     plan_str(parts, 3, ARCHIVE_SCHEMA, 3, 5, got, sizeof got);
     assert_string_equal(got, "D0 D1 A2");
+}
+
+/* A month is planned by the later of its occurred_at month and the month
+ * its newest row was received (recv_month): received within hot_months it
+ * stays hot (skipped), within retain_months it is not dropped (skipped,
+ * then archived as a month of that age would be). hot 3 / retain 24 in
+ * Nov 2026: hot_from = Sep 2026, keep_from = Dec 2024. */
+static void test_plan_received(void **state)
+{
+    retention_part parts[8];
+    char got[256];
+    (void)state;
+
+    parts[0] = mk(RET_LOC_HOT, 2020 * 12 + 2);      /* 2020-03, a row received this month */
+    parts[0].recv_month = NOV_2026;
+    parts[1] = mk(RET_LOC_HOT, 2020 * 12 + 3);      /* 2020-04, received 2026-08: archive, no drop */
+    parts[1].recv_month = NOV_2026 - 3;
+    parts[2] = mk(RET_LOC_HOT, 2020 * 12 + 4);      /* 2020-05, received in keep_from's month */
+    parts[2].recv_month = retention_keep_from(NOV_2026, 24);
+    parts[3] = mk(RET_LOC_HOT, 2020 * 12 + 5);      /* 2020-06, received the month before: drop */
+    parts[3].recv_month = retention_keep_from(NOV_2026, 24) - 1;
+    parts[4] = mk(RET_LOC_ARCHIVE, 2020 * 12 + 6);  /* archived 2020-07 received 2025: kept */
+    parts[4].recv_month = 2025 * 12;
+    parts[5] = mk(RET_LOC_HOT, NOV_2026 - 4);       /* 2026-07 received 2026-09 (hot_from): hot */
+    parts[5].recv_month = retention_hot_from(NOV_2026, 3);
+    parts[6] = mk(RET_LOC_HOT, NOV_2026 - 4);       /* 2026-07 received 2026-08: archived */
+    parts[6].recv_month = retention_hot_from(NOV_2026, 3) - 1;
+    parts[7] = mk(RET_LOC_HOT, NOV_2026);           /* this month: never probed, never acted on */
+    parts[7].recv_month = NOV_2026;
+    plan_str(parts, 8, ARCHIVE_SCHEMA, 3, 24, got, sizeof got);
+    assert_string_equal(got, "S0 S1 A1 S2 A2 D3 S4 S5 A6");
+    plan_str(parts, 8, ARCHIVE_CSV, 3, 24, got, sizeof got);
+    assert_string_equal(got, "S0 S1 A1 E1 S2 A2 E2 D3 S4 E4 S5 A6 E6");
+    /* The same tables with no row received within the period: by month. */
+    for (int i = 0; i < 8; i++)
+        parts[i].recv_month = -1;
+    plan_str(parts, 8, ARCHIVE_SCHEMA, 3, 24, got, sizeof got);
+    assert_string_equal(got, "D0 D1 D2 D3 D4 A5 A6");
 }
 
 /* The count is of all actions even when out holds fewer. */
@@ -318,6 +357,7 @@ int main(void)
         cmocka_unit_test(test_plan_schema),
         cmocka_unit_test(test_plan_csv),
         cmocka_unit_test(test_plan_late_rows),
+        cmocka_unit_test(test_plan_received),
         cmocka_unit_test(test_plan_truncated),
         cmocka_unit_test(test_json_append),
         cmocka_unit_test(test_manifest_oid),
