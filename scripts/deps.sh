@@ -31,13 +31,16 @@
 # `systemd-analyze verify` of config/auditq-worker.service (it_86); nothing
 # is started.  stunnel4 and openssl: it_88 runs auditq through a TLS
 # tunnel to a TLS-only Redis port (docs/SECURITY.md), with test certificates.
+# libsodium-dev: Ed25519 signatures of the checkpoints (common/checkpoint.c).
+# python3-nacl: Ed25519 for tools/auditq_verify.py, the independent verifier
+# the integrity tests run (docs/INTEGRITY.md).
 
 set -eu
 
 PKGS="build-essential pkg-config libhiredis-dev libpq-dev libev-dev libmsgpack-dev
 libcmocka-dev redis-server redis-tools postgresql postgresql-contrib python3
 python3-msgpack valgrind util-linux procps curl prometheus zlib1g-dev libssl-dev
-systemd stunnel4 openssl"
+systemd stunnel4 openssl libsodium-dev python3-nacl"
 
 say() { printf 'deps: %s\n' "$*"; }
 
