@@ -23,7 +23,11 @@ cd "$W"
 
 "$PY" "$X" "$README" app.c >app.c
 "$PY" "$X" "$AQ_ROOT/docs/man/auditq.3" audit-demo.c >audit-demo.c
-strict=(-std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror -pedantic -I"$AQ_ROOT/include")
+# make asan / make tsan build the library with SANITIZE: programs linked
+# with it need the same runtime.
+san=()
+[[ -n "${SANITIZE:-}" ]] && san=(-fsanitize="$SANITIZE")
+strict=(-std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror -pedantic -I"$AQ_ROOT/include" "${san[@]}")
 
 # ---- 1. builds: strict flags, then the README's command lines -------------
 cc "${strict[@]}" app.c -L"$LIBDIR" -lauditq -o app-strict ||
@@ -39,7 +43,7 @@ build_as_readme() { # LINE OUT: the compile half of a README line, output OUT
     cmd=${cmd//-Iinclude/-I$AQ_ROOT/include}
     cmd=${cmd//build\/lib/$LIBDIR}
     cmd=${cmd/-o app/-o $2}
-    eval "$cmd"
+    eval "$cmd ${san[*]}"
 }
 build_as_readme "$so_line" app-so || { echo "FAIL: the README's -lauditq line does not build"; exit 1; }
 build_as_readme "$a_line" app-a || { echo "FAIL: the README's libauditq.a line does not build"; exit 1; }

@@ -57,7 +57,9 @@ cd "$AQ_TMP/app"
 # The README's line for an installed auditq, as printed.
 line='cc app.c $(pkg-config --cflags --libs auditq) -o app && ./app'
 grep -qxF -- "$line" "$AQ_ROOT/README.md" || { echo "FAIL: README lacks the build line: $line"; exit 1; }
-eval "${line%% && *}" || { echo "FAIL: $line: does not build against $P"; exit 1; }
+san=()   # make asan / make tsan: the library needs the sanitizer's runtime
+[[ -n "${SANITIZE:-}" ]] && san=(-fsanitize="$SANITIZE")
+eval "${line%% && *} ${san[*]}" || { echo "FAIL: $line: does not build against $P"; exit 1; }
 assert_eq "$P/lib/libauditq.so.0" "$(LD_LIBRARY_PATH=$P/lib ldd ./app | awk '$1 == "libauditq.so.0" { print $3 }')" \
     "libauditq.so.0 the program loads"
 rc=0
