@@ -887,76 +887,119 @@ int spool_read_chunk(int fd, uint64_t start, uint64_t limit, size_t max_records,
     return rc;
 }
 
-int spool_push_chunk(redisContext *c, const aq_keys *k, const spool_chunk *ch, int *conn_broken, char *err,
-                     size_t errlen)
+int spool_pusher_init(spool_pusher *pp, size_t max_items)
 {
-    size_t count[AQ_PRIORITIES] = {0}, at[AQ_PRIORITIES];
-    const char **argv = NULL;
-    size_t *argl = NULL;
-    int sent = 0, rc = 0;
+    pp->cap = max_items;
+    pp->argv = malloc((max_items + 2 * AQ_PRIORITIES) * sizeof *pp->argv);
+    pp->argl = malloc((max_items + 2 * AQ_PRIORITIES) * sizeof *pp->argl);
+    if (!pp->argv || !pp->argl) {
+        spool_pusher_free(pp);
+        return -1;
+    }
+    return 0;
+}
+
+void spool_pusher_free(spool_pusher *pp)
+{
+    free(pp->argv);
+    free(pp->argl);
+    pp->argv = NULL;
+    pp->argl = NULL;
+    pp->cap = 0;
+}
+
+/* The failure text of one non-integer reply to the LPUSH of key. */
+static void push_refusal(const redisReply *r, const char *key, const aq_redis_target *t, const char *role,
+                         const char *wrongtype_effect, char *err, size_t errlen)
+{
+    char wt[360];
+
+    if (r->type != REDIS_REPLY_ERROR) {
+        snprintf(err, errlen, "LPUSH answered with reply type %d, expected an integer", r->type);
+    } else if (wrongtype_effect && redis_is_wrongtype(r->str)) {
+        redis_explain_wrongtype(key, NULL, "list", wrongtype_effect, wt, sizeof wt);
+        snprintf(err, errlen, "Redis refused LPUSH: %s", wt);
+    } else if (!t || redis_explain_refusal(t, role, "LPUSH", key, r->str, err, errlen) == REDIS_REFUSED_NONE) {
+        snprintf(err, errlen, "Redis refused LPUSH: %.*s", (int)r->len, r->str);
+    }
+}
+
+int spool_push(redisContext *c, spool_pusher *pp, const aq_keys *k, const aq_redis_target *t, const char *role,
+               const char *wrongtype_effect, const spool_item *items, size_t n, int done[AQ_PRIORITIES],
+               int *conn_broken, char *err, size_t errlen)
+{
+    size_t count[AQ_PRIORITIES] = {0}, at[AQ_PRIORITIES], seg[AQ_PRIORITIES];
+    int sent[AQ_PRIORITIES], nsent = 0, rc = 0;
 
     *conn_broken = 0;
-    if (ch->n == 0)
-        return 0;
-    argv = malloc((ch->n + 2 * AQ_PRIORITIES) * sizeof *argv);
-    argl = malloc((ch->n + 2 * AQ_PRIORITIES) * sizeof *argl);
-    if (!argv || !argl) {
-        snprintf(err, errlen, "out of memory building the replay commands");
-        rc = -1;
-        goto out;
-    }
-    for (size_t i = 0; i < ch->n; i++)
-        count[ch->items[i].prio]++;
+    for (size_t i = 0; i < n; i++)
+        if (!done[items[i].prio])
+            count[items[i].prio]++;
     /* One argv segment per priority: LPUSH key job job ... */
     size_t off = 0;
     for (int p = 0; p < AQ_PRIORITIES; p++) {
+        seg[p] = off;
         at[p] = off + 2;
         if (count[p]) {
-            argv[off] = "LPUSH";
-            argl[off] = 5;
-            argv[off + 1] = k->queue[p];
-            argl[off + 1] = strlen(k->queue[p]);
+            pp->argv[off] = "LPUSH";
+            pp->argl[off] = 5;
+            pp->argv[off + 1] = k->queue[p];
+            pp->argl[off + 1] = strlen(k->queue[p]);
         }
         off += count[p] + 2;
     }
-    for (size_t i = 0; i < ch->n; i++) {
-        int p = ch->items[i].prio;
-        argv[at[p]] = ch->items[i].data;
-        argl[at[p]] = ch->items[i].len;
+    for (size_t i = 0; i < n; i++) {
+        int p = items[i].prio;
+        if (done[p])
+            continue;
+        pp->argv[at[p]] = items[i].data;
+        pp->argl[at[p]] = items[i].len;
         at[p]++;
     }
-    off = 0;
     for (int p = 0; p < AQ_PRIORITIES; p++) {
-        if (count[p]) {
-            if (redisAppendCommandArgv(c, (int)(count[p] + 2), argv + off, argl + off) != REDIS_OK) {
-                snprintf(err, errlen, "out of memory queueing LPUSH");
-                *conn_broken = 1;
-                rc = -1;
-                goto out;
-            }
-            sent++;
+        if (!count[p])
+            continue;
+        if (redisAppendCommandArgv(c, (int)(count[p] + 2), pp->argv + seg[p], pp->argl + seg[p]) != REDIS_OK) {
+            snprintf(err, errlen, "out of memory queueing LPUSH");
+            *conn_broken = 1;
+            return -1;
         }
-        off += count[p] + 2;
+        sent[nsent++] = p;
     }
-    for (int i = 0; i < sent; i++) {
+    for (int i = 0; i < nsent; i++) {
         redisReply *r = NULL;
         if (redisGetReply(c, (void **)&r) != REDIS_OK || !r) {
             snprintf(err, errlen, "connection to Redis lost: %s", c->errstr[0] ? c->errstr : "no reply");
             *conn_broken = 1;
-            rc = -1;
-            goto out;
+            return -1;
         }
-        if (r->type != REDIS_REPLY_INTEGER && rc == 0) {
-            if (r->type == REDIS_REPLY_ERROR)
-                snprintf(err, errlen, "Redis refused LPUSH: %.*s", (int)r->len, r->str);
-            else
-                snprintf(err, errlen, "LPUSH answered with reply type %d, expected an integer", r->type);
-            rc = -1; /* keep reading: the pipeline must be drained */
+        if (r->type == REDIS_REPLY_INTEGER) {
+            done[sent[i]] = 1;
+        } else if (rc == 0) {
+            /* e.g. OOM, NOPERM, WRONGTYPE: the first one is reported; keep
+             * reading, the pipeline must be drained. */
+            push_refusal(r, k->queue[sent[i]], t, role, wrongtype_effect, err, errlen);
+            rc = -1;
         }
         freeReplyObject(r);
     }
-out:
-    free(argv);
-    free(argl);
+    return rc;
+}
+
+int spool_push_chunk(redisContext *c, const aq_keys *k, const spool_chunk *ch, int *conn_broken, char *err,
+                     size_t errlen)
+{
+    spool_pusher pp;
+    int done[AQ_PRIORITIES] = {0};
+
+    *conn_broken = 0;
+    if (ch->n == 0)
+        return 0;
+    if (spool_pusher_init(&pp, ch->n) != 0) {
+        snprintf(err, errlen, "out of memory building the replay commands");
+        return -1;
+    }
+    int rc = spool_push(c, &pp, k, NULL, "", NULL, ch->items, ch->n, done, conn_broken, err, errlen);
+    spool_pusher_free(&pp);
     return rc;
 }

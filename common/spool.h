@@ -173,10 +173,41 @@ int spool_read_chunk(int fd, uint64_t start, uint64_t limit, size_t max_records,
                      spool_chunk *c, char *err, size_t errlen);
 void spool_chunk_free(spool_chunk *c);
 
-/* LPUSHes the chunk's records onto k's priority queues in one pipelined
- * round trip: one variadic LPUSH per priority present, records in file
- * order. Returns 0 when Redis acknowledged every command, -1 with err
- * otherwise (*conn_broken = 1 when the connection must be dropped). */
+/* ---- pushing jobs: the one pipelined per-priority LPUSH sender ----------
+ * Used by the producer's async flusher and spool replay (libauditq) and by
+ * `auditqctl spool replay` (through spool_push_chunk). */
+
+/* Argument arrays for spool_push, allocated once for up to max_items jobs. */
+typedef struct spool_pusher {
+    const char **argv;
+    size_t *argl;
+    size_t cap; /* max_items */
+} spool_pusher;
+/* 0, or -1 on OOM (then nothing to free). */
+int spool_pusher_init(spool_pusher *pp, size_t max_items);
+/* Frees the arrays; safe twice. */
+void spool_pusher_free(spool_pusher *pp);
+
+/* LPUSHes items[0..n) (n <= pp's max_items) onto k's priority queues in one
+ * pipelined round trip: one variadic LPUSH per priority present whose
+ * done[p] is 0, the items in their order. Sets done[p] = 1 for every
+ * priority Redis acknowledged, so a retry resends only the others. Returns 0
+ * when every priority present is done. Otherwise -1 with err: the first
+ * refusal -- an ACL refusal naming the user, the command and the fix
+ * (redis_explain_refusal with t and role; raw when t is NULL), a WRONGTYPE
+ * naming the key and the fix (redis_explain_wrongtype with
+ * wrongtype_effect; raw when NULL) -- or a lost connection, with
+ * *conn_broken = 1: the connection's state is unknown, drop it. Delivery is
+ * at-least-once: a connection lost after Redis executed an LPUSH resends it
+ * on the retry (the worker stores such a pair once). */
+int spool_push(redisContext *c, spool_pusher *pp, const aq_keys *k, const aq_redis_target *t, const char *role,
+               const char *wrongtype_effect, const spool_item *items, size_t n, int done[AQ_PRIORITIES],
+               int *conn_broken, char *err, size_t errlen);
+
+/* spool_push of a whole chunk with no ACL/WRONGTYPE explanation (the
+ * caller adds its own context). Returns 0 when Redis acknowledged every
+ * command, -1 with err otherwise (*conn_broken = 1 when the connection must
+ * be dropped). */
 int spool_push_chunk(redisContext *c, const aq_keys *k, const spool_chunk *ch, int *conn_broken,
                      char *err, size_t errlen);
 #endif

@@ -1,13 +1,13 @@
 /* async.c -- the async path: a bounded in-process buffer and one flusher
- * thread that pipelines batches to Redis.
+ * thread that pipelines batches to Redis (contract: async.h).
  *
  * Calling thread: validate + encode (outside the lock), then one short
  * critical section to append the bytes to the ring. Nothing on this path
  * talks to Redis, so it costs microseconds whatever Redis is doing.
  *
- * Flusher: takes up to batch_size jobs from the head of the ring, groups
- * them per priority and sends one LPUSH per priority, pipelined (at most
- * four commands per batch). The jobs stay in the ring, counted against its
+ * Flusher: takes up to batch_size jobs from the head of the ring and sends
+ * them with the one sender (common/spool.c spool_push): one LPUSH per
+ * priority, pipelined (at most four commands per batch). The jobs stay in the ring, counted against its
  * capacity, until Redis acknowledged them; only then are they freed. On any
  * failure (connection lost, timeout, error reply such as OOM) the same
  * groups are retried with backoff until they succeed -- or, only during
@@ -25,49 +25,66 @@
  * counts as acknowledged and leaves the buffer. A batch the spool refuses
  * (full, I/O error) stays and is retried as above.
  */
+#include "async.h"
+
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backoff.h"
 #include "clock.h"
-#include "producer.h"
+#include "error.h"
 
-typedef struct group {
-    const char **argv;
-    size_t *argl;
-    int argc;
-    int done;
-} group;
+/* One encoded job waiting in the buffer. */
+typedef struct pending {
+    char *data;     /* malloc'd msgpack bytes, owned by the buffer */
+    uint32_t len;
+    uint8_t prio;
+} pending;
 
-auditq_rc auditq_send_async(auditq *q, const auditq_event *ev, char *id_out)
+struct async_buf {
+    struct auditq_config cfg;     /* the handle's settings (a copy) */
+    aq_redis_target target;
+    aq_keys keys;
+    spooler *sp;                  /* NULL: no spool; owned by the caller, outlives us */
+
+    /* A ring of pending jobs guarded by mu. Jobs the flusher is sending
+     * stay counted in `count` until Redis acknowledged them, so the buffer
+     * never holds more than buffer_events jobs in total. */
+    pthread_mutex_t mu;
+    pthread_cond_t wake_flusher;  /* batch ready, flush asked, or closing */
+    pthread_cond_t space;         /* room freed, or closing */
+    pthread_cond_t acked;         /* acked_seq advanced */
+    pending *ring;
+    size_t ring_cap, head, count;
+    uint64_t queued_seq;          /* jobs ever accepted */
+    uint64_t acked_seq;           /* jobs ever acknowledged (FIFO) */
+    int flush_waiters;
+    int closing;
+    int64_t close_deadline_us;    /* monotonic; flusher gives up after it */
+    pthread_t flusher;
+    redisContext *flusher_ctx;    /* the flusher thread's alone */
+    /* Why the flusher last failed to deliver (a refused login, NOPERM, a
+     * refused connection), for async_flush/async_close to report; "" once
+     * a batch got through. Guarded by mu. */
+    char async_err[512];
+
+    atomic_uint_fast64_t st_queued, st_sent, st_rejected_full, st_redis_retries;
+};
+
+auditq_rc async_put(async_buf *q, const char *data, size_t len, int prio)
 {
-    int prio = 0;
-    auditq_rc rc;
-    char *copy;
+    auditq_rc rc = AUDITQ_OK;
+    char *copy = malloc(len);
 
-    producer_clear_error();
-    if (!q || !ev) {
-        producer_set_error("auditq_send_async: NULL handle or event");
-        return AUDITQ_ERR_INVALID_ARG;
-    }
-    aq_buf *scratch = producer_scratch();
-    if (!scratch) {
-        producer_set_error("out of memory");
-        rc = AUDITQ_ERR_NOMEM;
-        goto fail;
-    }
-    rc = producer_encode(q, ev, scratch, &prio, id_out);
-    if (rc != AUDITQ_OK)
-        goto fail;
-    copy = malloc(scratch->len);
     if (!copy) {
         producer_set_error("out of memory copying the event into the buffer");
-        rc = AUDITQ_ERR_NOMEM;
-        goto fail;
+        return AUDITQ_ERR_NOMEM;
     }
-    memcpy(copy, scratch->data, scratch->len);
+    memcpy(copy, data, len);
 
     pthread_mutex_lock(&q->mu);
     if (q->count == q->ring_cap && !q->closing) {
@@ -94,11 +111,11 @@ auditq_rc auditq_send_async(auditq *q, const auditq_event *ev, char *id_out)
         } else {
             producer_set_error("handle is closing");
         }
-        goto fail;
+        return rc;
     }
     pending *slot = &q->ring[(q->head + q->count) % q->ring_cap];
     slot->data = copy;
-    slot->len = (uint32_t)scratch->len;
+    slot->len = (uint32_t)len;
     slot->prio = (uint8_t)prio;
     q->count++;
     q->queued_seq++;
@@ -107,21 +124,13 @@ auditq_rc auditq_send_async(auditq *q, const auditq_event *ev, char *id_out)
     if (q->count == (size_t)q->cfg.batch_size)
         pthread_cond_signal(&q->wake_flusher);
     pthread_mutex_unlock(&q->mu);
-    atomic_fetch_add(&q->st_queued_async, 1);
+    atomic_fetch_add(&q->st_queued, 1);
     return AUDITQ_OK;
-fail:
-    atomic_fetch_add(&q->st_errors, 1);
-    return rc;
 }
 
-auditq_rc auditq_flush(auditq *q, int timeout_ms)
+auditq_rc async_flush(async_buf *q, int timeout_ms)
 {
     auditq_rc rc = AUDITQ_OK;
-    producer_clear_error();
-    if (!q) {
-        producer_set_error("auditq_flush: NULL handle");
-        return AUDITQ_ERR_INVALID_ARG;
-    }
     struct timespec dl = clock_abs_after_ms(timeout_ms < 0 ? 0 : timeout_ms);
     pthread_mutex_lock(&q->mu);
     uint64_t target = q->queued_seq;
@@ -142,81 +151,29 @@ auditq_rc auditq_flush(auditq *q, int timeout_ms)
 }
 
 /* Records why delivery failed, for auditq_flush/auditq_close. */
-static void note_async_err(auditq *q, const char *why)
+static void note_async_err(async_buf *q, const char *why)
 {
     pthread_mutex_lock(&q->mu);
     snprintf(q->async_err, sizeof q->async_err, "%s", why);
     pthread_mutex_unlock(&q->mu);
 }
 
-/* Sends the not-yet-done groups, pipelined. 0 when all are done. */
-static int send_groups(auditq *q, group *g)
-{
-    redisContext *c = q->flusher_ctx;
-    int sent[AQ_PRIORITIES];
-    int nsent = 0, failed = 0;
-
-    for (int p = 0; p < AQ_PRIORITIES; p++) {
-        if (g[p].done || g[p].argc <= 2)
-            continue;
-        if (redisAppendCommandArgv(c, g[p].argc, g[p].argv, g[p].argl) != REDIS_OK)
-            return -1;
-        sent[nsent++] = p;
-    }
-    for (int i = 0; i < nsent; i++) {
-        redisReply *r = NULL;
-        if (redisGetReply(c, (void **)&r) != REDIS_OK || !r)
-            return -1; /* connection state unknown: caller reconnects */
-        if (r->type == REDIS_REPLY_INTEGER) {
-            g[sent[i]].done = 1;
-        } else {
-            char why[400], wt[360];
-            failed = 1; /* e.g. OOM, NOPERM, WRONGTYPE: keep the group, retry later */
-            if (r->type == REDIS_REPLY_ERROR && redis_is_wrongtype(r->str)) {
-                redis_explain_wrongtype(g[sent[i]].argv[1], NULL, "list", PRODUCER_WRONGTYPE_EFFECT, wt,
-                                        sizeof wt);
-                snprintf(why, sizeof why, "Redis refused LPUSH: %s", wt);
-            } else if (r->type != REDIS_REPLY_ERROR ||
-                       redis_explain_refusal(&q->target, "producer", "LPUSH", g[sent[i]].argv[1], r->str,
-                                             why, sizeof why) == REDIS_REFUSED_NONE)
-                snprintf(why, sizeof why, "Redis refused LPUSH: %s",
-                         r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-            note_async_err(q, why);
-        }
-        freeReplyObject(r);
-    }
-    return failed ? -1 : 0;
-}
-
-/* The batch's entries [head, head + n) not yet acknowledged, in buffer
- * order, as spool items. The entries are the flusher's until it frees them
- * (senders only append behind them). */
-static size_t spool_items(auditq *q, size_t n, const group *g, spool_item *it)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        pending *e = &q->ring[(q->head + i) % q->ring_cap];
-        if (g[e->prio].done)
-            continue;
-        it[k].data = e->data;
-        it[k].len = e->len;
-        it[k].prio = e->prio;
-        k++;
-    }
-    return k;
-}
-
-/* Appends the batch's unacknowledged entries to the spool. Returns how
+/* Appends the batch's items whose priority Redis has not acknowledged
+ * (done) to the spool, compacting items[0..*n) to them first. Returns how
  * many were spooled (*ok = 1), or sets *ok = 0 and counts the refusal (once
  * per batch, *counted) when the spool is full. */
-static size_t spool_batch(auditq *q, size_t n, const group *g, spool_item *it, int only_if_backlog,
+static size_t spool_batch(async_buf *q, spool_item *items, size_t *n, const int *done, int only_if_backlog,
                           int *ok, int *counted)
 {
-    size_t k = spool_items(q, n, g, it);
-    int r = spooler_put(q, it, k, only_if_backlog, 0);
+    size_t k = 0;
+    for (size_t i = 0; i < *n; i++)
+        if (!done[items[i].prio])
+            items[k++] = items[i];
+    *n = k;
+    int r = spooler_put(q->sp, items, k, only_if_backlog, 0);
     *ok = r == AUDITQ_OK;
     if (r == AUDITQ_ERR_SPOOL_FULL && !*counted) {
-        atomic_fetch_add(&q->st_spool_rejected_full, k);
+        spooler_count_rejected(q->sp, k);
         *counted = 1;
     }
     return *ok ? k : 0;
@@ -224,23 +181,14 @@ static size_t spool_batch(auditq *q, size_t n, const group *g, spool_item *it, i
 
 static void *flusher_main(void *arg)
 {
-    auditq *q = arg;
+    async_buf *q = arg;
     size_t maxb = (size_t)q->cfg.batch_size;
-    spool_item *items = NULL;
-    group g[AQ_PRIORITIES];
+    spool_item *items = calloc(maxb, sizeof *items);
+    spool_pusher pusher;
     uint64_t rng = (uint64_t)(uintptr_t)q ^ (uint64_t)clock_mono_us();
     int64_t first_seen = 0;
-    int ok = 1;
+    int ok = items != NULL && spool_pusher_init(&pusher, maxb) == 0;
 
-    memset(g, 0, sizeof g);
-    for (int p = 0; p < AQ_PRIORITIES; p++) {
-        g[p].argv = calloc(maxb + 2, sizeof *g[p].argv);
-        g[p].argl = calloc(maxb + 2, sizeof *g[p].argl);
-        if (!g[p].argv || !g[p].argl)
-            ok = 0;
-    }
-    if (q->sp && !(items = calloc(maxb, sizeof *items)))
-        ok = 0;
     pthread_mutex_lock(&q->mu);
     while (ok) {
         size_t avail = q->count;
@@ -262,21 +210,12 @@ static void *flusher_main(void *arg)
                 continue;
             }
         }
-        size_t n = avail < maxb ? avail : maxb;
-        for (int p = 0; p < AQ_PRIORITIES; p++) {
-            g[p].argc = 2;
-            g[p].done = 0;
-            g[p].argv[0] = "LPUSH";
-            g[p].argl[0] = 5;
-            g[p].argv[1] = q->keys.queue[p];
-            g[p].argl[1] = strlen(q->keys.queue[p]);
-        }
+        size_t n = avail < maxb ? avail : maxb, nitems = n;
         for (size_t i = 0; i < n; i++) {
-            pending *e = &q->ring[(q->head + i) % q->ring_cap];
-            group *gr = &g[e->prio];
-            gr->argv[gr->argc] = e->data;
-            gr->argl[gr->argc] = e->len;
-            gr->argc++;
+            const pending *e = &q->ring[(q->head + i) % q->ring_cap];
+            items[i].data = e->data;
+            items[i].len = e->len;
+            items[i].prio = e->prio;
         }
         pthread_mutex_unlock(&q->mu);
 
@@ -284,12 +223,13 @@ static void *flusher_main(void *arg)
          * append behind them and the ring never moves. */
         unsigned attempt = 0;
         int delivered = 0, counted_full = 0;
+        int done[AQ_PRIORITIES] = {0};
         size_t spooled = 0;
-        if (spooler_backlog(q))
-            spooled = spool_batch(q, n, g, items, 1, &delivered, &counted_full);
+        if (spooler_backlog(q->sp))
+            spooled = spool_batch(q, items, &nitems, done, 1, &delivered, &counted_full);
         while (!delivered) {
-            char err[256];
-            int auth_failed = 0, fresh = 0;
+            char err[512];
+            int auth_failed = 0, fresh = 0, broken = 0;
             if (!q->flusher_ctx) {
                 fresh = 1;
                 q->flusher_ctx = redis_connect(&q->target, q->cfg.connect_timeout_ms,
@@ -297,17 +237,24 @@ static void *flusher_main(void *arg)
                 if (!q->flusher_ctx)
                     note_async_err(q, err);
             }
-            if (q->flusher_ctx && send_groups(q, g) == 0) {
-                delivered = 1;
-                break;
-            }
-            if (q->flusher_ctx && q->flusher_ctx->err) {
-                redisFree(q->flusher_ctx);
-                q->flusher_ctx = NULL;
+            if (q->flusher_ctx) {
+                if (spool_push(q->flusher_ctx, &pusher, &q->keys, &q->target, "producer",
+                               PRODUCER_WRONGTYPE_EFFECT, items, nitems, done, &broken, err, sizeof err) == 0) {
+                    delivered = 1;
+                    break;
+                }
+                /* A refusal (OOM, NOPERM, WRONGTYPE) keeps the groups Redis
+                 * refused for a retry; a lost connection is not news. */
+                if (!broken)
+                    note_async_err(q, err);
+                if (broken || q->flusher_ctx->err) {
+                    redisFree(q->flusher_ctx);
+                    q->flusher_ctx = NULL;
+                }
             }
             /* Failed on a fresh connection, or for the second time: spool. */
             if (q->sp && (fresh || attempt >= 1)) {
-                spooled = spool_batch(q, n, g, items, 0, &delivered, &counted_full);
+                spooled = spool_batch(q, items, &nitems, done, 0, &delivered, &counted_full);
                 if (delivered)
                     break;
             }
@@ -327,7 +274,7 @@ static void *flusher_main(void *arg)
 
         pthread_mutex_lock(&q->mu);
         if (!delivered)
-            break; /* closing and out of time: auditq_close reports the rest */
+            break; /* closing and out of time: async_close reports the rest */
         q->async_err[0] = '\0';
         for (size_t i = 0; i < n; i++) {
             pending *e = &q->ring[q->head];
@@ -338,25 +285,36 @@ static void *flusher_main(void *arg)
         q->count -= n;
         q->acked_seq += n;
         first_seen = 0;
-        atomic_fetch_add(&q->st_sent_async, n - spooled);
+        atomic_fetch_add(&q->st_sent, n - spooled);
         pthread_cond_broadcast(&q->space);
         pthread_cond_broadcast(&q->acked);
     }
     pthread_mutex_unlock(&q->mu);
-    for (int p = 0; p < AQ_PRIORITIES; p++) {
-        free(g[p].argv);
-        free(g[p].argl);
-    }
+    if (items)
+        spool_pusher_free(&pusher);
     free(items);
     return NULL;
 }
 
-auditq_rc async_start(auditq *q)
+auditq_rc async_open(const struct auditq_config *cfg, const aq_redis_target *t, const aq_keys *k, spooler *sp,
+                     async_buf **out)
 {
-    q->ring_cap = (size_t)q->cfg.buffer_events;
+    async_buf *q = calloc(1, sizeof *q);
+
+    *out = NULL;
+    if (!q) {
+        producer_set_error("out of memory allocating the handle");
+        return AUDITQ_ERR_NOMEM;
+    }
+    q->cfg = *cfg;
+    q->target = *t;
+    q->keys = *k;
+    q->sp = sp;
+    q->ring_cap = (size_t)cfg->buffer_events;
     q->ring = calloc(q->ring_cap, sizeof *q->ring);
     if (!q->ring) {
-        producer_set_error("out of memory allocating buffer_events=%d", q->cfg.buffer_events);
+        producer_set_error("out of memory allocating buffer_events=%d", cfg->buffer_events);
+        free(q);
         return AUDITQ_ERR_NOMEM;
     }
     pthread_mutex_init(&q->mu, NULL);
@@ -365,14 +323,19 @@ auditq_rc async_start(auditq *q)
     pthread_cond_init(&q->acked, NULL);
     if (pthread_create(&q->flusher, NULL, flusher_main, q) != 0) {
         producer_set_error("cannot start the flusher thread: %s", strerror(errno));
+        pthread_mutex_destroy(&q->mu);
+        pthread_cond_destroy(&q->wake_flusher);
+        pthread_cond_destroy(&q->space);
+        pthread_cond_destroy(&q->acked);
         free(q->ring);
+        free(q);
         return AUDITQ_ERR_NOMEM;
     }
-    q->flusher_started = 1;
+    *out = q;
     return AUDITQ_OK;
 }
 
-auditq_rc async_stop(auditq *q)
+auditq_rc async_close(async_buf *q)
 {
     auditq_rc rc = AUDITQ_OK;
     pthread_mutex_lock(&q->mu);
@@ -381,8 +344,7 @@ auditq_rc async_stop(auditq *q)
     pthread_cond_broadcast(&q->wake_flusher);
     pthread_cond_broadcast(&q->space);
     pthread_mutex_unlock(&q->mu);
-    if (q->flusher_started)
-        pthread_join(q->flusher, NULL);
+    pthread_join(q->flusher, NULL);
     if (q->count > 0) {
         producer_set_error("auditq_close: %zu events could not be delivered to Redis within "
                            "close_timeout_ms=%d and are lost%s%s",
@@ -399,5 +361,17 @@ auditq_rc async_stop(auditq *q)
     pthread_cond_destroy(&q->wake_flusher);
     pthread_cond_destroy(&q->space);
     pthread_cond_destroy(&q->acked);
+    free(q);
     return rc;
+}
+
+void async_stats(async_buf *q, auditq_stats *out)
+{
+    out->queued_async = atomic_load(&q->st_queued);
+    out->sent_async = atomic_load(&q->st_sent);
+    out->rejected_full = atomic_load(&q->st_rejected_full);
+    out->redis_retries = atomic_load(&q->st_redis_retries);
+    pthread_mutex_lock(&q->mu);
+    out->buffered = q->count;
+    pthread_mutex_unlock(&q->mu);
 }

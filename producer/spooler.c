@@ -1,5 +1,5 @@
 /* spooler.c -- the producer spool: where events go while Redis fails, and
- * the thread that replays them. ("Fallback to synchronous on queue
+ * the thread that replays them (contract: spooler.h). ("Fallback to synchronous on queue
  * failure", without putting the database on the request path.)
  *
  * DESIGN
@@ -13,8 +13,8 @@
  * Threads and locks. Three kinds of threads touch the spool: application
  * threads in auditq_send, the async flusher (async.c), and one replay
  * thread per handle (spooler_main below, with its own Redis connection).
- * spool_mu guards the spool handle and the fields next to it in
- * struct auditq; it is a leaf lock (taken with no other auditq lock held).
+ * mu guards the spool handle and the fields of struct spooler
+ * marked so; it is a leaf lock (taken with no other auditq lock held).
  * Appends and the replay position are changed only under it. The replay
  * thread reads records through the file descriptor without the lock, but
  * only below the file size it saw under the lock: appends only extend the
@@ -40,7 +40,7 @@
  * kept), and only after Redis acknowledged all of them writes the new
  * position to spool_path.pos. On failure it backs off (50 ms .. 1 s,
  * jittered) and retries the same chunk. When the position reaches the end
- * (checked under spool_mu, so no append can slip in) the file is cut back
+ * (checked under mu, so no append can slip in) the file is cut back
  * to a fresh header and the backlog ends. Corrupt or torn regions are
  * skipped, counted in spool_corrupt_records and described by
  * auditq_spool_problem(); they are never replayed.
@@ -76,90 +76,80 @@
  *     sync calls return AUDITQ_ERR_SPOOL (spool_errors), async batches stay
  *     in the buffer and are retried.
  */
+#include "spooler.h"
+
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backoff.h"
 #include "clock.h"
-#include "producer.h"
+#include "error.h"
 
 #define REPLAY_MAX_BYTES (4u << 20)
-#define SPOOL_MAX_BYTES_MIN 4096LL
-#define SPOOL_MAX_BYTES_MAX (1LL << 50)
 
-int spooler_config_set(auditq_config *cfg, const char *key, const char *value, auditq_rc *rc)
+struct spooler {
+    struct auditq_config cfg;     /* the handle's settings (a copy) */
+    aq_redis_target target;
+    aq_keys keys;
+    /* sp is set at open and never changes; everything it points to, and
+     * the fields below up to st_*, are guarded by mu -- except that the
+     * replay thread reads records through sp's fd below the size it saw
+     * under the lock (appends only extend the file). */
+    spool *sp;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;            /* records to replay, space freed, closing */
+    atomic_int backlog;           /* records wait: new events go to the spool (written under mu) */
+    int closing;
+    int64_t deadline_us;          /* monotonic; the replay gives up after it */
+    int dirty;                    /* appended since the last fdatasync */
+    pthread_t thread;             /* the replay thread */
+    spool_pusher pusher;          /* the replay thread's LPUSH arguments */
+    char damage[1200];            /* last corruption / I/O problem (sticky) */
+    char replay_err[600];         /* why the replay is failing now; "" when it works */
+    atomic_uint_fast64_t st_spooled, st_replayed, st_rejected_full, st_corrupt, st_errors, st_replay_retries;
+};
+
+/* One chunk onto the queues with the sender every producer path uses; an
+ * ACL refusal or a WRONGTYPE is explained as for auditq_send. */
+static int push_chunk(spooler *q, redisContext *c, const spool_chunk *ch, int *broken, char *err, size_t errlen)
 {
-    *rc = AUDITQ_OK;
-    if (strcmp(key, "spool_path") == 0) {
-        if (strlen(value) >= sizeof cfg->spool_path) {
-            producer_set_error("spool_path: longer than %zu bytes", sizeof cfg->spool_path - 1);
-            *rc = AUDITQ_ERR_CONFIG;
-        } else {
-            memcpy(cfg->spool_path, value, strlen(value) + 1);
-        }
-        return 1;
-    }
-    if (strcmp(key, "spool_fsync") == 0) {
-        if (strcmp(value, "always") == 0)
-            cfg->spool_fsync = SPOOL_FSYNC_ALWAYS;
-        else if (strcmp(value, "interval") == 0)
-            cfg->spool_fsync = SPOOL_FSYNC_INTERVAL;
-        else if (strcmp(value, "never") == 0)
-            cfg->spool_fsync = SPOOL_FSYNC_NEVER;
-        else {
-            producer_set_error("spool_fsync = '%s': must be always, interval or never", value);
-            *rc = AUDITQ_ERR_CONFIG;
-        }
-        return 1;
-    }
-    if (strcmp(key, "spool_full_policy") == 0) {
-        if (strcmp(value, "error") == 0)
-            cfg->spool_full_policy = SPOOL_FULL_ERROR;
-        else if (strcmp(value, "block") == 0)
-            cfg->spool_full_policy = SPOOL_FULL_BLOCK;
-        else {
-            producer_set_error("spool_full_policy = '%s': must be error or block", value);
-            *rc = AUDITQ_ERR_CONFIG;
-        }
-        return 1;
-    }
-    if (strcmp(key, "spool_max_bytes") == 0) {
-        char *end;
-        errno = 0;
-        long long v = strtoll(value, &end, 10);
-        if (errno || end == value || *end || v < SPOOL_MAX_BYTES_MIN || v > SPOOL_MAX_BYTES_MAX) {
-            producer_set_error("spool_max_bytes = '%s': must be an integer from %lld to %lld (bytes)", value,
-                               SPOOL_MAX_BYTES_MIN, SPOOL_MAX_BYTES_MAX);
-            *rc = AUDITQ_ERR_CONFIG;
-        } else {
-            cfg->spool_max_bytes = v;
-        }
-        return 1;
-    }
-    return 0;
+    int done[AQ_PRIORITIES] = {0};
+
+    *broken = 0;
+    if (ch->n == 0)
+        return 0;
+    return spool_push(c, &q->pusher, &q->keys, &q->target, "producer", PRODUCER_WRONGTYPE_EFFECT, ch->items,
+                      ch->n, done, broken, err, errlen);
 }
 
-int spooler_backlog(auditq *q)
+int spooler_backlog(spooler *q)
 {
-    return q->sp && atomic_load(&q->spool_backlog);
+    return q && atomic_load(&q->backlog);
 }
 
-static void set_damage(auditq *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void spooler_count_rejected(spooler *q, uint64_t n)
+{
+    atomic_fetch_add(&q->st_rejected_full, n);
+}
+
+static void set_damage(spooler *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Records a corruption or I/O problem for auditq_spool_problem. Caller
- * holds spool_mu (or is the only thread, at open). */
-static void set_damage(auditq *q, const char *fmt, ...)
+ * holds mu (or is the only thread, at open). */
+static void set_damage(spooler *q, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(q->spool_damage, sizeof q->spool_damage, fmt, ap);
+    vsnprintf(q->damage, sizeof q->damage, fmt, ap);
     va_end(ap);
 }
 
-int spooler_put(auditq *q, const spool_item *items, size_t n, int only_if_backlog, int wait_ms)
+int spooler_put(spooler *q, const spool_item *items, size_t n, int only_if_backlog, int wait_ms)
 {
     char err[300];
     int r;
@@ -167,9 +157,9 @@ int spooler_put(auditq *q, const spool_item *items, size_t n, int only_if_backlo
 
     if (n == 0)
         return AUDITQ_OK;
-    pthread_mutex_lock(&q->spool_mu);
-    if (only_if_backlog && !atomic_load(&q->spool_backlog)) {
-        pthread_mutex_unlock(&q->spool_mu);
+    pthread_mutex_lock(&q->mu);
+    if (only_if_backlog && !atomic_load(&q->backlog)) {
+        pthread_mutex_unlock(&q->mu);
         return SPOOLER_NO_BACKLOG;
     }
     for (;;) {
@@ -178,7 +168,7 @@ int spooler_put(auditq *q, const spool_item *items, size_t n, int only_if_backlo
         if (r != 1 || wait_ms <= 0)
             break;
         /* Full: only the replay emptying the file frees space. */
-        if (pthread_cond_timedwait(&q->spool_cv, &q->spool_mu, &dl) == ETIMEDOUT) {
+        if (pthread_cond_timedwait(&q->cv, &q->mu, &dl) == ETIMEDOUT) {
             r = spool_append(q->sp, items, n, (uint64_t)q->cfg.spool_max_bytes,
                              q->cfg.spool_fsync == SPOOL_FSYNC_ALWAYS, err, sizeof err);
             break;
@@ -186,26 +176,26 @@ int spooler_put(auditq *q, const spool_item *items, size_t n, int only_if_backlo
     }
     if (r == 0) {
         if (q->cfg.spool_fsync != SPOOL_FSYNC_ALWAYS)
-            q->spool_dirty = 1;
-        if (!atomic_load(&q->spool_backlog)) {
-            atomic_store(&q->spool_backlog, 1);
-            pthread_cond_broadcast(&q->spool_cv);
+            q->dirty = 1;
+        if (!atomic_load(&q->backlog)) {
+            atomic_store(&q->backlog, 1);
+            pthread_cond_broadcast(&q->cv);
         }
-        pthread_mutex_unlock(&q->spool_mu);
+        pthread_mutex_unlock(&q->mu);
         atomic_fetch_add(&q->st_spooled, n);
         return AUDITQ_OK;
     }
     if (r == 1) {
         uint64_t size = spool_size(q->sp);
-        pthread_mutex_unlock(&q->spool_mu);
+        pthread_mutex_unlock(&q->mu);
         producer_set_error("spool %s is full: %" PRIu64 " bytes, spool_max_bytes=%lld%s", q->cfg.spool_path,
                            size, (long long)q->cfg.spool_max_bytes,
                            wait_ms > 0 ? " (waited timeout_ms for the replay)" : "");
         return AUDITQ_ERR_SPOOL_FULL;
     }
     set_damage(q, "spool %s: %s", q->cfg.spool_path, err);
-    pthread_mutex_unlock(&q->spool_mu);
-    atomic_fetch_add(&q->st_spool_errors, 1);
+    pthread_mutex_unlock(&q->mu);
+    atomic_fetch_add(&q->st_errors, 1);
     producer_set_error("%s", err);
     return AUDITQ_ERR_SPOOL;
 }
@@ -213,7 +203,7 @@ int spooler_put(auditq *q, const spool_item *items, size_t n, int only_if_backlo
 /* The replay thread: see DESIGN. */
 static void *spooler_main(void *arg)
 {
-    auditq *q = arg;
+    spooler *q = arg;
     redisContext *c = NULL;
     spool_chunk ch;
     unsigned attempt = 0;
@@ -225,44 +215,44 @@ static void *spooler_main(void *arg)
     int fd = spool_fd(q->sp);
 
     memset(&ch, 0, sizeof ch);
-    pthread_mutex_lock(&q->spool_mu);
+    pthread_mutex_lock(&q->mu);
     for (;;) {
         int64_t now = clock_mono_us();
-        if (q->cfg.spool_fsync == SPOOL_FSYNC_INTERVAL && q->spool_dirty && now - last_sync >= interval_us) {
-            q->spool_dirty = 0;
+        if (q->cfg.spool_fsync == SPOOL_FSYNC_INTERVAL && q->dirty && now - last_sync >= interval_us) {
+            q->dirty = 0;
             last_sync = now;
             if (spool_sync(q->sp, err, sizeof err) != 0) {
-                atomic_fetch_add(&q->st_spool_errors, 1);
+                atomic_fetch_add(&q->st_errors, 1);
                 set_damage(q, "spool %s: %s", q->cfg.spool_path, err);
             }
         }
-        if (q->spool_closing && !closing_seen) {
+        if (q->closing && !closing_seen) {
             closing_seen = 1;
             next_try = 0; /* one more try now, not after the current backoff */
         }
-        int backlog = atomic_load(&q->spool_backlog);
-        if (q->spool_closing && (!backlog || gave_up || now >= q->spool_deadline_us))
+        int backlog = atomic_load(&q->backlog);
+        if (q->closing && (!backlog || gave_up || now >= q->deadline_us))
             break;
         if (!backlog || now < next_try) {
             int64_t wake = 0;
             if (backlog)
                 wake = next_try;
-            if (q->cfg.spool_fsync == SPOOL_FSYNC_INTERVAL && q->spool_dirty &&
+            if (q->cfg.spool_fsync == SPOOL_FSYNC_INTERVAL && q->dirty &&
                 (!wake || last_sync + interval_us < wake))
                 wake = last_sync + interval_us;
-            if (q->spool_closing && (!wake || q->spool_deadline_us < wake))
-                wake = q->spool_deadline_us;
+            if (q->closing && (!wake || q->deadline_us < wake))
+                wake = q->deadline_us;
             if (!wake) {
-                pthread_cond_wait(&q->spool_cv, &q->spool_mu);
+                pthread_cond_wait(&q->cv, &q->mu);
             } else {
                 int64_t ms = (wake - now + 999) / 1000;
                 struct timespec dl = clock_abs_after_ms(ms > 0 ? ms : 0);
-                pthread_cond_timedwait(&q->spool_cv, &q->spool_mu, &dl);
+                pthread_cond_timedwait(&q->cv, &q->mu, &dl);
             }
             continue;
         }
         uint64_t start = spool_pos(q->sp), limit = spool_size(q->sp);
-        pthread_mutex_unlock(&q->spool_mu);
+        pthread_mutex_unlock(&q->mu);
 
         int ok = 0, broken = 0, disk = 0;
         if (!c)
@@ -271,7 +261,7 @@ static void *spooler_main(void *arg)
             if (spool_read_chunk(fd, start, limit, (size_t)q->cfg.batch_size, REPLAY_MAX_BYTES, &ch, err,
                                  sizeof err) != 0)
                 disk = 1;
-            else if (spool_push_chunk(c, &q->keys, &ch, &broken, err, sizeof err) == 0)
+            else if (push_chunk(q, c, &ch, &broken, err, sizeof err) == 0)
                 ok = 1;
             else if (broken) {
                 redisFree(c);
@@ -279,7 +269,7 @@ static void *spooler_main(void *arg)
             }
         }
 
-        pthread_mutex_lock(&q->spool_mu);
+        pthread_mutex_lock(&q->mu);
         if (ok && spool_set_pos(q->sp, ch.end, ch.n, 1, q->cfg.spool_fsync == SPOOL_FSYNC_ALWAYS, err,
                                 sizeof err) != 0) {
             ok = 0;
@@ -288,48 +278,59 @@ static void *spooler_main(void *arg)
         if (ok) {
             atomic_fetch_add(&q->st_replayed, ch.n);
             if (ch.bad_kind != SPOOL_RECORD) {
-                atomic_fetch_add(&q->st_spool_corrupt, 1);
+                atomic_fetch_add(&q->st_corrupt, 1);
                 set_damage(q, "spool %s: %s record at offset %" PRIu64 " skipped, not replayed: %s",
                            q->cfg.spool_path, ch.bad_kind == SPOOL_TORN ? "torn" : "corrupt", ch.bad.off,
                            ch.bad.why);
             }
             attempt = 0;
             next_try = 0;
-            q->spool_replay_err[0] = '\0';
+            q->replay_err[0] = '\0';
             if (spool_pos(q->sp) == spool_size(q->sp)) {
-                atomic_store(&q->spool_backlog, 0);
-                pthread_cond_broadcast(&q->spool_cv); /* block-policy waiters: space again */
+                atomic_store(&q->backlog, 0);
+                pthread_cond_broadcast(&q->cv); /* block-policy waiters: space again */
             }
         } else {
             if (disk) {
-                atomic_fetch_add(&q->st_spool_errors, 1);
+                atomic_fetch_add(&q->st_errors, 1);
                 set_damage(q, "spool %s: replay: %s", q->cfg.spool_path, err);
             } else {
                 atomic_fetch_add(&q->st_replay_retries, 1);
-                snprintf(q->spool_replay_err, sizeof q->spool_replay_err, "%s", err);
+                snprintf(q->replay_err, sizeof q->replay_err, "%s", err);
             }
             next_try = clock_mono_us() + backoff_delay_ms(++attempt, 50, 1000, &rng) * 1000;
-            if (q->spool_closing)
+            if (q->closing)
                 gave_up = 1; /* closing: Redis is not answering; keep the rest on disk */
         }
     }
-    pthread_mutex_unlock(&q->spool_mu);
+    pthread_mutex_unlock(&q->mu);
     if (c)
         redisFree(c);
     spool_chunk_free(&ch);
     return NULL;
 }
 
-auditq_rc spooler_open(auditq *q)
+auditq_rc spooler_open(const struct auditq_config *cfg, const aq_redis_target *t, const aq_keys *k,
+                       spooler **out)
 {
     spool_open_info info;
     char err[600];
+    spooler *q;
 
-    pthread_mutex_init(&q->spool_mu, NULL);
-    pthread_cond_init(&q->spool_cv, NULL);
-    atomic_store(&q->spool_backlog, 0);
-    if (!q->cfg.spool_path[0])
+    *out = NULL;
+    if (!cfg->spool_path[0])
         return AUDITQ_OK;
+    q = calloc(1, sizeof *q);
+    if (!q) {
+        producer_set_error("out of memory allocating the spool");
+        return AUDITQ_ERR_NOMEM;
+    }
+    q->cfg = *cfg;
+    q->target = *t;
+    q->keys = *k;
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->cv, NULL);
+    atomic_store(&q->backlog, 0);
     q->sp = spool_open(q->cfg.spool_path, q->cfg.ns, SPOOL_OPEN_CREATE | SPOOL_OPEN_REPAIR, &info, NULL, err,
                        sizeof err);
     if (!q->sp) {
@@ -337,59 +338,73 @@ auditq_rc spooler_open(auditq *q)
         goto fail;
     }
     if (info.torn_bytes) {
-        atomic_store(&q->st_spool_corrupt, 1);
+        atomic_store(&q->st_corrupt, 1);
         set_damage(q, "spool %s: cut off a damaged tail at offset %" PRIu64 " (%" PRIu64 " bytes): %s",
                     q->cfg.spool_path, info.torn_off, info.torn_bytes, info.torn_why);
     }
-    atomic_store(&q->spool_backlog, spool_pos(q->sp) < spool_size(q->sp));
-    if (pthread_create(&q->spooler, NULL, spooler_main, q) != 0) {
-        producer_set_error("cannot start the spool replay thread: %s", strerror(errno));
+    atomic_store(&q->backlog, spool_pos(q->sp) < spool_size(q->sp));
+    if (spool_pusher_init(&q->pusher, (size_t)q->cfg.batch_size) != 0) {
+        producer_set_error("out of memory allocating the spool replay");
         spool_close(q->sp);
-        q->sp = NULL;
         goto fail;
     }
-    q->spooler_started = 1;
+    if (pthread_create(&q->thread, NULL, spooler_main, q) != 0) {
+        producer_set_error("cannot start the spool replay thread: %s", strerror(errno));
+        spool_pusher_free(&q->pusher);
+        spool_close(q->sp);
+        goto fail;
+    }
+    *out = q;
     return AUDITQ_OK;
 fail:
-    pthread_mutex_destroy(&q->spool_mu);
-    pthread_cond_destroy(&q->spool_cv);
+    pthread_mutex_destroy(&q->mu);
+    pthread_cond_destroy(&q->cv);
+    free(q);
     return AUDITQ_ERR_SPOOL;
 }
 
-void spooler_close(auditq *q, int64_t deadline_us)
+void spooler_close(spooler *q, int64_t deadline_us)
 {
     char err[300];
-    if (q->sp) {
-        pthread_mutex_lock(&q->spool_mu);
-        q->spool_closing = 1;
-        q->spool_deadline_us = deadline_us;
-        pthread_cond_broadcast(&q->spool_cv);
-        pthread_mutex_unlock(&q->spool_mu);
-        if (q->spooler_started)
-            pthread_join(q->spooler, NULL);
-        if (q->cfg.spool_fsync == SPOOL_FSYNC_INTERVAL && q->spool_dirty)
-            (void)spool_sync(q->sp, err, sizeof err);
-        spool_close(q->sp);
-        q->sp = NULL;
-    }
-    pthread_mutex_destroy(&q->spool_mu);
-    pthread_cond_destroy(&q->spool_cv);
+    if (!q)
+        return;
+    pthread_mutex_lock(&q->mu);
+    q->closing = 1;
+    q->deadline_us = deadline_us;
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+    pthread_join(q->thread, NULL);
+    if (q->cfg.spool_fsync == SPOOL_FSYNC_INTERVAL && q->dirty)
+        (void)spool_sync(q->sp, err, sizeof err);
+    spool_close(q->sp);
+    spool_pusher_free(&q->pusher);
+    pthread_mutex_destroy(&q->mu);
+    pthread_cond_destroy(&q->cv);
+    free(q);
 }
 
-auditq_rc auditq_spool_problem(auditq *q, char *buf, size_t len)
+void spooler_stats(spooler *q, auditq_stats *out)
 {
-    producer_clear_error();
-    if (!q || !buf || len == 0) {
-        producer_set_error("auditq_spool_problem: NULL handle or empty buffer");
-        return AUDITQ_ERR_INVALID_ARG;
-    }
-    pthread_mutex_lock(&q->spool_mu);
-    if (q->spool_damage[0] && q->spool_replay_err[0])
-        snprintf(buf, len, "%s; replay waiting for Redis: %s", q->spool_damage, q->spool_replay_err);
-    else if (q->spool_replay_err[0])
-        snprintf(buf, len, "spool %s: replay waiting for Redis: %s", q->cfg.spool_path, q->spool_replay_err);
+    out->spooled = atomic_load(&q->st_spooled);
+    out->replayed = atomic_load(&q->st_replayed);
+    out->spool_rejected_full = atomic_load(&q->st_rejected_full);
+    out->spool_corrupt_records = atomic_load(&q->st_corrupt);
+    out->spool_errors = atomic_load(&q->st_errors);
+    out->replay_retries = atomic_load(&q->st_replay_retries);
+    pthread_mutex_lock(&q->mu);
+    out->spool_records = spool_pending(q->sp);
+    out->spool_bytes = spool_size(q->sp);
+    pthread_mutex_unlock(&q->mu);
+}
+
+void spooler_problem(spooler *q, char *buf, size_t len)
+{
+    pthread_mutex_lock(&q->mu);
+    if (q->damage[0] && q->replay_err[0])
+        snprintf(buf, len, "%s; replay waiting for Redis: %s", q->damage, q->replay_err);
+    else if (q->replay_err[0])
+        snprintf(buf, len, "spool %s: replay waiting for Redis: %s", q->cfg.spool_path, q->replay_err);
     else
-        snprintf(buf, len, "%s", q->spool_damage);
-    pthread_mutex_unlock(&q->spool_mu);
-    return AUDITQ_OK;
+        snprintf(buf, len, "%s", q->damage);
+    pthread_mutex_unlock(&q->mu);
 }

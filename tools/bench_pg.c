@@ -65,7 +65,8 @@
 #include "gen.h"
 #include "migrations.h"
 #include "pgw_internal.h"
-#include "../producer/producer.h"
+#include "../producer/event.h"
+#include "keys.h"
 #include "redisconn.h"
 #include "uuid7.h"
 
@@ -151,7 +152,7 @@ static int row_batches_make(row_batches *rb, uint64_t seed, size_t n, size_t per
         char why[256];
 
         gen_fill(&g, ev);
-        if (producer_fill_job(ev, &j) != AUDITQ_OK) {
+        if (event_fill_job(ev, &j) != AUDITQ_OK) {
             snprintf(err, errlen, "generated event %zu: %s", i, auditq_last_error());
             goto out;
         }

@@ -89,3 +89,25 @@ assert_eq "redis_url rc=3" "$(sed -n 2p <<<"$out" | cut -d' ' -f1-2)" \
     "bad URL refused by the library's own redis_url_parse"
 assert_eq "host functions called: 0" "$(sed -n 3p <<<"$out")" "library calls bound to the host's functions"
 it_pass "a host's keys_init/redis_url_parse do not capture libauditq's calls"
+
+# ---- 3. inside the library, calls flow one way (producer/auditq.c's layer
+# list): a producer module includes the headers of modules below it only,
+# so none can call back up (the spooler knows nothing of the async ring,
+# the ring nothing of the handle).
+layers=(error settings event pool spooler async auditq)
+rank() { local i; for i in "${!layers[@]}"; do [[ "${layers[$i]}" == "$1" ]] && { echo "$i"; return; }; done; echo -1; }
+upward=""
+for src in "$AQ_ROOT"/producer/*.c; do
+    mod=$(basename "$src" .c)
+    r=$(rank "$mod")
+    [[ "$r" -ge 0 ]] || { upward+="$mod.c (not in the layer list) "; continue; }
+    for inc in $(sed -n 's/^#include "\([a-z_]*\)\.h"$/\1/p' "$src"); do
+        [[ -f "$AQ_ROOT/producer/$inc.h" ]] || continue   # common/ and public headers
+        ri=$(rank "$inc")
+        if [[ "$ri" -lt 0 || ( "$ri" -ge "$r" && "$inc" != "$mod" ) ]]; then
+            upward+="$mod.c includes $inc.h; "
+        fi
+    done
+done
+assert_eq "" "$upward" "producer modules calling up or sideways"
+it_pass "producer modules call one way: ${layers[*]}"

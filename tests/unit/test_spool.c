@@ -8,7 +8,10 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -1018,6 +1021,135 @@ static void test_open_cuts_torn_tail(void **state)
     auditq_config_free(cfg);
 }
 
+/* A stand-in Redis that answers every command with an ACL refusal of
+ * LPUSH, as a Redis whose user lacks +lpush does (a refused PING at
+ * connect means "logged in"). It parses RESP so that each pipelined
+ * command gets exactly one reply. */
+struct fake_redis {
+    int lfd, port;
+    atomic_int stop;
+    pthread_t th;
+};
+
+static void fake_serve(struct fake_redis *f, int fd)
+{
+    static const char no[] = "-NOPERM this user has no permissions to run the 'lpush' command\r\n";
+    char buf[1 << 16];
+    size_t len = 0;
+
+    while (!atomic_load(&f->stop)) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 50) <= 0)
+            continue;
+        ssize_t got = read(fd, buf + len, sizeof buf - len);
+        if (got <= 0)
+            return;
+        len += (size_t)got;
+        for (;;) { /* every complete command: *N\r\n ($L\r\n<L bytes>\r\n) x N */
+            size_t at = 0;
+            char *end;
+            if (len < 4 || buf[0] != '*')
+                break;
+            long n = strtol(buf + 1, &end, 10);
+            at = (size_t)(end - buf) + 2;
+            int complete = at <= len;
+            for (long i = 0; complete && i < n; i++) {
+                if (at + 4 > len || buf[at] != '$') {
+                    complete = 0;
+                    break;
+                }
+                long l = strtol(buf + at + 1, &end, 10);
+                at = (size_t)(end - buf) + 2 + (size_t)l + 2;
+                complete = at <= len;
+            }
+            if (!complete)
+                break;
+            assert_int_equal(write(fd, no, sizeof no - 1), (ssize_t)(sizeof no - 1));
+            memmove(buf, buf + at, len - at);
+            len -= at;
+        }
+    }
+}
+
+static void *fake_main(void *arg)
+{
+    struct fake_redis *f = arg;
+    while (!atomic_load(&f->stop)) {
+        struct pollfd p = {.fd = f->lfd, .events = POLLIN};
+        if (poll(&p, 1, 50) <= 0)
+            continue;
+        int fd = accept(f->lfd, NULL, NULL);
+        if (fd < 0)
+            continue;
+        fake_serve(f, fd);
+        close(fd);
+    }
+    return NULL;
+}
+
+static void fake_start(struct fake_redis *f)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    f->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(bind(f->lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(f->lfd, 4), 0);
+    assert_int_equal(getsockname(f->lfd, (struct sockaddr *)&a, &len), 0);
+    f->port = ntohs(a.sin_port);
+    atomic_store(&f->stop, 0);
+    assert_int_equal(pthread_create(&f->th, NULL, fake_main, f), 0);
+}
+
+static void fake_stop(struct fake_redis *f)
+{
+    atomic_store(&f->stop, 1);
+    pthread_join(f->th, NULL);
+    close(f->lfd);
+}
+
+/* The replay pushes with the same sender as the async flusher, so an ACL
+ * refusal is explained the same way: the user, the command and the fix. */
+static void test_replay_explains_acl_refusal(void **state)
+{
+    (void)state;
+    char path[PATHLEN], want[1200], prob[1200];
+    path_of(path, sizeof path, "acl");
+    auditq_config *cfg = cfg_at(closed_port(), path);
+    auditq *q = NULL;
+    auditq_stats st;
+
+    assert_int_equal(auditq_open(cfg, &q), AUDITQ_OK);
+    for (int i = 0; i < 2; i++) {
+        auditq_event *ev = fixed_event(i);
+        assert_int_equal(auditq_send(q, ev, NULL), AUDITQ_OK); /* Redis down: spooled */
+        auditq_event_free(ev);
+    }
+    assert_int_equal(auditq_close(q), AUDITQ_OK);
+    auditq_config_free(cfg);
+
+    struct fake_redis f;
+    fake_start(&f);
+    cfg = cfg_at(f.port, path);
+    assert_int_equal(auditq_open(cfg, &q), AUDITQ_OK);
+    snprintf(want, sizeof want,
+             "spool %s: replay waiting for Redis: Redis user 'default' may not run LPUSH (NOPERM): grant it "
+             "(ACL SETUSER default +lpush) or use the producer rules of docs/SECURITY.md", path);
+    prob[0] = '\0';
+    for (int i = 0; i < 300 && strcmp(prob, want) != 0; i++) {
+        usleep(10000);
+        assert_int_equal(auditq_spool_problem(q, prob, sizeof prob), AUDITQ_OK);
+    }
+    assert_string_equal(prob, want);
+    assert_int_equal(auditq_get_stats(q, &st), AUDITQ_OK);
+    assert_true(st.replay_retries >= 1);
+    assert_int_equal(st.replayed, 0);
+    assert_int_equal(st.spool_records, 2);
+    assert_int_equal(st.spool_errors, 0);
+    assert_int_equal(auditq_close(q), AUDITQ_OK); /* the records stay on disk */
+    auditq_config_free(cfg);
+    fake_stop(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1034,6 +1166,7 @@ int main(void)
         cmocka_unit_test(test_spool_when_redis_times_out),
         cmocka_unit_test(test_spool_cap),
         cmocka_unit_test(test_open_cuts_torn_tail),
+        cmocka_unit_test(test_replay_explains_acl_refusal),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,0 +1,183 @@
+/* pool.c -- the sync path's Redis connections: see pool.h. */
+#include "pool.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "error.h"
+
+#define DOWN_WINDOW_US 200000
+
+/* A sync connection slot: one thread uses it at a time. */
+typedef struct conn_slot {
+    redisContext *ctx;
+    int busy;
+} conn_slot;
+
+struct pool {
+    aq_redis_target target;
+    char redis_url[512];     /* shown masked in messages */
+    int nconns, connect_timeout_ms, timeout_ms;
+    pthread_mutex_t mu;      /* guards slots[].busy and down_until_us */
+    pthread_cond_t cv;       /* a slot was returned */
+    conn_slot slots[PRODUCER_MAX_CONNS];
+    int64_t down_until_us;   /* after a connect timeout: fail fast until then */
+};
+
+pool *pool_new(const struct auditq_config *cfg, const aq_redis_target *t)
+{
+    pool *q = calloc(1, sizeof *q);
+    if (!q) {
+        producer_set_error("out of memory allocating the handle");
+        return NULL;
+    }
+    q->target = *t;
+    memcpy(q->redis_url, cfg->redis_url, sizeof q->redis_url);
+    q->nconns = cfg->sync_connections;
+    q->connect_timeout_ms = cfg->connect_timeout_ms;
+    q->timeout_ms = cfg->timeout_ms;
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->cv, NULL);
+    return q;
+}
+
+void pool_free(pool *q)
+{
+    if (!q)
+        return;
+    for (int i = 0; i < PRODUCER_MAX_CONNS; i++)
+        if (q->slots[i].ctx)
+            redisFree(q->slots[i].ctx);
+    pthread_mutex_destroy(&q->mu);
+    pthread_cond_destroy(&q->cv);
+    free(q);
+}
+
+/* Borrows a connected slot. Returns its index, or -1 with *rc set. */
+static int slot_get(pool *q, auditq_rc *rc)
+{
+    int idx = -1;
+    struct timespec deadline = clock_abs_after_ms(q->timeout_ms);
+
+    pthread_mutex_lock(&q->mu);
+    for (;;) {
+        for (int i = 0; i < q->nconns; i++) {
+            if (!q->slots[i].busy) {
+                idx = i;
+                break;
+            }
+        }
+        if (idx >= 0)
+            break;
+        if (pthread_cond_timedwait(&q->cv, &q->mu, &deadline) == ETIMEDOUT) {
+            pthread_mutex_unlock(&q->mu);
+            producer_set_error("all %d sync connections stayed busy for timeout_ms=%d",
+                               q->nconns, q->timeout_ms);
+            *rc = AUDITQ_ERR_TIMEOUT;
+            return -1;
+        }
+    }
+    q->slots[idx].busy = 1;
+    int64_t down_until = q->down_until_us;
+    pthread_mutex_unlock(&q->mu);
+
+    if (q->slots[idx].ctx)
+        return idx;
+    if (clock_mono_us() < down_until) {
+        char shown[256];
+        redis_url_mask(q->redis_url, shown, sizeof shown); /* no password in app logs */
+        producer_set_error("Redis at %s timed out on connect moments ago; failing fast", shown);
+        *rc = AUDITQ_ERR_CONNECT;
+        goto release;
+    }
+    char err[256];
+    int auth_failed = 0;
+    int64_t t0 = clock_mono_us();
+    q->slots[idx].ctx = redis_connect(&q->target, q->connect_timeout_ms, q->timeout_ms, err,
+                                      sizeof err, &auth_failed);
+    if (q->slots[idx].ctx)
+        return idx;
+    producer_set_error("%s", err);
+    *rc = auth_failed ? AUDITQ_ERR_AUTH : AUDITQ_ERR_CONNECT;
+    if (clock_mono_us() - t0 >= (int64_t)q->connect_timeout_ms * 1000) {
+        pthread_mutex_lock(&q->mu);
+        q->down_until_us = clock_mono_us() + DOWN_WINDOW_US;
+        pthread_mutex_unlock(&q->mu);
+        *rc = AUDITQ_ERR_TIMEOUT;
+    }
+release:
+    pthread_mutex_lock(&q->mu);
+    q->slots[idx].busy = 0;
+    pthread_cond_signal(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+    return -1;
+}
+
+static void slot_put(pool *q, int idx, int broken)
+{
+    if (broken && q->slots[idx].ctx) {
+        redisFree(q->slots[idx].ctx);
+        q->slots[idx].ctx = NULL;
+    }
+    pthread_mutex_lock(&q->mu);
+    q->slots[idx].busy = 0;
+    pthread_cond_signal(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+}
+
+auditq_rc pool_command(pool *q, int argc, const char **argv, const size_t *argl, redisReply **reply)
+{
+    auditq_rc rc = AUDITQ_OK;
+    int idx = slot_get(q, &rc);
+    if (idx < 0)
+        return rc;
+    redisContext *c = q->slots[idx].ctx;
+    redisReply *r = redisCommandArgv(c, argc, argv, argl);
+    if (!r) {
+        rc = producer_redis_error(c, argv[0]);
+        slot_put(q, idx, 1);
+        return rc;
+    }
+    slot_put(q, idx, 0);
+    if (r->type == REDIS_REPLY_ERROR) {
+        char why[400];
+        /* An ACL refusal names the user, the command and the fix. */
+        if (redis_explain_refusal(&q->target, "producer", argv[0], argc > 1 ? argv[1] : NULL, r->str,
+                                  why, sizeof why) != REDIS_REFUSED_NONE) {
+            producer_set_error("%s", why);
+            rc = AUDITQ_ERR_AUTH;
+        } else if (argc > 1 && redis_is_wrongtype(r->str)) {
+            /* A queue key someone overwrote (SET, a stray tool): name it. */
+            redis_explain_wrongtype(argv[1], NULL, "list", PRODUCER_WRONGTYPE_EFFECT, why, sizeof why);
+            producer_set_error("Redis refused %s: %s", argv[0], why);
+            rc = AUDITQ_ERR_REDIS;
+        } else {
+            producer_set_error("Redis refused %s: %.*s", argv[0], (int)r->len, r->str);
+            rc = AUDITQ_ERR_REDIS;
+        }
+        freeReplyObject(r);
+        return rc;
+    }
+    *reply = r;
+    return AUDITQ_OK;
+}
+
+auditq_rc pool_lpush(pool *q, const char *key, const char *data, size_t len)
+{
+    redisReply *r = NULL;
+    const char *argv[3] = {"LPUSH", key, data};
+    size_t argl[3] = {5, strlen(key), len};
+    auditq_rc rc = pool_command(q, 3, argv, argl, &r);
+    if (rc == AUDITQ_OK) {
+        if (r->type != REDIS_REPLY_INTEGER) {
+            producer_set_error("LPUSH answered with reply type %d, expected an integer", r->type);
+            rc = AUDITQ_ERR_PROTOCOL;
+        }
+        freeReplyObject(r);
+    }
+    return rc;
+}

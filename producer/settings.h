@@ -1,0 +1,40 @@
+/* settings.h -- the producer's settings (auditq_config_new/_set/_free).
+ *
+ * Owns: struct auditq_config, the settings table and its parsing. No
+ * locks: an auditq_config belongs to one thread at a time (auditq.h), and
+ * auditq_open copies it. Called by: the application (through auditq.h);
+ * the other modules read their numbers from the handle's copy. Calls:
+ * error.h only (and the URL/namespace checks of common/). */
+#ifndef AQ_PRODUCER_SETTINGS_H
+#define AQ_PRODUCER_SETTINGS_H
+#include <stdint.h>
+
+#include "auditq.h"
+#include "keys.h"
+
+#define PRODUCER_MAX_CONNS 64
+
+enum { FULL_BLOCK = 0, FULL_ERROR = 1 };
+enum { SPOOL_FSYNC_ALWAYS = 0, SPOOL_FSYNC_INTERVAL = 1, SPOOL_FSYNC_NEVER = 2 };
+enum { SPOOL_FULL_ERROR = 0, SPOOL_FULL_BLOCK = 1 };
+
+struct auditq_config {
+    char redis_url[512];
+    char ns[AQ_NS_MAX + 1];
+    int connect_timeout_ms;
+    int timeout_ms;
+    int sync_connections;
+    int buffer_events;
+    int batch_size;
+    int flush_interval_ms;
+    int full_policy;
+    int enqueue_timeout_ms;
+    int close_timeout_ms;
+    int max_job_bytes;
+    char spool_path[1024];     /* "" = no spool */
+    int spool_fsync;           /* SPOOL_FSYNC_* */
+    int spool_fsync_interval_ms;
+    int64_t spool_max_bytes;
+    int spool_full_policy;     /* SPOOL_FULL_* */
+};
+#endif
