@@ -90,12 +90,12 @@ OWN_URL="postgresql://aq_owner@127.0.0.1:$PG_PORT/auditq"
 WRITER_DSN="host=localhost hostaddr=127.0.0.1 port=$PG_PORT dbname=auditq user=aq_writer password=wpw sslmode=verify-full sslrootcert=$T/ca.crt channel_binding=require"
 READER_URL="postgresql://aq_reader@127.0.0.1:$PG_PORT/auditq?sslmode=disable&application_name=it88-reader"
 AUDITQ_DATABASE_URL=$OWN_URL "$CTL" migrate >"$T/migrate.out"
-assert_eq "schema now at version 003 (3 migration(s) applied)" "$(grep '^schema now' "$T/migrate.out")" "migrate as the owner"
+assert_eq "schema now at version 005 (5 migration(s) applied)" "$(grep '^schema now' "$T/migrate.out")" "migrate as the owner"
 assert_eq aq_owner "$(psql_q "SELECT relowner::regrole FROM pg_class WHERE relname = 'audit_events'")" "owner of audit_events"
 
 AUDITQ_DATABASE_URL=$OWN_URL "$CTL" grants --writer aq_writer --reader aq_reader >"$T/grants.out"
-assert_eq "writer aq_writer: USAGE on schema public, INSERT only on audit_events, TEMPORARY on database auditq, EXECUTE on auditq_ensure_partitions(int)
-reader aq_reader: USAGE on schema public, SELECT on audit_events" "$(cat "$T/grants.out")" "auditqctl grants output"
+assert_eq "writer aq_writer: USAGE on schema public, INSERT only on audit_events, TEMPORARY on database auditq, EXECUTE on auditq_ensure_partitions(int); SELECT, INSERT on the integrity evidence (hashes and ids only)
+reader aq_reader: USAGE on schema public, SELECT on audit_events; SELECT on the integrity evidence" "$(cat "$T/grants.out")" "auditqctl grants output"
 AUDITQ_DATABASE_URL=$OWN_URL "$CTL" grants --writer aq_writer --reader aq_reader >/dev/null   # idempotent
 assert_eq "{aq_owner=arwdDxt/aq_owner,aq_writer=a/aq_owner,aq_reader=r/aq_owner}" \
     "$(psql_q "SELECT relacl FROM pg_class WHERE relname = 'audit_events'")" "table privileges after two grants"
