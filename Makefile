@@ -142,6 +142,11 @@ $(BUILD)/tests/%: tests/integration/%.c $(LIB_A) $(APP_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(LIBS_ALL)
 
+# sealtool also links the proof-file writer auditqctl uses (integrity tests).
+$(BUILD)/tests/sealtool: tests/integration/sealtool.c $(BUILD)/obj/tools/ctl_verify_proof.o $(APP_OBJ) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(LIBS_ALL)
+
 deps:
 	@sh scripts/deps.sh
 
