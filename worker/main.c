@@ -331,8 +331,9 @@ static void note_pg(wthread *t, int up, pgw_fault f, const char *err)
         log_warn(msg, " thread=%d error=%s", t->idx,
                  log_q(q, sizeof q, pgw_explain(f, pgw_role(t->pg), err, why, sizeof why)));
     } else if (!up && t->pg_known == 1) {
-        log_warn("postgres connection lost", " thread=%d cause=%s error=%s", t->idx, pgw_fault_name(f),
-                 log_q(q, sizeof q, err));
+        char cq[40];
+        log_warn("postgres connection lost", " thread=%d cause=%s error=%s", t->idx,
+                 log_q(cq, sizeof cq, pgw_fault_name(f)), log_q(q, sizeof q, err));
     } else if (!up && t->pg_known == -1) {
         log_warn("postgres unreachable", " thread=%d error=%s", t->idx, log_q(q, sizeof q, err));
     }
