@@ -49,9 +49,15 @@ PYEOF
 frozen_worker() {  # NAME [--set k=v ...]: a worker whose wall clock reads NOW
     local name=$1
     shift
+    local asan=${ASAN_OPTIONS:-}
     export AQ_FAKE_REALTIME_US=$NOW LD_PRELOAD=$SHIM
+    # make asan: ASan refuses to start unless its runtime comes first in
+    # the library list; the shim only forwards the clock and
+    # pthread_cond_timedwait to the next definition, so the order is safe.
+    [[ "${SANITIZE:-}" == *address* ]] && export ASAN_OPTIONS="${asan:+$asan:}verify_asan_link_order=0"
     worker_start "$name" --set threads=1 --set max_attempts=1 "$@"
     unset AQ_FAKE_REALTIME_US LD_PRELOAD
+    if [[ -n "$asan" ]]; then export ASAN_OPTIONS=$asan; else unset ASAN_OPTIONS; fi
 }
 flags() {  # TAG: "name flag" per stored row, by name
     psql_q "SELECT substr(action, length('$1') + 2) || ' ' || coalesce(clock_flag, '-') FROM audit_events
