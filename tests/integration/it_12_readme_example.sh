@@ -21,7 +21,9 @@ W=$AQ_TMP/ex
 mkdir -p "$W"
 cd "$W"
 
+# shellcheck disable=SC2094  # app.c is the example's name in the README, not a file read
 "$PY" "$X" "$README" app.c >app.c
+# shellcheck disable=SC2094
 "$PY" "$X" "$AQ_ROOT/docs/man/auditq.3" audit-demo.c >audit-demo.c
 # make asan / make tsan build the library with SANITIZE: programs linked
 # with it need the same runtime.
@@ -35,6 +37,7 @@ cc "${strict[@]}" app.c -L"$LIBDIR" -lauditq -o app-strict ||
 # The README's lines, run with build/ pointing at this build dir.
 so_line='cc -Iinclude app.c -Lbuild/lib -lauditq -o app && LD_LIBRARY_PATH=build/lib ./app'
 a_line='cc -Iinclude app.c build/lib/libauditq.a -lhiredis -lmsgpackc -lpthread -o app && ./app'
+# shellcheck disable=SC2016  # the README's text, $(...) included
 for l in "$so_line" "$a_line" 'cc app.c $(pkg-config --cflags --libs auditq) -o app && ./app'; do
     grep -qxF -- "$l" "$README" || { echo "FAIL: README lacks the build line: $l"; exit 1; }
 done
@@ -107,9 +110,11 @@ run audit-demo "$AUDITQ_REDIS_URL"
 assert_eq 0 "$RC" "audit-demo exit status (stderr: $(cat audit-demo.err))"
 assert_eq "" "$(cat audit-demo.err)" "audit-demo stderr"
 uuid='[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}'
-grep -qxE "in Redis: $uuid" audit-demo.out && grep -qxE "buffered: $uuid" audit-demo.out &&
-    grep -qx 'sent_sync=1 sent_async=1 buffered=0' audit-demo.out && [[ $(wc -l <audit-demo.out) -eq 3 ]] ||
-    { echo "FAIL: audit-demo output: $(cat audit-demo.out)"; exit 1; }
+if ! grep -qxE "in Redis: $uuid" audit-demo.out || ! grep -qxE "buffered: $uuid" audit-demo.out ||
+    ! grep -qx 'sent_sync=1 sent_async=1 buffered=0' audit-demo.out || (($(wc -l <audit-demo.out) != 3)); then
+    echo "FAIL: audit-demo output: $(cat audit-demo.out)"
+    exit 1
+fi
 wait_for 20 landed true 4 ||
     { echo "FAIL: audit-demo's two events did not land: $(rows) rows"; exit 1; }
 assert_eq "page.update|page.update|page.update|user.login" \

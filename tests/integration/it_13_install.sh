@@ -53,8 +53,10 @@ cflags=$(pkg-config --cflags auditq)
 [[ "$cflags" == "-I$P/include "* ]] || { echo "FAIL: pkg-config --cflags auditq: $cflags"; exit 1; }
 mkdir -p "$AQ_TMP/app"
 cd "$AQ_TMP/app"
+# shellcheck disable=SC2094  # app.c is the example's name in the README, not a file read
 "$PY" "$AQ_ROOT/tests/integration/extract_example.py" "$AQ_ROOT/README.md" app.c >app.c
 # The README's line for an installed auditq, as printed.
+# shellcheck disable=SC2016  # the README's text, $(...) included
 line='cc app.c $(pkg-config --cflags --libs auditq) -o app && ./app'
 grep -qxF -- "$line" "$AQ_ROOT/README.md" || { echo "FAIL: README lacks the build line: $line"; exit 1; }
 san=()   # make asan / make tsan: the library needs the sanitizer's runtime
