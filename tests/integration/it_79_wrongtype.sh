@@ -8,8 +8,10 @@
 #   1. {auditq}:queue:low a string: the producer's LPUSH (sync and async)
 #      names the key and the fix; critical/high/normal are all stored;
 #   2. {auditq}:dead a string: a batch with a dead letter stays in flight
-#      (its good rows committed), the other threads keep storing; after DEL
-#      the dead letter lands, nothing stored twice;
+#      (its good rows committed), the other threads keep storing; an
+#      oversized job waits in its queue with the jobs newer than it, the
+#      older ones are stored; after DEL the dead letters land, nothing
+#      stored twice;
 #   3. {auditq}:retry a string: the same for a row PostgreSQL refuses;
 #   4. {auditq}:stats a string: events keep flowing, only the counters stop;
 #   5. {auditq}:workers a string: events keep flowing, heartbeats resume
@@ -142,12 +144,32 @@ wait_for 10 rows_are 20 "WHERE request_id LIKE 'req-d2-%'"   # committed; the se
 wait_for 10 bash -c "[ \"\$(\"$BIN/auditqctl\" stats --json 2>/dev/null | $PY -c 'import json,sys; print(json.load(sys.stdin)[\"inflight\"])')\" = 21 ]"
 assert_eq 1 "$(wrong_lines "$K" | wc -l)" "log lines naming $K"
 wrong_lines "$K" | grep -qF "meanwhile a batch with a dead letter stays in flight" || { echo "FAIL: $(wrong_lines "$K")"; exit 1; }
+# An oversized job cannot be dead-lettered now: the fetch takes only the
+# jobs older than it; it and the newer ones wait in their queue.
+"$PY" - "$REDIS_PORT" <<'PYEOF'
+import socket, sys, time, uuid, msgpack
+t0 = int(time.time() * 1e6)
+job = lambda tag, i: msgpack.packb({"v": 1, "event_id": str(uuid.uuid4()), "occurred_at": t0 + i,
+    "priority": "high", "action": "it79.wrongtype", "request_id": "req-%s-%06d" % (tag, i)})
+jobs = [job("oold", i) for i in range(5)] + [b"x" * 70000] + [job("onew", i) for i in range(5)]
+args = [b"LPUSH", b"{auditq}:queue:high"] + jobs    # first argument ends up oldest
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
+assert s.makefile("rb").readline().startswith(b":")
+PYEOF
+wait_for 10 rows_are 5 "WHERE request_id LIKE 'req-oold-%'"
+sleep 1
+assert_eq "0 6" "$(rows "WHERE request_id LIKE 'req-onew-%'") $(R LLEN '{auditq}:queue:high')" \
+    "newer jobs stored, and jobs left in the high queue, behind the oversized one"
 R DEL "$K" >/dev/null
 wait_for 30 drained
-assert_eq "undecodable job: job is not a msgpack map at offset 0" "$(dead_reasons)" "the dead letter, after DEL"
+assert_eq "undecodable job: job is 70000 bytes, larger than max_job_bytes=65536
+undecodable job: job is not a msgpack map at offset 0" "$(dead_reasons | LC_ALL=C sort)" "the dead letters, after DEL"
 exactly_once d1 300
 exactly_once d2 20
-echo "dead list: the batch waited in flight (20 rows committed), 300 stored meanwhile; after DEL 1 dead letter, nothing twice"
+exactly_once oold 5
+exactly_once onew 5
+echo "dead list: the batch waited in flight (20 rows committed), 300 stored meanwhile, an oversized job waited in its queue with 5 newer; after DEL 2 dead letters, nothing twice"
 
 # ---- 3. the retry set: the batch with a refused row waits in flight ---------
 K='{auditq}:retry'
@@ -163,6 +185,7 @@ wait_for 30 drained
 exactly_once r0 300
 exactly_once r2 8
 assert_eq "postgres rejected the row 2 times: unsupported Unicode escape sequence [22P05]
+undecodable job: job is 70000 bytes, larger than max_job_bytes=65536
 undecodable job: job is not a msgpack map at offset 0" "$(dead_reasons | LC_ALL=C sort)" "dead letters after the retry"
 echo "retry set: the batch waited in flight, 300 stored meanwhile; after DEL the refused row retried and dead-lettered"
 
