@@ -7,7 +7,8 @@
 #      them and psql at the demo; $DEMO_METRICS_URL is the worker's /metrics
 #      (HTTP on), with exact counts;
 #   2. the commands the demo itself prints at the end, run as printed;
-#   3. `demo.sh stop` stops the worker, PostgreSQL and Redis.
+#   3. the README's other commands that a demo can answer, verbatim;
+#   4. `demo.sh stop` stops the worker, PostgreSQL and Redis.
 set -euo pipefail
 source "$(dirname "$0")/lib_it.sh"
 command -v curl >/dev/null || { echo "FAIL: curl is not installed; run 'make deps'"; exit 1; }
@@ -17,8 +18,9 @@ export DEMO_DIR=$DEMO BUILD=${BUILD:-build}
 # Whatever happens, the demo's servers go (run.sh's registry is the backstop).
 trap 'rc=$?; bash "$AQ_ROOT/scripts/demo.sh" stop >/dev/null 2>&1 || true; harness_cleanup; exit $rc' EXIT
 
-DEMO_EVENTS=2000 bash "$AQ_ROOT/scripts/demo.sh" >"$AQ_TMP/demo.out" 2>&1 ||
-    { cat "$AQ_TMP/demo.out"; echo "FAIL: demo.sh exited $?"; exit 1; }
+rc=0
+DEMO_EVENTS=2000 bash "$AQ_ROOT/scripts/demo.sh" >"$AQ_TMP/demo.out" 2>&1 || rc=$?
+((rc == 0)) || { cat "$AQ_TMP/demo.out"; echo "FAIL: demo.sh exited $rc"; exit 1; }
 grep -qxF "  source $DEMO/demo.env" "$AQ_TMP/demo.out" ||
     { tail -n 25 "$AQ_TMP/demo.out"; echo "FAIL: the demo does not print the 'source demo.env' step"; exit 1; }
 url=$(sed -n 's|^Prometheus metrics: \(http://127\.0\.0\.1:[0-9]*/metrics\) .*|\1|p' "$AQ_TMP/demo.out")
@@ -67,7 +69,36 @@ grep -qE '^processed 12,000 ' <<<"$out" || { echo "FAIL: auditqctl stats as prin
 wait_for 60 bash -c "[ \"\$(curl -s '$url' | awk '\$1 == \"auditq_processed_total\" { print \$2 }')\" = 22000 ]" ||
     { echo "FAIL: the printed bench's events did not reach the worker's metrics"; exit 1; }
 
-# ---- 3. stop ----------------------------------------------------------------
+# ---- 3. the README's other commands a demo can run, verbatim ----------------
+# Each line must be in the README as it is here (leading blanks aside) and
+# exit 0 after `source .run/demo.env`; build/ is this test's build dir.
+readme_lines=(
+    'build/bin/auditqctl -c config/auditq.conf migrate        # once, and after upgrades'
+    'auditqctl stats --json             # one object, for scripts (--watch N --json: one line per refresh)'
+    'auditqctl dlq list                                   # newest first: index, when, priority, attempts, event id, reason'
+    'auditqctl dlq list --sqlstate 23514 --older-than 1h  # filters: --reason --sqlstate --priority'
+    'auditqctl dlq requeue --sqlstate 23514 --dry-run'
+    'auditqctl partitions ensure --dry-run   # what it would create or move'
+    'auditqctl retention run --dry-run       # the plan'
+    'auditqctl query --actor usr_00017 --since 7d --format ndjson'
+    'auditqctl query --entity role:owner --desc'
+    'auditqctl query --tenant acme --since 2026-10-01 --explain'
+    'auditqctl migrate                                        # as the owner'
+    "psql -c \"CREATE ROLE auditq_writer LOGIN PASSWORD 'change-me'\"   # once, as a superuser"
+    "psql -c \"CREATE ROLE auditq_reader LOGIN PASSWORD 'change-me'\""
+    'auditqctl grants --writer auditq_writer --reader auditq_reader'
+)
+for l in "${readme_lines[@]}"; do
+    sed 's/^ *//' "$AQ_ROOT/README.md" | grep -qxF -- "$l" || { echo "FAIL: README lacks the line: $l"; exit 1; }
+    if ! in_clean_shell "source $DEMO/demo.env; ${l//build\/bin/$BUILD/bin}" >"$AQ_TMP/line.out" 2>&1; then
+        cat "$AQ_TMP/line.out"
+        echo "FAIL: the README's command fails after source demo.env: $l"
+        exit 1
+    fi
+done
+grep -q '^reader auditq_reader: ' "$AQ_TMP/line.out" || { cat "$AQ_TMP/line.out"; echo "FAIL: grants output"; exit 1; }
+
+# ---- 4. stop ----------------------------------------------------------------
 source "$DEMO/demo.env"
 pm=$(head -n 1 "$DEMO_PGDATA/postmaster.pid")
 bash "$AQ_ROOT/scripts/demo.sh" stop >"$AQ_TMP/stop.out" 2>&1
