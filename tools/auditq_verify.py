@@ -33,6 +33,8 @@ except ImportError:  # pragma: no cover - depends on the machine
 INCLUSION_FORMAT = "auditq-inclusion-proof/1"
 CONSISTENCY_FORMAT = "auditq-consistency-proof/1"
 EM_DASH = "\u2014"
+MAX_NOTE_BYTES = 4096   # docs/INTEGRITY.md: the limits a verifier applies
+MAX_SIGNATURES = 16
 NULL_LEN = 0xFFFFFFFF
 EVENT_FIELDS = ["event_id", "occurred_at", "received_at", "priority", "tenant_id",
                 "actor_id", "actor_type", "action", "entity_type", "entity_id", "outcome",
@@ -190,7 +192,7 @@ def key_hash(name, pub):
 
 
 def name_ok(name):
-    if not name:
+    if not name or len(name.encode("utf-8", "surrogatepass")) > 128:
         return False
     for ch in name:
         cp = ord(ch)
@@ -244,10 +246,27 @@ class Checkpoint:
     pass
 
 
+def decimal(text, signed):
+    """Canonical decimal ("0" or no leading zero; "-" only when signed and
+    not "-0"), within 64 bits; None when it is not."""
+    neg = signed and text.startswith("-")
+    digits = text[1:] if neg else text
+    if not digits or not digits.isascii() or not digits.isdigit() or len(digits) > 20 \
+            or (len(digits) > 1 and digits[0] == "0") or (neg and digits == "0"):
+        return None
+    v = int(digits)
+    if (not signed and v >= 1 << 64) or (signed and v > (1 << 63) - (0 if neg else 1)):
+        return None
+    return -v if neg else v
+
+
 def open_checkpoint(note, keys, check):
     """Parses and verifies a signed note with any of keys; returns a Checkpoint."""
     if not note:
         raise CheckFailed(check, "malformed: the checkpoint is empty")
+    if len(note.encode("utf-8", "surrogatepass")) > MAX_NOTE_BYTES:
+        raise CheckFailed(check, "malformed: the checkpoint is longer than %d bytes"
+                          % MAX_NOTE_BYTES)
     for i, ch in enumerate(note):
         cp = ord(ch)
         if ch != "\n" and (cp < 0x20 or cp == 0x7F or 0x80 <= cp < 0xA0):
@@ -268,11 +287,10 @@ def open_checkpoint(note, keys, check):
     if not name_ok(c.origin):
         raise CheckFailed(check, "malformed: line 1: the origin is not printable without "
                                  "spaces or '+'")
-    size = lines[1]
-    if not size.isascii() or not size.isdigit() or (len(size) > 1 and size[0] == "0") \
-            or int(size) >= 1 << 64:
-        raise CheckFailed(check, "malformed: line 2: tree size '%s' is not a decimal number" % size)
-    c.size = int(size)
+    c.size = decimal(lines[1], False)
+    if c.size is None:
+        raise CheckFailed(check, "malformed: line 2: tree size '%s' is not a decimal number"
+                          % lines[1])
     try:
         c.root = b64_exact(lines[2], 32, "line 3: root hash")
     except ValueError as e:
@@ -280,16 +298,15 @@ def open_checkpoint(note, keys, check):
     c.events = c.time = None
     for line in lines[3:]:
         if line.startswith("events "):
-            v = line[7:]
-            if c.events is not None or not (v.isascii() and v.isdigit()):
+            v = decimal(line[7:], False)
+            if c.events is not None or v is None:
                 raise CheckFailed(check, "malformed: bad events line '%s'" % line)
-            c.events = int(v)
+            c.events = v
         elif line.startswith("time "):
-            v = line[5:]
-            neg = v.startswith("-")
-            if c.time is not None or not (v[neg:].isascii() and v[neg:].isdigit()):
+            v = decimal(line[5:], True)
+            if c.time is not None or v is None:
                 raise CheckFailed(check, "malformed: bad time line '%s'" % line)
-            c.time = int(v)
+            c.time = v
     sigs = []
     for line in note[sep + 2:].split("\n")[:-1]:
         if not line.startswith(EM_DASH + " "):
@@ -304,6 +321,8 @@ def open_checkpoint(note, keys, check):
         if len(raw) < 5:
             raise CheckFailed(check, "malformed: signature of '%s' is too short" % parts[0])
         sigs.append((parts[0], raw[:4], raw[4:]))
+        if len(sigs) > MAX_SIGNATURES:
+            raise CheckFailed(check, "malformed: more than %d signatures" % MAX_SIGNATURES)
     if not sigs:
         raise CheckFailed(check, "malformed: no signature line after the blank line")
     bad = mismatch = None
@@ -356,6 +375,10 @@ def read_json(path):
         raise CheckFailed("format", "not a proof file: %s" % e)
     if not isinstance(obj, dict):
         raise CheckFailed("format", "not a proof file: not a JSON object")
+    for v in obj.values():
+        for t in (v if isinstance(v, list) else [v]):
+            if isinstance(t, str) and any(0xD800 <= ord(ch) <= 0xDFFF for ch in t):
+                raise CheckFailed("format", "not a proof file: an unpaired surrogate escape")
     return obj
 
 

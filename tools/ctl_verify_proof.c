@@ -271,10 +271,6 @@ static int jstring(jparser *jp, jstr *out)
     }
     jp->p++;
     o[n] = '\0';
-    if (!text_utf8_valid(o, n, NULL) && memchr(o, '\0', n) == NULL) {
-        free(o);
-        return jfail(jp, "a string is not valid UTF-8");
-    }
     out->p = o;
     out->len = n;
     return 0;
@@ -387,8 +383,16 @@ static int jskip(jparser *jp, int depth)
 static int proof_parse(const char *text, size_t len, proof_file *pf, char *err, size_t errlen)
 {
     jparser jp = { text, text + len, text, "" };
+    size_t bad;
 
     memset(pf, 0, sizeof *pf);
+    /* The whole file must be UTF-8 (no NUL); escapes then decode to UTF-8
+     * too (jstring refuses unpaired surrogates). */
+    if (!text_utf8_valid(text, len, &bad)) {
+        jp.p = text + bad;
+        jfail(&jp, "not UTF-8 text (or a NUL byte)");
+        goto bad;
+    }
     jws(&jp);
     if (jp.p >= jp.end || *jp.p != '{') {
         jfail(&jp, "a proof file is one JSON object");
