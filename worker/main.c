@@ -20,7 +20,11 @@
  *           priority non-empty queue into this thread's in-flight list and
  *           records the source queue and a fencing token in the worker hash.
  *   decode  jobs that are not valid msgpack jobs become dead letters now,
- *           with the reason.
+ *           with the reason. Then each job's occurred_at is judged against
+ *           this worker's clock, read once per batch (clockskew.h): beyond
+ *           clock_skew_future_ms ahead or backfill_max_age_ms behind it is
+ *           flagged (clock_flag) or, with clock_skew_policy = dead_letter,
+ *           dead-lettered with occurred_at, our time and the bound.
  *   write   one transaction per batch, ON CONFLICT DO NOTHING on
  *           (event_id, occurred_at). Transient errors (PostgreSQL down,
  *           too many connections, deadlock, ...) are retried forever with
