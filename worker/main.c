@@ -28,8 +28,10 @@
  *   write   one transaction per batch, ON CONFLICT DO NOTHING on
  *           (event_id, occurred_at). Transient errors (PostgreSQL down,
  *           too many connections, deadlock, ...) are retried forever with
- *           capped exponential backoff -- the batch stays in flight, nothing
- *           is dead-lettered because the database was away. Data errors are
+ *           capped exponential backoff, nothing is dead-lettered because the
+ *           database was away -- but a thread does not sit on work another
+ *           worker could do: after pg_release_after_ms of failed writes it
+ *           gives the batch back (see "cannot write" below). Data errors are
  *           isolated by savepoint probes inside the batch's transaction
  *           (write_method=insert: by bisection into smaller transactions;
  *           see pgw.c): every good row commits; each bad row is
@@ -38,9 +40,10 @@
  *   settle  a Lua script adds retries and dead letters, bumps the stats and
  *           deletes the in-flight list, atomically, only if the fencing
  *           token is still ours.
- * An idle thread (every queue empty) pings its PostgreSQL connection once a
- * second, so "PostgreSQL is down" shows in /readyz and /metrics without
- * waiting for traffic.
+ * An idle thread (every queue empty) probes its PostgreSQL once a second
+ * (can this role INSERT into audit_events?), so "PostgreSQL is down" -- or
+ * a revoked privilege -- shows in /readyz and /metrics without waiting for
+ * traffic.
  *
  * Failure windows and what closes each:
  *   crash before/while fetching: the script is atomic -- jobs are either
@@ -66,9 +69,24 @@
  *     our in-flight list, and the next fetch hands that same list back; a
  *     settle may have run, and its retry then finds the token gone (fenced:
  *     nothing added twice).
+ *   a thread that cannot write (its PostgreSQL down or stalled, its login
+ *     refused after a password change, a privilege revoked) while its
+ *     heartbeat says it is alive, so nobody recovers its batch: after
+ *     pg_release_after_ms of failed writes (pgw_hold_next) the release
+ *     script moves the batch back to the FRONT of its queue, in fetch
+ *     order, fenced like settle; the thread then parks -- fetches nothing,
+ *     holds nothing -- and probes once a second until its PostgreSQL can
+ *     take writes again. A thread in backoff whose connection is down also
+ *     probes once a second and retries at once when the database answers,
+ *     so a long backoff never holds a batch past the end of an outage; one
+ *     probe per thread per second at most, so a database that is down is
+ *     not stormed. Refusals no retry can fix (login, database, privilege,
+ *     table) are fatal at start, before anything registers (exit 1).
  *   SIGTERM/SIGINT: threads stop fetching, finish and settle the batch in
- *     hand, and exit; a batch that cannot be finished within
- *     shutdown_timeout_ms is released back to its queue before exit.
+ *     hand, and exit; a thread whose write fails gives its batch back at
+ *     once instead of waiting out the deadline; a batch that cannot be
+ *     finished within shutdown_timeout_ms (Redis away too) is released
+ *     back to its queue before exit.
  *
  * Bounded waits: no thread waits on a silent server without a limit, so a
  * stalled network turns into an error, a reconnect and a retry.
@@ -1415,9 +1433,10 @@ static void usage(FILE *out)
             "Signals: SIGTERM/SIGINT drain and exit 0 (a second one stops at once).\n"
             "SIGHUP reloads the configuration (the -c file, environment and --set flags,\n"
             "as at start): reloadable settings (batch_size, idle_poll_ms, max_attempts,\n"
-            "backoff_*, dead_letter_max, priority_mode, weights, log_level,\n"
-            "summary_interval_ms, retention settings) apply at once; others are logged as\n"
-            "needing a restart; a file with an error is ignored, the error logged.\n"
+            "backoff_*, pg_release_after_ms, dead_letter_max, priority_mode, weights,\n"
+            "log_level, summary_interval_ms, retention settings) apply at once; others\n"
+            "are logged as needing a restart; a file with an error is ignored, the error\n"
+            "logged.\n"
             "Logs: logfmt lines on stderr (ts=... level=... msg=... key=value).\n"
             "Exit codes: 0 clean stop, 2 configuration error, 1 other failure.\n");
 }
