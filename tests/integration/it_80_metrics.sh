@@ -197,12 +197,12 @@ for g in json.load(sys.stdin)["data"]["groups"]:
 }
 expected=$(printf '%s\n' "AuditqDeadLettersGrowing ok inactive " "AuditqNoLiveWorkers ok inactive " \
     "AuditqPostgresUnreachable ok inactive " "AuditqQueueLagHigh ok inactive " \
-    "AuditqRedisUnreachable ok inactive " | sort)
+    "AuditqRedisKeyWrongType ok inactive " "AuditqRedisUnreachable ok inactive " | sort)
 rules_are_expected() { [[ "$(rules_state)" == "$expected" ]]; }
 wait_for 20 rules_are_expected || true
 rules=$(rules_state)
 assert_eq "$expected" "$rules" "alert rules as Prometheus evaluated them"
-echo "Prometheus scraped auditq_processed_total=253; 5 alert rules healthy, none firing"
+echo "Prometheus scraped auditq_processed_total=253; 6 alert rules healthy, none firing"
 
 worker_stop w1
 # PostgreSQL's errors (quotes, newlines) went into the log as quoted values.
