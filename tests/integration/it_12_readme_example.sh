@@ -2,11 +2,12 @@
 # The C examples of the docs are the programs users copy: the README's app.c
 # and auditq(3)'s audit-demo.c, extracted between their markers
 # (extract_example.py), so the test runs exactly what a reader sees.
-#   1. app.c builds warning-free, and with the README's own command lines
-#      against build/lib: -lauditq (the .so, found through libauditq.so.0)
-#      and libauditq.a;
-#   2. both binaries, against a real Redis: "queued <id>", exit 0, and the
-#      event lands in PostgreSQL with every field the example sets;
+#   1. app.c builds warning-free (-Wall -Wextra -pedantic -Werror);
+#   2. the README's own command lines, as printed (build/ = this build dir):
+#      -lauditq against build/lib (the .so, found through libauditq.so.0)
+#      and libauditq.a, each then runs ./app against a real Redis (the one
+#      in $AUDITQ_REDIS_URL): "queued <id>", exit 0, and the event lands in
+#      PostgreSQL with every field the example sets;
 #   3. with a wrong URL: exit 1 within 2 s, the library's message (the one
 #      the README prints) on stderr, nothing on stdout -- no "queued";
 #   4. audit-demo.c builds warning-free and does what auditq(3) says: two
@@ -31,33 +32,34 @@ san=()
 [[ -n "${SANITIZE:-}" ]] && san=(-fsanitize="$SANITIZE")
 strict=(-std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror -pedantic -I"$AQ_ROOT/include" "${san[@]}")
 
-# ---- 1. builds: strict flags, then the README's command lines -------------
+# ---- 1. builds with strict flags -------------------------------------------
 cc "${strict[@]}" app.c -L"$LIBDIR" -lauditq -o app-strict ||
     { echo "FAIL: README app.c does not build with ${strict[*]}"; exit 1; }
-# The README's lines, run with build/ pointing at this build dir.
+
+# ---- 2. the README's lines as printed: build, run against Redis, row lands --
+worker_start w1 --set threads=1
 so_line='cc -Iinclude app.c -Lbuild/lib -lauditq -o app && LD_LIBRARY_PATH=build/lib ./app'
 a_line='cc -Iinclude app.c build/lib/libauditq.a -lhiredis -lmsgpackc -lpthread -o app && ./app'
 # shellcheck disable=SC2016  # the README's text, $(...) included
 for l in "$so_line" "$a_line" 'cc app.c $(pkg-config --cflags --libs auditq) -o app && ./app'; do
     grep -qxF -- "$l" "$README" || { echo "FAIL: README lacks the build line: $l"; exit 1; }
 done
-build_as_readme() { # LINE OUT: the compile half of a README line, output OUT
-    local cmd=${1%% && *}
+# as_readme LINE NAME: runs the README's LINE (build, then ./app, which
+# reads $AUDITQ_REDIS_URL: the harness' Redis) in directory NAME, with
+# include/ and build/lib pointing at this tree; the program is then ./NAME,
+# its stdout NAME.out, stderr NAME.err, exit status LINE_RC[NAME].
+declare -A LINE_RC
+as_readme() {
+    local cmd=$1 name=$2
     cmd=${cmd//-Iinclude/-I$AQ_ROOT/include}
     cmd=${cmd//build\/lib/$LIBDIR}
-    cmd=${cmd/-o app/-o $2}
-    eval "$cmd ${san[*]}"
+    cmd="${cmd%% && *} ${san[*]} && ${cmd#* && }"   # bash 5.2: & in ${x/a/b} is the match
+    mkdir -p "$name.d"
+    cp app.c "$name.d/"
+    LINE_RC[$name]=0
+    (cd "$name.d" && eval "$cmd") >"$name.out" 2>"$name.err" || LINE_RC[$name]=$?
+    [[ ! -x "$name.d/app" ]] || cp "$name.d/app" "$name"
 }
-build_as_readme "$so_line" app-so || { echo "FAIL: the README's -lauditq line does not build"; exit 1; }
-build_as_readme "$a_line" app-a || { echo "FAIL: the README's libauditq.a line does not build"; exit 1; }
-so=$(LD_LIBRARY_PATH=$LIBDIR ldd ./app-so | awk '$1 == "libauditq.so.0" { print $3 }')
-assert_eq "$LIBDIR/libauditq.so.0" "$so" "libauditq.so.0 as app-so loads it"
-if ldd ./app-a | grep -q libauditq; then
-    echo "FAIL: app-a (libauditq.a) loads a shared libauditq"; exit 1
-fi
-
-# ---- 2. against Redis: queued, exit 0, the row in PostgreSQL ---------------
-worker_start w1 --set threads=1
 # run NAME ARGS...: runs ./NAME with LD_LIBRARY_PATH=$LIBDIR, stdout in
 # NAME.out, stderr in NAME.err, exit status in RC, milliseconds in MS.
 run() {
@@ -73,9 +75,10 @@ landed() { [[ "$(rows "WHERE $1")" == "$2" ]]; }
 row='SELECT action, tenant_id, actor_id, actor_type, entity_type, entity_id, outcome,
             source_ip, changes::text, priority FROM audit_events WHERE event_id = '
 expect='page.update|acme|user-42|user|page|page-7|success|192.0.2.10|{"title": ["Old", "New"]}|high'
+as_readme "$so_line" app-so
+as_readme "$a_line" app-a
 for app in app-so app-a; do
-    run "$app" "$AUDITQ_REDIS_URL"
-    assert_eq 0 "$RC" "$app exit status (stderr: $(cat "$app.err"))"
+    assert_eq 0 "${LINE_RC[$app]}" "$app: the README's line, exit status (stderr: $(cat "$app.err"))"
     assert_eq "" "$(cat "$app.err")" "$app stderr"
     id=$(sed -n 's/^queued \([0-9a-f-]\{36\}\)$/\1/p' "$app.out")
     [[ -n "$id" && $(wc -l <"$app.out") -eq 1 ]] ||
@@ -85,6 +88,11 @@ for app in app-so app-a; do
     assert_eq "$expect" "$(psql_q "$row '$id'")" "row of $app's event"
 done
 assert_eq 2 "$(rows)" "rows after the two runs"
+so=$(LD_LIBRARY_PATH=$LIBDIR ldd ./app-so | awk '$1 == "libauditq.so.0" { print $3 }')
+assert_eq "$LIBDIR/libauditq.so.0" "$so" "libauditq.so.0 as app-so loads it"
+if ldd ./app-a | grep -q libauditq; then
+    echo "FAIL: app-a (libauditq.a) loads a shared libauditq"; exit 1
+fi
 
 # ---- 3. a wrong URL: the library's message, exit 1, fast, no "queued" -----
 bad=$(free_port)
