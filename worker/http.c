@@ -14,6 +14,16 @@
  * The timer closes the connection HTTP_CONN_TIMEOUT_S after accept
  * whatever the phase, so a client that sends one byte a second (slowloris)
  * holds a slot for at most that long.
+ *
+ * Idle clients must not fail liveness: a load balancer's or port scanner's
+ * 300 open-and-silent connections once filled the HTTP_MAX_CONNS slots and
+ * every /healthz got 503 until their timers ran out. So when the slots are
+ * full, a new connection takes the slot of the OLDEST connection still in
+ * READ (it has sent no complete request: it had the longest to do so and
+ * costs nothing to drop), and a new connection's first bytes are read at
+ * accept, so a probe that sends its request with the handshake is answered
+ * before any later arrival could shed it. Only when every slot is busy
+ * writing or draining a response is a newcomer answered 503.
  */
 #include "http.h"
 
@@ -321,6 +331,19 @@ static void on_conn_timeout(struct ev_loop *loop, ev_timer *t, int revents)
     conn_close(t->data);
 }
 
+/* The connection that has waited longest without sending a complete
+ * request, or NULL. conn_new pushes at the head, so it is the last one in
+ * READ on the list (at most HTTP_MAX_CONNS entries). */
+static http_conn *oldest_idle(http_server *s)
+{
+    http_conn *found = NULL;
+
+    for (http_conn *c = s->conns; c != NULL; c = c->next)
+        if (c->ph == PH_READ)
+            found = c;
+    return found;
+}
+
 static void conn_new(http_server *s, int fd)
 {
     http_conn *c = calloc(1, sizeof *c);
@@ -342,6 +365,8 @@ static void conn_new(http_server *s, int fd)
     s->nconns++;
     ev_io_start(s->loop, &c->io);
     ev_timer_start(s->loop, &c->timer);
+    /* The request usually arrives with the handshake: answer it now. */
+    on_conn_io(s->loop, &c->io, EV_READ);
 }
 
 /* ---- listening ------------------------------------------------------------- */
@@ -380,11 +405,15 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
         if (s->nconns >= HTTP_MAX_CONNS) {
+            http_conn *idle = oldest_idle(s);
             /* One best-effort send into an empty socket buffer cannot block. */
-            ssize_t n = send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL);
+            ssize_t n = send(idle != NULL ? idle->fd : fd, busy, sizeof busy - 1, MSG_NOSIGNAL);
             (void)n;
-            close(fd);
-            continue;
+            if (idle == NULL) {
+                close(fd); /* every slot is answering a request */
+                continue;
+            }
+            conn_close(idle); /* its slot goes to the newcomer (DESIGN above) */
         }
         conn_new(s, fd);
     }

@@ -5,9 +5,11 @@
  * HEAD only, no request bodies. Everything is bounded so that no client can
  * hurt the loop the worker's timers run on: sockets are non-blocking, a
  * request head may be at most HTTP_MAX_REQUEST bytes, at most
- * HTTP_MAX_CONNS connections are open at once (more are answered 503 and
- * closed), and each connection is closed HTTP_CONN_TIMEOUT_S seconds after
- * it was accepted, done or not. Not for the open internet: bind it to a
+ * HTTP_MAX_CONNS connections are open at once, and each connection is
+ * closed HTTP_CONN_TIMEOUT_S seconds after it was accepted, done or not.
+ * At the limit a new connection takes the slot of the oldest one that has
+ * not sent a complete request (idle clients never lock out /healthz); only
+ * when all are busy answering is it answered 503 and closed. Not for the open internet: bind it to a
  * loopback or private address.
  */
 #ifndef AQ_HTTP_H

@@ -2,8 +2,10 @@
  * head parser on a table of good and hostile heads with the exact status
  * each gets, and the server on a real loopback socket: exact response
  * bytes for GET and HEAD, 404/405/431 answers, requests split across many
- * writes, and the connection limit (the 33rd connection gets 503 while 32
- * idle ones are open). */
+ * writes, and the connection limit: idle connections give their slots to
+ * newcomers (300 silent clients do not stop /healthz and /readyz answering
+ * 200 within 100 ms); only 32 connections busy with a response turn the
+ * 33rd away with 503. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -17,8 +19,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "aq_test.h"
 #include "http.h"
 
 /* ---- parser --------------------------------------------------------------- */
@@ -130,6 +134,9 @@ static void handler(void *ctx, const http_request *req, http_response *resp)
     if (strcmp(req->path, "/hello") == 0) {
         resp->status = 200;
         aq_buf_append(&resp->body, "hello\n", 6);
+    } else if (strcmp(req->path, "/healthz") == 0 || strcmp(req->path, "/readyz") == 0) {
+        resp->status = 200;
+        aq_buf_append(&resp->body, "ok\n", 3);
     } else {
         resp->status = 404;
     }
@@ -271,15 +278,79 @@ static void test_server_too_large(void **state)
     assert_int_equal(handler_calls, 0);
 }
 
-static void test_server_connection_limit(void **state)
+static long long now_ms(void)
 {
-    int fds[HTTP_MAX_CONNS];
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* 300 clients connect and say nothing (a scanner, a pool of pre-opened
+ * connections): liveness and readiness probes still answer 200 at once.
+ * Before, the 32 slots filled up and every probe got 503 until the idle
+ * ones timed out 5 s later. */
+static void test_server_idle_connections_shed(void **state)
+{
+    enum { IDLE = 300 };
+    static const char want[] =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 3\r\n"
+        "Cache-Control: no-store\r\nConnection: close\r\n\r\nok\n";
+    static const char *const probes[] = { "GET /healthz HTTP/1.1\r\n\r\n", "GET /readyz HTTP/1.1\r\n\r\n" };
+    static const char *const names[] = { "/healthz", "/readyz" };
+    int fds[IDLE];
     (void)state;
-    for (int i = 0; i < HTTP_MAX_CONNS; i++) {
+
+    for (int i = 0; i < IDLE; i++) {
         fds[i] = connect_port();
         ev_run(loop, EVRUN_NOWAIT);
     }
-    /* Every slot is held by a silent client: the next one is turned away. */
+    for (int round = 0; round < 3; round++) {
+        for (size_t p = 0; p < sizeof probes / sizeof probes[0]; p++) {
+            long long t0 = now_ms();
+            char *out = roundtrip(probes[p], strlen(probes[p]));
+            long long took = now_ms() - t0;
+            if (strcmp(out, want) != 0)
+                fail_msg("%s with %d idle connections open: got '%s'", names[p], IDLE, out);
+            if (took > bound_ms(100))
+                fail_msg("%s took %lld ms with %d idle connections open, expected < 100", names[p], took,
+                         IDLE);
+        }
+        /* More idle clients arrive between probes. */
+        for (int i = 0; i < 40; i++) {
+            close(fds[i + round * 40]);
+            fds[i + round * 40] = connect_port();
+            ev_run(loop, EVRUN_NOWAIT);
+        }
+    }
+    assert_int_equal(handler_calls, 6);
+    for (int i = 0; i < IDLE; i++)
+        close(fds[i]);
+}
+
+/* The limit still holds against clients that are being answered: 32
+ * connections whose responses were sent but which have not closed (the
+ * server waits for them in DRAIN) leave no idle slot, so the 33rd
+ * connection is turned away with 503. */
+static void test_server_connection_limit(void **state)
+{
+    static const char req[] = "GET /hello HTTP/1.1\r\n\r\n";
+    int fds[HTTP_MAX_CONNS];
+    char buf[512];
+    (void)state;
+    for (int i = 0; i < HTTP_MAX_CONNS; i++) {
+        fds[i] = connect_port();
+        assert_int_equal(send(fds[i], req, sizeof req - 1, 0), (ssize_t)(sizeof req - 1));
+        /* Read the response, keep the connection open. */
+        struct timeval tv = { 0, 10000 };
+        ssize_t n = -1;
+        setsockopt(fds[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        for (int k = 0; k < 500 && n <= 0; k++) {
+            ev_run(loop, EVRUN_NOWAIT);
+            n = recv(fds[i], buf, sizeof buf, 0);
+        }
+        assert_true(n > 17);
+        assert_memory_equal(buf, "HTTP/1.1 200 OK\r\n", 17);
+    }
     int extra = connect_port();
     char *out = drain(extra);
     close(extra);
@@ -336,6 +407,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_server_responses, setup_server, teardown_server),
         cmocka_unit_test_setup_teardown(test_server_split_request, setup_server, teardown_server),
         cmocka_unit_test_setup_teardown(test_server_too_large, setup_server, teardown_server),
+        cmocka_unit_test_setup_teardown(test_server_idle_connections_shed, setup_server, teardown_server),
         cmocka_unit_test_setup_teardown(test_server_connection_limit, setup_server, teardown_server),
         cmocka_unit_test_setup_teardown(test_start_errors, setup_server, teardown_server),
     };
