@@ -932,6 +932,10 @@ int spool_push(redisContext *c, spool_pusher *pp, const aq_keys *k, const aq_red
     int sent[AQ_PRIORITIES], nsent = 0, rc = 0;
 
     *conn_broken = 0;
+    if (n > pp->cap) {
+        snprintf(err, errlen, "%zu jobs for a sender sized for %zu", n, pp->cap);
+        return -1;
+    }
     for (size_t i = 0; i < n; i++)
         if (!done[items[i].prio])
             count[items[i].prio]++;
