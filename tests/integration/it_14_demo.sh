@@ -7,8 +7,10 @@
 #      them and psql at the demo; $DEMO_METRICS_URL is the worker's /metrics
 #      (HTTP on), with exact counts;
 #   2. the commands the demo itself prints at the end, run as printed;
-#   3. the README's other commands that a demo can answer, verbatim;
-#   4. `demo.sh stop` stops the worker, PostgreSQL and Redis.
+#   3. the README's C example, built and run with its own command line: its
+#      event reaches the demo's worker and PostgreSQL;
+#   4. the README's other commands that a demo can answer, verbatim;
+#   5. `demo.sh stop` stops the worker, PostgreSQL and Redis.
 set -euo pipefail
 source "$(dirname "$0")/lib_it.sh"
 command -v curl >/dev/null || { echo "FAIL: curl is not installed; run 'make deps'"; exit 1; }
@@ -69,7 +71,26 @@ grep -qE '^processed 12,000 ' <<<"$out" || { echo "FAIL: auditqctl stats as prin
 wait_for 60 bash -c "[ \"\$(curl -s '$url' | awk '\$1 == \"auditq_processed_total\" { print \$2 }')\" = 22000 ]" ||
     { echo "FAIL: the printed bench's events did not reach the worker's metrics"; exit 1; }
 
-# ---- 3. the README's other commands a demo can run, verbatim ----------------
+# ---- 3. the README's C example, built and run as printed ----------------------
+# In a directory laid out like the repository (include/, build/ -> this build).
+mkdir -p "$AQ_TMP/walk"
+ln -s "$AQ_ROOT/include" "$AQ_TMP/walk/include"
+ln -s "$AQ_ROOT/$BUILD" "$AQ_TMP/walk/build"
+"$PY" "$AQ_ROOT/tests/integration/extract_example.py" "$AQ_ROOT/README.md" app.c >"$AQ_TMP/walk/app.c"
+cline='cc -Iinclude app.c -Lbuild/lib -lauditq -o app && LD_LIBRARY_PATH=build/lib ./app'
+grep -qxF -- "$cline" "$AQ_ROOT/README.md" || { echo "FAIL: README lacks the line: $cline"; exit 1; }
+san=()   # make asan / make tsan: the library needs the sanitizer's runtime
+[[ -n "${SANITIZE:-}" ]] && san=(-fsanitize="$SANITIZE")
+out=$(in_clean_shell "source $DEMO/demo.env; cd $AQ_TMP/walk; ${cline%% && *} ${san[*]} && ${cline#* && }" 2>&1) ||
+    { echo "FAIL: the README's C example after source demo.env: $out"; exit 1; }
+id=$(sed -n 's/^queued \([0-9a-f-]\{36\}\)$/\1/p' <<<"$out")
+[[ -n "$id" ]] || { echo "FAIL: the README's C example printed: $out"; exit 1; }
+wait_for 20 bash -c "[ \"\$(curl -s '$url' | awk '\$1 == \"auditq_processed_total\" { print \$2 }')\" = 22001 ]" ||
+    { echo "FAIL: the C example's event did not reach the demo's worker"; exit 1; }
+assert_eq "page.update|acme" "$(in_clean_shell "source $DEMO/demo.env; psql -XAtc \"SELECT action || '|' || tenant_id FROM audit_events WHERE event_id = '$id'\"")" \
+    "the C example's row in the demo's PostgreSQL"
+
+# ---- 4. the README's other commands a demo can run, verbatim ----------------
 # Each line must be in the README as it is here (leading blanks aside) and
 # exit 0 after `source .run/demo.env`; build/ is this test's build dir.
 readme_lines=(
@@ -98,7 +119,7 @@ for l in "${readme_lines[@]}"; do
 done
 grep -q '^reader auditq_reader: ' "$AQ_TMP/line.out" || { cat "$AQ_TMP/line.out"; echo "FAIL: grants output"; exit 1; }
 
-# ---- 4. stop ----------------------------------------------------------------
+# ---- 5. stop ----------------------------------------------------------------
 source "$DEMO/demo.env"
 pm=$(head -n 1 "$DEMO_PGDATA/postmaster.pid")
 bash "$AQ_ROOT/scripts/demo.sh" stop >"$AQ_TMP/stop.out" 2>&1
