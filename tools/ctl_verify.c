@@ -1489,7 +1489,9 @@ int ctl_verify(const aq_config *cfg, int argc, char **argv)
     v->pg = ctl_pg_connect(cfg, VERIFY_PROG, "UTF8");
     if (v->pg == NULL)
         return CTL_FAILED;
-    if (vsql(v, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") != 0 ||
+    /* READ ONLY unless --archive, whose rows go through a temporary table. */
+    if (vsql(v, narch > 0 ? "BEGIN ISOLATION LEVEL REPEATABLE READ"
+                          : "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") != 0 ||
         vsql(v, "SET LOCAL TimeZone = 'UTC'") != 0 || vsql(v, "SET LOCAL statement_timeout = 0") != 0 ||
         vsql(v, "SET LOCAL work_mem = '256MB'") != 0 ||
         /* Every row is read: plan for all of them, not the first few
