@@ -11,8 +11,11 @@
 #   no such database     (3D000)   "... database missing"
 #   not migrated         (42P01)   "... table missing"
 # And the opposite: a PostgreSQL that is merely down at start is transient
-# -- the worker runs, says "postgres unreachable", and writes the jobs once
-# the server is up.
+# -- the worker runs, says "postgres unreachable", gives the batch it took
+# back after pg_release_after_ms to the front of its queue, byte for byte
+# and in the same order as before it was taken (the next fetch, by any
+# worker, takes exactly those jobs first), fetches nothing more, and writes
+# the jobs once the server is up.
 set -euo pipefail
 source "$(dirname "$0")/lib_it.sh"
 it_setup
@@ -71,15 +74,24 @@ wait_for 20 drained
 assert_eq 50 "$(rows)" "rows written by aq_writer with its password"
 worker_stop good
 
-# Down at start is not a refusal: the worker waits for it.
+# Down at start is not a refusal: the worker waits for it, holding nothing.
 "$BIN/auditq-bench" enqueue --events 30 --no-ref --quiet --seed 42 >/dev/null
+"$TBIN/it_client" send --events 20 --priority 0 --tag order >/dev/null   # critical: taken first
+queues() { local p; for p in critical high normal low; do echo "== $p"; R --no-raw LRANGE "{auditq}:queue:$p" 0 -1; done; }
+queues >"$T/queues.before"
 pg_stop
-worker_start down --set threads=1 --set backoff_max_ms=500
+worker_start down --set threads=1 --set batch_size=7 --set backoff_max_ms=500 --set pg_release_after_ms=600
 wait_for 20 grep -q 'msg="postgres unreachable" thread=0' "$T/down.log"
+wait_for 20 grep -q 'msg="batch released to the front of its queue: PostgreSQL cannot take it; a healthy worker takes it next" thread=0 jobs=7 ' "$T/down.log"
+sleep 1.5   # parked: one probe a second, no fetch
 kill -0 "${WORKER_PID[down]}" || { echo "FAIL: the worker exited while PostgreSQL was merely down"; cat "$T/down.log"; exit 1; }
 assert_eq 0 "$(grep -c 'level=error' "$T/down.log" || true)" "error lines while PostgreSQL is down"
+queues >"$T/queues.after"
+assert_eq "" "$(diff "$T/queues.before" "$T/queues.after")" "queues after the batch was given back vs before it was taken (bytes and order)"
+assert_eq 0 "$(R LLEN "{auditq}:inflight:$(R ZRANGE '{auditq}:workers' 0 0):0")" "jobs in flight while parked"
+assert_eq 1 "$(grep -c 'msg="batch released' "$T/down.log")" "batches given back (parked: no second fetch)"
 pg_start_again
 wait_for 30 drained
-assert_eq 80 "$(rows)" "rows after PostgreSQL came up"
+assert_eq 100 "$(rows)" "rows after PostgreSQL came up"
 worker_stop down
-it_pass "PostgreSQL down at start: the worker runs, logs 'postgres unreachable', writes the 30 jobs once it is up"
+it_pass "PostgreSQL down at start: the worker runs, logs 'postgres unreachable', gives its batch of 7 back to the front of its queue in order, fetches no more, writes the 50 jobs once it is up"
