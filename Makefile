@@ -71,6 +71,13 @@ BINS   = $(BUILD)/bin/auditq-worker $(BUILD)/bin/auditqctl $(BUILD)/bin/auditq-b
 
 UNIT_TESTS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 IT_BINS    = $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(wildcard tests/integration/*.c))
+# The worker with its test hooks (crash_after_commit) compiled in, for the
+# crash tests (it_30, it_88, it_91: lib_it.sh's worker_start picks it when a
+# hook is set). Only config.c and worker/main.c differ (-DAQ_TEST_HOOKS);
+# bin/auditq-worker, the one installed, never has a hook.
+HOOKS_WORKER = $(BUILD)/tests/auditq-worker-hooks
+HOOKS_OBJ  = $(BUILD)/obj/hooks/common/config.o $(BUILD)/obj/hooks/worker/main.o
+IT_BINS   += $(HOOKS_WORKER)
 # Fuzz targets tests/fuzz/fuzz_X.c (LLVMFuzzerTestOneInput). `make test`
 # builds each with tests/fuzz/replay_main.c and the normal compiler and runs
 # it over its seed corpus tests/fuzz/corpus/X/ (a regression test, no
@@ -146,6 +153,15 @@ $(BUILD)/tests/%: tests/integration/%.c $(LIB_A) $(APP_OBJ)
 $(BUILD)/tests/sealtool: tests/integration/sealtool.c $(BUILD)/obj/tools/ctl_verify_proof.o $(APP_OBJ) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(LIBS_ALL)
+
+$(BUILD)/obj/hooks/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DAQ_TEST_HOOKS -MMD -MP -c $< -o $@
+
+$(HOOKS_WORKER): $(HOOKS_OBJ) $(filter-out $(BUILD)/obj/worker/main.o,$(WORKER_OBJ)) \
+                 $(filter-out $(BUILD)/obj/common/config.o,$(APP_OBJ)) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^ $(LDFLAGS) $(LIBS_ALL)
 
 deps:
 	@sh scripts/deps.sh

@@ -6,8 +6,10 @@
  *   config_defaults   parses each row's default text through cf_apply
  *   config_load_file  "key = value" lines   -> cf_lookup + cf_apply
  *   config_load_buffer  the same lines from memory (the fuzzer's entry)
- *   config_load_env   AUDITQ_<NAME> for each row (the table, not environ,
- *                     is scanned, so a typo'd variable is simply unused)
+ *   config_load_env   AUDITQ_<NAME> for each row
+ *   config_env_unknown  AUDITQ_* variables that name no row (a typo such as
+ *                     AUDITQ_BATCHSIZE), for the caller to warn about
+ *   config_arg_value  the one rule for option values on every command line
  *   config_set        the --set key=value flag
  *   config_print      "# help" + "name = value", itself a valid file
  *   config_reload     SIGHUP: copies the rows marked reloadable, reports
@@ -31,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 typedef enum { CF_STR, CF_INT, CF_ENUM, CF_WEIGHTS } cf_type;
 
@@ -199,11 +202,19 @@ static const cf_entry cf_table[] = {
         "\"\" = none"),
     STR("verify_key_file", verify_key_file, "", 0, NULL, true, false,
         "auditqctl verify: the verifier key (PATH.pub of 'auditqctl keygen PATH'); or --key"),
-    /* testing */
+#ifdef AQ_TEST_HOOKS
+    /* testing: only in the test build (Makefile: tests/auditq-worker-hooks) */
     INT("crash_after_commit", crash_after_commit, "0", 0, 1000000000, false,
         "TEST HOOK, never set in production: _exit(137) between commit and ack after this many "
         "batches; 0 = off"),
+#endif
 };
+
+/* Test hooks: settings that exist only in builds made for tests (compiled
+ * with -DAQ_TEST_HOOKS). Any other build refuses them by name, from a file,
+ * --set or the environment, so a hook left in a production configuration
+ * is an error at start rather than a crash waiting to happen. */
+static const char *const cf_test_hooks[] = { "crash_after_commit" };
 #undef F
 #undef STR
 #undef INT
@@ -253,11 +264,23 @@ static const char *cf_suggest(const char *name)
     return best;
 }
 
+/* 1 if name is a test hook this build does not have. */
+static int cf_missing_hook(const char *name)
+{
+    for (size_t i = 0; i < sizeof cf_test_hooks / sizeof cf_test_hooks[0]; i++)
+        if (strcmp(name, cf_test_hooks[i]) == 0)
+            return cf_lookup(name) == NULL;
+    return 0;
+}
+
 static void cf_unknown_key(const char *where, const char *key, char *err, size_t errlen)
 {
     const char *s = cf_suggest(key);
 
-    if (s != NULL)
+    if (cf_missing_hook(key))
+        cf_errf(err, errlen, "%s: %s is a test hook, not available in this build; remove it "
+                "(only the test build, tests/auditq-worker-hooks, has it)", where, key);
+    else if (s != NULL)
         cf_errf(err, errlen, "%s: unknown setting '%s' (did you mean '%s'?)", where, key, s);
     else
         cf_errf(err, errlen, "%s: unknown setting '%s' (see config/auditq.conf for the list)",
@@ -608,22 +631,111 @@ int config_set(aq_config *c, const char *key, const char *value, const char *ori
     return cf_apply(c, e, value, ORIGIN_PLAIN, where, err, errlen);
 }
 
+/* AUDITQ_<NAME upper-cased> into var (cap bytes). */
+static void cf_env_name(const char *name, char *var, size_t cap)
+{
+    size_t n = sizeof CF_ENV_PREFIX - 1;
+
+    memcpy(var, CF_ENV_PREFIX, n);
+    for (const char *s = name; *s && n + 1 < cap; s++)
+        var[n++] = (char)toupper((unsigned char)*s);
+    var[n] = '\0';
+}
+
 int config_load_env(aq_config *c, char *err, size_t errlen)
 {
-    for (size_t i = 0; i < CF_COUNT; i++) {
+    for (size_t i = 0; i < sizeof cf_test_hooks / sizeof cf_test_hooks[0]; i++) {
         char var[96];
-        size_t n = sizeof CF_ENV_PREFIX - 1;
         const char *v;
 
-        memcpy(var, CF_ENV_PREFIX, n);
-        for (const char *s = cf_table[i].name; *s && n + 1 < sizeof var; s++)
-            var[n++] = (char)toupper((unsigned char)*s);
-        var[n] = '\0';
+        cf_env_name(cf_test_hooks[i], var, sizeof var);
+        v = getenv(var);
+        if (v != NULL && cf_missing_hook(cf_test_hooks[i])) {
+            cf_errf(err, errlen, "%s=%s: %s is a test hook, not available in this build; unset %s",
+                    var, v, cf_test_hooks[i], var);
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < CF_COUNT; i++) {
+        char var[96];
+        const char *v;
+
+        cf_env_name(cf_table[i].name, var, sizeof var);
         v = getenv(var);
         if (v != NULL && cf_apply(c, &cf_table[i], v, ORIGIN_ENV, var, err, errlen) != 0)
             return -1;
     }
     return 0;
+}
+
+void config_env_unknown(void (*warn)(void *ctx, const char *msg), void *ctx)
+{
+    size_t plen = sizeof CF_ENV_PREFIX - 1;
+
+    for (char **e = environ; e != NULL && *e != NULL; e++) {
+        const char *eq = strchr(*e, '=');
+        char var[96], key[96], sug[96], msg[400];
+        size_t n;
+        const char *s;
+
+        if (strncmp(*e, CF_ENV_PREFIX, plen) != 0 || eq == NULL)
+            continue;
+        n = (size_t)(eq - *e);
+        if (n >= sizeof var)
+            n = sizeof var - 1;
+        memcpy(var, *e, n);
+        var[n] = '\0';
+        /* The setting it would name: the rest, lower-cased. */
+        for (size_t i = plen; i <= n; i++)
+            key[i - plen] = (char)tolower((unsigned char)var[i]);
+        if (cf_lookup(key) != NULL || cf_missing_hook(key))
+            continue;     /* a setting (or a hook config_load_env refuses) */
+        s = cf_suggest(key);
+        if (s != NULL) {
+            cf_env_name(s, sug, sizeof sug);
+            snprintf(msg, sizeof msg, "%s is not a setting and is ignored (did you mean %s?)", var, sug);
+        } else {
+            snprintf(msg, sizeof msg, "%s is not a setting and is ignored (each setting KEY of "
+                     "config/auditq.conf is AUDITQ_<KEY>)", var);
+        }
+        warn(ctx, msg);
+    }
+}
+
+int config_arg_value(const char *opt, const char *value, char *err, size_t errlen)
+{
+    if (value == NULL) {
+        cf_errf(err, errlen, "option '%s' needs a value", opt);
+        return -1;
+    }
+    /* "-" (stdin, by convention) and negative numbers are values; the
+     * option's own check judges them and names the option. */
+    if (value[0] != '-' || value[1] == '\0' || isdigit((unsigned char)value[1]))
+        return 0;
+    if (strncmp(opt, "--", 2) == 0)
+        cf_errf(err, errlen, "option '%s' needs a value, but the next argument '%s' is an option; "
+                "to give a value that starts with '-', write %s=%s", opt, value, opt, value);
+    else
+        cf_errf(err, errlen, "option '%s' needs a value, but the next argument '%s' is an option; "
+                "to give a value that starts with '-', write %s%s", opt, value, opt, value);
+    return -1;
+}
+
+int config_getopt_value(char *const *argv, int optind_now, const char *optarg_now, char *err,
+                        size_t errlen)
+{
+    char opt[64];
+    const char *typed;
+
+    /* Attached ("--tenant=-x", "-c-x"): taken as written. */
+    if (optind_now < 2 || optarg_now != argv[optind_now - 1])
+        return 0;
+    typed = argv[optind_now - 2];
+    if (strncmp(typed, "--", 2) == 0)
+        snprintf(opt, sizeof opt, "%s", typed);
+    else     /* "-c", or the last letter of a bundle such as "-vc" */
+        snprintf(opt, sizeof opt, "-%c", typed[0] != '\0' && typed[1] != '\0' ? typed[strlen(typed) - 1] : '?');
+    return config_arg_value(opt, optarg_now, err, errlen);
 }
 
 /* Splits one line in place. Returns 1 with *key and *value set, 0 for a blank or

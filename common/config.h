@@ -58,10 +58,13 @@ typedef struct aq_config {
     char anchor_dir[512];        /* checkpoints published here; "" = none */
     char anchor_command[1024];   /* checkpoints piped to this; "" = none */
     char verify_key_file[512];   /* auditqctl verify's verifier key */
-    /* Test hook (never set in production): after a batch is committed in
-     * PostgreSQL and before it is acknowledged in Redis, _exit(137) once
-     * the process has committed this many batches. 0 = off. */
+#ifdef AQ_TEST_HOOKS
+    /* Test hook, only in the test build (-DAQ_TEST_HOOKS): after a batch is
+     * committed in PostgreSQL and before it is acknowledged in Redis,
+     * _exit(137) once the process has committed this many batches. 0 = off.
+     * Other builds refuse the setting by name (config.c, cf_test_hooks). */
     int crash_after_commit;
+#endif
 } aq_config;
 
 /* Fills defaults. */
@@ -73,8 +76,33 @@ int config_load_file(aq_config *c, const char *path, char *err, size_t errlen);
  * stands for the file name in errors ("NAME:LINE: ..."). buf is only read. */
 int config_load_buffer(aq_config *c, const char *buf, size_t len, const char *name,
                        char *err, size_t errlen);
-/* Applies AUDITQ_<KEY> variables (e.g. AUDITQ_REDIS_URL). -1 on bad value. */
+/* Applies AUDITQ_<KEY> variables (e.g. AUDITQ_REDIS_URL). -1 on bad value,
+ * or on a test hook's variable in a build without test hooks. */
 int config_load_env(aq_config *c, char *err, size_t errlen);
+/* Calls warn once for each AUDITQ_* environment variable that names no
+ * setting, with "AUDITQ_BATCHSIZE is not a setting and is ignored (did you
+ * mean AUDITQ_BATCH_SIZE?)": a typo would otherwise change nothing without
+ * a word. The worker logs it at warn level, auditqctl prints it. */
+void config_env_unknown(void (*warn)(void *ctx, const char *msg), void *ctx);
+
+/* The one rule of every auditq command line (auditq-worker, auditqctl and
+ * its commands, auditq-bench) for an option's value given as the next
+ * argument ("--tenant acme"): a value that looks like an option ("--desc",
+ * "-x") is refused, so an option whose value was forgotten never swallows
+ * the next option. "-" and negative numbers ("-5") are values, left to the
+ * option's own check. A value that really starts with '-' is written
+ * attached: "--tenant=-x" (or "-t-x"), which is never checked here.
+ * value NULL means the command line ended. Returns 0 if value may be used,
+ * else -1 with "option '--tenant' needs a value, but the next argument
+ * '--desc' is an option; to give a value that starts with '-', write
+ * --tenant=--desc" (or "option '--tenant' needs a value") in err. */
+int config_arg_value(const char *opt, const char *value, char *err, size_t errlen);
+/* config_arg_value for a getopt_long loop, called right after getopt_long
+ * returned an option that took optarg_now (pass optind and optarg): checks
+ * it only when it was the separate next argument, naming the option as it
+ * was typed. */
+int config_getopt_value(char *const *argv, int optind_now, const char *optarg_now, char *err,
+                        size_t errlen);
 /* Sets one "key=value" (the --set flag). -1 on unknown key or bad value. */
 int config_set(aq_config *c, const char *key, const char *value, const char *origin,
                char *err, size_t errlen);

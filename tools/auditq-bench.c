@@ -40,6 +40,7 @@
 #include <hiredis.h>
 
 #include "auditq.h"
+#include "config.h"
 #include "gen.h"
 #include "redisconn.h"
 #include "text.h"
@@ -185,6 +186,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
         "usage: auditq-bench COMMAND [options]\n"
+        "       auditq-bench --version\n"
         "\n"
         "commands:\n");
     for (size_t i = 0; i < N_COMMANDS; i++)
@@ -235,6 +237,7 @@ static void usage(FILE *out)
         "  --progress            progress line on stderr even when it is not a terminal\n"
         "  --quiet               no progress line (wins over --progress)\n"
         "  -h, --help            this text\n"
+        "  -V, --version         print the version and exit\n"
         "\n"
         "The reference is a bare hiredis LPUSH of a %d-byte value to {NS}:bench:ref on one\n"
         "connection (the key is deleted afterwards); the report shows auditq's p99 against it.\n"
@@ -332,8 +335,14 @@ static const struct option LONG_OPTS[] = {
     { "no-ceiling", no_argument, NULL, OPT_NO_CEILING },
     { "pool", required_argument, NULL, OPT_POOL },
     { "help", no_argument, NULL, 'h' },
+    { "version", no_argument, NULL, 'V' },
     { NULL, 0, NULL, 0 },
 };
+
+static void print_version(void)
+{
+    printf("auditq-bench %s\n", AUDITQ_VERSION);
+}
 
 /* Records a library setting; KEY=VALUE text for --set is split in place
  * (argv strings are writable and live for the whole run). */
@@ -380,10 +389,17 @@ static int opts_parse(bench_opts *o, int argc, char **argv)
     o->latency_seconds = 10;
 
     optind = 1;
+    opterr = 0; /* the messages below name the option and the fix */
     for (;;) {
-        int c = getopt_long(argc, argv, "h", LONG_OPTS, NULL);
+        char err[512];
+        int c = getopt_long(argc, argv, ":hV", LONG_OPTS, NULL);
         if (c == -1)
             break;
+        /* The one rule for values (config.h): "--redis-url --async" is refused. */
+        if (c != ':' && optarg != NULL && config_getopt_value(argv, optind, optarg, err, sizeof err) != 0) {
+            fprintf(stderr, "auditq-bench: %s; see auditq-bench --help\n", err);
+            return -1;
+        }
         switch (c) {
         case OPT_EVENTS:
             if (parse_u64("--events", optarg, 1, UINT64_C(1) << 40, &o->events) < 0)
@@ -515,8 +531,15 @@ static int opts_parse(bench_opts *o, int argc, char **argv)
         case 'h':
             usage(stdout);
             return 1;
-        default:   /* getopt already said what was wrong */
-            fprintf(stderr, "auditq-bench: see auditq-bench --help\n");
+        case 'V':
+            print_version();
+            return 1;
+        case ':':
+            config_arg_value(argv[optind - 1], NULL, err, sizeof err);
+            fprintf(stderr, "auditq-bench: %s; see auditq-bench --help\n", err);
+            return -1;
+        default:
+            fprintf(stderr, "auditq-bench: unknown option '%s'; see auditq-bench --help\n", argv[optind - 1]);
             return -1;
         }
     }
@@ -1190,6 +1213,10 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
         usage(stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(argv[1], "-V") == 0 || strcmp(argv[1], "--version") == 0) {
+        print_version();
         return EXIT_OK;
     }
     const struct bench_cmd *cmd = NULL;

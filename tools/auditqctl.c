@@ -28,8 +28,8 @@ typedef struct ctl_command {
 
 static const ctl_command ctl_commands[] = {
     { "migrate", ctl_migrate,
-      "migrate [--dry-run] [--status]   create or upgrade the PostgreSQL schema",
-      "Usage: auditqctl [OPTIONS] migrate [--dry-run | --status]\n"
+      "migrate [--dry-run] [--status] [--json]  create or upgrade the PostgreSQL schema",
+      "Usage: auditqctl [OPTIONS] migrate [--dry-run | --status] [--json]\n"
       "\n"
       "Applies the SQL migrations built into this auditqctl that the database\n"
       "(database_url) has not seen yet, each in its own transaction, in version\n"
@@ -42,6 +42,14 @@ static const ctl_command ctl_commands[] = {
       "\n"
       "  --dry-run   list what would be applied; change nothing\n"
       "  --status    list every migration as applied (with when) or pending\n"
+      "  --json      one JSON object instead of the lines (nothing on stdout when\n"
+      "              it fails): {\"migrations\": [{\"version\": N, \"name\": S,\n"
+      "              \"state\": S, \"ms\": N, \"applied_at\": S}, ...], ...} where state is\n"
+      "              applied, already_applied or would_apply (--status: applied,\n"
+      "              pending, changed or unknown), ms only for one applied now and\n"
+      "              applied_at only with --status; then \"schema_version\",\n"
+      "              \"applied\", \"partitions_created\", \"partitions_ahead\" (--dry-run:\n"
+      "              \"dry_run\": true, \"would_apply\"; --status: \"pending\", \"changed\")\n"
       "  -h, --help  show this help\n"
       "\n"
       "Exit status: 0 ok, 1 connection/SQL error or changed migration, 2 usage error.\n" },
@@ -75,7 +83,7 @@ static void ctl_usage(FILE *out)
           "                       config/auditq.conf); without -c no file is read\n"
           "  --set KEY=VALUE      override one setting; repeatable\n"
           "  -h, --help           show this help\n"
-          "  --version            print the version and exit\n"
+          "  -V, --version        print the version and exit\n"
           "\n"
           "Settings come from the built-in defaults, then FILE, then the\n"
           "environment, then --set; each later source wins.\n"
@@ -110,6 +118,42 @@ static int ctl_wants_help(int argc, char **argv)
             return 1;
     }
     return 0;
+}
+
+/* Global options are read before the command only: no command has an
+ * option of the same name, so one found among the command's arguments was
+ * meant globally and is refused with the order that works, rather than
+ * reported as the command's "unknown option". Returns 1 after printing. */
+static int ctl_global_after_command(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *shown = NULL, *form = "";
+
+        if (strcmp(a, "--") == 0)
+            break;
+        if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0 || strncmp(a, "--config=", 9) == 0) {
+            shown = strncmp(a, "--config", 8) == 0 ? "--config" : "-c";
+            form = " FILE";
+        } else if (strcmp(a, "--set") == 0 || strncmp(a, "--set=", 6) == 0) {
+            shown = "--set";
+            form = " KEY=VALUE";
+        } else if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
+            shown = a;
+        }
+        if (shown != NULL) {
+            fprintf(stderr, "auditqctl: global option %s must come before the command: "
+                    "auditqctl %s%s %s ...\n", shown, shown, form, argv[0]);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* config_env_unknown's callback: a typo'd AUDITQ_* variable is named. */
+static void ctl_warn_env(void *ctx, const char *msg)
+{
+    (void)ctx;
+    fprintf(stderr, "auditqctl: warning: %s\n", msg);
 }
 
 /* `auditqctl help [COMMAND]`. */
@@ -175,17 +219,21 @@ int main(int argc, char **argv)
             ctl_usage(stdout);
             return CTL_OK;
         }
-        if (strcmp(a, "--version") == 0) {
+        if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
             printf("auditqctl %s (schema version %d)\n", AUDITQ_VERSION,
                    aq_migrations_count > 0 ? aq_migrations[aq_migrations_count - 1].version : 0);
             return CTL_OK;
         }
         if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "auditqctl: option '%s' needs a FILE; run 'auditqctl --help'\n", a);
+            if (config_arg_value(a, i + 1 < argc ? argv[i + 1] : NULL, err, sizeof err) != 0) {
+                fprintf(stderr, "auditqctl: %s%s; run 'auditqctl --help'\n", err, i + 1 < argc ? "" : " (a FILE)");
                 return CTL_USAGE;
             }
             config_file = argv[++i];
+            continue;
+        }
+        if (strncmp(a, "-c", 2) == 0) { /* -cFILE, as getopt takes it */
+            config_file = a + 2;
             continue;
         }
         if (strncmp(a, "--config=", 9) == 0) {
@@ -197,10 +245,10 @@ int main(int argc, char **argv)
 
             if (a[5] == '=') {
                 v = a + 6;
-            } else if (i + 1 < argc) {
+            } else if (config_arg_value(a, i + 1 < argc ? argv[i + 1] : NULL, err, sizeof err) == 0) {
                 v = argv[++i];
             } else {
-                fprintf(stderr, "auditqctl: option '--set' needs KEY=VALUE; run 'auditqctl --help'\n");
+                fprintf(stderr, "auditqctl: %s%s; run 'auditqctl --help'\n", err, i + 1 < argc ? "" : " (KEY=VALUE)");
                 return CTL_USAGE;
             }
             if (nsets == sizeof sets / sizeof sets[0]) {
@@ -232,12 +280,15 @@ int main(int argc, char **argv)
         fputs(cmd->help, stdout);
         return CTL_OK;
     }
+    if (ctl_global_after_command(argc - i, argv + i))
+        return CTL_USAGE;
 
     config_defaults(&cfg);
     if (config_file != NULL && config_load_file(&cfg, config_file, err, sizeof err) != 0)
         goto config_error;
     if (config_load_env(&cfg, err, sizeof err) != 0)
         goto config_error;
+    config_env_unknown(ctl_warn_env, NULL);
     for (size_t s = 0; s < nsets; s++)
         if (ctl_apply_set(&cfg, sets[s], err, sizeof err) != 0)
             goto config_error;

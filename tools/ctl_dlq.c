@@ -1260,9 +1260,12 @@ static int parse_args(dlq_ctx *x, int argc, char **argv)
         return usage_err(NULL, "unknown subcommand '%s' (list, show, requeue, purge)", sub);
     optind = 1;
     opterr = 0;
-    while ((o = getopt_long(argc - 1, argv + 1, "", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc - 1, argv + 1, ":", opts, NULL)) != -1) {
         const char *a = optarg;
         long long ms;
+        /* The one rule for values (config.h): "--reason --json" is refused. */
+        if (a != NULL && config_getopt_value(argv + 1, optind, a, err, sizeof err) != 0)
+            return usage_err(sub, "%s", err);
         switch (o) {
         case O_REASON: x->flt.reason = a; break;
         case O_SQLSTATE:
@@ -1295,8 +1298,11 @@ static int parse_args(dlq_ctx *x, int argc, char **argv)
         case O_DRY: x->dry_run = 1; break;
         case O_ALL: x->all = 1; break;
         case O_YES: x->yes = 1; break;
+        case ':':
+            config_arg_value(argv[optind], NULL, err, sizeof err);
+            return usage_err(sub, "%s", err);
         default:
-            return usage_err(sub, "unknown option or missing value '%s'", argv[optind]);
+            return usage_err(sub, "unknown option '%s'", argv[optind]);
         }
     }
     /* argv + 1 was scanned: optind counts from the subcommand. */

@@ -21,10 +21,10 @@
 #define GR_MAX_ROLES 32
 
 const char ctl_grants_synopsis[] =
-    "grants --writer W --reader R     grant roles the worker's or readers' rights";
+    "grants --writer W --reader R [--json]  grant roles the worker's or readers' rights";
 
 const char ctl_grants_help[] =
-    "Usage: auditqctl [OPTIONS] grants [--writer ROLE]... [--reader ROLE]...\n"
+    "Usage: auditqctl [OPTIONS] grants [--writer ROLE]... [--reader ROLE]... [--json]\n"
     "\n"
     "Gives existing PostgreSQL roles exactly the privileges auditq needs, in one\n"
     "transaction (SQL functions auditq_grant_writer/auditq_grant_reader, from\n"
@@ -38,8 +38,12 @@ const char ctl_grants_help[] =
     "                  it had on audit_events is revoked.\n"
     "  --reader ROLE   auditqctl query and auditors: USAGE on the schema, SELECT\n"
     "                  on audit_events.\n"
+    "  --json          one JSON object instead of the lines:\n"
+    "                  {\"granted\": [{\"role\": R, \"rights\": \"writer\" or \"reader\",\n"
+    "                  \"detail\": what was granted}, ...]}\n"
     "Each option may be repeated. ROLE is the exact role name (case and spaces\n"
-    "kept). Roles are not created here: create them first, e.g.\n"
+    "kept; a name that starts with '-' is written --writer=-name). Roles are\n"
+    "not created here: create them first, e.g.\n"
     "  CREATE ROLE auditq_writer LOGIN PASSWORD '...';\n"
     "Refused: the owner of audit_events, a member of the owner, a superuser\n"
     "(they could disable the append-only triggers). Run it as the owner of\n"
@@ -93,25 +97,41 @@ int ctl_grants(const aq_config *cfg, int argc, char **argv)
 {
     gr_role roles[GR_MAX_ROLES];
     char lines[GR_MAX_ROLES][512];
-    int n = 0, rc = CTL_FAILED;
+    int n = 0, rc = CTL_FAILED, json = 0;
     char err[1024], hint[512];
     PGconn *conn = NULL;
 
     for (int i = 1; i < argc; i++) {
-        int writer = strcmp(argv[i], "--writer") == 0;
-        if (!writer && strcmp(argv[i], "--reader") != 0) {
-            fprintf(stderr, GR_PROG ": unknown argument '%s'; run 'auditqctl grants --help'\n", argv[i]);
+        const char *a = argv[i], *name;
+        int writer = strncmp(a, "--writer", 8) == 0 && (a[8] == '\0' || a[8] == '=');
+        int attached = strchr(a, '=') != NULL;
+
+        if (strcmp(a, "--json") == 0) {
+            json = 1;
+            continue;
+        }
+        if (!writer && !(strncmp(a, "--reader", 8) == 0 && (a[8] == '\0' || a[8] == '='))) {
+            fprintf(stderr, GR_PROG ": unknown argument '%s'; run 'auditqctl grants --help'\n", a);
             return CTL_USAGE;
         }
-        if (i + 1 >= argc || argv[i + 1][0] == '\0') {
-            fprintf(stderr, GR_PROG ": %s needs a role name\n", argv[i]);
+        if (attached) {
+            name = a + 9;  /* --writer=ROLE: taken as written */
+        } else if (config_arg_value(a, i + 1 < argc ? argv[i + 1] : NULL, err, sizeof err) == 0) {
+            /* The one rule for values (config.h): "--writer --reader r" is refused. */
+            name = argv[++i];
+        } else {
+            fprintf(stderr, GR_PROG ": %s (a role name)\n", err);
+            return CTL_USAGE;
+        }
+        if (name[0] == '\0') {
+            fprintf(stderr, GR_PROG ": %s needs a role name\n", writer ? "--writer" : "--reader");
             return CTL_USAGE;
         }
         if (n == GR_MAX_ROLES) {
             fprintf(stderr, GR_PROG ": at most %d roles at a time\n", GR_MAX_ROLES);
             return CTL_USAGE;
         }
-        roles[n].name = argv[++i];
+        roles[n].name = name;
         roles[n++].writer = writer;
     }
     if (n == 0) {
@@ -155,8 +175,22 @@ int ctl_grants(const aq_config *cfg, int argc, char **argv)
         fprintf(stderr, GR_PROG ": COMMIT: %s; nothing was granted\n", err);
         goto out;
     }
-    for (int i = 0; i < n; i++)
-        printf("%s\n", lines[i]);
+    if (json) {
+        /* {"granted": [{"role": R, "rights": "writer"|"reader", "detail": D}, ...]}
+         * in command-line order; detail is the grant function's summary line. */
+        fputs("{\"granted\": [", stdout);
+        for (int i = 0; i < n; i++) {
+            fputs(i ? ", {\"role\": " : "{\"role\": ", stdout);
+            ctl_json_str(stdout, roles[i].name, strlen(roles[i].name));
+            printf(", \"rights\": \"%s\", \"detail\": ", roles[i].writer ? "writer" : "reader");
+            ctl_json_str(stdout, lines[i], strlen(lines[i]));
+            fputc('}', stdout);
+        }
+        fputs("]}\n", stdout);
+    } else {
+        for (int i = 0; i < n; i++)
+            printf("%s\n", lines[i]);
+    }
     rc = CTL_OK;
 out:
     PQfinish(conn); /* an open transaction is rolled back */

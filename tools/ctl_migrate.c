@@ -218,27 +218,56 @@ static int mig_load_applied(PGconn *conn, PGresult **applied, char *err, size_t 
 
 /* --status: one line per migration, embedded or recorded. Returns CTL_OK,
  * or CTL_FAILED when a recorded checksum differs (scripts can check). */
-static int mig_status(const PGresult *applied)
+/* --json: one element of the "migrations" array into js:
+ * {"version": N, "name": S, "state": S[, "applied_at": S][, "ms": N]}.
+ * applied_at NULL and ms < 0 leave the member out. */
+static void mig_json_item(FILE *js, int *n, int version, const char *name, const char *state,
+                          const char *applied_at, long long ms)
 {
-    int changed = 0, pending = 0, rows = applied != NULL ? PQntuples(applied) : 0;
+    fprintf(js, "%s{\"version\": %d, \"name\": ", (*n)++ ? ", " : "", version);
+    ctl_json_str(js, name, strlen(name));
+    fprintf(js, ", \"state\": \"%s\"", state);
+    if (applied_at != NULL) {
+        fputs(", \"applied_at\": ", js);
+        ctl_json_str(js, applied_at, strlen(applied_at));
+    }
+    if (ms >= 0)
+        fprintf(js, ", \"ms\": %lld", ms);
+    fputc('}', js);
+}
+
+/* --status. js NULL: the table; else the "migrations" items go to js and
+ * *pending_out / *changed_out receive the counts. */
+static int mig_status(const PGresult *applied, FILE *js, int *pending_out, int *changed_out)
+{
+    int changed = 0, pending = 0, rows = applied != NULL ? PQntuples(applied) : 0, n = 0;
     char sum[MIG_CHECKSUM_LEN];
 
-    printf("%-8s %-24s %-8s %s\n", "VERSION", "NAME", "STATE", "APPLIED AT");
+    if (js == NULL)
+        printf("%-8s %-24s %-8s %s\n", "VERSION", "NAME", "STATE", "APPLIED AT");
     for (size_t i = 0; i < aq_migrations_count; i++) {
         const aq_migration *m = &aq_migrations[i];
         int row = mig_find(applied, m->version);
 
         if (row < 0) {
-            printf("%03d      %-24s pending\n", m->version, m->name);
+            if (js != NULL)
+                mig_json_item(js, &n, m->version, m->name, "pending", NULL, -1);
+            else
+                printf("%03d      %-24s pending\n", m->version, m->name);
             pending++;
             continue;
         }
         mig_checksum(m->sql, sum);
         if (strcmp(PQgetvalue(applied, row, 2), sum) != 0) {
-            printf("%03d      %-24s %-8s %s (CHANGED since: recorded %s, built-in %s)\n",
-                   m->version, m->name, "applied", PQgetvalue(applied, row, 3),
-                   PQgetvalue(applied, row, 2), sum);
+            if (js != NULL)
+                mig_json_item(js, &n, m->version, m->name, "changed", PQgetvalue(applied, row, 3), -1);
+            else
+                printf("%03d      %-24s %-8s %s (CHANGED since: recorded %s, built-in %s)\n",
+                       m->version, m->name, "applied", PQgetvalue(applied, row, 3),
+                       PQgetvalue(applied, row, 2), sum);
             changed++;
+        } else if (js != NULL) {
+            mig_json_item(js, &n, m->version, m->name, "applied", PQgetvalue(applied, row, 3), -1);
         } else {
             printf("%03d      %-24s %-8s %s\n", m->version, m->name, "applied",
                    PQgetvalue(applied, row, 3));
@@ -247,11 +276,18 @@ static int mig_status(const PGresult *applied)
     for (int row = 0; row < rows; row++) {
         int v = (int)strtol(PQgetvalue(applied, row, 0), NULL, 10);
 
-        if (!mig_known(v))
+        if (mig_known(v))
+            continue;
+        if (js != NULL)
+            mig_json_item(js, &n, v, PQgetvalue(applied, row, 1), "unknown", PQgetvalue(applied, row, 3), -1);
+        else
             printf("%03d      %-24s %-8s %s (not known to this auditqctl: newer release?)\n",
                    v, PQgetvalue(applied, row, 1), "applied", PQgetvalue(applied, row, 3));
     }
-    printf("%d pending, %d changed\n", pending, changed);
+    *pending_out = pending;
+    *changed_out = changed;
+    if (js == NULL)
+        printf("%d pending, %d changed\n", pending, changed);
     if (changed > 0) {
         fprintf(stderr, MIG_PROG ": %d applied migration(s) differ from the SQL built into "
                 "this auditqctl\n", changed);
@@ -302,19 +338,24 @@ static void mig_usage_error(const char *arg)
 
 int ctl_migrate(const aq_config *cfg, int argc, char **argv)
 {
-    int dry_run = 0, status = 0, rc = CTL_FAILED;
-    int applied_now = 0, pending = 0, changed = 0, latest = 0;
+    int dry_run = 0, status = 0, json = 0, rc = CTL_FAILED;
+    int applied_now = 0, pending = 0, changed = 0, latest = 0, nitems = 0;
     PGconn *conn = NULL;
     PGresult *applied = NULL;
     PGresult *r = NULL;
     char err[2048];
     char sum[MIG_CHECKSUM_LEN];
+    char *jbuf = NULL;   /* --json: the "migrations" items, printed once all went well */
+    size_t jlen = 0;
+    FILE *js = NULL;
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--dry-run") == 0) {
             dry_run = 1;
         } else if (strcmp(argv[i], "--status") == 0) {
             status = 1;
+        } else if (strcmp(argv[i], "--json") == 0) {
+            json = 1;
         } else {
             mig_usage_error(argv[i]);
             return CTL_USAGE;
@@ -325,9 +366,13 @@ int ctl_migrate(const aq_config *cfg, int argc, char **argv)
         return CTL_USAGE;
     }
 
+    if (json && (js = open_memstream(&jbuf, &jlen)) == NULL) {
+        fprintf(stderr, MIG_PROG ": out of memory\n");
+        return CTL_FAILED;
+    }
     conn = mig_connect(cfg);
     if (conn == NULL)
-        return CTL_FAILED;
+        goto out;
     if (PQserverVersion(conn) < MIG_MIN_SERVER) {
         fprintf(stderr, MIG_PROG ": PostgreSQL %d.%d is too old; auditq needs 13 or later\n",
                 PQserverVersion(conn) / 10000, PQserverVersion(conn) / 100 % 100);
@@ -374,7 +419,13 @@ int ctl_migrate(const aq_config *cfg, int argc, char **argv)
         goto out;
     }
     if (status) {
-        rc = mig_status(applied);
+        rc = mig_status(applied, js, &pending, &changed);
+        if (js != NULL) {
+            fclose(js);
+            js = NULL;
+            printf("{\"migrations\": [%s], \"pending\": %d, \"changed\": %d}\n", jbuf ? jbuf : "",
+                   pending, changed);
+        }
         goto out;
     }
 
@@ -414,11 +465,17 @@ int ctl_migrate(const aq_config *cfg, int argc, char **argv)
 
         latest = m->version;
         if (mig_find(applied, m->version) >= 0) {
-            printf("%03d_%s: already applied\n", m->version, m->name);
+            if (js != NULL)
+                mig_json_item(js, &nitems, m->version, m->name, "already_applied", NULL, -1);
+            else
+                printf("%03d_%s: already applied\n", m->version, m->name);
             continue;
         }
         if (dry_run) {
-            printf("%03d_%s: would be applied\n", m->version, m->name);
+            if (js != NULL)
+                mig_json_item(js, &nitems, m->version, m->name, "would_apply", NULL, -1);
+            else
+                printf("%03d_%s: would be applied\n", m->version, m->name);
             continue;
         }
         mig_checksum(m->sql, sum);
@@ -428,20 +485,32 @@ int ctl_migrate(const aq_config *cfg, int argc, char **argv)
                     m->version, m->name, err);
             goto out;
         }
-        printf("%03d_%s: applied in %" PRId64 " ms\n", m->version, m->name,
-               (clock_mono_us() - t0) / 1000);
-        fflush(stdout);  /* progress is visible even if a later one hangs */
+        if (js != NULL) {
+            mig_json_item(js, &nitems, m->version, m->name, "applied", NULL,
+                          (long long)((clock_mono_us() - t0) / 1000));
+        } else {
+            printf("%03d_%s: applied in %" PRId64 " ms\n", m->version, m->name,
+                   (clock_mono_us() - t0) / 1000);
+            fflush(stdout);  /* progress is visible even if a later one hangs */
+        }
         applied_now++;
     }
 
     if (dry_run) {
-        printf("dry run: %d migration(s) would be applied; nothing changed\n", pending);
+        if (js != NULL) {
+            fclose(js);
+            js = NULL;
+            printf("{\"migrations\": [%s], \"dry_run\": true, \"would_apply\": %d}\n",
+                   jbuf ? jbuf : "", pending);
+        } else {
+            printf("dry run: %d migration(s) would be applied; nothing changed\n", pending);
+        }
         rc = CTL_OK;
         goto out;
     }
-    if (applied_now == 0)
+    if (js == NULL && applied_now == 0)   /* --json: the summary is in the object below */
         printf("nothing to migrate: schema already at version %03d\n", latest);
-    else
+    else if (js == NULL)
         printf("schema now at version %03d (%d migration(s) applied)\n", latest, applied_now);
 
     {
@@ -454,11 +523,22 @@ int ctl_migrate(const aq_config *cfg, int argc, char **argv)
             fprintf(stderr, MIG_PROG ": creating partitions failed: %s\n", err);
             goto out;
         }
-        printf("partitions: %s created (current month + %d ahead)\n",
-               PQgetvalue(r, 0, 0), cfg->partitions_ahead);
+        if (js != NULL) {
+            fclose(js);
+            js = NULL;
+            printf("{\"migrations\": [%s], \"schema_version\": %d, \"applied\": %d, "
+                   "\"partitions_created\": %s, \"partitions_ahead\": %d}\n", jbuf ? jbuf : "", latest,
+                   applied_now, PQgetvalue(r, 0, 0), cfg->partitions_ahead);
+        } else {
+            printf("partitions: %s created (current month + %d ahead)\n",
+                   PQgetvalue(r, 0, 0), cfg->partitions_ahead);
+        }
     }
     rc = CTL_OK;
 out:
+    if (js != NULL)
+        fclose(js);
+    free(jbuf);
     PQclear(r);
     PQclear(applied);
     PQfinish(conn);  /* also releases the session advisory lock */

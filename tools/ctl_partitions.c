@@ -492,9 +492,14 @@ int ctl_partitions(const aq_config *cfg, int argc, char **argv)
         } else if (!list && strcmp(a, "--dry-run") == 0) {
             dry_run = 1;
         } else if (!list && (strcmp(a, "--ahead") == 0 || strncmp(a, "--ahead=", 8) == 0)) {
-            const char *v = a[7] == '=' ? a + 8 : (i + 1 < argc ? argv[++i] : NULL);
+            const char *v = a[7] == '=' ? a + 8 : (i + 1 < argc ? argv[i + 1] : NULL);
 
-            if (v == NULL || part_parse_ahead(v, &ahead) != 0) {
+            /* The one rule for values (config.h): "--ahead --dry-run" is refused. */
+            if (a[7] != '=' && config_arg_value("--ahead", v, msg, sizeof msg) != 0)
+                return part_usage(msg);
+            if (a[7] != '=')
+                i++;
+            if (part_parse_ahead(v, &ahead) != 0) {
                 snprintf(msg, sizeof msg, "--ahead needs a number of months 0..120 (got '%s')",
                          v != NULL ? v : "");
                 return part_usage(msg);

@@ -693,11 +693,12 @@ static int q_parse_args(int argc, char **argv, int64_t now_us, q_opts *o, char *
         }
         seen |= 1u << k;
         if (eq != NULL) {
-            value = eq + 1;
-        } else if (i + 1 < argc) {
+            value = eq + 1;     /* attached: taken as written, even "--tenant=-x" */
+        } else if (config_arg_value(a, i + 1 < argc ? argv[i + 1] : NULL, err, errlen) == 0) {
             value = argv[++i];
         } else {
-            snprintf(err, errlen, "option '%s' needs a value; run 'auditqctl query --help'", a);
+            size_t n = strlen(err);
+            snprintf(err + n, errlen - n, "; run 'auditqctl query --help'");
             return -1;
         }
         if (q_apply(o, q_valued[k], value, now_us, err, errlen) != 0)

@@ -34,10 +34,10 @@
 #define PROGRESS_EVERY_US 2000000
 
 const char ctl_spool_synopsis[] =
-    "spool replay|inspect FILE        replay or show a dead producer's spool";
+    "spool replay|inspect FILE [--json]  replay or show a dead producer's spool";
 const char ctl_spool_help[] =
-    "Usage: auditqctl [OPTIONS] spool replay FILE [--dry-run]\n"
-    "       auditqctl [OPTIONS] spool inspect FILE [--records]\n"
+    "Usage: auditqctl [OPTIONS] spool replay FILE [--dry-run] [--json]\n"
+    "       auditqctl [OPTIONS] spool inspect FILE [--records] [--json]\n"
     "\n"
     "A producer with spool_path set writes the events Redis cannot take to a\n"
     "local spool file and replays them itself, in order, once Redis answers\n"
@@ -65,6 +65,17 @@ const char ctl_spool_help[] =
     "              its offset. Takes no lock: safe on a live producer's spool.\n"
     "  --records   also one line per record: offset, bytes, priority, state\n"
     "              (replayed | waiting), event_id, occurred_at (UTC), action\n"
+    "  --json      one JSON object instead of the text (bad records are still\n"
+    "              named on stderr). replay: {\"file\", \"namespace\", \"dry_run\",\n"
+    "              \"from_offset\", \"size\", \"complete\" (false when Redis failed part\n"
+    "              way), \"replayed\" (--dry-run: \"would_replay\"): {\"records\",\n"
+    "              \"bytes\", \"critical\", \"high\", \"normal\", \"low\"}, \"bad\",\n"
+    "              \"bad_bytes\"}. inspect: {\"file\", \"namespace\", \"spool_id\",\n"
+    "              \"size\", \"position\", \"position_saved\", \"locked\", \"replayed\"\n"
+    "              and \"waiting\" (as above), \"bad\": [{\"kind\", \"offset\", \"bytes\",\n"
+    "              \"why\", \"before_position\"}], with --records \"records\":\n"
+    "              [{\"offset\", \"bytes\", \"priority\", \"state\", \"event_id\",\n"
+    "              \"occurred_at\", \"action\" (or \"error\")}]}\n"
     "  -h, --help  show this help\n"
     "\n"
     "Settings used by replay: redis_url, redis_connect_timeout_ms,\n"
@@ -106,6 +117,36 @@ static void print_bad_summary(const tally *t, const char *path)
                t->bad, t->bad == 1 ? "" : "s", t->bad_bytes, path, path);
 }
 
+/* One record for inspect --records --json, into js:
+ * {"offset", "bytes", "priority", "state", then "event_id", "occurred_at",
+ * "action" or, for a job that does not decode, "error"}. */
+static void json_record(FILE *js, int first, const spool_rec *r, int replayed)
+{
+    aq_job j;
+    char err[200], id[AUDITQ_ID_SIZE], when[40];
+
+    fprintf(js, "%s{\"offset\": %" PRIu64 ", \"bytes\": %u, \"priority\": \"%s\", \"state\": \"%s\"",
+            first ? "" : ", ", r->off, r->len, codec_priority_name(r->prio), replayed ? "replayed" : "waiting");
+    if (codec_decode(r->data, r->len, SPOOL_MAX_PAYLOAD, &j, err, sizeof err) != 0) {
+        fputs(", \"error\": ", js);
+        ctl_json_str(js, err, strlen(err));
+    } else {
+        uuid_format(j.id, id);
+        ctl_fmt_iso(when, sizeof when, j.occurred_at_us / 1000, 1);
+        fprintf(js, ", \"event_id\": \"%s\", \"occurred_at\": \"%s\", \"action\": ", id, when);
+        ctl_json_str(js, j.f[AUDITQ_ACTION].p, j.f[AUDITQ_ACTION].len);
+    }
+    fputc('}', js);
+}
+
+/* A tally as a JSON object: records, bytes and the per-priority counts. */
+static void json_tally(const tally *t)
+{
+    printf("{\"records\": %" PRIu64 ", \"bytes\": %" PRIu64 ", \"critical\": %" PRIu64 ", \"high\": %" PRIu64
+           ", \"normal\": %" PRIu64 ", \"low\": %" PRIu64 "}", t->records, t->bytes, t->per_prio[0],
+           t->per_prio[1], t->per_prio[2], t->per_prio[3]);
+}
+
 /* One line per record for inspect --records. */
 static void print_record(const spool_rec *r, int replayed)
 {
@@ -128,9 +169,12 @@ static void print_record(const spool_rec *r, int replayed)
 
 /* Reads the whole file, from the first record: what was replayed (before
  * the position), what waits, and every bad region wherever it is. */
-static int spool_inspect(const char *path, int records)
+static int spool_inspect(const char *path, int records, int json)
 {
     char err[1200];
+    char *rbuf = NULL, *bbuf = NULL;   /* --json: the "records" and "bad" items */
+    size_t rlen = 0, blen = 0, nrec = 0, nbad = 0;
+    FILE *rjs = NULL, *bjs = NULL;
     spool_open_info info;
     tally waiting, done;
     spool_reader r = {0};
@@ -150,6 +194,16 @@ static int spool_inspect(const char *path, int records)
     if (!held)
         flock(spool_fd(s), LOCK_UN);
     uint64_t pos = spool_pos(s);
+    if (json) {
+        rjs = open_memstream(&rbuf, &rlen);
+        bjs = open_memstream(&bbuf, &blen);
+        if (rjs == NULL || bjs == NULL) {
+            fprintf(stderr, "auditqctl spool inspect: out of memory\n");
+            rc = CTL_FAILED;
+            goto out;
+        }
+    }
+    if (!json) {
     printf("file:       %s\n", path);
     printf("namespace:  %s\n", spool_hdr(s)->ns);
     printf("spool id:   %016" PRIx64 "\n", spool_hdr(s)->id);
@@ -163,6 +217,7 @@ static int spool_inspect(const char *path, int records)
     if (records)
         printf("%12s %7s %-8s %-8s %-36s %-24s %s\n", "offset", "bytes", "priority", "state", "event_id",
                "occurred_at", "action");
+    }
     spool_reader_fd(&r, spool_fd(s), SPOOL_HEADER_SIZE, spool_size(s));
     while ((st = spool_reader_next(&r, &rec)) != SPOOL_END) {
         if (st == SPOOL_IOERR) {
@@ -175,28 +230,63 @@ static int spool_inspect(const char *path, int records)
             t->records++;
             t->bytes += rec.len;
             t->per_prio[rec.prio]++;
-            if (records)
+            if (records && json)
+                json_record(rjs, nrec++ == 0, &rec, rec.off < pos);
+            else if (records)
                 print_record(&rec, rec.off < pos);
             continue;
         }
         t->bad++;
-        printf("bad:        %s record at offset %" PRIu64 " (%" PRIu64 " bytes): %s%s\n",
-               st == SPOOL_TORN ? "torn" : "corrupt", rec.off, rec.end - rec.off, rec.why,
-               rec.off < pos ? " (before the position: already skipped by a replay)" : "");
+        if (json) {
+            fprintf(bjs, "%s{\"kind\": \"%s\", \"offset\": %" PRIu64 ", \"bytes\": %" PRIu64 ", \"why\": ",
+                    nbad++ ? ", " : "", st == SPOOL_TORN ? "torn" : "corrupt", rec.off, rec.end - rec.off);
+            ctl_json_str(bjs, rec.why, strlen(rec.why));
+            fprintf(bjs, ", \"before_position\": %s}", rec.off < pos ? "true" : "false");
+        } else {
+            printf("bad:        %s record at offset %" PRIu64 " (%" PRIu64 " bytes): %s%s\n",
+                   st == SPOOL_TORN ? "torn" : "corrupt", rec.off, rec.end - rec.off, rec.why,
+                   rec.off < pos ? " (before the position: already skipped by a replay)" : "");
+        }
         rc = CTL_FAILED;
     }
     spool_reader_free(&r);
+    if (json) {
+        fclose(rjs);
+        fclose(bjs);
+        rjs = bjs = NULL;
+        printf("{\"file\": ");
+        ctl_json_str(stdout, path, strlen(path));
+        printf(", \"namespace\": \"%s\", \"spool_id\": \"%016" PRIx64 "\", \"size\": %" PRIu64
+               ", \"position\": %" PRIu64 ", \"position_saved\": %s, \"locked\": %s, \"replayed\": ",
+               spool_hdr(s)->ns, spool_hdr(s)->id, spool_size(s), info.pos_found ? pos : (uint64_t)SPOOL_HEADER_SIZE,
+               info.pos_found ? "true" : "false", held ? "true" : "false");
+        json_tally(&done);
+        printf(", \"waiting\": ");
+        json_tally(&waiting);
+        printf(", \"bad\": [%s]", bbuf ? bbuf : "");
+        if (records)
+            printf(", \"records\": [%s]", rbuf ? rbuf : "");
+        printf("}\n");
+        goto out;
+    }
     printf("replayed:   %" PRIu64 " record%s, %" PRIu64 " bytes of jobs, before the position\n", done.records,
            pl(done.records), done.bytes);
     printf("waiting:    %" PRIu64 " record%s, %" PRIu64 " bytes of jobs ", waiting.records, pl(waiting.records),
            waiting.bytes);
     print_prios(&waiting);
     putchar('\n');
+out:
+    if (rjs)
+        fclose(rjs);
+    if (bjs)
+        fclose(bjs);
+    free(rbuf);
+    free(bbuf);
     spool_close(s);
     return rc;
 }
 
-static int spool_replay(const aq_config *cfg, const char *path, int dry_run)
+static int spool_replay(const aq_config *cfg, const char *path, int dry_run, int json)
 {
     char err[1200], why[600];
     spool_open_info info;
@@ -220,10 +310,12 @@ static int spool_replay(const aq_config *cfg, const char *path, int dry_run)
         return CTL_FAILED;
     }
     keys_init(&k, spool_hdr(s)->ns); /* validated by spool_open */
-    uint64_t waiting = spool_pending(s);
-    printf("spool %s: namespace %s, %" PRIu64 " record%s to replay from offset %" PRIu64 " of %" PRIu64 " bytes\n",
-           path, spool_hdr(s)->ns, waiting, pl(waiting), spool_pos(s), spool_size(s));
-    fflush(stdout);
+    uint64_t waiting = spool_pending(s), from = spool_pos(s);
+    if (!json) {
+        printf("spool %s: namespace %s, %" PRIu64 " record%s to replay from offset %" PRIu64 " of %" PRIu64
+               " bytes\n", path, spool_hdr(s)->ns, waiting, pl(waiting), spool_pos(s), spool_size(s));
+        fflush(stdout);
+    }
     if (!dry_run && spool_pos(s) < spool_size(s)) {
         c = ctl_redis_connect(cfg, err, sizeof err);
         if (!c) {
@@ -276,11 +368,23 @@ static int spool_replay(const aq_config *cfg, const char *path, int dry_run)
                     (double)(now - t0) / 1e6);
         }
     }
-    printf("%s %" PRIu64 " record%s (%" PRIu64 " bytes) into {%s}:queue:* ", dry_run ? "would replay" : "replayed",
-           t.records, pl(t.records), t.bytes, spool_hdr(s)->ns);
-    print_prios(&t);
-    printf("%s\n", dry_run ? "; dry run: nothing sent, position unchanged" : "");
-    print_bad_summary(&t, path);
+    if (json) {
+        /* Printed also when Redis failed part way: "complete" says so, and
+         * the counts are what reached Redis (the position is saved). */
+        printf("{\"file\": ");
+        ctl_json_str(stdout, path, strlen(path));
+        printf(", \"namespace\": \"%s\", \"dry_run\": %s, \"from_offset\": %" PRIu64 ", \"size\": %" PRIu64
+               ", \"complete\": %s, \"%s\": ", spool_hdr(s)->ns, dry_run ? "true" : "false", from, size,
+               pos >= size ? "true" : "false", dry_run ? "would_replay" : "replayed");
+        json_tally(&t);
+        printf(", \"bad\": %" PRIu64 ", \"bad_bytes\": %" PRIu64 "}\n", t.bad, t.bad_bytes);
+    } else {
+        printf("%s %" PRIu64 " record%s (%" PRIu64 " bytes) into {%s}:queue:* ", dry_run ? "would replay" : "replayed",
+               t.records, pl(t.records), t.bytes, spool_hdr(s)->ns);
+        print_prios(&t);
+        printf("%s\n", dry_run ? "; dry run: nothing sent, position unchanged" : "");
+        print_bad_summary(&t, path);
+    }
     if (t.bad && rc == CTL_OK)
         rc = CTL_FAILED;
     spool_chunk_free(&ch);
@@ -295,9 +399,10 @@ int ctl_spool(const aq_config *cfg, int argc, char **argv)
     static const struct option opts[] = {
         {"dry-run", no_argument, NULL, 'n'},
         {"records", no_argument, NULL, 'r'},
+        {"json", no_argument, NULL, 'j'},
         {NULL, 0, NULL, 0},
     };
-    int dry_run = 0, records = 0, o;
+    int dry_run = 0, records = 0, json = 0, o;
 
     if (argc < 2) {
         fprintf(stderr, "auditqctl spool: say what to do: replay FILE or inspect FILE; see 'auditqctl spool --help'\n");
@@ -317,6 +422,8 @@ int ctl_spool(const aq_config *cfg, int argc, char **argv)
             dry_run = 1;
         } else if (o == 'r' && is_inspect) {
             records = 1;
+        } else if (o == 'j') {
+            json = 1;
         } else {
             fprintf(stderr, "auditqctl spool %s: unknown option '%s'; see 'auditqctl spool --help'\n", sub,
                     argv[optind]);
@@ -329,5 +436,5 @@ int ctl_spool(const aq_config *cfg, int argc, char **argv)
         return CTL_USAGE;
     }
     const char *path = argv[optind + 1];
-    return is_replay ? spool_replay(cfg, path, dry_run) : spool_inspect(path, records);
+    return is_replay ? spool_replay(cfg, path, dry_run, json) : spool_inspect(path, records, json);
 }

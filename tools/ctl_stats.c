@@ -635,7 +635,12 @@ int ctl_stats(const aq_config *cfg, int argc, char **argv)
 
     optind = 1;
     opterr = 0;
-    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        /* The one rule for values (config.h): "--watch --json" is refused. */
+        if (optarg != NULL && o != ':' && config_getopt_value(argv, optind, optarg, err, sizeof err) != 0) {
+            fprintf(stderr, "auditqctl stats: %s; see 'auditqctl stats --help'\n", err);
+            return CTL_USAGE;
+        }
         switch (o) {
         case 'j':
             json = 1;
@@ -651,6 +656,10 @@ int ctl_stats(const aq_config *cfg, int argc, char **argv)
                 return CTL_USAGE;
             }
             break;
+        case ':':
+            config_arg_value(argv[optind - 1], NULL, err, sizeof err);
+            fprintf(stderr, "auditqctl stats: %s; see 'auditqctl stats --help'\n", err);
+            return CTL_USAGE;
         default:
             fprintf(stderr, "auditqctl stats: unknown option '%s'; see 'auditqctl stats --help'\n",
                     argv[optind - 1]);

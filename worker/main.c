@@ -196,6 +196,7 @@ struct worker {
     atomic_uint cfg_gen;               /* bumped on each applied reload */
     char cfg_path[512];
     char *sets[MAX_SETS];              /* --set KEY=VALUE, in command-line order */
+    const char *set_origin[MAX_SETS];  /* the option as typed ("--set", "-b"), for errors */
     int nsets;
     aq_keys keys;
     aq_redis_target rt;
@@ -667,6 +668,9 @@ static void process_batch(wthread *t, queue_batch *b)
         return;
     }
 
+#ifdef AQ_TEST_HOOKS
+    /* Only in the test build (tests/auditq-worker-hooks; config.c refuses
+     * the setting in every other build). */
     if (c->crash_after_commit > 0 &&
         atomic_fetch_add(&w->committed_batches, 1) + 1 >= (uint64_t)c->crash_after_commit) {
         /* Test hook: die between the PostgreSQL commit and the Redis ack. */
@@ -675,6 +679,7 @@ static void process_batch(wthread *t, queue_batch *b)
         kill(getpid(), SIGKILL);
         _exit(137);
     }
+#endif
 
     for (size_t j = 0; j < nj; j++) {
         if (!t->res[j].bad)
@@ -1248,8 +1253,8 @@ static void on_http(void *ctx, const http_request *req, http_response *resp)
 /* Builds a configuration the one way, at start and on SIGHUP: defaults,
  * the file (if any), AUDITQ_* variables, then the --set flags in order,
  * then the cross-field checks. 0, or -1 with the reason in err. */
-static int build_config(aq_config *c, const char *path, char *const *sets, int nsets, char *err,
-                        size_t errlen)
+static int build_config(aq_config *c, const char *path, char *const *sets,
+                        const char *const *origins, int nsets, char *err, size_t errlen)
 {
     config_defaults(c);
     if (path[0] && config_load_file(c, path, err, errlen) != 0)
@@ -1263,7 +1268,7 @@ static int build_config(aq_config *c, const char *path, char *const *sets, int n
         /* The shape was checked when the flag was read. */
         memcpy(key, sets[i], (size_t)(eq - sets[i]));
         key[eq - sets[i]] = '\0';
-        if (config_set(c, key, eq + 1, "--set", err, errlen) != 0)
+        if (config_set(c, key, eq + 1, origins[i], err, errlen) != 0)
             return -1;
     }
     return config_validate(c, err, errlen);
@@ -1309,7 +1314,7 @@ static void reload_config(worker *w)
     int old_level = w->cfg.log_level;
 
     log_q(fq, sizeof fq, file);
-    if (build_config(&next, w->cfg_path, w->sets, w->nsets, err, sizeof err) != 0) {
+    if (build_config(&next, w->cfg_path, w->sets, w->set_origin, w->nsets, err, sizeof err) != 0) {
         w->reloads_failed++;
         log_error("config reload failed; keeping the running configuration", " file=%s error=%s", fq,
                   log_q(q, sizeof q, err));
@@ -1441,6 +1446,13 @@ static void usage(FILE *out)
             "Exit codes: 0 clean stop, 2 configuration error, 1 other failure.\n");
 }
 
+/* config_env_unknown's callback: a typo'd AUDITQ_* variable is a warning. */
+static void warn_env(void *ctx, const char *msg)
+{
+    (void)ctx;
+    log_warn(msg, NULL);
+}
+
 static int load_config(worker *w, int argc, char **argv, int *check, int *print)
 {
     static const struct option opts[] = {
@@ -1453,7 +1465,14 @@ static int load_config(worker *w, int argc, char **argv, int *check, int *print)
     char err[1024];
     int o;
 
-    while ((o = getopt_long(argc, argv, "c:s:t:b:hV", opts, NULL)) != -1) {
+    opterr = 0; /* getopt's own messages are replaced by the ones below */
+    while ((o = getopt_long(argc, argv, ":c:s:t:b:hV", opts, NULL)) != -1) {
+        /* The one rule for values (config.h): "-c --check" is refused. */
+        if ((o == 'c' || o == 's' || o == 't' || o == 'b') &&
+            config_getopt_value(argv, optind, optarg, err, sizeof err) != 0) {
+            fprintf(stderr, "auditq-worker: %s\n", err);
+            return 2;
+        }
         switch (o) {
         case 'c': snprintf(w->cfg_path, sizeof w->cfg_path, "%s", optarg); break;
         case 's':
@@ -1469,10 +1488,18 @@ static int load_config(worker *w, int argc, char **argv, int *check, int *print)
                     fprintf(stderr, "auditq-worker: --set '%s': expected KEY=VALUE\n", optarg);
                     return 2;
                 }
+                w->set_origin[w->nsets] = "--set";
                 w->sets[w->nsets++] = optarg;
             } else {
                 char *buf = flagbuf[w->nsets];
                 snprintf(buf, sizeof flagbuf[0], "%s=%.100s", o == 't' ? "threads" : "batch_size", optarg);
+                /* Errors name the option the user typed, not --set: the
+                 * argument before a separate value, else the one holding
+                 * it ("--batch-size=5", "-b5"). */
+                const char *typed = optarg == argv[optind - 1] ? argv[optind - 2] : argv[optind - 1];
+                int is_long = strncmp(typed, "--", 2) == 0;
+                w->set_origin[w->nsets] = o == 't' ? (is_long ? "--threads" : "-t")
+                                                   : (is_long ? "--batch-size" : "-b");
                 w->sets[w->nsets++] = buf;
             }
             break;
@@ -1480,15 +1507,23 @@ static int load_config(worker *w, int argc, char **argv, int *check, int *print)
         case 2: *print = 1; break;
         case 'h': usage(stdout); exit(0);
         case 'V': printf("auditq-worker %s\n", AUDITQ_VERSION); exit(0);
-        default: usage(stderr); return 2;
+        case ':':
+            config_arg_value(argv[optind - 1], NULL, err, sizeof err);
+            fprintf(stderr, "auditq-worker: %s; see --help\n", err);
+            return 2;
+        default:
+            fprintf(stderr, "auditq-worker: unknown option '%s'; see --help\n", argv[optind - 1]);
+            return 2;
         }
     }
     if (optind < argc) {
         fprintf(stderr, "auditq-worker: unexpected argument '%s'; see --help\n", argv[optind]);
         return 2;
     }
-    if (build_config(&w->cfg, w->cfg_path, w->sets, w->nsets, err, sizeof err) != 0)
+    if (build_config(&w->cfg, w->cfg_path, w->sets, w->set_origin, w->nsets, err, sizeof err) != 0)
         goto bad;
+    atomic_store(&log_level, w->cfg.log_level);
+    config_env_unknown(warn_env, NULL);
     if (redis_url_parse(w->cfg.redis_url, &w->rt, err, sizeof err) != 0 ||
         keys_init(&w->keys, w->cfg.namespace_) != 0)
         goto bad;

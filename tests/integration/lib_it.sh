@@ -26,9 +26,15 @@ it_setup() {
 }
 
 worker_start() {
-    local name=$1
+    local name=$1 bin=$BIN/auditq-worker
     shift
-    harness_spawn "$name" "$BIN/auditq-worker" --set idle_poll_ms=20 --set heartbeat_interval_ms=500 \
+    # A test hook (crash_after_commit) exists only in the test build of the
+    # worker (Makefile: tests/auditq-worker-hooks); bin/auditq-worker refuses it.
+    if [[ " $* " == *" crash_after_commit="* ]]; then
+        bin=$TBIN/auditq-worker-hooks
+        [[ -x $bin ]] || { echo "FAIL: $bin missing: make BUILD=${BUILD:-build} $bin"; exit 1; }
+    fi
+    harness_spawn "$name" "$bin" --set idle_poll_ms=20 --set heartbeat_interval_ms=500 \
         --set heartbeat_timeout_ms=2000 --set recovery_interval_ms=500 "$@"
     WORKER_PID[$name]=$HARNESS_LAST_PID
 }

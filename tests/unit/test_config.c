@@ -99,7 +99,6 @@ static void test_defaults(void **state)
     assert_int_equal(c.max_job_bytes, 65536);
     assert_int_equal(c.partitions_ahead, 3);
     assert_int_equal(c.log_level, LOG_INFO);
-    assert_int_equal(c.crash_after_commit, 0);
     {
         char err[256] = "";
         assert_int_equal(config_validate(&c, err, sizeof err), 0);
@@ -366,6 +365,116 @@ static void test_set(void **state)
     assert_memory_equal(&c, &before, sizeof c);
 }
 
+/* Test hooks exist only in the test build (-DAQ_TEST_HOOKS, as the
+ * Makefile builds tests/auditq-worker-hooks); this one, like the installed
+ * worker, refuses them by name from a file, --set and the environment. */
+static void test_hooks_refused(void **state)
+{
+    aq_config c, before;
+    char err[512] = "";
+    (void)state;
+
+    config_defaults(&c);
+    before = c;
+    assert_int_equal(config_set(&c, "crash_after_commit", "2", NULL, err, sizeof err), -1);
+    assert_string_equal(err, "--set: crash_after_commit is a test hook, not available in this build; "
+                             "remove it (only the test build, tests/auditq-worker-hooks, has it)");
+    assert_int_equal(load_text_as(&c, "batch_size = 10\ncrash_after_commit = 0\n", err, sizeof err), -1);
+    assert_string_equal(err, "config/auditq.conf:2: crash_after_commit is a test hook, not available in "
+                             "this build; remove it (only the test build, tests/auditq-worker-hooks, has it)");
+    setenv("AUDITQ_CRASH_AFTER_COMMIT", "1", 1);
+    assert_int_equal(config_load_env(&c, err, sizeof err), -1);
+    unsetenv("AUDITQ_CRASH_AFTER_COMMIT");
+    assert_string_equal(err, "AUDITQ_CRASH_AFTER_COMMIT=1: crash_after_commit is a test hook, not "
+                             "available in this build; unset AUDITQ_CRASH_AFTER_COMMIT");
+    config_defaults(&c);
+    assert_memory_equal(&c, &before, sizeof c);
+}
+
+static char env_warnings[1024];
+
+static void collect_warning(void *ctx, const char *msg)
+{
+    size_t n = strlen(env_warnings);
+    (void)ctx;
+    snprintf(env_warnings + n, sizeof env_warnings - n, "%s\n", msg);
+}
+
+/* A misspelled AUDITQ_* variable is named, with the closest setting's
+ * variable; real settings and other variables are not. */
+static void test_env_unknown(void **state)
+{
+    (void)state;
+    setenv("AUDITQ_BATCHSIZE", "50", 1);
+    setenv("AUDITQ_THREADS", "2", 1);
+    setenv("AUDITQ_ZZZZZZZZZZZZ", "1", 1);
+    setenv("NOT_AUDITQ_BATCHSIZE", "1", 1);
+    env_warnings[0] = '\0';
+    config_env_unknown(collect_warning, NULL);
+    unsetenv("AUDITQ_BATCHSIZE");
+    unsetenv("AUDITQ_THREADS");
+    unsetenv("AUDITQ_ZZZZZZZZZZZZ");
+    unsetenv("NOT_AUDITQ_BATCHSIZE");
+    /* environ order is the order of setenv here (glibc appends). */
+    assert_string_equal(env_warnings,
+                        "AUDITQ_BATCHSIZE is not a setting and is ignored (did you mean AUDITQ_BATCH_SIZE?)\n"
+                        "AUDITQ_ZZZZZZZZZZZZ is not a setting and is ignored (each setting KEY of "
+                        "config/auditq.conf is AUDITQ_<KEY>)\n");
+    env_warnings[0] = '\0';
+    config_env_unknown(collect_warning, NULL);
+    assert_string_equal(env_warnings, "");
+}
+
+/* The one rule for an option's value on every command line. */
+static void test_arg_value(void **state)
+{
+    static const struct {
+        const char *opt, *value, *err; /* err NULL: accepted */
+    } cases[] = {
+        { "--tenant", "acme", NULL },
+        { "--tenant", "", NULL },
+        { "--tenant", "-", NULL },            /* stdin by convention */
+        { "-b", "-5", NULL },                 /* a number: the option's own check judges it */
+        { "--limit", "-1", NULL },
+        { "--tenant", "--desc",
+          "option '--tenant' needs a value, but the next argument '--desc' is an option; "
+          "to give a value that starts with '-', write --tenant=--desc" },
+        { "-c", "--check",
+          "option '-c' needs a value, but the next argument '--check' is an option; "
+          "to give a value that starts with '-', write -c--check" },
+        { "--reason", "-x",
+          "option '--reason' needs a value, but the next argument '-x' is an option; "
+          "to give a value that starts with '-', write --reason=-x" },
+        { "--tenant", NULL, "option '--tenant' needs a value" },
+    };
+    char err[512];
+    (void)state;
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        err[0] = '\0';
+        int rc = config_arg_value(cases[i].opt, cases[i].value, err, sizeof err);
+        if (cases[i].err == NULL) {
+            if (rc != 0)
+                fail_msg("%s %s: refused: %s", cases[i].opt, cases[i].value, err);
+        } else {
+            assert_int_equal(rc, -1);
+            assert_string_equal(err, cases[i].err);
+        }
+    }
+    /* getopt form: only a separate value is checked, named as typed. */
+    {
+        char *argv[] = { (char *)"prog", (char *)"--redis-url", (char *)"--async", (char *)"--tenant=-x",
+                         (char *)"-vc", (char *)"--x", NULL };
+        assert_int_equal(config_getopt_value(argv, 3, argv[2], err, sizeof err), -1);
+        assert_string_equal(err, "option '--redis-url' needs a value, but the next argument '--async' is an "
+                                 "option; to give a value that starts with '-', write --redis-url=--async");
+        assert_int_equal(config_getopt_value(argv, 4, argv[3] + 9, err, sizeof err), 0);
+        assert_int_equal(config_getopt_value(argv, 6, argv[5], err, sizeof err), -1);
+        assert_string_equal(err, "option '-c' needs a value, but the next argument '--x' is an option; "
+                                 "to give a value that starts with '-', write -c--x");
+    }
+}
+
 static void test_weights(void **state)
 {
     static const struct {
@@ -555,7 +664,6 @@ static void test_print_roundtrip(void **state)
             { "write_method", "insert" },
             { "log_level", "error" },
             { "statement_timeout_ms", "0" },
-            { "crash_after_commit", "3" },
         };
         for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++)
             assert_int_equal(config_set(&c, sets[i][0], sets[i][1], NULL, err, sizeof err), 0);
@@ -813,6 +921,9 @@ int main(void)
         cmocka_unit_test(test_print_roundtrip),
         cmocka_unit_test(test_print_masks_passwords),
         cmocka_unit_test(test_reload),
+        cmocka_unit_test(test_hooks_refused),
+        cmocka_unit_test(test_env_unknown),
+        cmocka_unit_test(test_arg_value),
         cmocka_unit_test(test_log_level_parse),
         cmocka_unit_test(test_log_format),
         cmocka_unit_test(test_log_q),

@@ -409,6 +409,18 @@ static void test_args_errors(void **state)
     PARSE_ERR("unknown argument 'acme'; run 'auditqctl query --help'", "acme");
     PARSE_ERR("unknown argument '--desc=1'; run 'auditqctl query --help'", "--desc=1");
     PARSE_ERR("option '--tenant' needs a value; run 'auditqctl query --help'", "--tenant");
+    /* A forgotten value never swallows the next option (it used to: the
+     * query ran for tenant "--desc" and found 0 rows). */
+    PARSE_ERR("option '--tenant' needs a value, but the next argument '--desc' is an option; to give a "
+              "value that starts with '-', write --tenant=--desc; run 'auditqctl query --help'",
+              "--tenant", "--desc");
+    PARSE_ERR("option '--since' needs a value, but the next argument '-x' is an option; to give a "
+              "value that starts with '-', write --since=-x; run 'auditqctl query --help'",
+              "--since", "-x");
+    assert_int_equal(0, parse(&o, err, sizeof err, "--tenant=--desc", "--actor", "-", NULL));
+    assert_string_equal("--desc", o.tenant);
+    assert_string_equal("-", o.actor);
+    assert_int_equal(0, o.desc);
     PARSE_ERR("--tenant given twice", "--tenant", "a", "--tenant=b");
     PARSE_ERR("--outcome 'ok': must be success, failure or denied", "--outcome", "ok");
     PARSE_ERR("--event-id '0190f3b2-5c4e-7a21-9d3b-6c2f1e8a4b7': not a UUID (8-4-4-4-12 hex digits)",
