@@ -80,8 +80,9 @@ const char ctl_dlq_help[] =
     "are kept in Redis ({ns}:dead, newest first) until you requeue or purge them.\n"
     "\n"
     "  list     one entry per dead letter, newest first: its INDEX (1 = newest),\n"
-    "           when it failed (UTC), priority, attempts, event id (\"-\" if the\n"
-    "           job cannot be decoded), then how long ago, the SQLSTATE and the\n"
+    "           when it failed (UTC), priority, attempts, event id (also of a job\n"
+    "           that does not decode; \"-\" if it carries none), then how long ago,\n"
+    "           the SQLSTATE and the\n"
     "           reason; then \"N of M dead letters match\".\n"
     "  show     every field of the record and of the decoded job (or the\n"
     "           decoder's error and a hex dump). INDEX is the number `list`\n"
@@ -273,6 +274,8 @@ typedef struct dlq_entry {
     int job_ok;
     aq_job job;
     char jerr[256];         /* why the job did not decode */
+    int has_id;             /* the job's event_id, also when it does not decode */
+    uint8_t id[16];
 } dlq_entry;
 
 static void entry_load(dlq_entry *e, long long index, const char *bytes, size_t len)
@@ -282,6 +285,7 @@ static void entry_load(dlq_entry *e, long long index, const char *bytes, size_t 
     e->len = len;
     e->parsed = dlq_record_parse(bytes, len, &e->rec, e->perr, sizeof e->perr) == 0;
     e->job_ok = 0;
+    e->has_id = 0;
     e->jerr[0] = '\0';
     if (!e->parsed)
         return;
@@ -293,12 +297,26 @@ static void entry_load(dlq_entry *e, long long index, const char *bytes, size_t 
      * size can still be shown decoded. requeue checks max_job_bytes. */
     e->job_ok = codec_decode(e->rec.job, e->rec.job_len, e->rec.job_len, &e->job, e->jerr,
                              sizeof e->jerr) == 0;
+    /* A job dead-lettered for failing to decode usually still names its
+     * event: show it, so the operator can find the producer's record. */
+    if (e->job_ok) {
+        memcpy(e->id, e->job.id, sizeof e->id);
+        e->has_id = 1;
+    } else {
+        e->has_id = dlq_job_event_id(e->rec.job, e->rec.job_len, e->id);
+    }
 }
 
 static int entry_matches(const dlq_ctx *x, const dlq_entry *e)
 {
-    return dlq_filter_match(&x->flt, e->parsed ? &e->rec : NULL, e->job_ok ? &e->job : NULL,
-                            x->now_ms);
+    aq_job id_only;   /* --event-id also finds a job that does not decode */
+
+    if (!e->job_ok && e->has_id) {
+        memset(&id_only, 0, sizeof id_only);
+        memcpy(id_only.id, e->id, sizeof id_only.id);
+    }
+    return dlq_filter_match(&x->flt, e->parsed ? &e->rec : NULL,
+                            e->job_ok ? &e->job : e->has_id ? &id_only : NULL, x->now_ms);
 }
 
 static void put_str_or_dash(FILE *f, const char *p, size_t len, size_t max_cols)
@@ -342,8 +360,8 @@ static void list_line(const dlq_ctx *x, const dlq_entry *e)
         ctl_fmt_iso(t, sizeof t, r->failed_at_ms, 0);
     if (r->has_attempts)
         snprintf(att, sizeof att, "%lld", r->attempts);
-    if (e->job_ok)
-        uuid_format(e->job.id, id);
+    if (e->has_id)
+        uuid_format(e->id, id);
     printf("%*lld %-20s ", w, e->index, t);
     size_t pc = 1;
     if (r->priority)
@@ -401,8 +419,8 @@ static void json_entry_common(const dlq_ctx *x, const dlq_entry *e)
         printf(",\"attempts\":%lld", r->attempts);
     else
         printf(",\"attempts\":null");
-    if (e->job_ok) {
-        uuid_format(e->job.id, id);
+    if (e->has_id) {
+        uuid_format(e->id, id);
         printf(",\"event_id\":\"%s\"", id);
     } else {
         printf(",\"event_id\":null");
@@ -879,8 +897,8 @@ static void skip_record(dlq_ctx *x, const dlq_entry *e, int why, const char *det
     x->skipped[why]++;
     if (x->skip_lines++ < SKIP_LINES_MAX) {
         char id[40] = "-";
-        if (e->job_ok)
-            uuid_format(e->job.id, id);
+        if (e->has_id)
+            uuid_format(e->id, id);
         printf("skipped #%lld (event %s): %s: ", e->index, id, skip_names[why]);
         ctl_put_text(stdout, detail, strlen(detail), 200);
         printf("; left in the dead list\n");

@@ -1,6 +1,7 @@
 /* ctl_dlq_record.c -- dead-letter records, read with the bounded msgpack
  * reader of codec.h, and the dlq filters (see ctl_dlq_record.h). */
 #include "ctl_dlq_record.h"
+#include "uuid7.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -120,6 +121,33 @@ int dlq_record_parse(const char *buf, size_t len, dlq_record *r, char *err, size
     }
     if (r->priority)
         r->prio = codec_priority_parse(r->priority, r->priority_len);
+    return 0;
+}
+
+int dlq_job_event_id(const char *job, size_t len, uint8_t id[16])
+{
+    char err[128];
+    mp_reader rd;
+    uint32_t n;
+
+    if (job == NULL || len == 0)
+        return 0;
+    mp_reader_init(&rd, job, len, "job", 0, err, sizeof err);
+    if (mp_read_map(&rd, &n) != 0)
+        return 0;
+    for (uint32_t e = 0; e < n; e++) {
+        mp_value k, v;
+
+        /* mp_read consumes scalars only: a container or float ends the scan. */
+        if (mp_read(&rd, &k) != 0 || (k.type != MP_STR && k.type != MP_BIN && k.type != MP_INT &&
+                                       k.type != MP_UINT && k.type != MP_NIL && k.type != MP_BOOL))
+            return 0;
+        if (mp_read(&rd, &v) != 0 || (v.type != MP_STR && v.type != MP_BIN && v.type != MP_INT &&
+                                       v.type != MP_UINT && v.type != MP_NIL && v.type != MP_BOOL))
+            return 0;
+        if (k.type == MP_STR && k.len == 8 && memcmp(k.s, "event_id", 8) == 0 && v.type == MP_STR)
+            return uuid_parse(v.s, v.len, id) == 0;
+    }
     return 0;
 }
 

@@ -56,6 +56,14 @@ typedef struct dlq_record {
  * msgpack map at offset 0", "truncated string at offset 17", ...). */
 int dlq_record_parse(const char *buf, size_t len, dlq_record *r, char *err, size_t errlen);
 
+/* The event id a job carries, read leniently: a job is dead-lettered
+ * because it failed to decode (a bad outcome, invalid UTF-8 in a field,
+ * too big), and the operator still needs its event_id to find it. Scans
+ * the job's top-level msgpack map for the key "event_id" with a string
+ * value in UUID form, stopping at anything it cannot step over (a nested
+ * container, a truncated value). Returns 1 with id[16] filled, else 0. */
+int dlq_job_event_id(const char *job, size_t len, uint8_t id[16]);
+
 /* The filters of `auditqctl dlq`. Zero-initialise, then set what applies. */
 typedef struct dlq_filter {
     const char *reason;       /* case-sensitive substring of reason */

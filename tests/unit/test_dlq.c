@@ -89,6 +89,35 @@ static void test_worker_record(void **state)
     free(rec.data);
 }
 
+/* dlq list showed "-" as the event id of every job that does not decode,
+ * though most of them name their event: dlq_job_event_id reads it. */
+static void test_undecodable_job_event_id(void **state)
+{
+    /* {"v": 1, "outcome": "maybe", "event_id": "0190f3b2-..."}: refused by
+     * the decoder (outcome), event id readable. */
+    static const char bad_outcome[] =
+        "\x83\xa1v\x01\xa7outcome\xa5maybe\xa8" "event_id\xd9\x24" "0190f3b2-5c4e-7a21-9d3b-6c2f1e8a4b70";
+    /* A nested map before event_id: the lenient scan stops there. */
+    static const char nested[] =
+        "\x82\xa1m\x81\xa1k\x01\xa8" "event_id\xd9\x24" "0190f3b2-5c4e-7a21-9d3b-6c2f1e8a4b70";
+    /* event_id that is no UUID. */
+    static const char not_uuid[] = "\x81\xa8" "event_id\xa3" "abc";
+    uint8_t id[16];
+    char text[AUDITQ_ID_SIZE], err[160];
+    aq_job j;
+    (void)state;
+
+    assert_int_equal(-1, codec_decode(bad_outcome, sizeof bad_outcome - 1, 65536, &j, err, sizeof err));
+    assert_int_equal(1, dlq_job_event_id(bad_outcome, sizeof bad_outcome - 1, id));
+    uuid_format(id, text);
+    assert_string_equal("0190f3b2-5c4e-7a21-9d3b-6c2f1e8a4b70", text);
+    assert_int_equal(0, dlq_job_event_id(nested, sizeof nested - 1, id));
+    assert_int_equal(0, dlq_job_event_id(not_uuid, sizeof not_uuid - 1, id));
+    assert_int_equal(0, dlq_job_event_id(bad_outcome, 20, id));   /* truncated */
+    assert_int_equal(0, dlq_job_event_id("\xc1", 1, id));
+    assert_int_equal(0, dlq_job_event_id(NULL, 0, id));
+}
+
 /* A crash-looping record as the recover script packs it with cmsgpack:
  * every Lua string is a str (the job too, even if not UTF-8), any order,
  * small ints as positive fixints. Bytes written out by hand. */
@@ -311,6 +340,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_worker_record), cmocka_unit_test(test_cmsgpack_record),
+        cmocka_unit_test(test_undecodable_job_event_id),
         cmocka_unit_test(test_bad_records),   cmocka_unit_test(test_filters),
         cmocka_unit_test(test_durations),     cmocka_unit_test(test_formats),
         cmocka_unit_test(test_json_str),      cmocka_unit_test(test_put_text),
