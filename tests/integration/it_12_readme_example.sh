@@ -90,8 +90,9 @@ done
 assert_eq 2 "$(rows)" "rows after the two runs"
 so=$(LD_LIBRARY_PATH=$LIBDIR ldd ./app-so | awk '$1 == "libauditq.so.0" { print $3 }')
 assert_eq "$LIBDIR/libauditq.so.0" "$so" "libauditq.so.0 as app-so loads it"
-if ldd ./app-a | grep -q libauditq; then
-    echo "FAIL: app-a (libauditq.a) loads a shared libauditq"; exit 1
+deps_a=$(ldd ./app-a)
+if grep -q libauditq <<<"$deps_a"; then
+    echo "FAIL: app-a (libauditq.a) loads a shared libauditq: $deps_a"; exit 1
 fi
 
 # ---- 3. a wrong URL: the library's message, exit 1, fast, no "queued" -----

@@ -109,8 +109,11 @@ readme_lines=(
     "psql -c \"CREATE ROLE auditq_reader LOGIN PASSWORD 'change-me'\""
     'auditqctl grants --writer auditq_writer --reader auditq_reader'
 )
+# (grep -q reads a file: at the end of a pipe it could SIGPIPE the writer,
+# which pipefail turns into a failure.)
+sed 's/^ *//' "$AQ_ROOT/README.md" >"$AQ_TMP/readme.txt"
 for l in "${readme_lines[@]}"; do
-    sed 's/^ *//' "$AQ_ROOT/README.md" | grep -qxF -- "$l" || { echo "FAIL: README lacks the line: $l"; exit 1; }
+    grep -qxF -- "$l" "$AQ_TMP/readme.txt" || { echo "FAIL: README lacks the line: $l"; exit 1; }
     if ! in_clean_shell "source $DEMO/demo.env; ${l//build\/bin/$BUILD/bin}" >"$AQ_TMP/line.out" 2>&1; then
         cat "$AQ_TMP/line.out"
         echo "FAIL: the README's command fails after source demo.env: $l"
