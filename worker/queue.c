@@ -35,21 +35,36 @@ static pthread_mutex_t sha_mu = PTHREAD_MUTEX_INITIALIZER;
 
 /* Every script that writes starts with this. ok(key, want) is true when
  * key is absent or of type want; otherwise it adds {key, type, want} to
- * `wrong`, which the script returns, and is false. Every key is checked
- * before the first write: Redis does not roll a script back when one of
- * its commands fails, so a WRONGTYPE half-way would leave the jobs moved
- * so far in neither place. TYPE costs no more than the LLEN beside it.
+ * `wrong`, which the script returns, and is false (once per key: the
+ * answer is kept). llen(key) is LLEN, or nil for a key of another type
+ * (listed in `wrong`); any other error is raised as before. Every key is
+ * checked before the first write that depends on it: Redis does not roll a
+ * script back when one of its commands fails, so a WRONGTYPE half-way
+ * would leave the jobs moved so far in neither place.
  * An ACL from before TYPE was needed (docs/SECURITY.md) makes TYPE fail:
  * the key is then taken as right, as it was before these checks. */
-#define LUA_TYPECHECK                                   \
-    "local wrong = {}\n"                                \
-    "local function ok(k, want)\n"                      \
-    "  local t = redis.pcall('TYPE', k)['ok']\n"        \
-    "  if not t or t == 'none' or t == want then return true end\n" \
-    "  wrong[#wrong + 1] = k\n"                         \
-    "  wrong[#wrong + 1] = t\n"                         \
-    "  wrong[#wrong + 1] = want\n"                      \
-    "  return false\n"                                  \
+#define LUA_TYPECHECK                                                      \
+    "local wrong, seen = {}, {}\n"                                         \
+    "local function ok(k, want)\n"                                         \
+    "  if seen[k] ~= nil then return seen[k] end\n"                        \
+    "  local t = redis.pcall('TYPE', k)['ok']\n"                           \
+    "  local good = not t or t == 'none' or t == want\n"                   \
+    "  if not good then\n"                                                 \
+    "    wrong[#wrong + 1] = k\n"                                          \
+    "    wrong[#wrong + 1] = t\n"                                          \
+    "    wrong[#wrong + 1] = want\n"                                       \
+    "  end\n"                                                              \
+    "  seen[k] = good\n"                                                   \
+    "  return good\n"                                                      \
+    "end\n"                                                                \
+    "local function llen(k)\n"                                             \
+    "  local n = redis.pcall('LLEN', k)\n"                                 \
+    "  if type(n) ~= 'table' then return n end\n"                          \
+    "  if not string.find(tostring(n['err']), 'WRONGTYPE', 1, true) then\n" \
+    "    return redis.call('LLEN', k)\n"                                   \
+    "  end\n"                                                              \
+    "  ok(k, 'list')\n"                                                    \
+    "  return nil\n"                                                       \
     "end\n"
 
 /* KEYS: inflight, worker hash, q0..q3 (critical..low), dead, stats
@@ -78,10 +93,10 @@ static script s_fetch = {"fetch",
     LUA_TYPECHECK
     "local ik, wk = KEYS[1], KEYS[2]\n"
     "local field = 'src:' .. ARGV[2]\n"
-    "local own = ok(ik, 'list')\n"
-    "own = ok(wk, 'hash') and own\n"
-    "if not own then return {'', {}, 0, wrong} end\n"
-    "if redis.call('LLEN', ik) > 0 then\n"
+    "local held = llen(ik)\n"
+    "if not held then return {'', {}, 0, wrong} end\n"
+    "if held > 0 then\n"
+    "  if not ok(wk, 'hash') then return {'', {}, 0, wrong} end\n"
     "  local src = redis.call('HGET', wk, field)\n"
     "  if not src then\n"
     "    src = '2:' .. ARGV[3]\n"
@@ -89,11 +104,9 @@ static script s_fetch = {"fetch",
     "  end\n"
     "  return {src, redis.call('LRANGE', ik, 0, -1), 0, wrong}\n"
     "end\n"
-    "local dead_ok = ok(KEYS[7], 'list')\n"
-    "local stats_ok = ok(KEYS[8], 'hash')\n"
     "local lens = {}\n"
     "for p = 0, 3 do\n"
-    "  lens[p] = ok(KEYS[3 + p], 'list') and redis.call('LLEN', KEYS[3 + p]) or 0\n"
+    "  lens[p] = llen(KEYS[3 + p]) or 0\n"
     "end\n"
     "local lim = tonumber(ARGV[10])\n"
     "while true do\n"
@@ -120,19 +133,19 @@ static script s_fetch = {"fetch",
     "  end\n"
     "  local q = KEYS[3 + pick]\n"
     "  local items = redis.call('LRANGE', q, -tonumber(ARGV[1]), -1)\n"
-    "  if not dead_ok then\n"
-    /* items[#items] is the oldest: keep the run older than the newest
-     * oversized job, which stays queued with everything newer. */
-    "    local j = 0\n"
-    "    for i = 1, #items do\n"
-    "      if #items[i] > lim then j = i end\n"
-    "    end\n"
-    "    if j > 0 then\n"
-    "      local older = {}\n"
-    "      for i = j + 1, #items do older[#older + 1] = items[i] end\n"
-    "      items = older\n"
-    "    end\n"
+    /* items[#items] is the oldest. j: the newest oversized job. */
+    "  local j = 0\n"
+    "  for i = 1, #items do\n"
+    "    if #items[i] > lim then j = i end\n"
     "  end\n"
+    "  if j > 0 and not ok(KEYS[7], 'list') then\n"
+    /* Cannot dead-letter it: keep the run older than it, which leaves it
+     * queued with everything newer. */
+    "    local older = {}\n"
+    "    for i = j + 1, #items do older[#older + 1] = items[i] end\n"
+    "    items = older\n"
+    "  end\n"
+    "  if #items > 0 and not ok(wk, 'hash') then return {'', {}, 0, wrong} end\n"
     "  if #items > 0 then\n"
     "    redis.call('LTRIM', q, 0, -#items - 1)\n"
     "    local dl, keep, now = 0, {}, 0\n"
@@ -153,14 +166,15 @@ static script s_fetch = {"fetch",
     "    end\n"
     "    if dl > 0 then\n"
     "      items = keep\n"
-    "      if stats_ok then\n"
+    "      local counted = ok(KEYS[8], 'hash')\n"
+    "      if counted then\n"
     "        redis.call('HINCRBY', KEYS[8], 'dead_lettered', dl)\n"
     "        redis.call('HINCRBY', KEYS[8], 'failed', dl)\n"
     "      end\n"
     "      local len, dmax = redis.call('LLEN', KEYS[7]), tonumber(ARGV[13])\n"
     "      if len > dmax then\n"
     "        redis.call('LTRIM', KEYS[7], 0, dmax - 1)\n"
-    "        if stats_ok then redis.call('HINCRBY', KEYS[8], 'dead_trimmed', len - dmax) end\n"
+    "        if counted then redis.call('HINCRBY', KEYS[8], 'dead_trimmed', len - dmax) end\n"
     "      end\n"
     "      if #items == 0 then return {'', {}, dl, wrong} end\n"
     "    end\n"
