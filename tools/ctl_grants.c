@@ -120,7 +120,7 @@ int ctl_grants(const aq_config *cfg, int argc, char **argv)
             /* The one rule for values (config.h): "--writer --reader r" is refused. */
             name = argv[++i];
         } else {
-            fprintf(stderr, GR_PROG ": %s (a role name)\n", err);
+            fprintf(stderr, GR_PROG ": %s%s\n", err, i + 1 < argc ? "" : " (a role name)");
             return CTL_USAGE;
         }
         if (name[0] == '\0') {
