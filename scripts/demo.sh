@@ -42,7 +42,7 @@ RBIN=${BIN#"$REPO"/}          # build/bin
 EVENTS=${DEMO_EVENTS:-100000}
 DRAIN_TIMEOUT=${DEMO_DRAIN_TIMEOUT:-180}
 WORKER_THREADS=2
-NSTEPS=7
+NSTEPS=8
 
 # shellcheck source=tests/lib/harness.sh
 source "$REPO/tests/lib/harness.sh"
@@ -145,6 +145,7 @@ write_env() {
         printf 'export AUDITQ_DATABASE_URL=%q\n' "$AUDITQ_DATABASE_URL"
         printf 'export PGHOST=127.0.0.1 PGPORT=%q PGUSER=postgres PGDATABASE=auditq\n' "$PG_PORT"
         printf 'export DEMO_METRICS_URL=%q\n' "http://127.0.0.1:${DEMO_HTTP_PORT:-}/metrics"
+        printf 'export AUDITQ_VERIFY_KEY_FILE=%q AUDITQ_ANCHOR_DIR=%q\n' "$RUN/seal.key.pub" "$RUN/anchors"
         printf 'DEMO_HTTP_PORT=%q\n' "${DEMO_HTTP_PORT:-}"
         printf 'export DEMO_REDIS_PORT=%q\n' "$REDIS_PORT"
         printf 'DEMO_REDIS_PID=%q\n' "${DEMO_REDIS_PID:-}"
@@ -433,8 +434,14 @@ step_worker() {
     # HTTP on: /metrics, /healthz and /readyz on a port of its own, the same
     # one when a reused demo restarts the worker (URLs copied keep working).
     [[ -n "${DEMO_HTTP_PORT:-}" ]] || DEMO_HTTP_PORT=$(free_port) || die "no free TCP port for the worker's HTTP"
+    # Sealing on (docs/INTEGRITY.md): a signing key of the demo's own, the
+    # checkpoints published to $RUN/anchors; step 8 verifies the trail.
+    [[ -f "$RUN/seal.key" ]] || "$BIN/auditqctl" keygen "$RUN/seal.key" >/dev/null ||
+        die "auditqctl keygen failed"
+    mkdir -p "$RUN/anchors"
     harness_spawn worker "$BIN/auditq-worker" --threads "$WORKER_THREADS" \
-        --set "http_listen=127.0.0.1:$DEMO_HTTP_PORT"
+        --set "http_listen=127.0.0.1:$DEMO_HTTP_PORT" \
+        --set "seal_key_file=$RUN/seal.key" --set "anchor_dir=$RUN/anchors"
     DEMO_WORKER_PID=$HARNESS_LAST_PID
     write_env
     # Up = it logged its start and Redis counts a live worker (heartbeat).
@@ -614,6 +621,29 @@ Run make demo again to reuse these servers and add another $(commas "$EVENTS") e
 EOF
 }
 
+# The trail, checked: every row against its sealed leaf, the Merkle tree
+# against every signed checkpoint in PostgreSQL and in $RUN/anchors. Waits
+# (10 s at most) for the events just written to be sealed.
+step_verify() {
+    local i out
+    step 8 "Verify the audit trail: auditqctl verify"
+    for ((i = 0; i < 100; i++)); do
+        [[ "$("$PG_BINDIR/psql" -X -A -t -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d auditq -c             "SELECT count(*) FROM auditq_evidence_batch b WHERE NOT EXISTS
+             (SELECT 1 FROM auditq_seal_assignment a WHERE a.item_id = b.batch_id)" </dev/null)" == 0 ]] && break
+        sleep 0.1
+    done
+    out=$(AUDITQ_VERIFY_KEY_FILE="$RUN/seal.key.pub" AUDITQ_ANCHOR_DIR="$RUN/anchors" \
+          "$BIN/auditqctl" verify 2>&1) || { printf '%s\n' "$out" | indent; die "auditqctl verify failed"; }
+    printf '%s\n' "$out" | indent
+    cat <<EOF
+Tamper with a row as a superuser and verify names it (README, "Integrity"):
+  source $R/demo.env
+  psql -c "SET session_replication_role = replica; UPDATE audit_events SET actor_id = 'mallory'
+           WHERE event_id = (SELECT event_id FROM audit_events ORDER BY event_id LIMIT 1)"
+  auditqctl verify
+EOF
+}
+
 demo_status() {
     if demo_alive; then
         say "A demo is running (started ${DEMO_STARTED:-?}):"
@@ -657,6 +687,7 @@ demo_start() {
     step_drain
     step_psql
     step_final
+    step_verify
     say "(demo took $(secs_between "$t0" "$(now_us)") s)"
     DEMO_OK=1
 }
