@@ -61,7 +61,8 @@ assert_eq 12000 "$(in_clean_shell "source $DEMO/demo.env; psql -XAtc 'SELECT cou
 # ---- 2. what the demo prints at the end, as printed -------------------------
 # The lines between "source ..." and "Stop it all", minus the interactive ones
 # (tail -f, redis-cli without a command: it gets PING).
-printed=$(awk '/^  source / { on = 1 } /^Stop it all/ { on = 0 } on && /^  [a-z]/' "$AQ_TMP/demo.out" |
+# Only the first such block: later steps may print other examples.
+printed=$(awk '/^  source / && !done { on = 1 } /^Stop it all/ { if (on) done = 1; on = 0 } on && /^  [a-z]/' "$AQ_TMP/demo.out" |
     grep -v '^  tail -f ' | sed -E 's/^(  redis-cli -p [0-9]+)( .*)?$/\1 ping/')
 assert_eq 8 "$(wc -l <<<"$printed")" "commands the demo prints"
 out=$(in_clean_shell "$printed" 2>"$AQ_TMP/printed.err") ||
