@@ -139,10 +139,10 @@
 #include "codec.h"
 #include "config.h"
 #include "http.h"
+#include "keyhealth.h"
 #include "keys.h"
 #include "log.h"
 #include "metrics.h"
-#include "keyhealth.h"
 #include "pgw.h"
 #include "queue.h"
 #include "redisconn.h"
@@ -231,13 +231,13 @@ struct worker {
     int sample_ok;                     /* the most recent attempt succeeded */
     int64_t sample_us;                 /* wall clock of the last success */
     char sample_err[256];
+    keyhealth kh;                      /* Redis keys of the wrong type (writers report too) */
     uint64_t last_processed;
     int64_t last_summary_us;
     http_server *http;
     seal *seal;                        /* sequencer (worker/seal.c); NULL: sealing off */
 
     struct ev_loop *loop;
-    keyhealth kh;                      /* Redis keys of the wrong type (writers report too) */
     ev_signal sig_term, sig_int, sig_hup;
     ev_timer t_heartbeat, t_recover, t_promote, t_maint, t_summary, t_sample, t_stop;
 
@@ -545,23 +545,23 @@ static int settle_batch(wthread *t, queue_batch *b, size_t processed, size_t nr,
 
     for (;;) {
         int fenced = 0;
+        queue_wrongset ws = {0};
         metrics_set_state(t->m, MST_SETTLING);
         int connected = ensure_redis(t) == 0; /* ensure_redis logs its own failure */
         int ok = connected &&
                  queue_settle(t->rc, &w->keys, w->id, t->idx, b->token, processed, t->retries, nr,
                               t->dead, nd, t->cfg.dead_letter_max, &fenced, &ws, err, sizeof err) == 0;
         note_redis(t);
-        queue_wrongset ws = {0};
+        /* Keys of the wrong type are logged by keyhealth, rate-limited: a
+         * settle refused for one retries every 2 s until it is fixed. */
+        for (size_t i = 0; i < ws.n; i++)
+            keyhealth_report(&w->kh, ws.k[i].key, ws.k[i].type, ws.k[i].expected, "settle");
         if (ok) {
             if (fenced && attempt == 0)
                 log_warn("batch was recovered by another worker meanwhile; its copy will be re-written "
                          "idempotently", " thread=%d jobs=%zu", t->idx, b->n);
             else if (fenced)
                 log_warn("batch no longer ours after a failed settle: that settle went through and only "
-        /* Keys of the wrong type are logged by keyhealth, rate-limited: a
-         * settle refused for one retries every 2 s until it is fixed. */
-        for (size_t i = 0; i < ws.n; i++)
-            keyhealth_report(&w->kh, ws.k[i].key, ws.k[i].type, ws.k[i].expected, "settle");
                          "its answer was lost, or another worker recovered the batch (and re-writes it "
                          "idempotently)", " thread=%d jobs=%zu", t->idx, b->n);
             return 0;
@@ -785,6 +785,8 @@ static void *thread_main(void *arg)
         int frc = queue_fetch(t->rc, &w->keys, w->id, t->idx, c->priority_mode == PRIO_WEIGHTED,
                               c->weights, r01, c->batch_size, ++t->seq, &lim, &b, err, sizeof err);
         note_redis(t);
+        for (size_t i = 0; frc == 0 && i < b.wrong.n; i++)
+            keyhealth_report(&w->kh, b.wrong.k[i].key, b.wrong.k[i].type, b.wrong.k[i].expected, "fetch");
         if (frc == 0 && b.dead_oversized > 0) {
             atomic_fetch_add(&t->m->failed, b.dead_oversized);  /* as the fetch script counts */
             atomic_fetch_add(&t->m->dead_lettered, b.dead_oversized);
@@ -837,8 +839,6 @@ static redisContext *main_redis(worker *w)
     if (w->rc)
         return w->rc;
     int64_t now = clock_mono_us();
-        for (size_t i = 0; frc == 0 && i < b.wrong.n; i++)
-            keyhealth_report(&w->kh, b.wrong.k[i].key, b.wrong.k[i].type, b.wrong.k[i].expected, "fetch");
     if (now < w->rc_retry_us)
         return NULL;
     w->rc = redis_connect(&w->rt, w->cfg.redis_connect_timeout_ms, w->cfg.redis_timeout_ms, err,
@@ -973,6 +973,9 @@ static void on_sample(struct ev_loop *loop, ev_timer *tm, int revents)
         w->sample_ok = 0;
         return;
     }
+    for (size_t i = 0; i < s.nwrong; i++)
+        keyhealth_report(&w->kh, s.wrong[i].key, s.wrong[i].type, s.wrong[i].expected, "sample");
+    keyhealth_sweep(&w->kh);
     w->sample = s;
     w->sample_have = 1;
     w->sample_ok = 1;
@@ -1025,9 +1028,6 @@ static void on_maint(struct ev_loop *loop, ev_timer *tm, int revents)
     PQclear(r);
     PQfinish(pg);
 }
-    for (size_t i = 0; i < s.nwrong; i++)
-        keyhealth_report(&w->kh, s.wrong[i].key, s.wrong[i].type, s.wrong[i].expected, "sample");
-    keyhealth_sweep(&w->kh);
 
 /* ---- retention on a timer ------------------------------------------------- */
 
@@ -1209,6 +1209,7 @@ static void on_http(void *ctx, const http_request *req, http_response *resp)
     int n;
 
     if (strcmp(req->path, "/metrics") == 0) {
+        size_t nwrong = keyhealth_snapshot(&w->kh, wrong, METRICS_WRONG_MAX);
         metrics_view v = {
             .version = AUDITQ_VERSION, .worker_id = w->id, .namespace_ = w->keys.ns,
             .start_us = w->started_us, .now_us = clock_now_us(), .threads = w->mt,
@@ -1232,6 +1233,9 @@ static void on_http(void *ctx, const http_request *req, http_response *resp)
         return;
     }
     if (strcmp(req->path, "/readyz") == 0) {
+        /* A key of the wrong type degrades, it does not make us unready:
+         * see is_ready. */
+        int degraded = keyhealth_describe(&w->kh, deg, sizeof deg) > 0;
         if (is_ready(w, why, sizeof why)) {
             resp->status = 200;
             n = snprintf(ready, sizeof ready, "ready%s%s\n", degraded ? ", degraded: " : "", degraded ? deg : "");
@@ -1262,7 +1266,6 @@ static int build_config(aq_config *c, const char *path, char *const *sets,
     if (config_load_env(c, err, errlen) != 0)
         return -1;
     for (int i = 0; i < nsets; i++) {
-        size_t nwrong = keyhealth_snapshot(&w->kh, wrong, METRICS_WRONG_MAX);
         char key[128];
         const char *eq = strchr(sets[i], '=');
         /* The shape was checked when the flag was read. */
@@ -1286,9 +1289,6 @@ static void collect_change(void *ctx, const config_change *ch)
         r->ch[r->n++] = *ch;
     if (ch->applied)
         r->applied++;
-        /* A key of the wrong type degrades, it does not make us unready:
-         * see is_ready. */
-        int degraded = keyhealth_describe(&w->kh, deg, sizeof deg) > 0;
     else
         r->restart++;
 }
@@ -1671,6 +1671,7 @@ int main(int argc, char **argv)
         return 0;
     }
     atomic_store(&log_level, w->cfg.log_level);
+    keyhealth_init(&w->kh, &w->keys);
     signal(SIGPIPE, SIG_IGN);
     w->boot_cfg = w->cfg;
     make_identity(w);
@@ -1762,7 +1763,6 @@ int main(int argc, char **argv)
             log_warn("a retention run is still going; it is abandoned and its current step rolled back "
                      "(the next run redoes it)", NULL);
         } else {
-    keyhealth_init(&w->kh, &w->keys);
             pthread_join(w->ret_tid, NULL);
         }
     }
