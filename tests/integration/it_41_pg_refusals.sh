@@ -42,11 +42,11 @@ FIX_LOGIN="fix the user or password in database_url, or the role or pg_hba.conf 
 grants_fix() { printf "as the owner of audit_events run 'auditqctl grants --writer %s' (INSERT on audit_events, TEMPORARY on the database; docs/SECURITY.md)" "$1"; }
 PGFAIL="connection to server at \\\"127.0.0.1\\\", port $PG_PORT failed: FATAL:"
 
-# refused NAME URL WANT: the worker exits 1 within 15 s and logs exactly WANT.
+# refused NAME URL WANT: the worker exits 1 within 15 s (x AQ_TIME_SCALE) and logs exactly WANT.
 refused() {
     local name=$1 rc=0 t0 ms
     t0=$(date +%s%3N)
-    timeout 15 "$BIN/auditq-worker" --set threads=2 --set "database_url=$2" 2>"$T/$name.log" || rc=$?
+    timeout $((15 * ${AQ_TIME_SCALE:-1})) "$BIN/auditq-worker" --set threads=2 --set "database_url=$2" 2>"$T/$name.log" || rc=$?
     ms=$(($(date +%s%3N) - t0))
     assert_eq "1|$3" "$rc|$(sed -E 's/^ts=[^ ]+ //' "$T/$name.log")" "$name: exit status and log"
     assert_eq 0 "$(R ZCARD '{auditq}:workers')" "$name: workers registered in Redis"
