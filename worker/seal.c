@@ -45,8 +45,8 @@
  *   anchor_command fails or hangs: it is killed after
  *     SEAL_COMMAND_TIMEOUT_MS, counted in publish failures, logged, and
  *     retried on later ticks (up to SEAL_RETRY_MAX notes kept in memory);
- *     sealing goes on meanwhile. Without anchor_dir a crash loses the
- *     retry list: set anchor_dir for a durable record.
+ *     sealing goes on meanwhile. A crash loses that retry list (the
+ *     checkpoint stays in PostgreSQL, and in anchor_dir when set).
  *   anchor_dir unwritable: counted, logged, retried by the republish scan.
  *   PostgreSQL down or restarted: the tick fails, the connection is
  *     dropped and made again on the next tick; nothing is lost (the
@@ -376,7 +376,7 @@ static void seal_publish(seal *s, uint64_t size, const char *note)
         }
     }
     if (wrote > 0)
-        seal_command(s, size, note, s->cfg.anchor_dir[0] == '\0');
+        seal_command(s, size, note, 1);
 }
 
 /* Compares the newest `limit` checkpoints of PostgreSQL with anchor_dir and
@@ -421,7 +421,7 @@ static int seal_republish(seal *s, int limit, char *err, size_t errlen)
             }
             if (w > 0) {
                 published++;
-                seal_command(s, size, note, 0);
+                seal_command(s, size, note, 1);
             }
         }
         if (published > 0)

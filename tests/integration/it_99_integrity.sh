@@ -78,7 +78,17 @@ psql_q "INSERT INTO audit_events (event_id, occurred_at, priority, tenant_id, ac
          '{\"z\": 1, \"a\": {\"nested\": {\"deep\": [\"x\", 0.000]}}, \"emoji\": \"🎉\\u00e9\\t\"}'),
         ('00000000-0000-7000-8000-000000000003', now(), 'critical', 't', 'a', 'ai', 'long',
          NULL, NULL, 'denied', NULL, repeat('x', 100000), NULL, NULL, '[]', '{}')"
-worker_start w1 "${SEAL[@]}" --set threads=2
+# anchor_command: a witness that appends each checkpoint to a file, and
+# refuses the very first one (retried on a later tick).
+cat >"$AQ_TMP/witness.sh" <<EOF
+#!/bin/sh
+if [ ! -e "$AQ_TMP/witness.refused" ]; then : >"$AQ_TMP/witness.refused"; cat >/dev/null; exit 3; fi
+cat >>"$AQ_TMP/witness.log"
+EOF
+chmod +x "$AQ_TMP/witness.sh"
+HTTP_PORT=$(free_port)
+worker_start w1 "${SEAL[@]}" --set threads=2 --set "anchor_command=$AQ_TMP/witness.sh" \
+    --set "http_listen=127.0.0.1:$HTTP_PORT"
 out=$("$TBIN/it_client" stream --mode async --events 3000 --tag ok --ack-log "$AQ_TMP/acked" \
       --stop-file "$AQ_TMP/never")
 assert_eq "stream: mode=async sent=3000 acked=3000 failed=0" "$out" "producer"
@@ -112,6 +122,29 @@ for id in 00000000-0000-7000-8000-000000000001 00000000-0000-7000-8000-000000000
     assert_eq "$sql_entry" "$c_entry" "entry of $id: SQL encoder = C encoder"
 done
 it_pass "untampered: verified, leaves = rows, SQL and C encoders agree"
+
+# The witness got every checkpoint exactly once, the refused one on a retry.
+assert_eq "$(psql_q "SELECT string_agg(tree_size::text, ' ' ORDER BY tree_size) FROM auditq_checkpoint")" \
+    "$(grep -A1 -x 'auditq' "$AQ_TMP/witness.log" | grep -xE '[0-9]+' | sort -n | paste -sd' ')" \
+    "checkpoints handed to anchor_command: each tree size once"
+grep -q 'msg="checkpoint not handed to anchor_command; retried on the next ticks".*exited with status 3' "$AQ_TMP/w1.log" ||
+    { echo "FAIL: the refused checkpoint is not logged"; exit 1; }
+assert_eq 1 "$(curl -s "http://127.0.0.1:$HTTP_PORT/metrics" | awk '$1 == "auditq_seal_publish_failures_total" { print $2 }')" \
+    "auditq_seal_publish_failures_total"
+assert_eq 3003 "$(curl -s "http://127.0.0.1:$HTTP_PORT/metrics" | awk '$1 == "auditq_seal_events" { print $2 }')" \
+    "auditq_seal_events"
+it_pass "anchor_command: every checkpoint once, a refusal logged, counted and retried"
+
+# Incremental: from the second checkpoint on, trusting its signed frontier.
+size2=$(psql_q "SELECT tree_size FROM auditq_checkpoint ORDER BY tree_size LIMIT 1 OFFSET 1")
+at2=$(psql_q "SELECT signed_at FROM auditq_checkpoint WHERE tree_size = $size2")
+json=$(V --since "$at2" --json)
+assert_eq "true $size2 0" "$("$PY" -c '
+import json, sys
+v = json.loads(sys.argv[1])
+print(str(v["verified"]).lower(), v["from_leaf"], v["findings_total"])' "$json")" \
+    "verify --since: verified from the starting checkpoint's size"
+it_pass "verify --since starts from a signed checkpoint's frontier"
 
 worker_stop w1
 
