@@ -204,19 +204,19 @@ static int spool_inspect(const char *path, int records, int json)
         }
     }
     if (!json) {
-    printf("file:       %s\n", path);
-    printf("namespace:  %s\n", spool_hdr(s)->ns);
-    printf("spool id:   %016" PRIx64 "\n", spool_hdr(s)->id);
-    printf("size:       %" PRIu64 " bytes\n", spool_size(s));
-    if (info.pos_found)
-        printf("position:   %" PRIu64 " (from %s%s)\n", pos, path, SPOOL_POS_SUFFIX);
-    else
-        printf("position:   %d (no position for this file in %s%s: from the first record)\n", SPOOL_HEADER_SIZE,
-               path, SPOOL_POS_SUFFIX);
-    printf("locked:     %s\n", held ? "yes (a running producer or replay holds it)" : "no");
-    if (records)
-        printf("%12s %7s %-8s %-8s %-36s %-24s %s\n", "offset", "bytes", "priority", "state", "event_id",
-               "occurred_at", "action");
+        printf("file:       %s\n", path);
+        printf("namespace:  %s\n", spool_hdr(s)->ns);
+        printf("spool id:   %016" PRIx64 "\n", spool_hdr(s)->id);
+        printf("size:       %" PRIu64 " bytes\n", spool_size(s));
+        if (info.pos_found)
+            printf("position:   %" PRIu64 " (from %s%s)\n", pos, path, SPOOL_POS_SUFFIX);
+        else
+            printf("position:   %d (no position for this file in %s%s: from the first record)\n", SPOOL_HEADER_SIZE,
+                   path, SPOOL_POS_SUFFIX);
+        printf("locked:     %s\n", held ? "yes (a running producer or replay holds it)" : "no");
+        if (records)
+            printf("%12s %7s %-8s %-8s %-36s %-24s %s\n", "offset", "bytes", "priority", "state", "event_id",
+                   "occurred_at", "action");
     }
     spool_reader_fd(&r, spool_fd(s), SPOOL_HEADER_SIZE, spool_size(s));
     while ((st = spool_reader_next(&r, &rec)) != SPOOL_END) {
