@@ -10,6 +10,9 @@
 #   role with no TEMPORARY on the database (42501 at CREATE TEMP TABLE)
 #   no such database     (3D000)   "... database missing"
 #   not migrated         (42P01)   "... table missing"
+# INSERT revoked while a worker runs (a live connection that cannot write):
+# its thread gives the batch back, parks, /readyz names "privilege missing"
+# with the fix; granted again, it resumes and writes every job.
 # And the opposite: a PostgreSQL that is merely down at start is transient
 # -- the worker runs, says "postgres unreachable", gives the batch it took
 # back after pg_release_after_ms to the front of its queue, byte for byte
@@ -74,6 +77,29 @@ wait_for 20 drained
 assert_eq 50 "$(rows)" "rows written by aq_writer with its password"
 worker_stop good
 
+# Revoked while it runs: the thread gives its batch back, parks, /readyz
+# names the cause and the fix; granted again, it resumes and writes them.
+HP=$(free_port)
+worker_start rev --set threads=1 --set batch_size=10 --set pg_release_after_ms=1000 --set backoff_max_ms=300 \
+    --set http_listen=127.0.0.1:$HP --set "database_url=$(url aq_writer:wpw)"
+wait_for 10 curl -sf -o /dev/null "http://127.0.0.1:$HP/healthz"
+psql_q "REVOKE INSERT ON audit_events FROM aq_writer" >/dev/null
+"$TBIN/it_client" send --events 25 --priority 1 --tag revoke >/dev/null
+wait_for 20 grep -qE 'msg="batch released to the front of its queue: PostgreSQL cannot take it; a healthy worker takes it next" thread=0 jobs=[0-9]+ priority=high cause="privilege missing"' "$T/rev.log"
+READY_PRIV="not ready: postgresql privilege missing (0 of 1 writer threads can write): as the owner of audit_events run 'auditqctl grants --writer aq_writer' (INSERT on audit_events, TEMPORARY on the database; docs/SECURITY.md)"
+assert_eq "503|$READY_PRIV" "$(curl -s -o "$T/ready.txt" -w '%{http_code}' "http://127.0.0.1:$HP/readyz")|$(cat "$T/ready.txt")" \
+    "/readyz with INSERT revoked"
+grep -q 'msg="postgres privilege missing" thread=0 error=".*42501 permission denied for table audit_events; as the owner of audit_events run '"'"'auditqctl grants --writer aq_writer'"'" "$T/rev.log" ||
+    { echo "FAIL: no 'postgres privilege missing' line with the fix"; grep -v summary "$T/rev.log" | tail -n 5; exit 1; }
+sleep 1.5   # parked: probes once a second, fetches nothing
+assert_eq 25 "$(queued)" "jobs queued while INSERT is revoked (none held)"
+psql_q "GRANT INSERT ON audit_events TO aq_writer" >/dev/null
+wait_for 20 drained
+assert_eq 75 "$(rows)" "rows after INSERT was granted again"
+assert_eq 200 "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HP/readyz")" "/readyz after the grant"
+worker_stop rev
+it_pass "INSERT revoked while the worker runs: its batch given back, /readyz 'postgresql privilege missing' with the fix, nothing held; granted again: all 25 written"
+
 # Down at start is not a refusal: the worker waits for it, holding nothing.
 "$BIN/auditq-bench" enqueue --events 30 --no-ref --quiet --seed 42 >/dev/null
 "$TBIN/it_client" send --events 20 --priority 0 --tag order >/dev/null   # critical: taken first
@@ -92,6 +118,6 @@ assert_eq 0 "$(R LLEN "{auditq}:inflight:$(R ZRANGE '{auditq}:workers' 0 0):0")"
 assert_eq 1 "$(grep -c 'msg="batch released' "$T/down.log")" "batches given back (parked: no second fetch)"
 pg_start_again
 wait_for 30 drained
-assert_eq 100 "$(rows)" "rows after PostgreSQL came up"
+assert_eq 125 "$(rows)" "rows after PostgreSQL came up"
 worker_stop down
 it_pass "PostgreSQL down at start: the worker runs, logs 'postgres unreachable', gives its batch of 7 back to the front of its queue in order, fetches no more, writes the 50 jobs once it is up"
