@@ -241,75 +241,100 @@ static int seal_publish_file(seal *s, uint64_t size, const char *note, size_t le
 
 /* Runs anchor_command with note on its stdin, in its own process group,
  * killed after SEAL_COMMAND_TIMEOUT_MS. 0 when it exits 0, else -1 with
- * err. The child only execs (async-signal-safe after fork in a threaded
- * process). */
+ * err. Its exit status comes back through a pipe (fd 3 of a wrapping sh),
+ * not from waitpid: the worker's libev loop reaps every child on SIGCHLD,
+ * so waitpid here could find the child gone and report a success as a
+ * failure (seen: the command then ran twice). The child only execs
+ * (async-signal-safe after fork in a threaded process). */
 static int seal_run_command(seal *s, const char *note, size_t len, char *err, size_t errlen)
 {
-    int fds[2], status = 0, rc = -1;
+    int in[2], st[2], rc = -1, code = -1;
     size_t off = 0;
+    char buf[16];
+    size_t got = 0;
     pid_t pid;
     int64_t deadline = clock_mono_us() + (int64_t)SEAL_COMMAND_TIMEOUT_MS * 1000;
 
-    if (pipe2(fds, O_CLOEXEC) != 0) {
+    if (pipe2(in, O_CLOEXEC) != 0) {
         snprintf(err, errlen, "anchor_command: pipe: %s", strerror(errno));
+        return -1;
+    }
+    if (pipe2(st, O_CLOEXEC) != 0) {
+        snprintf(err, errlen, "anchor_command: pipe: %s", strerror(errno));
+        close(in[0]);
+        close(in[1]);
         return -1;
     }
     pid = fork();
     if (pid < 0) {
         snprintf(err, errlen, "anchor_command: fork: %s", strerror(errno));
-        close(fds[0]);
-        close(fds[1]);
+        close(in[0]);
+        close(in[1]);
+        close(st[0]);
+        close(st[1]);
         return -1;
     }
     if (pid == 0) {
         setpgid(0, 0);
-        dup2(fds[0], 0);
-        execl("/bin/sh", "sh", "-c", s->cfg.anchor_command, (char *)NULL);
+        dup2(in[0], 0);
+        dup2(st[1], 3);   /* dup2 clears close-on-exec on fd 3 */
+        execl("/bin/sh", "sh", "-c", "/bin/sh -c \"$1\" 3>&-; echo $? >&3", "sh", s->cfg.anchor_command,
+              (char *)NULL);
         _exit(127);
     }
-    close(fds[0]);
-    fcntl(fds[1], F_SETFL, O_NONBLOCK);
+    close(in[0]);
+    close(st[1]);
+    fcntl(in[1], F_SETFL, O_NONBLOCK);
     while (off < len) {
-        struct pollfd p = { .fd = fds[1], .events = POLLOUT };
+        struct pollfd p = { .fd = in[1], .events = POLLOUT };
         int64_t left = (deadline - clock_mono_us()) / 1000;
         if (left <= 0)
             break;
         if (poll(&p, 1, (int)left) <= 0)
             continue;
-        ssize_t w = write(fds[1], note + off, len - off);
+        ssize_t w = write(in[1], note + off, len - off);
         if (w < 0 && (errno == EAGAIN || errno == EINTR))
             continue;
         if (w < 0)
             break;  /* EPIPE: the command did not read it all; its status says why */
         off += (size_t)w;
     }
-    close(fds[1]);
+    close(in[1]);
     for (;;) {
-        pid_t g = waitpid(pid, &status, WNOHANG);
-        if (g == pid)
-            break;
-        if (g < 0 && errno != EINTR) {
-            snprintf(err, errlen, "anchor_command: waitpid: %s", strerror(errno));
-            return -1;
-        }
-        if (clock_mono_us() >= deadline) {
+        struct pollfd p = { .fd = st[0], .events = POLLIN };
+        int64_t left = (deadline - clock_mono_us()) / 1000;
+        ssize_t r;
+        if (left <= 0) {
             kill(-pid, SIGKILL);
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
             snprintf(err, errlen, "anchor_command did not finish within %d ms and was killed: %.300s",
                      SEAL_COMMAND_TIMEOUT_MS, s->cfg.anchor_command);
-            return -1;
+            goto out;
         }
-        usleep(10000);
+        if (poll(&p, 1, (int)left) <= 0)
+            continue;
+        r = read(st[0], buf + got, sizeof buf - 1 - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+        if (got == sizeof buf - 1)
+            break;
     }
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+    buf[got] = '\0';
+    if (got > 0)
+        code = atoi(buf);
+    if (code == 0)
         rc = 0;
-    else if (WIFEXITED(status))
-        snprintf(err, errlen, "anchor_command exited with status %d: %.300s", WEXITSTATUS(status),
-                 s->cfg.anchor_command);
+    else if (code > 0)
+        snprintf(err, errlen, "anchor_command exited with status %d: %.300s", code, s->cfg.anchor_command);
     else
-        snprintf(err, errlen, "anchor_command was killed by signal %d: %.300s",
-                 WIFSIGNALED(status) ? WTERMSIG(status) : 0, s->cfg.anchor_command);
+        snprintf(err, errlen, "anchor_command ended without an exit status (killed?): %.300s",
+                 s->cfg.anchor_command);
+out:
+    close(st[0]);
+    /* Reap it unless libev already did (then ECHILD at once). */
+    waitpid(pid, NULL, 0);
     return rc;
 }
 

@@ -89,11 +89,15 @@ chmod +x "$AQ_TMP/witness.sh"
 HTTP_PORT=$(free_port)
 worker_start w1 "${SEAL[@]}" --set threads=2 --set "anchor_command=$AQ_TMP/witness.sh" \
     --set "http_listen=127.0.0.1:$HTTP_PORT"
-out=$("$TBIN/it_client" stream --mode async --events 3000 --tag ok --ack-log "$AQ_TMP/acked" \
-      --stop-file "$AQ_TMP/never")
-assert_eq "stream: mode=async sent=3000 acked=3000 failed=0" "$out" "producer"
-wait_for $((30 * ${AQ_TIME_SCALE:-1})) drained || { echo "FAIL: not drained"; exit 1; }
-wait_for $((30 * ${AQ_TIME_SCALE:-1})) sealed || { echo "FAIL: evidence not sealed"; exit 1; }
+# Three rounds, each sealed before the next: at least four checkpoints
+# (the rollback below cuts between them).
+for round in 1 2 3; do
+    out=$("$TBIN/it_client" stream --mode async --events 1000 --tag ok --ack-log "$AQ_TMP/acked" \
+          --stop-file "$AQ_TMP/never")
+    assert_eq "stream: mode=async sent=1000 acked=1000 failed=0" "$out" "producer, round $round"
+    wait_for $((30 * ${AQ_TIME_SCALE:-1})) drained || { echo "FAIL: not drained"; exit 1; }
+    wait_for $((30 * ${AQ_TIME_SCALE:-1})) sealed || { echo "FAIL: evidence not sealed"; exit 1; }
+done
 assert_eq 3003 "$(rows)" "rows stored"
 
 json=$(V --json)
@@ -218,7 +222,7 @@ restore "the rollback"
 it_pass "rollback of the newest batches, evidence and checkpoints: caught by the published checkpoints"
 
 # ---- a published checkpoint file altered ------------------------------------
-f=$(ls "$ANCH" | grep '\.checkpoint$' | head -n 1)
+f=$(ls "$ANCH" | grep -m 1 '\.checkpoint$')
 # One digit of its "time" line changed: still well-formed, no longer signed.
 "$PY" - "$ANCH/$f" <<'PYEOF'
 import sys

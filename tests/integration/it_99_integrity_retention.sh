@@ -90,7 +90,7 @@ it_pass "verify --archive: each CSV export matches its sealed retention record"
 
 # One byte of CSV changed (an 'm' of an action becomes 'n'), re-gzipped.
 gzip -dc "$ARCH/$m3.csv.gz" >"$AQ_TMP/m3.csv"
-line=$(grep -n ',m3a,' "$AQ_TMP/m3.csv" | head -n 1 | cut -d: -f1)
+line=$(grep -m 1 -n ',m3a,' "$AQ_TMP/m3.csv" | cut -d: -f1)
 victim=$(sed -n "${line}p" "$AQ_TMP/m3.csv" | cut -d, -f1)
 sed -i "${line}s/,m3a,/,n3a,/" "$AQ_TMP/m3.csv"
 gzip -c "$AQ_TMP/m3.csv" >"$AQ_TMP/m3-altered.csv.gz"
