@@ -62,6 +62,7 @@
 
 #define VERIFY_PROG "auditqctl verify"
 #define VERIFY_FETCH 5000
+#define VERIFY_FETCH_TREE 64
 #define VERIFY_FINDINGS_KEPT 1000
 #define VERIFY_MAX_KEYS 16
 #define VERIFY_PROGRESS_ROWS 200000
@@ -261,7 +262,11 @@ static PGresult *vfetch(verify *v, const char *cursor)
     char sql[96];
     PGresult *r;
 
-    snprintf(sql, sizeof sql, "FETCH %d FROM %s", VERIFY_FETCH, cursor);
+    /* A tree row carries a whole batch's leaf hashes (32 bytes per event):
+     * fetch those few at a time, so memory does not follow the batch count. */
+    snprintf(sql, sizeof sql, "FETCH %d FROM %s",
+             strcmp(cursor, "tree") == 0 || strcmp(cursor, "pl") == 0 ? VERIFY_FETCH_TREE : VERIFY_FETCH,
+             cursor);
     r = PQexecParams(v->pg, sql, 0, NULL, NULL, NULL, NULL, 1);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         char first[600];
