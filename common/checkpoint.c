@@ -29,23 +29,10 @@
 #define SIG_BYTES (4 + crypto_sign_BYTES)
 #define KEY_FILE_MAX 4096
 
-static void fmt_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void fmt_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 int ckpt_crypto_init(char *err, size_t errlen)
 {
     if (sodium_init() < 0) {
-        fmt_err(err, errlen, "libsodium failed to initialise (sodium_init)");
+        text_errf(err, errlen, "libsodium failed to initialise (sodium_init)");
         return CKPT_ERR;
     }
     return CKPT_OK;
@@ -99,11 +86,11 @@ static int name_valid_n(const char *name, size_t len, const char *what, char *er
     size_t bad;
 
     if (len == 0) {
-        fmt_err(err, errlen, "%s is empty", what);
+        text_errf(err, errlen, "%s is empty", what);
         return 0;
     }
     if (len > CKPT_NAME_MAX) {
-        fmt_err(err, errlen, "%s is %zu bytes; at most %d are allowed", what, len, CKPT_NAME_MAX);
+        text_errf(err, errlen, "%s is %zu bytes; at most %d are allowed", what, len, CKPT_NAME_MAX);
         return 0;
     }
     bad = bad_text_at(name, len, 1);
@@ -114,7 +101,7 @@ static int name_valid_n(const char *name, size_t len, const char *what, char *er
 
         /* Just the offending character (or byte). */
         text_escape(shown, sizeof shown, name + bad, n ? n : 1, 4);
-        fmt_err(err, errlen,
+        text_errf(err, errlen,
                 "%s has '%s' at byte %zu; it must be printable UTF-8 without spaces or '+'",
                 what, shown, bad);
         return 0;
@@ -153,7 +140,7 @@ int ckpt_key_from_seed(const char *name, const unsigned char seed[32], ckpt_key 
         return CKPT_ERR;
     memset(k, 0, sizeof *k);
     if (crypto_sign_seed_keypair(k->pub, k->sk, seed) != 0) {
-        fmt_err(err, errlen, "libsodium could not derive an Ed25519 key pair");
+        text_errf(err, errlen, "libsodium could not derive an Ed25519 key pair");
         ckpt_key_wipe(k);
         return CKPT_ERR;
     }
@@ -264,25 +251,25 @@ static int parse_key_parts(const char *text, size_t len, const char *what, ckpt_
     char why[200];
 
     if (p1 == NULL || (p2 = memchr(p1 + 1, '+', len - (size_t)(p1 + 1 - text))) == NULL) {
-        fmt_err(err, errlen, "%s is not <name>+<key hash>+<key>", what);
+        text_errf(err, errlen, "%s is not <name>+<key hash>+<key>", what);
         return CKPT_MALFORMED;
     }
     if (!name_valid_n(text, (size_t)(p1 - text), "its key name", why, sizeof why)) {
-        fmt_err(err, errlen, "%s: %s", what, why);
+        text_errf(err, errlen, "%s: %s", what, why);
         return CKPT_MALFORMED;
     }
     if (parse_hex32(p1 + 1, (size_t)(p2 - p1 - 1), hash) != 0) {
-        fmt_err(err, errlen, "%s: the key hash '%.*s' is not 8 lowercase hex digits", what,
+        text_errf(err, errlen, "%s: the key hash '%.*s' is not 8 lowercase hex digits", what,
                 (int)((p2 - p1 - 1) > 16 ? 16 : (p2 - p1 - 1)), p1 + 1);
         return CKPT_MALFORMED;
     }
     if (ckpt_b64_decode(p2 + 1, len - (size_t)(p2 + 1 - text), raw, sizeof raw) != 0) {
-        fmt_err(err, errlen, "%s: the key is not base64 of 33 bytes (type byte and 32-byte key)",
+        text_errf(err, errlen, "%s: the key is not base64 of 33 bytes (type byte and 32-byte key)",
                 what);
         return CKPT_MALFORMED;
     }
     if (raw[0] != ALG_ED25519) {
-        fmt_err(err, errlen, "%s: key type %u is not Ed25519 (1)", what, raw[0]);
+        text_errf(err, errlen, "%s: key type %u is not Ed25519 (1)", what, raw[0]);
         sodium_memzero(raw, sizeof raw);
         return CKPT_MALFORMED;
     }
@@ -310,11 +297,11 @@ int ckpt_key_parse_public(const char *text, size_t len, ckpt_key *k, char *err, 
     memset(k, 0, sizeof *k);
     len = trim_newline(text, len);
     if (len >= 12 && memcmp(text, "PRIVATE+KEY+", 12) == 0) {
-        fmt_err(err, errlen, "this is a private (signing) key; give the verifier key (PATH.pub)");
+        text_errf(err, errlen, "this is a private (signing) key; give the verifier key (PATH.pub)");
         return CKPT_MALFORMED;
     }
     if (memchr(text, '\n', len) != NULL) {
-        fmt_err(err, errlen, "the verifier key must be one line");
+        text_errf(err, errlen, "the verifier key must be one line");
         return CKPT_MALFORMED;
     }
     rc = parse_key_parts(text, len, "the verifier key", k, &hash, k->pub, err, errlen);
@@ -322,7 +309,7 @@ int ckpt_key_parse_public(const char *text, size_t len, ckpt_key *k, char *err, 
         return rc;
     k->hash = ckpt_key_hash(k->name, k->pub);
     if (k->hash != hash) {
-        fmt_err(err, errlen,
+        text_errf(err, errlen,
                 "the verifier key's hash %08x does not match its name and key (%08x): the text "
                 "was altered",
                 (unsigned)hash, (unsigned)k->hash);
@@ -343,16 +330,16 @@ static ssize_t read_key_file(const char *path, char *buf, size_t cap, int secret
     int fd = open(path, O_RDONLY | O_CLOEXEC);
 
     if (fd < 0) {
-        fmt_err(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        text_errf(err, errlen, "cannot open %s: %s", path, strerror(errno));
         return -1;
     }
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        fmt_err(err, errlen, "%s is not a regular file", path);
+        text_errf(err, errlen, "%s is not a regular file", path);
         close(fd);
         return -1;
     }
     if (secret && (st.st_mode & 077) != 0) {
-        fmt_err(err, errlen,
+        text_errf(err, errlen,
                 "%s has mode %04o: group or others may access the signing key; run chmod 600 %s "
                 "(and replace the key if others could read it)",
                 path, (unsigned)(st.st_mode & 07777), path);
@@ -364,7 +351,7 @@ static ssize_t read_key_file(const char *path, char *buf, size_t cap, int secret
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            fmt_err(err, errlen, "cannot read %s: %s", path, strerror(errno));
+            text_errf(err, errlen, "cannot read %s: %s", path, strerror(errno));
             close(fd);
             return -1;
         }
@@ -372,7 +359,7 @@ static ssize_t read_key_file(const char *path, char *buf, size_t cap, int secret
             break;
         total += n;
         if ((size_t)total == cap) {
-            fmt_err(err, errlen, "%s is larger than a key file (%zu bytes at most)", path,
+            text_errf(err, errlen, "%s is larger than a key file (%zu bytes at most)", path,
                     cap - 1);
             close(fd);
             return -1;
@@ -399,28 +386,28 @@ int ckpt_key_load_private(const char *path, ckpt_key *k, char *err, size_t errle
         return CKPT_ERR;
     len = trim_newline(buf, (size_t)n);
     if (len < 12 || memcmp(buf, "PRIVATE+KEY+", 12) != 0) {
-        fmt_err(err, errlen,
+        text_errf(err, errlen,
                 "%s is not a private key (PRIVATE+KEY+<name>+<hash>+<key>); create one with "
                 "auditqctl keygen %s",
                 path, path);
         goto out;
     }
     if (memchr(buf, '\n', len) != NULL) {
-        fmt_err(err, errlen, "%s: the private key must be one line", path);
+        text_errf(err, errlen, "%s: the private key must be one line", path);
         goto out;
     }
     if (parse_key_parts(buf + 12, len - 12, "the private key", &parsed, &hash, seed, why,
                         sizeof why) != CKPT_OK) {
-        fmt_err(err, errlen, "%s: %s", path, why);
+        text_errf(err, errlen, "%s: %s", path, why);
         goto out;
     }
     if (ckpt_key_from_seed(parsed.name, seed, k, why, sizeof why) != CKPT_OK) {
-        fmt_err(err, errlen, "%s: %s", path, why);
+        text_errf(err, errlen, "%s: %s", path, why);
         rc = CKPT_ERR;
         goto out;
     }
     if (k->hash != hash) {
-        fmt_err(err, errlen, "%s: the key hash %08x does not match its name and key (%08x)",
+        text_errf(err, errlen, "%s: the key hash %08x does not match its name and key (%08x)",
                 path, (unsigned)hash, (unsigned)k->hash);
         ckpt_key_wipe(k);
         goto out;
@@ -445,14 +432,14 @@ int ckpt_key_load_public(const char *path, ckpt_key *k, char *err, size_t errlen
         return CKPT_ERR;
     if (n >= 12 && memcmp(buf, "PRIVATE+KEY+", 12) == 0) {
         sodium_memzero(buf, sizeof buf);
-        fmt_err(err, errlen,
+        text_errf(err, errlen,
                 "%s holds a private (signing) key; give the verifier key %s.pub instead", path,
                 path);
         return CKPT_MALFORMED;
     }
     rc = ckpt_key_parse_public(buf, (size_t)n, k, why, sizeof why);
     if (rc != CKPT_OK)
-        fmt_err(err, errlen, "%s: %s", path, why);
+        text_errf(err, errlen, "%s: %s", path, why);
     return rc;
 }
 
@@ -468,18 +455,18 @@ static int write_file_atomic(const char *path, const char *data, size_t len, mod
     size_t off = 0;
 
     if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= sizeof tmp) {
-        fmt_err(err, errlen, "path %s is too long", path);
+        text_errf(err, errlen, "path %s is too long", path);
         return CKPT_ERR;
     }
     unlink(tmp);
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (fd < 0) {
-        fmt_err(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+        text_errf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
         return CKPT_ERR;
     }
     /* Exact mode whatever the umask. */
     if (fchmod(fd, mode) != 0) {
-        fmt_err(err, errlen, "chmod of %s: %s", tmp, strerror(errno));
+        text_errf(err, errlen, "chmod of %s: %s", tmp, strerror(errno));
         goto fail;
     }
     while (off < len) {
@@ -487,31 +474,31 @@ static int write_file_atomic(const char *path, const char *data, size_t len, mod
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
-            fmt_err(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+            text_errf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
             goto fail;
         }
         off += (size_t)n;
     }
     if (fsync(fd) != 0) {
-        fmt_err(err, errlen, "fsync of %s: %s", tmp, strerror(errno));
+        text_errf(err, errlen, "fsync of %s: %s", tmp, strerror(errno));
         goto fail;
     }
     close(fd);
     fd = -1;
     if (replace) {
         if (rename(tmp, path) != 0) {
-            fmt_err(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+            text_errf(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
             goto fail;
         }
     } else {
         if (link(tmp, path) != 0) {
             if (errno == EEXIST)
-                fmt_err(err, errlen,
+                text_errf(err, errlen,
                         "%s exists; keygen never overwrites a key (use --force to replace it: "
                         "checkpoints it signed then verify only with its old .pub)",
                         path);
             else
-                fmt_err(err, errlen, "cannot create %s: %s", path, strerror(errno));
+                text_errf(err, errlen, "cannot create %s: %s", path, strerror(errno));
             goto fail;
         }
         unlink(tmp);
@@ -525,7 +512,7 @@ static int write_file_atomic(const char *path, const char *data, size_t len, mod
         snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
     fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0 || fsync(fd) != 0) {
-        fmt_err(err, errlen, "fsync of directory %s: %s", dir, strerror(errno));
+        text_errf(err, errlen, "fsync of directory %s: %s", dir, strerror(errno));
         if (fd >= 0)
             close(fd);
         return CKPT_ERR;
@@ -546,11 +533,11 @@ int ckpt_key_write(const ckpt_key *k, const char *path, int force, char *err, si
     int rc;
 
     if (!k->has_secret) {
-        fmt_err(err, errlen, "the key has no secret to write");
+        text_errf(err, errlen, "the key has no secret to write");
         return CKPT_ERR;
     }
     if ((size_t)snprintf(pubpath, sizeof pubpath, "%s.pub", path) >= sizeof pubpath) {
-        fmt_err(err, errlen, "path %s is too long", path);
+        text_errf(err, errlen, "path %s is too long", path);
         return CKPT_ERR;
     }
     key_b64(k->sk, b); /* libsodium's secret key starts with the seed */
@@ -603,13 +590,13 @@ int ckpt_sign(const ckpt *c, const ckpt_key *k, char *out, size_t cap, size_t *l
     if (!name_valid_n(c->origin, strlen(c->origin), "the origin", err, errlen))
         return CKPT_ERR;
     if (!k->has_secret) {
-        fmt_err(err, errlen, "key '%s' is a verifier key; signing needs the private key",
+        text_errf(err, errlen, "key '%s' is a verifier key; signing needs the private key",
                 k->name);
         return CKPT_ERR;
     }
     body = format_body(c, out, cap);
     if (body == 0) {
-        fmt_err(err, errlen, "checkpoint buffer too small (%zu bytes)", cap);
+        text_errf(err, errlen, "checkpoint buffer too small (%zu bytes)", cap);
         return CKPT_ERR;
     }
     sig[0] = (unsigned char)(k->hash >> 24);
@@ -617,13 +604,13 @@ int ckpt_sign(const ckpt *c, const ckpt_key *k, char *out, size_t cap, size_t *l
     sig[2] = (unsigned char)(k->hash >> 8);
     sig[3] = (unsigned char)k->hash;
     if (crypto_sign_detached(sig + 4, NULL, (const unsigned char *)out, body, k->sk) != 0) {
-        fmt_err(err, errlen, "Ed25519 signing failed");
+        text_errf(err, errlen, "Ed25519 signing failed");
         return CKPT_ERR;
     }
     sodium_bin2base64(sigb64, sizeof sigb64, sig, sizeof sig, sodium_base64_VARIANT_ORIGINAL);
     n = snprintf(out + body, cap - body, "\n" EM_DASH " %s %s\n", k->name, sigb64);
     if (n < 0 || (size_t)n >= cap - body) {
-        fmt_err(err, errlen, "checkpoint buffer too small (%zu bytes)", cap);
+        text_errf(err, errlen, "checkpoint buffer too small (%zu bytes)", cap);
         return CKPT_ERR;
     }
     *len = body + (size_t)n;
@@ -692,11 +679,11 @@ static int parse_note(const char *text, size_t len, ckpt *c, note *nt, char *err
     memset(c, 0, sizeof *c);
     memset(nt, 0, sizeof *nt);
     if (len == 0) {
-        fmt_err(err, errlen, "the checkpoint is empty");
+        text_errf(err, errlen, "the checkpoint is empty");
         return CKPT_MALFORMED;
     }
     if (len > CKPT_NOTE_MAX) {
-        fmt_err(err, errlen, "the checkpoint is %zu bytes; a checkpoint has at most %d", len,
+        text_errf(err, errlen, "the checkpoint is %zu bytes; a checkpoint has at most %d", len,
                 CKPT_NOTE_MAX);
         return CKPT_MALFORMED;
     }
@@ -709,14 +696,14 @@ static int parse_note(const char *text, size_t len, ckpt *c, note *nt, char *err
         bad = bad_text_at(text + i, ll, 0);
         if (bad < ll) {
             shown_line(text + i + bad, ll - bad, shown, sizeof shown);
-            fmt_err(err, errlen, "line %u: a control character or invalid UTF-8 at '%s'", line,
+            text_errf(err, errlen, "line %u: a control character or invalid UTF-8 at '%s'", line,
                     shown);
             return CKPT_MALFORMED;
         }
         i += ll + 1;
     }
     if (text[len - 1] != '\n') {
-        fmt_err(err, errlen, "line %u: the checkpoint does not end with a newline (cut short?)",
+        text_errf(err, errlen, "line %u: the checkpoint does not end with a newline (cut short?)",
                 line);
         return CKPT_MALFORMED;
     }
@@ -728,7 +715,7 @@ static int parse_note(const char *text, size_t len, ckpt *c, note *nt, char *err
         }
     }
     if (sep == NULL) {
-        fmt_err(err, errlen, "no blank line before the signatures (the note is cut short or "
+        text_errf(err, errlen, "no blank line before the signatures (the note is cut short or "
                              "has no signature)");
         return CKPT_MALFORMED;
     }
@@ -744,13 +731,13 @@ static int parse_note(const char *text, size_t len, ckpt *c, note *nt, char *err
 
         line++;
         if (ll == 0) {
-            fmt_err(err, errlen, "line %u: empty line in the checkpoint body", line);
+            text_errf(err, errlen, "line %u: empty line in the checkpoint body", line);
             return CKPT_MALFORMED;
         }
         if (line == 1) {
             char why[200];
             if (!name_valid_n(p, ll, "the origin", why, sizeof why)) {
-                fmt_err(err, errlen, "line 1: %s", why);
+                text_errf(err, errlen, "line 1: %s", why);
                 return CKPT_MALFORMED;
             }
             memcpy(c->origin, p, ll);
@@ -758,7 +745,7 @@ static int parse_note(const char *text, size_t len, ckpt *c, note *nt, char *err
         } else if (line == 2) {
             if (parse_u64(p, ll, &c->size) != 0) {
                 shown_line(p, ll, shown, sizeof shown);
-                fmt_err(err, errlen,
+                text_errf(err, errlen,
                         "line 2: tree size '%s' is not a decimal number (no sign, no leading zero)",
                         shown);
                 return CKPT_MALFORMED;
@@ -766,7 +753,7 @@ static int parse_note(const char *text, size_t len, ckpt *c, note *nt, char *err
         } else if (line == 3) {
             if (ckpt_b64_decode(p, ll, c->root, MERKLE_HASH_LEN) != 0) {
                 shown_line(p, ll, shown, sizeof shown);
-                fmt_err(err, errlen,
+                text_errf(err, errlen,
                         "line 3: root hash '%s' is not base64 (standard, padded) of 32 bytes",
                         shown);
                 return CKPT_MALFORMED;
@@ -774,7 +761,7 @@ static int parse_note(const char *text, size_t len, ckpt *c, note *nt, char *err
         } else if (ll > 7 && memcmp(p, "events ", 7) == 0) {
             if (c->has_events || parse_u64(p + 7, ll - 7, &c->events) != 0) {
                 shown_line(p, ll, shown, sizeof shown);
-                fmt_err(err, errlen, "line %u: '%s': %s", line, shown,
+                text_errf(err, errlen, "line %u: '%s': %s", line, shown,
                         c->has_events ? "a second events line" : "the count is not a decimal number");
                 return CKPT_MALFORMED;
             }
@@ -782,7 +769,7 @@ static int parse_note(const char *text, size_t len, ckpt *c, note *nt, char *err
         } else if (ll > 5 && memcmp(p, "time ", 5) == 0) {
             if (c->has_time || parse_i64(p + 5, ll - 5, &c->time) != 0) {
                 shown_line(p, ll, shown, sizeof shown);
-                fmt_err(err, errlen, "line %u: '%s': %s", line, shown,
+                text_errf(err, errlen, "line %u: '%s': %s", line, shown,
                         c->has_time ? "a second time line" : "the time is not a decimal number");
                 return CKPT_MALFORMED;
             }
@@ -791,7 +778,7 @@ static int parse_note(const char *text, size_t len, ckpt *c, note *nt, char *err
         p = nl + 1;
     }
     if (line < 3) {
-        fmt_err(err, errlen,
+        text_errf(err, errlen,
                 "the checkpoint body has %u line(s); it needs origin, tree size and root hash",
                 line);
         return CKPT_MALFORMED;
@@ -813,7 +800,7 @@ static int parse_note(const char *text, size_t len, ckpt *c, note *nt, char *err
         line++;
         if (ll < 4 || memcmp(p, EM_DASH " ", 4) != 0) {
             shown_line(p, ll, shown, sizeof shown);
-            fmt_err(err, errlen, "line %u: '%s' is not a signature line ('" EM_DASH " <key name> <signature>')",
+            text_errf(err, errlen, "line %u: '%s' is not a signature line ('" EM_DASH " <key name> <signature>')",
                     line, shown);
             return CKPT_MALFORMED;
         }
@@ -825,13 +812,13 @@ static int parse_note(const char *text, size_t len, ckpt *c, note *nt, char *err
                               sodium_base64_VARIANT_ORIGINAL) != 0 ||
             b64end != nl || got < 5) {
             shown_line(p, ll, shown, sizeof shown);
-            fmt_err(err, errlen,
+            text_errf(err, errlen,
                     "line %u: signature line '%s' is not '" EM_DASH " <key name> <base64 of key hash and signature>'",
                     line, shown);
             return CKPT_MALFORMED;
         }
         if (nt->nsigs == CKPT_MAX_SIGS) {
-            fmt_err(err, errlen, "line %u: more than %d signatures", line, CKPT_MAX_SIGS);
+            text_errf(err, errlen, "line %u: more than %d signatures", line, CKPT_MAX_SIGS);
             return CKPT_MALFORMED;
         }
         s = &nt->sigs[nt->nsigs++];
@@ -844,7 +831,7 @@ static int parse_note(const char *text, size_t len, ckpt *c, note *nt, char *err
         p = nl + 1;
     }
     if (nt->nsigs == 0) {
-        fmt_err(err, errlen, "the checkpoint has no signature line after the blank line");
+        text_errf(err, errlen, "the checkpoint has no signature line after the blank line");
         return CKPT_MALFORMED;
     }
     return CKPT_OK;
@@ -888,7 +875,7 @@ int ckpt_open(const char *text, size_t len, const ckpt_key *keys, size_t nkeys,
             snprintf(c->key_name, sizeof c->key_name, "%s", keys[i].name);
             c->key_hash = keys[i].hash;
             if (origin != NULL && strcmp(origin, c->origin) != 0) {
-                fmt_err(err, errlen,
+                text_errf(err, errlen,
                         "the checkpoint's origin is '%s', not '%s': it belongs to another log "
                         "(namespace)",
                         c->origin, origin);
@@ -898,14 +885,14 @@ int ckpt_open(const char *text, size_t len, const ckpt_key *keys, size_t nkeys,
         }
     }
     if (bad != NULL) {
-        fmt_err(err, errlen,
+        text_errf(err, errlen,
                 "the signature by key '%s' (%08x) does not verify: the checkpoint text or its "
                 "signature was altered after signing",
                 bad_key->name, (unsigned)bad->hash);
         return CKPT_BAD_SIGNATURE;
     }
     if (mismatch != NULL) {
-        fmt_err(err, errlen,
+        text_errf(err, errlen,
                 "the checkpoint is signed by a key named '%s' with key hash %08x, but the "
                 "verifier key '%s' has hash %08x: another key of that name (an older or newer "
                 "key?); give that key's .pub",
@@ -932,7 +919,7 @@ int ckpt_open(const char *text, size_t len, const ckpt_key *keys, size_t nkeys,
                 break;
             off += (size_t)n;
         }
-        fmt_err(err, errlen,
+        text_errf(err, errlen,
                 "the checkpoint is signed by %s, not by the verifier key %s; give the .pub of "
                 "the key that signed it",
                 signers, nkeys ? wanted : "(none given)");

@@ -52,6 +52,8 @@ int aq_buf_append(aq_buf *b, const void *p, size_t n);
 /* Makes room for `extra` more bytes after len (for in-place writers);
  * returns 0 or -1 on OOM (buffer unchanged). */
 int aq_buf_reserve(aq_buf *b, size_t extra);
+/* printf onto the end of b (NUL kept after len); 0, or -1 on OOM. */
+int aq_buf_printf(aq_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Names on the wire and in SQL. */
 const char *codec_priority_name(int priority);        /* "critical".."low", or NULL */

@@ -226,20 +226,6 @@ static const char *const cf_test_hooks[] = { "crash_after_commit" };
 
 /* ---- small helpers ------------------------------------------------------ */
 
-/* snprintf that never reports truncation: error text is best effort. */
-static void cf_errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void cf_errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static const cf_entry *cf_lookup(const char *name)
 {
     for (size_t i = 0; i < CF_COUNT; i++)
@@ -278,12 +264,12 @@ static void cf_unknown_key(const char *where, const char *key, char *err, size_t
     const char *s = cf_suggest(key);
 
     if (cf_missing_hook(key))
-        cf_errf(err, errlen, "%s: %s is a test hook, not available in this build; remove it "
+        text_errf(err, errlen, "%s: %s is a test hook, not available in this build; remove it "
                 "(only the test build, tests/auditq-worker-hooks, has it)", where, key);
     else if (s != NULL)
-        cf_errf(err, errlen, "%s: unknown setting '%s' (did you mean '%s'?)", where, key, s);
+        text_errf(err, errlen, "%s: unknown setting '%s' (did you mean '%s'?)", where, key, s);
     else
-        cf_errf(err, errlen, "%s: unknown setting '%s' (see config/auditq.conf for the list)",
+        text_errf(err, errlen, "%s: unknown setting '%s' (see config/auditq.conf for the list)",
                 where, key);
 }
 
@@ -308,7 +294,7 @@ static int cf_check_namespace(const char *v, char *why, size_t whylen)
 {
     for (const char *p = v; *p; p++) {
         if (!isalnum((unsigned char)*p) && *p != '_' && *p != '.' && *p != '-') {
-            cf_errf(why, whylen, "must be 1 to 64 characters from A-Z a-z 0-9 _ . -");
+            text_errf(why, whylen, "must be 1 to 64 characters from A-Z a-z 0-9 _ . -");
             return -1;
         }
     }
@@ -326,7 +312,7 @@ static int cf_check_ident(const char *v, char *why, size_t whylen)
             goto bad;
     return 0;
 bad:
-    cf_errf(why, whylen, "must be a lower-case SQL name: a-z or _ first, then a-z 0-9 _ (e.g. auditq_archive)");
+    text_errf(why, whylen, "must be a lower-case SQL name: a-z or _ first, then a-z 0-9 _ (e.g. auditq_archive)");
     return -1;
 }
 
@@ -348,7 +334,7 @@ static int cf_check_listen(const char *v, char *why, size_t whylen)
         goto bad;
     return 0;
 bad:
-    cf_errf(why, whylen, "must be host:port, e.g. 127.0.0.1:9187 (loopback only) or :9187 (all addresses)");
+    text_errf(why, whylen, "must be host:port, e.g. 127.0.0.1:9187 (loopback only) or :9187 (all addresses)");
     return -1;
 }
 
@@ -359,7 +345,7 @@ static int cf_check_redis_url(const char *v, char *why, size_t whylen)
 {
     if (strncmp(v, "redis://", 8) == 0 || strncmp(v, "rediss://", 9) == 0 || strncmp(v, "unix://", 7) == 0)
         return 0;
-    cf_errf(why, whylen,
+    text_errf(why, whylen,
             "must start with redis://, rediss:// (TLS) or unix:// (e.g. redis://127.0.0.1:6379)");
     return -1;
 }
@@ -518,9 +504,9 @@ static void cf_value_error(const cf_entry *e, const char *value, cf_origin_kind 
                            const char *where, const char *why, char *err, size_t errlen)
 {
     if (kind == ORIGIN_ENV)
-        cf_errf(err, errlen, "%s=%s: %s: %s", where, value, e->name, why);
+        text_errf(err, errlen, "%s=%s: %s: %s", where, value, e->name, why);
     else
-        cf_errf(err, errlen, "%s: %s = %s: %s", where, e->name, value, why);
+        text_errf(err, errlen, "%s: %s = %s: %s", where, e->name, value, why);
 }
 
 /* Parses `value` for row e and stores it in c. On error leaves c unchanged
@@ -538,15 +524,15 @@ static int cf_apply(aq_config *c, const cf_entry *e, const char *value, cf_origi
         size_t n = strlen(value);
         if (n < (size_t)e->min || n > (size_t)e->max) {
             if (e->min > 0)
-                cf_errf(why, sizeof why, "must be %ld to %ld characters long", e->min, e->max);
+                text_errf(why, sizeof why, "must be %ld to %ld characters long", e->min, e->max);
             else
-                cf_errf(why, sizeof why, "must be at most %ld characters long", e->max);
+                text_errf(why, sizeof why, "must be at most %ld characters long", e->max);
             goto bad;
         }
         for (size_t i = 0; i < n; i++) {
             /* A control character cannot be written back by config_print. */
             if ((unsigned char)value[i] < 0x20 || value[i] == 0x7f) {
-                cf_errf(why, sizeof why, "must not contain control characters");
+                text_errf(why, sizeof why, "must not contain control characters");
                 goto bad;
             }
         }
@@ -559,7 +545,7 @@ static int cf_apply(aq_config *c, const cf_entry *e, const char *value, cf_origi
     }
     case CF_INT:
         if (cf_parse_long(value, e->min, e->max, &v) != 0) {
-            cf_errf(why, sizeof why, "must be an integer from %ld to %ld", e->min, e->max);
+            text_errf(why, sizeof why, "must be an integer from %ld to %ld", e->min, e->max);
             goto bad;
         }
         *(int *)(void *)field = (int)v;
@@ -581,7 +567,7 @@ static int cf_apply(aq_config *c, const cf_entry *e, const char *value, cf_origi
     case CF_WEIGHTS: {
         int w[4];
         if (cf_parse_weights(value, e->min, e->max, w) != 0) {
-            cf_errf(why, sizeof why,
+            text_errf(why, sizeof why,
                     "must be four integers from %ld to %ld separated by commas "
                     "(critical,high,normal,low), e.g. 8,4,2,1", e->min, e->max);
             goto bad;
@@ -590,7 +576,7 @@ static int cf_apply(aq_config *c, const cf_entry *e, const char *value, cf_origi
         return 0;
     }
     }
-    cf_errf(why, sizeof why, "internal error: bad setting type");
+    text_errf(why, sizeof why, "internal error: bad setting type");
 bad:
     if (e->secret_url) {
         /* The value is echoed to a terminal or log: keep the password out. */
@@ -651,7 +637,7 @@ int config_load_env(aq_config *c, char *err, size_t errlen)
         cf_env_name(cf_test_hooks[i], var, sizeof var);
         v = getenv(var);
         if (v != NULL && cf_missing_hook(cf_test_hooks[i])) {
-            cf_errf(err, errlen, "%s=%s: %s is a test hook, not available in this build; unset %s",
+            text_errf(err, errlen, "%s=%s: %s is a test hook, not available in this build; unset %s",
                     var, v, cf_test_hooks[i], var);
             return -1;
         }
@@ -705,7 +691,7 @@ void config_env_unknown(void (*warn)(void *ctx, const char *msg), void *ctx)
 int config_arg_value(const char *opt, const char *value, char *err, size_t errlen)
 {
     if (value == NULL) {
-        cf_errf(err, errlen, "option '%s' needs a value", opt);
+        text_errf(err, errlen, "option '%s' needs a value", opt);
         return -1;
     }
     /* "-" (stdin, by convention) and negative numbers are values; the
@@ -713,10 +699,10 @@ int config_arg_value(const char *opt, const char *value, char *err, size_t errle
     if (value[0] != '-' || value[1] == '\0' || isdigit((unsigned char)value[1]))
         return 0;
     if (strncmp(opt, "--", 2) == 0)
-        cf_errf(err, errlen, "option '%s' needs a value, but the next argument '%s' is an option; "
+        text_errf(err, errlen, "option '%s' needs a value, but the next argument '%s' is an option; "
                 "to give a value that starts with '-', write %s=%s", opt, value, opt, value);
     else
-        cf_errf(err, errlen, "option '%s' needs a value, but the next argument '%s' is an option; "
+        text_errf(err, errlen, "option '%s' needs a value, but the next argument '%s' is an option; "
                 "to give a value that starts with '-', write %s%s", opt, value, opt, value);
     return -1;
 }
@@ -755,7 +741,7 @@ static int cf_split_line(char *line, char **key, char **value, char *why, size_t
     while (isspace((unsigned char)*p))
         p++;
     if (*p != '=' || end == k) {
-        cf_errf(why, whylen, "expected 'key = value', got '%s'", k);
+        text_errf(why, whylen, "expected 'key = value', got '%s'", k);
         return -1;
     }
     *end = '\0';
@@ -771,14 +757,14 @@ static int cf_split_line(char *line, char **key, char **value, char *why, size_t
         *value = out;
         for (;;) {
             if (*in == '\0') {
-                cf_errf(why, whylen, "%s: missing closing '\"'; end the value with \"", k);
+                text_errf(why, whylen, "%s: missing closing '\"'; end the value with \"", k);
                 return -1;
             }
             if (*in == '"')
                 break;
             if (*in == '\\') {
                 if (in[1] != '"' && in[1] != '\\') {
-                    cf_errf(why, whylen,
+                    text_errf(why, whylen,
                             "%s: unknown escape '\\%c' in quoted value; only \\\" and \\\\ are "
                             "allowed", k, in[1] != '\0' ? in[1] : ' ');
                     return -1;
@@ -792,7 +778,7 @@ static int cf_split_line(char *line, char **key, char **value, char *why, size_t
         while (isspace((unsigned char)*in))
             in++;
         if (*in != '\0' && *in != '#') {
-            cf_errf(why, whylen, "%s: unexpected text after the closing quote: '%s'", k, in);
+            text_errf(why, whylen, "%s: unexpected text after the closing quote: '%s'", k, in);
             return -1;
         }
         return 1;
@@ -825,14 +811,14 @@ static int cf_load_line(aq_config *c, char *line, size_t n, const char *name, lo
 
     snprintf(where, sizeof where, "%s:%ld", name, lineno);
     if (memchr(line, '\0', n) != NULL) {
-        cf_errf(err, errlen, "%s: line contains a NUL byte; is this a text file?", where);
+        text_errf(err, errlen, "%s: line contains a NUL byte; is this a text file?", where);
         return -1;
     }
     while (n > 0 && line[n - 1] == '\r')
         line[--n] = '\0';
     r = cf_split_line(line, &key, &value, why, sizeof why);
     if (r < 0) {
-        cf_errf(err, errlen, "%s: %s", where, why);
+        text_errf(err, errlen, "%s: %s", where, why);
         return -1;
     }
     if (r == 0)
@@ -851,7 +837,7 @@ int config_load_file(aq_config *c, const char *path, char *err, size_t errlen)
 
     f = fopen(path, "r");
     if (f == NULL) {
-        cf_errf(err, errlen, "cannot open config file '%s': %s", path, strerror(errno));
+        text_errf(err, errlen, "cannot open config file '%s': %s", path, strerror(errno));
         return -1;
     }
     while ((n = getline(&line, &cap, f)) >= 0) {
@@ -861,7 +847,7 @@ int config_load_file(aq_config *c, const char *path, char *err, size_t errlen)
             goto out;
     }
     if (ferror(f)) {
-        cf_errf(err, errlen, "cannot read config file '%s': %s", path, strerror(errno));
+        text_errf(err, errlen, "cannot read config file '%s': %s", path, strerror(errno));
         goto out;
     }
     rc = 0;
@@ -886,7 +872,7 @@ int config_load_buffer(aq_config *c, const char *buf, size_t len, const char *na
         if (n + 1 > cap) {
             char *p = realloc(line, n + 1);
             if (p == NULL) {
-                cf_errf(err, errlen, "%s: out of memory", name);
+                text_errf(err, errlen, "%s: out of memory", name);
                 goto out;
             }
             line = p;
@@ -908,7 +894,7 @@ int config_validate(const aq_config *c, char *err, size_t errlen)
 {
     /* One missed heartbeat must not declare a live worker dead. */
     if ((long)c->heartbeat_timeout_ms < 2L * c->heartbeat_interval_ms) {
-        cf_errf(err, errlen,
+        text_errf(err, errlen,
                 "heartbeat_timeout_ms (%d) must be at least 2 * heartbeat_interval_ms (%d); "
                 "raise heartbeat_timeout_ms to %ld or lower heartbeat_interval_ms",
                 c->heartbeat_timeout_ms, c->heartbeat_interval_ms,
@@ -916,14 +902,14 @@ int config_validate(const aq_config *c, char *err, size_t errlen)
         return -1;
     }
     if (c->retain_months < c->hot_months) {
-        cf_errf(err, errlen,
+        text_errf(err, errlen,
                 "retain_months (%d) must be at least hot_months (%d); "
                 "raise retain_months or lower hot_months",
                 c->retain_months, c->hot_months);
         return -1;
     }
     if (c->archive_mode == ARCHIVE_CSV && c->archive_dir[0] == '\0') {
-        cf_errf(err, errlen,
+        text_errf(err, errlen,
                 "archive_mode = csv needs archive_dir; set archive_dir to a directory that will "
                 "hold the exported partitions, or use archive_mode = schema");
         return -1;
@@ -931,14 +917,14 @@ int config_validate(const aq_config *c, char *err, size_t errlen)
     /* The server's own timeout must fire first: it cancels the statement
      * and says why, where the client's can only drop the connection. */
     if (c->pg_timeout_ms > 0 && c->statement_timeout_ms > 0 && c->pg_timeout_ms <= c->statement_timeout_ms) {
-        cf_errf(err, errlen,
+        text_errf(err, errlen,
                 "pg_timeout_ms (%d) must exceed statement_timeout_ms (%d); "
                 "raise pg_timeout_ms, lower statement_timeout_ms, or set pg_timeout_ms = 0 (no limit)",
                 c->pg_timeout_ms, c->statement_timeout_ms);
         return -1;
     }
     if (c->backoff_max_ms < c->backoff_base_ms) {
-        cf_errf(err, errlen,
+        text_errf(err, errlen,
                 "backoff_max_ms (%d) must be at least backoff_base_ms (%d); "
                 "raise backoff_max_ms or lower backoff_base_ms",
                 c->backoff_max_ms, c->backoff_base_ms);

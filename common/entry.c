@@ -32,19 +32,6 @@ const char entry_event_select_sql[] =
     "priority, tenant_id, actor_id, actor_type, action, entity_type, entity_id, outcome, "
     "source_ip, user_agent, request_id, session_id, changes::text, metadata::text, clock_flag";
 
-static void fmt_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void fmt_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static void put_be32(unsigned char *p, uint32_t v)
 {
     p[0] = (unsigned char)(v >> 24);
@@ -138,7 +125,7 @@ int entry_decode(const void *p, size_t len, entry_view *v, char *err, size_t err
     char nb[32];
 
     if (len == 0) {
-        fmt_err(err, errlen, "entry is empty");
+        text_errf(err, errlen, "entry is empty");
         return -1;
     }
     memset(v, 0, sizeof *v);
@@ -148,11 +135,11 @@ int entry_decode(const void *p, size_t len, entry_view *v, char *err, size_t err
         unsigned i = v->nfields;
 
         if (i == ENTRY_MAX_FIELDS) {
-            fmt_err(err, errlen, "entry has more than %d fields", ENTRY_MAX_FIELDS);
+            text_errf(err, errlen, "entry has more than %d fields", ENTRY_MAX_FIELDS);
             return -1;
         }
         if (len - off < 4) {
-            fmt_err(err, errlen, "field %u (%s) is cut short: %zu of its 4 length bytes at offset %zu",
+            text_errf(err, errlen, "field %u (%s) is cut short: %zu of its 4 length bytes at offset %zu",
                     i + 1, entry_field_name(v->type, i, nb, sizeof nb), len - off, off);
             return -1;
         }
@@ -164,7 +151,7 @@ int entry_decode(const void *p, size_t len, entry_view *v, char *err, size_t err
             v->f[i].len = 0;
         } else {
             if (flen > len - off) {
-                fmt_err(err, errlen,
+                text_errf(err, errlen,
                         "field %u (%s) runs past the end: length %u at offset %zu, %zu bytes left",
                         i + 1, entry_field_name(v->type, i, nb, sizeof nb), flen, off - 4,
                         len - off);
@@ -177,7 +164,7 @@ int entry_decode(const void *p, size_t len, entry_view *v, char *err, size_t err
         v->nfields++;
     }
     if (v->type == ENTRY_TYPE_EVENT && v->nfields != ENTRY_EVENT_NFIELDS) {
-        fmt_err(err, errlen, "event entry has %u fields, version 1 has %d", v->nfields,
+        text_errf(err, errlen, "event entry has %u fields, version 1 has %d", v->nfields,
                 ENTRY_EVENT_NFIELDS);
         return -1;
     }

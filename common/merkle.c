@@ -29,25 +29,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "text.h"
+
 #include <openssl/sha.h>
 #include <sodium.h>
 
 /* Subtrees smaller than 2^NODE_MIN_K leaves are never asked of a
  * merkle_node_fn: reading 1024 leaf hashes costs less than a lookup. */
 #define NODE_MIN_K 10
-
-static void fmt_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void fmt_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- hashing ------------------------------------------------------------- */
 
@@ -186,14 +175,14 @@ int merkle_frontier_decode(merkle_frontier *f, const void *p, size_t len, char *
     unsigned n;
 
     if (len < 8) {
-        fmt_err(err, errlen, "frontier is %zu bytes; it needs at least 8 (the tree size)", len);
+        text_errf(err, errlen, "frontier is %zu bytes; it needs at least 8 (the tree size)", len);
         return -1;
     }
     for (int i = 0; i < 8; i++)
         size = (size << 8) | b[i];
     n = (unsigned)__builtin_popcountll(size);
     if (len != 8 + (size_t)n * MERKLE_HASH_LEN) {
-        fmt_err(err, errlen,
+        text_errf(err, errlen,
                 "frontier of tree size %llu must be %zu bytes (%u subtree hashes), not %zu",
                 (unsigned long long)size, 8 + (size_t)n * MERKLE_HASH_LEN, n, len);
         return -1;
@@ -221,12 +210,12 @@ static int stream_open(stream *st, const merkle_source *src, char *err, size_t e
     st->err = err;
     st->errlen = errlen;
     if (src == NULL || src->leaves == NULL) {
-        fmt_err(err, errlen, "no leaf source given");
+        text_errf(err, errlen, "no leaf source given");
         return -1;
     }
     st->buf = malloc((size_t)MERKLE_CHUNK * sizeof *st->buf);
     if (st->buf == NULL) {
-        fmt_err(err, errlen, "out of memory for a chunk of %d leaf hashes", MERKLE_CHUNK);
+        text_errf(err, errlen, "out of memory for a chunk of %d leaf hashes", MERKLE_CHUNK);
         return -1;
     }
     return 0;
@@ -248,12 +237,12 @@ static int stream_leaves(stream *st, uint64_t lo, uint64_t hi, merkle_frontier *
             st->err[0] = '\0';
         if (st->src->leaves(st->src->ctx, lo, n, st->buf, st->err, st->errlen) != 0) {
             if (st->err != NULL && st->errlen > 0 && st->err[0] == '\0')
-                fmt_err(st->err, st->errlen, "the leaf source failed at leaves %llu..%llu",
+                text_errf(st->err, st->errlen, "the leaf source failed at leaves %llu..%llu",
                         (unsigned long long)lo, (unsigned long long)(lo + n - 1));
             return -1;
         }
         if (merkle_frontier_append_many(f, st->buf, n) != 0) {
-            fmt_err(st->err, st->errlen, "tree size overflow");
+            text_errf(st->err, st->errlen, "tree size overflow");
             return -1;
         }
         lo += n;
@@ -278,7 +267,7 @@ static int stream_perfect(stream *st, uint64_t lo, unsigned k, merkle_hash out)
         known = st->src->nodes(st->src->ctx, lo, lo + span, out, st->err, st->errlen);
         if (known < 0) {
             if (st->err != NULL && st->errlen > 0 && st->err[0] == '\0')
-                fmt_err(st->err, st->errlen, "the node source failed for leaves %llu..%llu",
+                text_errf(st->err, st->errlen, "the node source failed for leaves %llu..%llu",
                         (unsigned long long)lo, (unsigned long long)(lo + span - 1));
             return -1;
         }
@@ -331,7 +320,7 @@ static int stream_range(stream *st, uint64_t lo, uint64_t hi, merkle_hash out)
             if (stream_perfect(st, p, k, h) != 0)
                 return -1;
             if (merkle_frontier_append_subtree(&f, h, k) != 0) {
-                fmt_err(st->err, st->errlen, "tree size overflow");
+                text_errf(st->err, st->errlen, "tree size overflow");
                 return -1;
             }
             p += (uint64_t)1 << k;
@@ -361,7 +350,7 @@ int merkle_range_root(const merkle_source *src, uint64_t lo, uint64_t hi, merkle
     int rc;
 
     if (lo > hi) {
-        fmt_err(err, errlen, "range %llu..%llu is empty backwards", (unsigned long long)lo,
+        text_errf(err, errlen, "range %llu..%llu is empty backwards", (unsigned long long)lo,
                 (unsigned long long)hi);
         return -1;
     }
@@ -492,7 +481,7 @@ int merkle_inclusion_proof(const merkle_source *src, uint64_t index, uint64_t si
     size_t cnt;
 
     if (index >= size) {
-        fmt_err(err, errlen, "leaf index %llu is not below the tree size %llu",
+        text_errf(err, errlen, "leaf index %llu is not below the tree size %llu",
                 (unsigned long long)index, (unsigned long long)size);
         return -1;
     }
@@ -510,7 +499,7 @@ int merkle_consistency_proof(const merkle_source *src, uint64_t old_size, uint64
     size_t cnt;
 
     if (old_size == 0 || old_size > new_size) {
-        fmt_err(err, errlen,
+        text_errf(err, errlen,
                 "a consistency proof needs 0 < old size <= new size (old %llu, new %llu)",
                 (unsigned long long)old_size, (unsigned long long)new_size);
         return -1;
@@ -565,13 +554,13 @@ int merkle_verify_inclusion(uint64_t index, uint64_t size, const merkle_hash lea
     merkle_hash r;
 
     if (index >= size) {
-        fmt_err(err, errlen, "leaf index %llu is not below the tree size %llu",
+        text_errf(err, errlen, "leaf index %llu is not below the tree size %llu",
                 (unsigned long long)index, (unsigned long long)size);
         return -1;
     }
     need = merkle_inclusion_len(index, size);
     if (path_len != need) {
-        fmt_err(err, errlen, "the path has %zu hashes; leaf %llu of a tree of size %llu needs %zu",
+        text_errf(err, errlen, "the path has %zu hashes; leaf %llu of a tree of size %llu needs %zu",
                 path_len, (unsigned long long)index, (unsigned long long)size, need);
         return -1;
     }
@@ -579,7 +568,7 @@ int merkle_verify_inclusion(uint64_t index, uint64_t size, const merkle_hash lea
     memcpy(r, leaf, MERKLE_HASH_LEN);
     for (size_t i = 0; i < path_len; i++) {
         if (sn == 0) {
-            fmt_err(err, errlen, "the path is longer than the tree is high");
+            text_errf(err, errlen, "the path is longer than the tree is high");
             return -1;
         }
         if ((fn & 1) || fn == sn) {
@@ -598,7 +587,7 @@ int merkle_verify_inclusion(uint64_t index, uint64_t size, const merkle_hash lea
         char got[45], want[45];
         b64(r, got);
         b64(root, want);
-        fmt_err(err, errlen, "the path leads to root %s, not the checkpoint's root %s", got, want);
+        text_errf(err, errlen, "the path leads to root %s, not the checkpoint's root %s", got, want);
         return -1;
     }
     return 0;
@@ -613,13 +602,13 @@ int merkle_verify_consistency(uint64_t old_size, uint64_t new_size, const merkle
     size_t need, i = 0;
 
     if (old_size > new_size) {
-        fmt_err(err, errlen, "the old tree size %llu is larger than the new tree size %llu",
+        text_errf(err, errlen, "the old tree size %llu is larger than the new tree size %llu",
                 (unsigned long long)old_size, (unsigned long long)new_size);
         return -1;
     }
     if (old_size == 0 || old_size == new_size) {
         if (path_len != 0) {
-            fmt_err(err, errlen, "the path has %zu hashes; trees of sizes %llu and %llu need none",
+            text_errf(err, errlen, "the path has %zu hashes; trees of sizes %llu and %llu need none",
                     path_len, (unsigned long long)old_size, (unsigned long long)new_size);
             return -1;
         }
@@ -627,7 +616,7 @@ int merkle_verify_consistency(uint64_t old_size, uint64_t new_size, const merkle
             char a[45], b[45];
             b64(old_root, a);
             b64(new_root, b);
-            fmt_err(err, errlen, "two trees of size %llu have different roots: %s and %s",
+            text_errf(err, errlen, "two trees of size %llu have different roots: %s and %s",
                     (unsigned long long)old_size, a, b);
             return -1;
         }
@@ -635,7 +624,7 @@ int merkle_verify_consistency(uint64_t old_size, uint64_t new_size, const merkle
     }
     need = merkle_consistency_len(old_size, new_size);
     if (path_len != need) {
-        fmt_err(err, errlen, "the path has %zu hashes; trees of sizes %llu and %llu need %zu",
+        text_errf(err, errlen, "the path has %zu hashes; trees of sizes %llu and %llu need %zu",
                 path_len, (unsigned long long)old_size, (unsigned long long)new_size, need);
         return -1;
     }
@@ -656,7 +645,7 @@ int merkle_verify_consistency(uint64_t old_size, uint64_t new_size, const merkle
     }
     for (; i < path_len; i++) {
         if (sn == 0) {
-            fmt_err(err, errlen, "the path is longer than the new tree is high");
+            text_errf(err, errlen, "the path is longer than the new tree is high");
             return -1;
         }
         if ((fn & 1) || fn == sn) {
@@ -676,7 +665,7 @@ int merkle_verify_consistency(uint64_t old_size, uint64_t new_size, const merkle
         char got[45], want[45];
         b64(fr, got);
         b64(old_root, want);
-        fmt_err(err, errlen,
+        text_errf(err, errlen,
                 "the path leads to old root %s, not the old checkpoint's root %s (size %llu)", got,
                 want, (unsigned long long)old_size);
         return -1;
@@ -685,7 +674,7 @@ int merkle_verify_consistency(uint64_t old_size, uint64_t new_size, const merkle
         char got[45], want[45];
         b64(sr, got);
         b64(new_root, want);
-        fmt_err(err, errlen,
+        text_errf(err, errlen,
                 "the path leads to new root %s, not the new checkpoint's root %s (size %llu)", got,
                 want, (unsigned long long)new_size);
         return -1;

@@ -87,24 +87,6 @@ int retention_json_append(aq_buf *b, const char *s)
     return text_json_string(buf_sink, b, s, strlen(s), 0);
 }
 
-/* printf onto the end of b. 0, or -1 on OOM. */
-static int ret_bprintf(aq_buf *b, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0 || aq_buf_reserve(b, (size_t)n + 1) != 0)
-        return -1;
-    va_start(ap, fmt);
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-    return 0;
-}
-
 /* err = "what: <server message> (SQLSTATE x)", plus the fix for the cases
  * an operator meets: a lock we could not get, a missing privilege. r may
  * be NULL (connection lost, out of memory): the connection's message then. */
@@ -1025,35 +1007,35 @@ static int ret_manifest(ret_run *r, aq_buf *b, const retention_part *p, const ch
     retention_month_label(p->month, month, sizeof month);
     gmtime_r(&now, &tm);
     strftime(exported, sizeof exported, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    bad |= ret_bprintf(b, "{\n  \"format\": \"auditq-partition-export/1\",\n  \"table\": ");
+    bad |= aq_buf_printf(b, "{\n  \"format\": \"auditq-partition-export/1\",\n  \"table\": ");
     bad |= retention_json_append(b, p->name);
-    bad |= ret_bprintf(b, ",\n  \"source\": ");
+    bad |= aq_buf_printf(b, ",\n  \"source\": ");
     {
         char src[140];
 
         snprintf(src, sizeof src, "%s.%s", p->schema, p->name);
         bad |= retention_json_append(b, src);
     }
-    bad |= ret_bprintf(b, ",\n  \"database\": ");
+    bad |= aq_buf_printf(b, ",\n  \"database\": ");
     bad |= retention_json_append(b, PQdb(r->pg) != NULL ? PQdb(r->pg) : "");
-    bad |= ret_bprintf(b, ",\n  \"table_oid\": %u,\n  \"month\": \"%s\",\n"
+    bad |= aq_buf_printf(b, ",\n  \"table_oid\": %u,\n  \"month\": \"%s\",\n"
                        "  \"range\": {\"from\": \"%04d-%02d-01T00:00:00Z\", \"to\": \"%04d-%02d-01T00:00:00Z\"},\n"
                        "  \"row_count\": %lld,\n  \"file\": ",
                        p->oid, month, y, m, ny, nm, rows);
     bad |= retention_json_append(b, file);
-    bad |= ret_bprintf(b, ",\n  \"file_bytes\": %lld,\n  \"sha256\": \"%s\",\n"
+    bad |= aq_buf_printf(b, ",\n  \"file_bytes\": %lld,\n  \"sha256\": \"%s\",\n"
                        "  \"compression\": \"gzip\",\n"
                        "  \"csv\": {\"header\": true, \"encoding\": \"UTF8\", \"timezone\": \"UTC\","
                        " \"null\": \"unquoted empty field\"},\n  \"columns\": [",
                        bytes, sha256);
     for (int i = 0; i < PQntuples(cols); i++) {
-        bad |= ret_bprintf(b, "%s\n    {\"name\": ", i > 0 ? "," : "");
+        bad |= aq_buf_printf(b, "%s\n    {\"name\": ", i > 0 ? "," : "");
         bad |= retention_json_append(b, PQgetvalue(cols, i, 0));
-        bad |= ret_bprintf(b, ", \"type\": ");
+        bad |= aq_buf_printf(b, ", \"type\": ");
         bad |= retention_json_append(b, PQgetvalue(cols, i, 1));
-        bad |= ret_bprintf(b, "}");
+        bad |= aq_buf_printf(b, "}");
     }
-    bad |= ret_bprintf(b, "\n  ],\n  \"exported_at\": \"%s\",\n  \"auditq_version\": \"%s\"\n}\n",
+    bad |= aq_buf_printf(b, "\n  ],\n  \"exported_at\": \"%s\",\n  \"auditq_version\": \"%s\"\n}\n",
                        exported, AUDITQ_VERSION);
     if (bad) {
         snprintf(r->err, r->errlen, "out of memory building the manifest");

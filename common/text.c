@@ -598,3 +598,14 @@ size_t text_edit_distance(const char *a, const char *b)
     }
     return prev[lb];
 }
+
+void text_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}

@@ -65,4 +65,9 @@ int json_validate_object(const char *s, size_t len, char *err, size_t errlen);
  * SIZE_MAX when either string is longer than 64 bytes (no name is, and a
  * longer input is never a useful suggestion). No allocation. */
 size_t text_edit_distance(const char *a, const char *b);
+/* Formats an error message into err (errlen bytes; NULL or 0: nothing).
+ * Truncation is silent: error text is best effort. The one helper every
+ * module that reports into a caller's err buffer uses. */
+void text_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 #endif

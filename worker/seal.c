@@ -852,24 +852,6 @@ void seal_stop(seal *s)
     free(s);
 }
 
-static int seal_bprintf(aq_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int seal_bprintf(aq_buf *b, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0 || aq_buf_reserve(b, (size_t)n + 1) != 0)
-        return -1;
-    va_start(ap, fmt);
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-    return 0;
-}
-
 int seal_metrics_render(seal *s, aq_buf *b)
 {
     int64_t t, now = clock_now_us();
@@ -877,7 +859,7 @@ int seal_metrics_render(seal *s, aq_buf *b)
     if (s == NULL)
         return 0;
     t = atomic_load(&s->ckpt_time_us);
-    return seal_bprintf(b,
+    return aq_buf_printf(b,
         "# HELP auditq_seal_tree_size Leaves in the Merkle tree at the newest signed checkpoint.\n"
         "# TYPE auditq_seal_tree_size gauge\nauditq_seal_tree_size %" PRIu64 "\n"
         "# HELP auditq_seal_events Events covered by the newest signed checkpoint.\n"
