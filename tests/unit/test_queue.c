@@ -155,7 +155,11 @@ static void test_wrong_parse_bounds(void **state)
     queue_wrongset ws;
     (void)state;
 
-    redisReply *list = mk_arr(3 * (QUEUE_WRONG_MAX + 1), NULL);
+    /* Built by hand: mk_arr reads one variadic argument per element. */
+    redisReply *list = mk_arr(0);
+    list->elements = 3 * (QUEUE_WRONG_MAX + 1);
+    list->element = calloc(list->elements, sizeof *list->element);
+    assert_non_null(list->element);
     for (size_t i = 0; i < list->elements; i++)
         list->element[i] = mk_str(i % 3 == 0 ? "k" : i % 3 == 1 ? "set" : "list");
     assert_int_equal(queue_wrong_parse(list, &ws), -1);
