@@ -134,12 +134,21 @@ $(BUILD)/bin/auditq-bench: $(BENCH_OBJ) $(APP_OBJ) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(LDFLAGS) $(LIBS_ALL)
 
-# Unit tests: each tests/unit/test_X.c links the modules it tests (all of
-# common/ and worker/ minus worker/main.c) and cmocka.
-UNIT_LINK = $(LIB_OBJ) $(APP_OBJ) $(filter-out $(BUILD)/obj/worker/main.o,$(WORKER_OBJ))
-$(BUILD)/tests/%: tests/unit/%.c $(UNIT_LINK)
+# auditqctl's command modules (tools/ctl_*.c) as a library, for the unit
+# tests of the tools (test_query, test_dlq): the linker takes only the
+# members a test calls. Not installed.
+CTL_A = $(BUILD)/lib/libauditqctl.a
+$(CTL_A): $(filter-out $(BUILD)/obj/tools/auditqctl.o,$(CTL_OBJ))
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(LIBS_ALL) -lcmocka
+	rm -f $@ && ar rcs $@ $^
+
+# Unit tests: each tests/unit/test_X.c links the modules it tests (all of
+# common/ and worker/ minus worker/main.c, and $(CTL_A)) and cmocka. The
+# headers it includes are tracked like an object's (-MMD into build/obj).
+UNIT_LINK = $(LIB_OBJ) $(APP_OBJ) $(filter-out $(BUILD)/obj/worker/main.o,$(WORKER_OBJ))
+$(BUILD)/tests/%: tests/unit/%.c $(UNIT_LINK) $(CTL_A)
+	@mkdir -p $(dir $@) $(BUILD)/obj/tests/unit
+	$(CC) $(ALL_CFLAGS) -MMD -MP -MF $(BUILD)/obj/tests/unit/$*.d -MT $@ -o $@ $(filter %.c %.o %.a,$^) $(LDFLAGS) $(LIBS_ALL) -lcmocka
 
 $(BUILD)/tests/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/replay_main.c $(UNIT_LINK)
 	@mkdir -p $(dir $@)

@@ -3,8 +3,8 @@
  * filters, durations, and the text helpers that put untrusted bytes on a
  * terminal or into JSON.
  *
- * The tools are not a library, so the two modules under test are compiled
- * into this file (their headers stay the contract). */
+ * The modules under test (tools/ctl_common.c, tools/ctl_dlq_record.c) come
+ * from build/lib/libauditqctl.a, through their headers. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,8 +15,8 @@
 
 #include <cmocka.h>
 
-#include "ctl_common.c"
-#include "ctl_dlq_record.c"
+#include "ctl_common.h"
+#include "ctl_dlq_record.h"
 #include "queue.h"
 #include "uuid7.h"
 

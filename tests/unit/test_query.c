@@ -3,8 +3,9 @@
  * the byte-exact CSV/JSON/table cell writers. The database side (rows,
  * pages, plans) is tests/integration/it_78_query.sh.
  *
- * The functions under test are static, and the unit-test link does not
- * include tools/, so the file is compiled into this test directly. */
+ * The functions under test are ctl_query.h's (ctl_query_args.c,
+ * ctl_query_out.c), linked from build/lib/libauditqctl.a. */
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,8 +16,7 @@
 
 #include <cmocka.h>
 
-#include "ctl_common.c"
-#include "ctl_query.c"
+#include "ctl_query.h"
 
 /* 2024-07-19T12:00:00Z, the worked example of docs/PROTOCOL.md. */
 #define T_JUL19 INT64_C(1721390400000000)
