@@ -1,4 +1,4 @@
-/* test_query.c -- unit tests for tools/ctl_query.c: time parsing and
+/* test_query.c -- unit tests for `auditqctl query` (ctl_query.h): time parsing and
  * formatting, the cursor token, argument parsing, the SQL it builds, and
  * the byte-exact CSV/JSON/table cell writers. The database side (rows,
  * pages, plans) is tests/integration/it_78_query.sh.
