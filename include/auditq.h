@@ -198,6 +198,26 @@ AUDITQ_API auditq_rc auditq_open(const auditq_config *cfg, auditq **out);
  * spooled events not yet replayed stay there (see "spool" below): neither
  * is a loss, and close returns AUDITQ_OK. */
 AUDITQ_API auditq_rc auditq_close(auditq *q);
+/* fork(): a child process inherits a copy of every open handle, but not
+ * its threads (the flusher, the spool's replay thread), and shares its
+ * sockets and spool file with the parent. The child must not use or close
+ * that copy: auditq_close would wait for threads that are not there, and a
+ * send would write into the parent's Redis connections. In the child, call
+ * auditq_abandon(q) on each inherited handle (before any other auditq call
+ * on it), then auditq_open a new one if the child sends events. It closes
+ * the child's copies of the handle's descriptors -- sockets and the spool
+ * (the parent keeps the spool's lock; the child no longer holds it when the
+ * parent exits) -- and frees the copy without taking its locks, which a
+ * parent thread may have held at the fork. Events buffered in the parent
+ * stay the parent's to deliver; the child sends none of them. The spool
+ * file stays locked by the parent: give the child's new handle another
+ * spool_path. Only for a child of fork(); in any other process the handle
+ * must be released with auditq_close. NULL-safe (returns AUDITQ_OK).
+ * Async-signal-unsafe (it frees memory): call it from the child after
+ * fork() returns, e.g. a pthread_atfork child handler or Python's
+ * os.register_at_fork(after_in_child=...), not between fork and exec of a
+ * vfork. */
+AUDITQ_API auditq_rc auditq_abandon(auditq *q);
 /* Round trip to Redis (PING). */
 AUDITQ_API auditq_rc auditq_ping(auditq *q);
 

@@ -248,8 +248,10 @@ static void *flusher_main(void *arg)
                 if (!broken)
                     note_async_err(q, err);
                 if (broken || q->flusher_ctx->err) {
-                    redisFree(q->flusher_ctx);
+                    /* Unlinked first: see async_abandon. */
+                    redisContext *c = q->flusher_ctx;
                     q->flusher_ctx = NULL;
+                    redisFree(c);
                 }
             }
             /* Failed on a fresh connection, or for the second time: spool. */
@@ -363,6 +365,19 @@ auditq_rc async_close(async_buf *q)
     pthread_cond_destroy(&q->acked);
     free(q);
     return rc;
+}
+
+void async_abandon(async_buf *q)
+{
+    /* Only this thread exists in the child: the flusher, and any thread
+     * that held mu at the fork, stayed in the parent. The buffered jobs
+     * are the parent's to deliver; here they are only freed. */
+    for (size_t i = 0; i < q->count; i++)
+        free(q->ring[(q->head + i) % q->ring_cap].data);
+    if (q->flusher_ctx)
+        redisFree(q->flusher_ctx);
+    free(q->ring);
+    free(q);
 }
 
 void async_stats(async_buf *q, auditq_stats *out)

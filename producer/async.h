@@ -31,6 +31,10 @@ auditq_rc async_flush(async_buf *a, int timeout_ms);
 /* Drains (bounded by close_timeout_ms), stops the flusher and frees a;
  * AUDITQ_ERR_TIMEOUT with the detail if jobs were left (they are lost). */
 auditq_rc async_close(async_buf *a);
+/* In a child after fork(): frees a and closes the child's copy of the
+ * flusher's socket without taking the lock, joining the flusher (it is not
+ * in the child) or sending the jobs buffered in the parent. */
+void async_abandon(async_buf *a);
 /* Fills the async fields of out (queued, sent, rejected, retries, buffered). */
 void async_stats(async_buf *a, auditq_stats *out);
 #endif

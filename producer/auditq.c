@@ -109,6 +109,20 @@ auditq_rc auditq_close(auditq *q)
     return rc;
 }
 
+auditq_rc auditq_abandon(auditq *q)
+{
+    producer_clear_error();
+    if (!q)
+        return AUDITQ_OK;
+    /* Child side of fork(), auditq.h. Reverse order of open, as in close;
+     * no part takes a lock or signals a thread. */
+    async_abandon(q->async);
+    spooler_abandon(q->sp);
+    pool_abandon(q->pool);
+    free(q);
+    return AUDITQ_OK;
+}
+
 auditq_rc auditq_ping(auditq *q)
 {
     redisReply *r = NULL;

@@ -57,6 +57,18 @@ void pool_free(pool *q)
     free(q);
 }
 
+void pool_abandon(pool *q)
+{
+    if (!q)
+        return;
+    /* The parent's threads do not exist here and may have held mu at the
+     * fork: it is neither taken nor destroyed, only freed with the pool. */
+    for (int i = 0; i < PRODUCER_MAX_CONNS; i++)
+        if (q->slots[i].ctx)
+            redisFree(q->slots[i].ctx);
+    free(q);
+}
+
 /* Borrows a connected slot. Returns its index, or -1 with *rc set. */
 static int slot_get(pool *q, auditq_rc *rc)
 {
@@ -120,8 +132,11 @@ release:
 static void slot_put(pool *q, int idx, int broken)
 {
     if (broken && q->slots[idx].ctx) {
-        redisFree(q->slots[idx].ctx);
+        /* Unlinked before it is freed: a fork() in between leaves the
+         * child a NULL, never a freed context (pool_abandon). */
+        redisContext *c = q->slots[idx].ctx;
         q->slots[idx].ctx = NULL;
+        redisFree(c);
     }
     pthread_mutex_lock(&q->mu);
     q->slots[idx].busy = 0;

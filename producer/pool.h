@@ -25,6 +25,10 @@ pool *pool_new(const struct auditq_config *cfg, const aq_redis_target *t);
 /* Closes every connection and frees the pool; no call may be running.
  * NULL-safe. */
 void pool_free(pool *q);
+/* In a child after fork(): closes the child's copies of the connection
+ * sockets (nothing is sent on them) and frees the pool without touching
+ * its lock. NULL-safe. */
+void pool_abandon(pool *q);
 /* Runs one command on a borrowed connection. AUDITQ_OK with *reply (the
  * caller frees it with freeReplyObject), or an error with the detail set:
  * an ACL refusal names the user, the command and the fix (AUDITQ_ERR_AUTH),

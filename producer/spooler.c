@@ -109,6 +109,7 @@ struct spooler {
     int64_t deadline_us;          /* monotonic; the replay gives up after it */
     int dirty;                    /* appended since the last fdatasync */
     pthread_t thread;             /* the replay thread */
+    redisContext *rctx;           /* the replay thread's connection (spooler_abandon reads it in a child) */
     spool_pusher pusher;          /* the replay thread's LPUSH arguments */
     char damage[1200];            /* last corruption / I/O problem (sticky) */
     char replay_err[600];         /* why the replay is failing now; "" when it works */
@@ -204,7 +205,6 @@ int spooler_put(spooler *q, const spool_item *items, size_t n, int only_if_backl
 static void *spooler_main(void *arg)
 {
     spooler *q = arg;
-    redisContext *c = NULL;
     spool_chunk ch;
     unsigned attempt = 0;
     int gave_up = 0, closing_seen = 0;
@@ -255,8 +255,9 @@ static void *spooler_main(void *arg)
         pthread_mutex_unlock(&q->mu);
 
         int ok = 0, broken = 0, disk = 0;
-        if (!c)
-            c = redis_connect(&q->target, q->cfg.connect_timeout_ms, q->cfg.timeout_ms, err, sizeof err, NULL);
+        if (!q->rctx)
+            q->rctx = redis_connect(&q->target, q->cfg.connect_timeout_ms, q->cfg.timeout_ms, err, sizeof err, NULL);
+        redisContext *c = q->rctx;
         if (c) {
             if (spool_read_chunk(fd, start, limit, (size_t)q->cfg.batch_size, REPLAY_MAX_BYTES, &ch, err,
                                  sizeof err) != 0)
@@ -264,8 +265,8 @@ static void *spooler_main(void *arg)
             else if (push_chunk(q, c, &ch, &broken, err, sizeof err) == 0)
                 ok = 1;
             else if (broken) {
+                q->rctx = NULL; /* unlinked first: see spooler_abandon */
                 redisFree(c);
-                c = NULL;
             }
         }
 
@@ -304,8 +305,11 @@ static void *spooler_main(void *arg)
         }
     }
     pthread_mutex_unlock(&q->mu);
-    if (c)
+    if (q->rctx) {
+        redisContext *c = q->rctx;
+        q->rctx = NULL;
         redisFree(c);
+    }
     spool_chunk_free(&ch);
     return NULL;
 }
@@ -380,6 +384,21 @@ void spooler_close(spooler *q, int64_t deadline_us)
     spool_pusher_free(&q->pusher);
     pthread_mutex_destroy(&q->mu);
     pthread_cond_destroy(&q->cv);
+    free(q);
+}
+
+void spooler_abandon(spooler *q)
+{
+    if (!q)
+        return;
+    /* spool_close closes the child's descriptors only: the flock belongs
+     * to the open file description the parent still holds, so the parent
+     * keeps its lock, and the child no longer holds it once the parent
+     * closes or exits. Nothing is synced or replayed from here. */
+    if (q->rctx)
+        redisFree(q->rctx);
+    spool_close(q->sp);
+    spool_pusher_free(&q->pusher);
     free(q);
 }
 

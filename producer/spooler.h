@@ -27,6 +27,11 @@ auditq_rc spooler_open(const struct auditq_config *cfg, const aq_redis_target *t
 /* Replays what it can before deadline_us (monotonic), stops the thread,
  * syncs, closes the spool and frees s. NULL-safe. */
 void spooler_close(spooler *s, int64_t deadline_us);
+/* In a child after fork(): closes the child's copies of the spool's
+ * descriptors and of the replay connection and frees s, without the lock,
+ * the replay thread (it is not in the child), a sync or a replay.
+ * NULL-safe. */
+void spooler_abandon(spooler *s);
 /* Result of spooler_put beyond auditq_rc values. */
 #define SPOOLER_NO_BACKLOG (-1)
 /* Appends n encoded jobs to the spool, all or none. only_if_backlog: do it
