@@ -48,7 +48,7 @@ APP_COMMON = common/config.c common/log.c common/retention.c common/retention_ru
              common/merkle.c common/entry.c common/checkpoint.c
 WORKER_SRC = $(wildcard worker/*.c)
 CTL_SRC    = tools/auditqctl.c $(sort $(wildcard tools/ctl_*.c)) $(BUILD)/gen/migrations.c
-BENCH_SRC  = tools/auditq-bench.c tools/bench_pg.c tools/gen.c worker/pgw.c $(BUILD)/gen/migrations.c
+BENCH_SRC  = tools/auditq-bench.c $(sort $(wildcard tools/bench_*.c)) tools/gen.c worker/pgw.c $(BUILD)/gen/migrations.c
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(patsubst $(BUILD)/%,%,$(1)))
 

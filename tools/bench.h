@@ -1,6 +1,11 @@
-/* bench.h -- what auditq-bench's command files share (tools/auditq-bench.c
- * holds the option parser, the histogram, the producers and `enqueue`;
- * tools/bench_pg.c holds `ceiling` and `e2e`). Internal to the tool. */
+/* bench.h -- what auditq-bench's files share. Internal to the tool.
+ *   auditq-bench.c       the command table, --help, main()
+ *   bench_opts.c         the option parser (bench_opts)
+ *   bench_util.c         clock, latency histogram, formatting
+ *   bench_producers.c    the producer threads and the handle they share
+ *   bench_enqueue.c      `enqueue` and its bare-LPUSH reference
+ *   bench_pg.c           `ceiling` and `e2e`
+ *   gen.c                the synthetic event generator (gen.h) */
 #ifndef AQ_BENCH_H
 #define AQ_BENCH_H
 #include <stdint.h>
@@ -15,6 +20,7 @@
 #define MAX_SETS 32
 #define RC_SLOTS 32            /* auditq_rc values we count individually */
 #define MAX_CONNS_LIST 8
+#define REF_VALUE_BYTES 300     /* enqueue's reference LPUSH value */
 
 /* ---- time ---- */
 int64_t now_ns(void);                 /* CLOCK_MONOTONIC */
@@ -106,7 +112,15 @@ int bench_open(const bench_opts *o, auditq **out);
  * 0, or -1 if the threads could not be set up (reported). */
 int producers_run(const bench_opts *o, auditq *q, run_result *r);
 
-/* ---- commands in bench_pg.c ---- */
+/* ---- the command line (auditq-bench.c, bench_opts.c) ---- */
+void bench_usage(FILE *out);
+void bench_print_version(void);
+/* Parses argv after the command. Returns -1 on a usage error (already
+ * reported), 1 when --help or --version was printed, else 0. */
+int bench_opts_parse(bench_opts *o, int argc, char **argv);
+
+/* ---- the commands: bench_enqueue.c, bench_pg.c ---- */
+int cmd_enqueue(const bench_opts *o);
 int cmd_ceiling(const bench_opts *o);
 int cmd_e2e(const bench_opts *o);
 #endif

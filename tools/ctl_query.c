@@ -61,7 +61,6 @@
 #include "ctl_query.h"
 #include "uuid7.h"
 
-
 const char ctl_query_synopsis[] =
     "query [FILTERS] [--format F]     export audit events (table, CSV, NDJSON)";
 

@@ -146,7 +146,6 @@ static int q_cp_width(uint32_t cp)
     return 1;
 }
 
-
 /* Writes the visible characters of cell that fit into `limit` columns;
  * returns the columns used. limit < 0: no limit. */
 static int q_cell_emit(FILE *out, const q_cell *cell, int limit, int write)
@@ -199,8 +198,6 @@ int q_cell_write(FILE *out, const q_cell *cell, int width, int pending)
     }
     return width - used + 1;
 }
-
-
 
 /* Column widths for a terminal of `cols` columns (at least 80): fixed
  * time/outcome/event_id, the rest shared by tenant, actor, action, entity
