@@ -44,7 +44,7 @@ LIB_COMMON = common/codec.c common/text.c common/uuid7.c common/redisconn.c comm
              $(wildcard common/spool.c)
 LIB_SRC    = $(LIB_COMMON) $(wildcard producer/*.c)
 # Worker/tool-only common pieces.
-APP_COMMON = common/config.c common/log.c common/retention.c common/retention_run.c common/retention_export.c \
+APP_COMMON = common/config.c common/config_file.c common/config_mask.c common/log.c common/retention.c common/retention_run.c common/retention_export.c \
              common/merkle.c common/entry.c common/checkpoint.c
 WORKER_SRC = $(wildcard worker/*.c)
 CTL_SRC    = tools/auditqctl.c $(sort $(wildcard tools/ctl_*.c)) $(BUILD)/gen/migrations.c

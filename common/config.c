@@ -4,14 +4,15 @@
  * default (as text), bounds, whether SIGHUP may change it, and one help
  * line.  Everything else walks that table, so a new setting is one row:
  *   config_defaults   parses each row's default text through cf_apply
- *   config_load_file  "key = value" lines   -> cf_lookup + cf_apply
+ *   config_load_file  "key = value" lines   -> config_set (config_file.c)
  *   config_load_buffer  the same lines from memory (the fuzzer's entry)
  *   config_load_env   AUDITQ_<NAME> for each row
  *   config_env_unknown  AUDITQ_* variables that name no row (a typo such as
  *                     AUDITQ_BATCHSIZE), for the caller to warn about
  *   config_arg_value  the one rule for option values on every command line
  *   config_set        the --set key=value flag
- *   config_print      "# help" + "name = value", itself a valid file
+ *   config_print      "# help" + "name = value", itself a valid file, with
+ *                     passwords masked (config_mask_url, config_mask.c)
  *   config_reload     SIGHUP: copies the rows marked reloadable, reports
  *                     the others as needing a restart
  * (PgBouncer's CF_ABS table in src/main.c, Redis createIntConfig.)
@@ -381,120 +382,6 @@ static int cf_parse_weights(const char *s, long min, long max, int w[4])
     return 0;
 }
 
-/* ---- password masking (config_print only) -------------------------------- */
-
-/* Appends src[0..n) to out (cap bytes), always NUL-terminated. */
-static void cf_append(char *out, size_t cap, size_t *len, const char *src, size_t n)
-{
-    if (*len + 1 >= cap)
-        return;
-    if (n > cap - 1 - *len)
-        n = cap - 1 - *len;
-    memcpy(out + *len, src, n);
-    *len += n;
-    out[*len] = '\0';
-}
-
-/* URI form: scheme://user:PASSWORD@host/...?...&password=PASSWORD&... */
-static void cf_mask_uri(const char *url, const char *auth, char *out, size_t cap)
-{
-    size_t len = 0;
-    size_t alen = strcspn(auth, "/?#");
-    const char *at = NULL, *colon, *q, *p;
-
-    out[0] = '\0';
-    /* The userinfo ends at the LAST '@' of the authority: an unescaped '@'
-     * inside a password must not leak the part after it. */
-    for (const char *s = auth; s < auth + alen; s++)
-        if (*s == '@')
-            at = s;
-    colon = at != NULL ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
-    if (colon != NULL) {
-        cf_append(out, cap, &len, url, (size_t)(colon + 1 - url));
-        cf_append(out, cap, &len, "***", 3);
-        p = at;
-    } else {
-        p = url;
-    }
-    /* libpq also takes ?password=... in the query string. */
-    q = strchr(p, '?');
-    if (q == NULL) {
-        cf_append(out, cap, &len, p, strlen(p));
-        return;
-    }
-    cf_append(out, cap, &len, p, (size_t)(q + 1 - p));
-    p = q + 1;
-    while (*p) {
-        size_t n = strcspn(p, "&");
-        if (n >= 9 && strncmp(p, "password=", 9) == 0) {
-            cf_append(out, cap, &len, "password=***", 12);
-        } else {
-            cf_append(out, cap, &len, p, n);
-        }
-        p += n;
-        if (*p == '&')
-            cf_append(out, cap, &len, p++, 1);
-    }
-}
-
-/* conninfo form: key=value pairs, values optionally 'quoted' with \ escapes. */
-static void cf_mask_conninfo(const char *s, char *out, size_t cap)
-{
-    size_t len = 0;
-    const char *p = s;
-
-    out[0] = '\0';
-    while (*p) {
-        const char *kw, *v;
-        size_t kwlen;
-
-        while (*p && isspace((unsigned char)*p))
-            cf_append(out, cap, &len, p++, 1);
-        kw = p;
-        while (*p && *p != '=' && !isspace((unsigned char)*p))
-            p++;
-        kwlen = (size_t)(p - kw);
-        while (*p && isspace((unsigned char)*p))
-            p++;
-        if (*p != '=') {          /* malformed: copy the rest, libpq will complain */
-            cf_append(out, cap, &len, kw, strlen(kw));
-            return;
-        }
-        p++;
-        while (*p && isspace((unsigned char)*p))
-            p++;
-        v = p;
-        if (*p == '\'') {
-            for (p++; *p && *p != '\''; p++)
-                if (*p == '\\' && p[1] != '\0')
-                    p++;
-            if (*p == '\'')
-                p++;
-        } else {
-            while (*p && !isspace((unsigned char)*p))
-                p++;
-        }
-        /* The text is copied as written (blanks around '=' included): only
-         * a password changes, so an unmasked value prints as it loaded. */
-        if (kwlen == 8 && strncmp(kw, "password", 8) == 0) {
-            cf_append(out, cap, &len, kw, (size_t)(v - kw));
-            cf_append(out, cap, &len, "***", 3);
-        } else {
-            cf_append(out, cap, &len, kw, (size_t)(p - kw));
-        }
-    }
-}
-
-static void cf_mask_url(const char *url, char *out, size_t cap)
-{
-    const char *sep = strstr(url, "://");
-
-    if (sep != NULL && strcspn(url, "= \t") > (size_t)(sep - url))
-        cf_mask_uri(url, sep + 3, out, cap);
-    else
-        cf_mask_conninfo(url, out, cap);
-}
-
 /* ---- applying one value -------------------------------------------------- */
 
 /* Where a value came from, for error messages. */
@@ -581,7 +468,7 @@ bad:
     if (e->secret_url) {
         /* The value is echoed to a terminal or log: keep the password out. */
         char masked[1100];
-        cf_mask_url(value, masked, sizeof masked);
+        config_mask_url(value, masked, sizeof masked);
         cf_value_error(e, masked, kind, where, why, err, errlen);
     } else {
         cf_value_error(e, value, kind, where, why, err, errlen);
@@ -724,172 +611,6 @@ int config_getopt_value(char *const *argv, int optind_now, const char *optarg_no
     return config_arg_value(opt, optarg_now, err, errlen);
 }
 
-/* Splits one line in place. Returns 1 with *key and *value set, 0 for a blank or
- * comment line, -1 with the reason in why. */
-static int cf_split_line(char *line, char **key, char **value, char *why, size_t whylen)
-{
-    char *p = line, *k, *end;
-
-    while (isspace((unsigned char)*p))
-        p++;
-    if (*p == '\0' || *p == '#')
-        return 0;
-    k = p;
-    while (*p && *p != '=' && !isspace((unsigned char)*p))
-        p++;
-    end = p;
-    while (isspace((unsigned char)*p))
-        p++;
-    if (*p != '=' || end == k) {
-        text_errf(why, whylen, "expected 'key = value', got '%s'", k);
-        return -1;
-    }
-    *end = '\0';
-    *key = k;
-    p++;
-    while (isspace((unsigned char)*p))
-        p++;
-
-    if (*p == '"') {
-        /* Quoted: '#' is literal; \" and \\ are the only escapes. The
-         * unescaped text is written over the line in place (never longer). */
-        char *out = p, *in = p + 1;
-        *value = out;
-        for (;;) {
-            if (*in == '\0') {
-                text_errf(why, whylen, "%s: missing closing '\"'; end the value with \"", k);
-                return -1;
-            }
-            if (*in == '"')
-                break;
-            if (*in == '\\') {
-                if (in[1] != '"' && in[1] != '\\') {
-                    text_errf(why, whylen,
-                            "%s: unknown escape '\\%c' in quoted value; only \\\" and \\\\ are "
-                            "allowed", k, in[1] != '\0' ? in[1] : ' ');
-                    return -1;
-                }
-                in++;
-            }
-            *out++ = *in++;
-        }
-        *out = '\0';
-        in++;
-        while (isspace((unsigned char)*in))
-            in++;
-        if (*in != '\0' && *in != '#') {
-            text_errf(why, whylen, "%s: unexpected text after the closing quote: '%s'", k, in);
-            return -1;
-        }
-        return 1;
-    }
-
-    /* Unquoted: a '#' after whitespace starts a comment. */
-    *value = p;
-    for (char *s = p; *s; s++) {
-        if (*s == '#' && s > p && isspace((unsigned char)s[-1])) {
-            *s = '\0';
-            break;
-        }
-    }
-    end = p + strlen(p);
-    while (end > p && isspace((unsigned char)end[-1]))
-        end--;
-    *end = '\0';
-    return 1;
-}
-
-/* One line of a config file, without its '\n' (n bytes, line[n] == '\0'),
- * modified in place. `name` and lineno are for the error message. The one
- * line parser behind config_load_file and config_load_buffer. */
-static int cf_load_line(aq_config *c, char *line, size_t n, const char *name, long lineno,
-                        char *err, size_t errlen)
-{
-    char where[512], why[512];
-    char *key, *value;
-    int r;
-
-    snprintf(where, sizeof where, "%s:%ld", name, lineno);
-    if (memchr(line, '\0', n) != NULL) {
-        text_errf(err, errlen, "%s: line contains a NUL byte; is this a text file?", where);
-        return -1;
-    }
-    while (n > 0 && line[n - 1] == '\r')
-        line[--n] = '\0';
-    r = cf_split_line(line, &key, &value, why, sizeof why);
-    if (r < 0) {
-        text_errf(err, errlen, "%s: %s", where, why);
-        return -1;
-    }
-    if (r == 0)
-        return 0;
-    return config_set(c, key, value, where, err, errlen);
-}
-
-int config_load_file(aq_config *c, const char *path, char *err, size_t errlen)
-{
-    FILE *f;
-    char *line = NULL;      /* owned: getline's buffer, freed at out */
-    size_t cap = 0;
-    ssize_t n;
-    long lineno = 0;
-    int rc = -1;
-
-    f = fopen(path, "r");
-    if (f == NULL) {
-        text_errf(err, errlen, "cannot open config file '%s': %s", path, strerror(errno));
-        return -1;
-    }
-    while ((n = getline(&line, &cap, f)) >= 0) {
-        if (n > 0 && line[n - 1] == '\n')
-            line[--n] = '\0';
-        if (cf_load_line(c, line, (size_t)n, path, ++lineno, err, errlen) != 0)
-            goto out;
-    }
-    if (ferror(f)) {
-        text_errf(err, errlen, "cannot read config file '%s': %s", path, strerror(errno));
-        goto out;
-    }
-    rc = 0;
-out:
-    free(line);
-    fclose(f);
-    return rc;
-}
-
-int config_load_buffer(aq_config *c, const char *buf, size_t len, const char *name,
-                       char *err, size_t errlen)
-{
-    char *line = NULL;      /* owned: a copy of the current line, freed at out */
-    size_t cap = 0, pos = 0;
-    long lineno = 0;
-    int rc = -1;
-
-    while (pos < len) {
-        const char *nl = memchr(buf + pos, '\n', len - pos);
-        size_t n = nl != NULL ? (size_t)(nl - (buf + pos)) : len - pos;
-
-        if (n + 1 > cap) {
-            char *p = realloc(line, n + 1);
-            if (p == NULL) {
-                text_errf(err, errlen, "%s: out of memory", name);
-                goto out;
-            }
-            line = p;
-            cap = n + 1;
-        }
-        memcpy(line, buf + pos, n);
-        line[n] = '\0';
-        if (cf_load_line(c, line, n, name, ++lineno, err, errlen) != 0)
-            goto out;
-        pos += n + (nl != NULL);
-    }
-    rc = 0;
-out:
-    free(line);
-    return rc;
-}
-
 int config_validate(const aq_config *c, char *err, size_t errlen)
 {
     /* One missed heartbeat must not declare a live worker dead. */
@@ -970,7 +691,7 @@ void config_print(const aq_config *c, FILE *out)
         case CF_STR:
             if (e->secret_url) {
                 char masked[1100];
-                cf_mask_url(field, masked, sizeof masked);
+                config_mask_url(field, masked, sizeof masked);
                 cf_print_quoted(out, masked);
             } else {
                 cf_print_quoted(out, field);
@@ -1010,7 +731,7 @@ static void cf_format_value(const aq_config *c, const cf_entry *e, char *out, si
     switch (e->type) {
     case CF_STR:
         if (e->secret_url) {
-            cf_mask_url(field, masked, sizeof masked);
+            config_mask_url(field, masked, sizeof masked);
             field = masked;
         }
         if (strlen(field) >= cap && cap > 4)

@@ -110,6 +110,10 @@ int config_set(aq_config *c, const char *key, const char *value, const char *ori
 int config_validate(const aq_config *c, char *err, size_t errlen);
 /* Prints every setting with its help line and current value ("config show"). */
 void config_print(const aq_config *c, FILE *out);
+/* Copies the connection string url (a redis:// or postgresql:// URI, or
+ * libpq "key=value" words) into out (cap bytes, always NUL-terminated) with
+ * every password replaced by "***". */
+void config_mask_url(const char *url, char *out, size_t cap);
 
 /* One setting that differs between the running config and a reloaded one. */
 typedef struct config_change {
