@@ -41,7 +41,7 @@ LIBS_ALL  = $(HIREDIS_LIBS) -lmsgpackc -lpq -lev -lpthread -lm -lz -lcrypto -lso
 
 # What goes into libauditq (producer + the common pieces it needs).
 LIB_COMMON = common/codec.c common/text.c common/uuid7.c common/redisconn.c common/backoff.c common/keys.c \
-             $(wildcard common/spool.c)
+             $(sort $(wildcard common/spool*.c))
 LIB_SRC    = $(LIB_COMMON) $(wildcard producer/*.c)
 # Worker/tool-only common pieces.
 APP_COMMON = common/config.c common/config_file.c common/config_mask.c common/log.c common/retention.c common/retention_run.c common/retention_export.c \
