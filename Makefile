@@ -5,6 +5,7 @@
 #   make SANITIZE=address,undefined test   (or SANITIZE=thread)
 #   make asan | tsan | valgrind      the suites under each tool
 #   make test-faults                 the fault suite in its long form
+#   make bindings                    the Python module into build/python (README "Python")
 #   make fuzz                        libFuzzer targets (clang), FUZZ_SECONDS each
 #   make install PREFIX=/usr/local   (DESTDIR=dir to stage); make uninstall the same way
 
@@ -86,7 +87,7 @@ FUZZ_SRC   = $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_REPLAY= $(patsubst tests/fuzz/%.c,$(BUILD)/tests/%,$(FUZZ_SRC))
 
 .PHONY: all deps test unit integration demo demo-stop install uninstall clean bench bench-scaling asan tsan \
-        valgrind fuzz fuzz-build test-faults
+        valgrind fuzz fuzz-build test-faults bindings
 all: $(LIB_A) $(LIB_SO) $(LIB_LINKS) $(BINS)
 
 $(BUILD)/obj/%.o: %.c
@@ -175,6 +176,19 @@ $(HOOKS_WORKER): $(HOOKS_OBJ) $(filter-out $(BUILD)/obj/worker/main.o,$(WORKER_O
 deps:
 	@sh scripts/deps.sh
 
+# The Python binding (bindings/python, a CPython extension over libauditq.a)
+# built with Debian's /usr/bin/python3 into $(BUILD)/python, where
+# tests/integration/it_17_python.sh runs it under pytest. Not under SANITIZE:
+# an ASan/TSan runtime cannot be loaded into a stock python3 (it must be the
+# first library of the process), so `make asan`/`make tsan` skip the binding
+# and it_17 says so. Installing: README "Python".
+PYTHON   ?= /usr/bin/python3
+BINDINGS  = $(if $(SANITIZE),,bindings)
+bindings: $(LIB_A)
+	cd bindings/python && AUDITQ_BUILD=$(abspath $(BUILD)) $(if $(WERROR),AUDITQ_WERROR=1) \
+	    $(PYTHON) setup.py -q build --build-base $(abspath $(BUILD))/python-build \
+	    --build-lib $(abspath $(BUILD))/python
+
 unit: $(UNIT_TESTS)
 	@fail=0; for t in $(UNIT_TESTS); do echo "== $$t"; $$t || fail=1; done; exit $$fail
 
@@ -182,7 +196,7 @@ integration: all $(IT_BINS)
 	@bash tests/integration/run.sh
 
 test: deps
-	@$(MAKE) --no-print-directory all $(UNIT_TESTS) $(IT_BINS) $(FUZZ_REPLAY)
+	@$(MAKE) --no-print-directory all $(UNIT_TESTS) $(IT_BINS) $(FUZZ_REPLAY) $(BINDINGS)
 	@bash tests/run-all.sh
 
 # The fault-injection suite in its long form (tests/integration/it_9*:

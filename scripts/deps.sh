@@ -34,13 +34,18 @@
 # libsodium-dev: Ed25519 signatures of the checkpoints (common/checkpoint.c).
 # python3-nacl: Ed25519 for tools/auditq_verify.py, the independent verifier
 # the integrity tests run (docs/INTEGRITY.md).
+# python3-dev, python3-setuptools, python3-pip, python3-venv, python3-pytest:
+# the Python binding (bindings/python): built by `make bindings`, installed
+# offline with `pip install ./bindings/python` (README "Python"), tested
+# under pytest by tests/integration/it_15_python.sh.
 
 set -eu
 
 PKGS="build-essential pkg-config libhiredis-dev libpq-dev libev-dev libmsgpack-dev
 libcmocka-dev redis-server redis-tools postgresql postgresql-contrib python3
 python3-msgpack valgrind util-linux procps curl prometheus zlib1g-dev libssl-dev
-systemd stunnel4 openssl libsodium-dev python3-nacl"
+systemd stunnel4 openssl libsodium-dev python3-nacl
+python3-dev python3-pytest python3-setuptools python3-pip python3-venv"
 
 say() { printf 'deps: %s\n' "$*"; }
 
