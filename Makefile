@@ -8,6 +8,7 @@
 #   make bindings                    the Python module into build/python (README "Python")
 #   make fuzz                        libFuzzer targets (clang), FUZZ_SECONDS each
 #   make install PREFIX=/usr/local   (DESTDIR=dir to stage); make uninstall the same way
+#   make bindings        the language bindings (bindings/node: Node-API addon)
 
 PREFIX   ?= /usr/local
 CC       ?= cc
@@ -173,6 +174,15 @@ $(HOOKS_WORKER): $(HOOKS_OBJ) $(filter-out $(BUILD)/obj/worker/main.o,$(WORKER_O
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(LDFLAGS) $(LIBS_ALL)
 
+# The Node.js binding: bindings/node/build/auditq.node, this build's
+# libauditq.a linked in, compiled by bindings/node/build.js with $(CC)
+# directly (no node-gyp, no header download). Tested by it_62_node.sh.
+NODE ?= node
+.PHONY: bindings bindings-node
+bindings: bindings-node
+bindings-node: $(LIB_A)
+	BUILD=$(BUILD) CC=$(CC) WERROR=$(WERROR) $(NODE) bindings/node/build.js
+
 deps:
 	@sh scripts/deps.sh
 
@@ -288,6 +298,6 @@ uninstall:
 	fi
 
 clean:
-	rm -rf $(BUILD) build-asan build-tsan build-valgrind build-fuzz
+	rm -rf $(BUILD) build-asan build-tsan build-valgrind build-fuzz bindings/node/build
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -46,6 +46,12 @@ libcmocka-dev redis-server redis-tools postgresql postgresql-contrib python3
 python3-msgpack valgrind util-linux procps curl prometheus zlib1g-dev libssl-dev
 systemd stunnel4 openssl libsodium-dev python3-nacl
 python3-dev python3-pytest python3-setuptools python3-pip python3-venv"
+# nodejs: the Node.js binding (bindings/node, `make bindings`) and its tests
+# (it_62). Its Node-API headers (node_api.h) ship inside NodeSource's nodejs
+# package; Debian's own nodejs keeps them in libnode-dev, which is asked for
+# only when they are missing, so an installed NodeSource node is left alone.
+PKGS="$PKGS nodejs"
+[ -f /usr/include/node/node_api.h ] || PKGS="$PKGS libnode-dev"
 
 say() { printf 'deps: %s\n' "$*"; }
 

@@ -1,0 +1,47 @@
+'use strict';
+// The process exits by itself after close(): no libuv handle, no thread
+// keeps it alive, and nothing is lost. Without close(), the env cleanup
+// hook drains the buffer at exit.
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const { spawnSync } = require('node:child_process');
+const h = require('./helpers');
+
+function child(src, ns) {
+  const t0 = Date.now();
+  const r = spawnSync(process.execPath, ['-e', src], { encoding: 'utf8', timeout: 20000 * h.scale,
+    env: { ...process.env, ADDON: h.addon, NS: ns } });
+  return { ...r, ms: Date.now() - t0 };
+}
+
+function queued(ns) {
+  return ['critical', 'high', 'normal', 'low'].reduce((a, p) => a + Number(h.redisCli('LLEN', `{${ns}}:queue:${p}`)), 0);
+}
+
+test('exits cleanly after close(), every event in Redis', () => {
+  const r = child(`
+    const { Producer } = require(process.env.ADDON);
+    const q = new Producer({ redisUrl: process.env.AUDITQ_REDIS_URL, namespace: process.env.NS });
+    for (let i = 0; i < 1000; i++) q.send({ action: 'exit.test', tenantId: 'exit' });
+    q.close().then(() => {
+      setImmediate(() => console.log('resources=' + JSON.stringify(process.getActiveResourcesInfo())));
+    });`, 'nodeexit1');
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.signal, null);
+  assert.equal(r.stdout, 'resources=[]\n');
+  assert.equal(queued('nodeexit1'), 1000);
+  h.redisCli('DEL', '{nodeexit1}:queue:normal');
+});
+
+test('exits without close(): the buffered events are drained at exit', () => {
+  // flushIntervalMs 60 s, batchSize 1000: nothing leaves the buffer before the exit.
+  const r = child(`
+    const { Producer } = require(process.env.ADDON);
+    const q = new Producer({ redisUrl: process.env.AUDITQ_REDIS_URL, namespace: process.env.NS, flushIntervalMs: 60000, batchSize: 1000 });
+    for (let i = 0; i < 400; i++) q.send({ action: 'exit.test', tenantId: 'exit' });
+    console.log('buffered=' + q.stats().buffered);`, 'nodeexit2');
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout, 'buffered=400\n');
+  assert.equal(queued('nodeexit2'), 400);
+  h.redisCli('DEL', '{nodeexit2}:queue:normal');
+});
