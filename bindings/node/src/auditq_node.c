@@ -146,7 +146,10 @@ static int get_utf8(napi_env env, napi_value v, char *buf, size_t cap, const cha
     *heap = NULL;
     if (napi_get_value_string_utf8(env, v, buf, cap, &n) != napi_ok)
         return -1;
-    if (n + 1 < cap) {
+    /* Node truncates at a character boundary, so a cut string can leave up
+     * to 3 bytes of buf unused (a 4-byte character that did not fit): only
+     * n + 4 < cap proves the string was copied whole. */
+    if (n + 4 < cap) {
         *out = buf;
         *len = n;
         return 0;

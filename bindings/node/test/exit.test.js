@@ -45,3 +45,16 @@ test('exits without close(): the buffered events are drained at exit', () => {
   assert.equal(queued('nodeexit2'), 400);
   h.redisCli('DEL', '{nodeexit2}:queue:normal');
 });
+
+test('close() while sendAcked() calls are in flight: they all resolve first, then the handle closes', async () => {
+  const { Producer } = require(h.addon);
+  const q = new Producer({ redisUrl: h.redisUrl, namespace: 'nodeexit3' });
+  const acks = [];
+  for (let i = 0; i < 200; i++) acks.push(q.sendAcked({ action: 'exit.inflight', tenantId: 'exit' }));
+  const closed = q.close();
+  const ids = await Promise.all(acks);
+  await closed;
+  assert.equal(new Set(ids).size, 200);
+  assert.equal(queued('nodeexit3'), 200);
+  h.redisCli('DEL', '{nodeexit3}:queue:normal');
+});

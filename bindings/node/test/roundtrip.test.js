@@ -11,7 +11,7 @@ const N = 10000;
 
 function event(i, mode) {
   const s = (f) => h.hostile(`${mode}-${f}`, i);
-  return {
+  const ev = {
     action: `page.update ${s('action')}`,
     tenantId: `rt-${mode}`,
     actorId: s('actor'),
@@ -27,6 +27,13 @@ function event(i, mode) {
     changes: { title: [s('old'), s('new')], nested: { deep: [1, 2.5, true, null, { k: s('deep') }] } },
     metadata: { 'k"ey\t\\': s('meta'), emoji: '😀', list: [{ a: { b: { c: `\u0001${i}` } } }] },
   };
+  // Every 500th event: a user agent at its 1,024-byte limit, and metadata
+  // over the addon's 2 KiB stack buffer (its heap path), 6 KiB of emoji.
+  if (i % 500 === 0) {
+    ev.userAgent = 'ü'.repeat(512);
+    ev.metadata.big = `${s('big')}${'😀'.repeat(1500)}`;
+  }
+  return ev;
 }
 
 test('10,000 events sync and async land byte-exact', async () => {
