@@ -58,3 +58,21 @@ test('close() while sendAcked() calls are in flight: they all resolve first, the
   assert.equal(queued('nodeexit3'), 200);
   h.redisCli('DEL', '{nodeexit3}:queue:normal');
 });
+
+test('close() while sendAcked() calls wait on a paused Redis: close runs after them, nothing freed under them', async () => {
+  // CLIENT PAUSE holds the 3 LPUSHes on 3 of the 4 libuv pool threads;
+  // close() must not run auditq_close on the 4th while they are inside libauditq.
+  const { Producer } = require(h.addon);
+  const q = new Producer({ redisUrl: h.redisUrl, namespace: 'nodeexit4', timeoutMs: 5000 });
+  await q.ping();
+  h.redisCli('CLIENT', 'PAUSE', String(400 * h.scale), 'ALL');
+  const acks = [0, 1, 2].map(() => q.sendAcked({ action: 'exit.paused', tenantId: 'exit' }));
+  await h.sleep(50);
+  const t0 = Date.now();
+  await q.close();
+  const ids = await Promise.all(acks);
+  assert.equal(new Set(ids).size, 3);
+  assert.ok(Date.now() - t0 >= 200 * h.scale, 'close() resolved before the paused sends');
+  assert.equal(queued('nodeexit4'), 3);
+  h.redisCli('DEL', '{nodeexit4}:queue:normal');
+});
