@@ -5,10 +5,10 @@
 #   make SANITIZE=address,undefined test   (or SANITIZE=thread)
 #   make asan | tsan | valgrind      the suites under each tool
 #   make test-faults                 the fault suite in its long form
-#   make bindings                    the Python module into build/python (README "Python")
+#   make bindings                    the Python module into build/python, the Node.js addon into
+#                                    bindings/node/build (README "Python", "Node.js")
 #   make fuzz                        libFuzzer targets (clang), FUZZ_SECONDS each
 #   make install PREFIX=/usr/local   (DESTDIR=dir to stage); make uninstall the same way
-#   make bindings        the language bindings (bindings/node: Node-API addon)
 
 PREFIX   ?= /usr/local
 CC       ?= cc
@@ -178,7 +178,7 @@ $(HOOKS_WORKER): $(HOOKS_OBJ) $(filter-out $(BUILD)/obj/worker/main.o,$(WORKER_O
 # libauditq.a linked in, compiled by bindings/node/build.js with $(CC)
 # directly (no node-gyp, no header download). Tested by it_62_node.sh.
 NODE ?= node
-.PHONY: bindings bindings-node
+.PHONY: bindings-node
 bindings: bindings-node
 bindings-node: $(LIB_A)
 	BUILD=$(BUILD) CC=$(CC) WERROR=$(WERROR) $(NODE) bindings/node/build.js
