@@ -36,15 +36,14 @@ echo "# Node sendAcked(): node bindings/node/bench/bench.js acked $((N / 4))"
 node "$root/bindings/node/bench/bench.js" acked $((N / 4))
 redis-cli -p "$REDIS_PORT" flushall >/dev/null
 
-own_dir=0
 if [[ -z "${BULLMQ_DIR:-}" ]]; then
     BULLMQ_DIR=$(mktemp -d /tmp/auditq-bullmq.XXXXXX)
-    own_dir=1
+    trap 'rm -rf "$BULLMQ_DIR"; _aq_on_exit' EXIT   # keeps harness's cleanup
 fi
 export BULLMQ_DIR
 if [[ ! -d $BULLMQ_DIR/node_modules/bullmq ]]; then
-    (cd "$BULLMQ_DIR" && npm init -y >/dev/null && npm install --no-audit --no-fund bullmq >/dev/null 2>&1)
+    # bullmq 5.x loads ioredis as an optional peer: install both.
+    (cd "$BULLMQ_DIR" && npm init -y >/dev/null && npm install --no-audit --no-fund bullmq ioredis >/dev/null 2>&1)
 fi
 echo "# BullMQ $(node -p "require('$BULLMQ_DIR/node_modules/bullmq/package.json').version"): node bindings/node/bench/bench.js bullmq $((N / 4))"
 node "$root/bindings/node/bench/bench.js" bullmq $((N / 4))
-((own_dir)) && rm -rf "$BULLMQ_DIR"
