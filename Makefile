@@ -88,7 +88,7 @@ FUZZ_SRC   = $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_REPLAY= $(patsubst tests/fuzz/%.c,$(BUILD)/tests/%,$(FUZZ_SRC))
 
 .PHONY: all deps test unit integration demo demo-stop install uninstall clean bench bench-scaling asan tsan \
-        valgrind fuzz fuzz-build test-faults bindings
+        valgrind fuzz fuzz-build test-faults bindings check-layout
 all: $(LIB_A) $(LIB_SO) $(LIB_LINKS) $(BINS)
 
 $(BUILD)/obj/%.o: %.c
@@ -205,7 +205,12 @@ unit: $(UNIT_TESTS)
 integration: all $(IT_BINS)
 	@bash tests/integration/run.sh
 
-test: deps
+# The layout rules a script can check (no .c #included, no C file over
+# 1,000 lines; scripts/check-layout.sh, docs/HACKING.md).
+check-layout:
+	@bash scripts/check-layout.sh
+
+test: deps check-layout
 	@$(MAKE) --no-print-directory all $(UNIT_TESTS) $(IT_BINS) $(FUZZ_REPLAY) $(BINDINGS)
 	@bash tests/run-all.sh
 
