@@ -6,7 +6,7 @@
  * talks to Redis, so it costs microseconds whatever Redis is doing.
  *
  * Flusher: takes up to batch_size jobs from the head of the ring and sends
- * them with the one sender (common/spool.c spool_push): one LPUSH per
+ * them with the one sender (common/spool_replay.c spool_push): one LPUSH per
  * priority, pipelined (at most four commands per batch). The jobs stay in the ring, counted against its
  * capacity, until Redis acknowledged them; only then are they freed. On any
  * failure (connection lost, timeout, error reply such as OOM) the same

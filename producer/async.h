@@ -6,7 +6,7 @@
  * condvars (wake_flusher, space, acked); the flusher never holds it while
  * talking to Redis or to the spooler. Called by: auditq.c only. Calls:
  * error.h, spooler.h (a batch Redis does not take goes to the spool),
- * common/spool.c's sender (spool_push). */
+ * common/spool_replay.c's sender (spool_push). */
 #ifndef AQ_PRODUCER_ASYNC_H
 #define AQ_PRODUCER_ASYNC_H
 #include "auditq.h"

@@ -14,7 +14,7 @@
  *   settings.c  auditq_config: the settings table
  *   error.c     the thread's last error (auditq_last_error, strerror)
  *
- * "sender" is common/spool.c spool_push: the one pipelined per-priority
+ * "sender" is spool_push (common/spool_replay.c): the one pipelined per-priority
  * LPUSH, shared with `auditqctl spool replay`. No module calls back up: the
  * spooler knows nothing of the ring, the ring nothing of the handle.
  *

@@ -1,12 +1,13 @@
 /* spooler.h -- the producer spool: where events go while Redis fails, and
  * the thread that replays them (DESIGN at the top of spooler.c).
  *
- * Owns: the spool file (common/spool.c) with its flock, the replay thread
+ * Owns: the spool file (common/spool*.c) with its flock, the replay thread
  * and its Redis connection, the spool counters and problem texts. Locks:
  * one mutex + condvar, a leaf lock (taken with no other producer lock
  * held). Called by: auditq.c (sync sends, open/close, stats) and async.c
  * (the flusher spools batches Redis does not take); it calls neither.
- * Calls: error.h, common/spool.c (the file and the one LPUSH sender). */
+ * Calls: error.h, common/spool*.c (the file, and the one LPUSH sender in
+ * spool_replay.c). */
 #ifndef AQ_PRODUCER_SPOOLER_H
 #define AQ_PRODUCER_SPOOLER_H
 #include <stdint.h>

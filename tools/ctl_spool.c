@@ -3,8 +3,8 @@
  * by a process that will not come back, replayed into Redis by hand, or
  * looked into.
  *
- * Replay is the library's replay loop (common/spool.c: spool_read_chunk,
- * spool_push_chunk, spool_set_pos) run to the end of the file: chunks of
+ * Replay is the library's replay loop (common/spool_replay.c: spool_read_chunk,
+ * spool_push_chunk; spool_set_pos in spool_file.c) run to the end of the file: chunks of
  * REPLAY_CHUNK records, the position in FILE.pos written (and fsync'ed)
  * after each chunk Redis acknowledged, so a rerun or a run after a crash
  * pushes at most one chunk again (the worker stores such duplicates once).
