@@ -552,3 +552,23 @@ fail:
     redisFree(c);
     return NULL;
 }
+
+long long redis_reply_ll(const redisReply *r)
+{
+    if (r == NULL)
+        return 0;
+    if (r->type == REDIS_REPLY_INTEGER)
+        return r->integer;
+    if (r->type == REDIS_REPLY_STRING)
+        return strtoll(r->str, NULL, 10);
+    return 0;
+}
+
+void redis_free_replies(redisReply **r, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (r[i] != NULL)
+            freeReplyObject(r[i]);
+        r[i] = NULL;
+    }
+}

@@ -38,6 +38,13 @@ int redis_url_parse(const char *url, aq_redis_target *t, char *err, size_t errle
  * messages and logs. */
 void redis_url_mask(const char *url, char *out, size_t cap);
 
+/* Integer value of an integer or numeric-string reply; 0 for NULL or
+ * anything else (missing hash fields read as 0, as docs/PROTOCOL.md says). */
+long long redis_reply_ll(const redisReply *r);
+
+/* Frees the replies r[0..n) (NULL ones skipped) and sets each to NULL. */
+void redis_free_replies(redisReply **r, size_t n);
+
 /* Connects within connect_timeout_ms, sets the command timeout, does the
  * TLS handshake (rediss://, certificate and host name verified), then
  * AUTH when a password is set, or else a PING so that a server that wants

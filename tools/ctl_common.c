@@ -61,26 +61,6 @@ redisContext *ctl_redis_open(const aq_config *cfg, const char *cmd, aq_keys *k, 
     return c;
 }
 
-long long ctl_reply_ll(const redisReply *r)
-{
-    if (!r)
-        return 0;
-    if (r->type == REDIS_REPLY_INTEGER)
-        return r->integer;
-    if (r->type == REDIS_REPLY_STRING)
-        return strtoll(r->str, NULL, 10);
-    return 0;
-}
-
-void ctl_free_replies(redisReply **r, int n)
-{
-    for (int i = 0; i < n; i++) {
-        if (r[i])
-            freeReplyObject(r[i]);
-        r[i] = NULL;
-    }
-}
-
 int ctl_get_replies(redisContext *c, int n, redisReply **out, char *err, size_t errlen)
 {
     for (int i = 0; i < n; i++)
@@ -89,7 +69,7 @@ int ctl_get_replies(redisContext *c, int n, redisReply **out, char *err, size_t 
         void *r = NULL;
         if (redisGetReply(c, &r) != REDIS_OK) {
             snprintf(err, errlen, "Redis connection: %s", c->errstr[0] ? c->errstr : "lost");
-            ctl_free_replies(out, i);
+            redis_free_replies(out, i);
             return -1;
         }
         out[i] = r;
@@ -102,7 +82,7 @@ int ctl_get_replies(redisContext *c, int n, redisReply **out, char *err, size_t 
                 snprintf(err, errlen, "%s", why);
             else
                 snprintf(err, errlen, "Redis error: %.*s", (int)out[i]->len, out[i]->str);
-            ctl_free_replies(out, n);
+            redis_free_replies(out, n);
             return -1;
         }
     }
@@ -128,7 +108,7 @@ int ctl_redis_now_ms(redisContext *c, long long *ms, char *err, size_t errlen)
         freeReplyObject(r);
         return -1;
     }
-    *ms = ctl_reply_ll(r->element[0]) * 1000 + ctl_reply_ll(r->element[1]) / 1000;
+    *ms = redis_reply_ll(r->element[0]) * 1000 + redis_reply_ll(r->element[1]) / 1000;
     freeReplyObject(r);
     return 0;
 }

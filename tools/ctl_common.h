@@ -32,15 +32,11 @@ redisContext *ctl_redis_connect(const aq_config *cfg, char *err, size_t errlen);
  * buf (n bytes) naming the Redis user, the refused command and the fix. */
 const char *ctl_redis_why(const char *what, const char *err, char *buf, size_t n);
 
-/* Integer value of an integer or numeric-string reply; 0 for anything else
- * (missing hash fields read as 0, as docs/PROTOCOL.md says). */
-long long ctl_reply_ll(const redisReply *r);
 /* Reads n replies of commands appended with redisAppendCommand into out[].
  * Returns 0, or -1 with the reason in err (connection error, or the first
  * Redis error reply); on -1 nothing is left allocated. The caller frees the
- * replies with ctl_free_replies. */
+ * replies with redis_free_replies (redisconn.h). */
 int ctl_get_replies(redisContext *c, int n, redisReply **out, char *err, size_t errlen);
-void ctl_free_replies(redisReply **r, int n);
 /* Redis' clock (TIME) in Unix ms, the clock workers stamp heartbeats with.
  * Returns 0 or -1 with the reason in err. */
 int ctl_redis_now_ms(redisContext *c, long long *ms, char *err, size_t errlen);

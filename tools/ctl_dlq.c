@@ -140,7 +140,7 @@ static int show_index(dlq_ctx *x)
     if (r->type == REDIS_REPLY_NIL) {
         redisReply *l = redisCommand(x->c, "LLEN %s", x->k.dead);
         fprintf(stderr, "auditqctl dlq show: there is no dead letter #%lld; the list holds %lld "
-                "(see 'auditqctl dlq list')\n", x->index, l ? ctl_reply_ll(l) : 0);
+                "(see 'auditqctl dlq list')\n", x->index, l ? redis_reply_ll(l) : 0);
         if (l)
             freeReplyObject(l);
         freeReplyObject(r);

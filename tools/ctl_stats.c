@@ -208,13 +208,13 @@ static int collect(redisContext *c, const aq_keys *k, const aq_config *cfg, stat
         freeReplyObject(r);
         return -1;
     }
-    s->now_ms = ctl_reply_ll(r->element[0]) * 1000 + ctl_reply_ll(r->element[1]) / 1000;
+    s->now_ms = redis_reply_ll(r->element[0]) * 1000 + redis_reply_ll(r->element[1]) / 1000;
     for (int p = 0; p < AQ_PRIORITIES; p++) {
         const redisReply *oldest = r->element[3 + 2 * p];
         aq_job j;
         char derr[160];
 
-        s->depth[p] = ctl_reply_ll(r->element[2 + 2 * p]);
+        s->depth[p] = redis_reply_ll(r->element[2 + 2 * p]);
         s->oldest_ms[p] = -1;
         if (oldest->type == REDIS_REPLY_STRING &&
             codec_decode(oldest->str, oldest->len, (size_t)cfg->max_job_bytes, &j, derr, sizeof derr) == 0) {
@@ -223,8 +223,8 @@ static int collect(redisContext *c, const aq_keys *k, const aq_config *cfg, stat
         }
     }
     i = 2 + 2 * AQ_PRIORITIES;
-    s->retry = ctl_reply_ll(r->element[i++]);
-    s->dead = ctl_reply_ll(r->element[i++]);
+    s->retry = redis_reply_ll(r->element[i++]);
+    s->dead = redis_reply_ll(r->element[i++]);
     const redisReply *h = r->element[i++];
     s->counters_unknown = h->type != REDIS_REPLY_ARRAY;
     for (size_t f = 0; s->counters_unknown && f < sizeof fields / sizeof fields[0]; f++)
@@ -232,15 +232,15 @@ static int collect(redisContext *c, const aq_keys *k, const aq_config *cfg, stat
     for (size_t e = 0; h->type == REDIS_REPLY_ARRAY && e + 1 < h->elements; e += 2)
         for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++)
             if (strcmp(h->element[e]->str, fields[f].name) == 0)
-                *(long long *)((char *)s + fields[f].off) = ctl_reply_ll(h->element[e + 1]);
+                *(long long *)((char *)s + fields[f].off) = redis_reply_ll(h->element[e + 1]);
     const redisReply *wz = r->element[i++];
     size_t nw = wz->type == REDIS_REPLY_ARRAY ? wz->elements / 2 : 0;
     s->workers_registered = wz->type == REDIS_REPLY_ARRAY ? (long long)nw : -1;
     s->workers = wz->type == REDIS_REPLY_ARRAY ? 0 : -1;
     for (size_t w = 0; w < nw; w++)
-        if (s->now_ms - ctl_reply_ll(wz->element[2 * w + 1]) <= cfg->heartbeat_timeout_ms)
+        if (s->now_ms - redis_reply_ll(wz->element[2 * w + 1]) <= cfg->heartbeat_timeout_ms)
             s->workers++;
-    s->inflight = ctl_reply_ll(r->element[i++]);
+    s->inflight = redis_reply_ll(r->element[i++]);
     const redisReply *wl = r->element[i];
     for (size_t e = 0; wl->type == REDIS_REPLY_ARRAY && e + 2 < wl->elements && s->nwrong < STATS_WRONG_MAX;
          e += 3) {

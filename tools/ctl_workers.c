@@ -79,15 +79,15 @@ static int wrec_fill(wrec *w, const redisReply *h)
             if (!(w->host = dup_reply(v)))
                 return -1;
         } else if (strcmp(f, "pid") == 0) {
-            w->pid = ctl_reply_ll(v);
+            w->pid = redis_reply_ll(v);
         } else if (strcmp(f, "threads") == 0) {
-            w->threads = ctl_reply_ll(v);
+            w->threads = redis_reply_ll(v);
         } else if (strcmp(f, "started") == 0) {
-            w->started_ms = ctl_reply_ll(v);
+            w->started_ms = redis_reply_ll(v);
         } else if (strcmp(f, "processed") == 0) {
-            w->processed = ctl_reply_ll(v);
+            w->processed = redis_reply_ll(v);
         } else if (strcmp(f, "inflight") == 0) {
-            w->inflight = ctl_reply_ll(v);
+            w->inflight = redis_reply_ll(v);
         }
     }
     return 0;
@@ -124,7 +124,7 @@ static int load_workers(redisContext *c, const aq_keys *k, const aq_config *cfg,
             snprintf(err, errlen, "out of memory");
             goto out;
         }
-        w[i].heartbeat_ms = ctl_reply_ll(z->element[2 * i + 1]);
+        w[i].heartbeat_ms = redis_reply_ll(z->element[2 * i + 1]);
         w[i].dead = now_ms - w[i].heartbeat_ms > cfg->heartbeat_timeout_ms;
     }
     for (size_t base = 0; base < nw; base += WORKERS_PIPELINE) {
@@ -136,11 +136,11 @@ static int load_workers(redisContext *c, const aq_keys *k, const aq_config *cfg,
         for (int i = 0; i < m; i++) {
             if (wrec_fill(&w[base + (size_t)i], r[i]) != 0) {
                 snprintf(err, errlen, "out of memory");
-                ctl_free_replies(r, m);
+                redis_free_replies(r, m);
                 goto out;
             }
         }
-        ctl_free_replies(r, m);
+        redis_free_replies(r, m);
     }
     rc = 0;
 out:

@@ -21,24 +21,6 @@
 #include "codec.h"
 #include "redisconn.h"
 
-static long long reply_ll(const redisReply *r)
-{
-    if (r == NULL)
-        return 0;
-    if (r->type == REDIS_REPLY_INTEGER)
-        return r->integer;
-    if (r->type == REDIS_REPLY_STRING)
-        return strtoll(r->str, NULL, 10);
-    return 0;
-}
-
-static void free_replies(redisReply **r, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (r[i] != NULL)
-            freeReplyObject(r[i]);
-}
-
 /* Records key as holding the wrong type (type "" = unknown). */
 static void note_wrong(metrics_queue_sample *s, const char *key, size_t keylen, const char *type,
                        const char *expected)
@@ -63,14 +45,14 @@ static void check_type(metrics_queue_sample *s, const redisReply *t, const char 
 /* Reads n pipelined replies into r[0..n). On failure every reply read so far
  * is freed and err says why (a connection error or the first error reply).
  * A WRONGTYPE error reply is not a failure: it stays in r for the caller
- * (reply_ll reads it as 0), and the TYPE checks name the key. */
+ * (redis_reply_ll reads it as 0), and the TYPE checks name the key. */
 static int read_replies(redisContext *c, redisReply **r, size_t n, char *err, size_t errlen)
 {
     for (size_t i = 0; i < n; i++) {
         r[i] = NULL;
         if (redisGetReply(c, (void **)&r[i]) != REDIS_OK || r[i] == NULL) {
             snprintf(err, errlen, "redis: %s", c->err ? c->errstr : "no reply");
-            free_replies(r, i);
+            redis_free_replies(r, i);
             /* The pipeline is out of step now: the connection is unusable. */
             if (!c->err)
                 c->err = REDIS_ERR_OTHER;
@@ -80,7 +62,7 @@ static int read_replies(redisContext *c, redisReply **r, size_t n, char *err, si
     for (size_t i = 0; i < n; i++) {
         if (r[i]->type == REDIS_REPLY_ERROR && !redis_is_wrongtype(r[i]->str)) {
             snprintf(err, errlen, "redis error: %s", r[i]->str);
-            free_replies(r, n);
+            redis_free_replies(r, n);
             return -1;
         }
     }
@@ -108,7 +90,7 @@ static void take_stats(const redisReply *h, metrics_queue_sample *s)
             continue;
         for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++)
             if (strcmp(k->str, fields[f].name) == 0)
-                *(long long *)(void *)((char *)s + fields[f].off) = reply_ll(h->element[e + 1]);
+                *(long long *)(void *)((char *)s + fields[f].off) = redis_reply_ll(h->element[e + 1]);
     }
 }
 
@@ -179,21 +161,21 @@ static int count_inflight(redisContext *c, const aq_keys *k, const redisReply *w
                              (int)fld->len - 4, fld->str + 4);
                     note_wrong(s, key, strlen(key), "", "list");
                 }
-                s->inflight += reply_ll(ll[i++]);
+                s->inflight += redis_reply_ll(ll[i++]);
             }
         }
-        free_replies(ll, nl);
+        redis_free_replies(ll, nl);
     }
     rc = 0;
 out_ll:
     free(ll);
-    free_replies(hk, nw);
+    redis_free_replies(hk, nw);
     free(hk);
     return rc;
 oom:
     snprintf(err, errlen, "out of memory counting in-flight jobs");
     if (hk != NULL) {
-        free_replies(hk, nw);
+        redis_free_replies(hk, nw);
         free(hk);
     }
     return -1;
@@ -255,13 +237,13 @@ int sample_queues(redisContext *c, const aq_keys *k, const aq_config *cfg, const
         return -1;
 
     if (r[0]->type == REDIS_REPLY_ARRAY && r[0]->elements == 2)
-        s->redis_time_ms = reply_ll(r[0]->element[0]) * 1000 + reply_ll(r[0]->element[1]) / 1000;
+        s->redis_time_ms = redis_reply_ll(r[0]->element[0]) * 1000 + redis_reply_ll(r[0]->element[1]) / 1000;
     for (int p = 0; p < AQ_PRIORITIES; p++) {
         const redisReply *oldest = r[2 + 2 * p];
         aq_job j;
         char why[160];
 
-        s->depth[p] = reply_ll(r[1 + 2 * p]);
+        s->depth[p] = redis_reply_ll(r[1 + 2 * p]);
         s->oldest_age_ms[p] = -1;
         /* The tail is the next job to be taken (producers LPUSH). A job
          * that does not decode says nothing about age: the worker will
@@ -273,17 +255,17 @@ int sample_queues(redisContext *c, const aq_keys *k, const aq_config *cfg, const
         }
     }
     i = 1 + 2 * AQ_PRIORITIES;
-    s->retry = reply_ll(r[i++]);
-    s->dead = reply_ll(r[i++]);
+    s->retry = redis_reply_ll(r[i++]);
+    s->dead = redis_reply_ll(r[i++]);
     take_stats(r[i++], s);
     const redisReply *wz = r[i++];
     if (wz->type == REDIS_REPLY_ARRAY) {
         s->workers_registered = (long long)(wz->elements / 2);
         for (size_t w = 0; w + 1 < wz->elements; w += 2)
-            if (s->redis_time_ms - reply_ll(wz->element[w + 1]) <= cfg->heartbeat_timeout_ms)
+            if (s->redis_time_ms - redis_reply_ll(wz->element[w + 1]) <= cfg->heartbeat_timeout_ms)
                 s->workers_live++;
     }
     rc = count_inflight(c, k, wz, s, err, errlen);
-    free_replies(r, N);
+    redis_free_replies(r, N);
     return rc;
 }
