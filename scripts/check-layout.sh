@@ -28,7 +28,6 @@ worker/main.c          issue 11 item 1: becomes a launcher (writer.c, timer modu
 worker/pgw.c           issue 11 item 2: the PostgreSQL connector moves out
 tools/ctl_verify.c     being split along its sections (issue 11)
 tests/unit/test_pgw.c  the PostgreSQL writer tests follow the pgw.c split
-tests/unit/test_spool.c  one suite for the spool format, handle and replay
 '
 
 root=${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
