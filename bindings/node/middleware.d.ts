@@ -12,7 +12,8 @@ export interface AuditOptions {
   onError?(err: AuditqError): void;
 }
 
-/** Express/Connect middleware: one event per request, sent on 'finish'. */
+/** Express/Connect middleware: one event per request, sent when the response
+ *  closes (an aborted one with outcome 'failure', metadata.aborted true). */
 export function expressAudit(producer: Producer, opts?: AuditOptions):
   (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void;
 

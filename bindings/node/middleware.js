@@ -9,6 +9,9 @@
 //                                  rxjs or @nestjs: it builds its Observable with
 //                                  the constructor of the one the handler returns.
 //
+// An aborted request (client gone before the response finished) is recorded
+// with outcome failure and metadata.aborted = true.
+//
 // opts (both): action (default 'http.request'), tenantId(req), actorId(req),
 // metadata(req, res) -> extra metadata, onError(err) (a send that failed:
 // default logs one logfmt line on stderr; auditing never fails the request).
@@ -49,10 +52,17 @@ function expressAudit(producer, opts = {}) {
   const onError = opts.onError || defaultOnError;
   return function auditq(req, res, next) {
     const t0 = process.hrtime.bigint();
-    res.once('finish', () => {
+    // 'close' fires once per response, after 'finish' or when the client
+    // went away first: an aborted request is recorded too (aborted: true).
+    res.once('close', () => {
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;
       try {
-        producer.send(requestEvent(req, res.statusCode, ms, opts, res));
+        const ev = requestEvent(req, res.statusCode, ms, opts, res);
+        if (!res.writableFinished) {
+          ev.outcome = 'failure';
+          ev.metadata.aborted = true;
+        }
+        producer.send(ev);
       } catch (e) {
         onError(e);
       }

@@ -25,10 +25,20 @@ if ! command -v "$NODE" >/dev/null; then
     exit 1
 fi
 
-# Build the addon against this build's libauditq.a (make bindings does the same).
-BUILD=${BUILD:-build} WERROR=1 "$NODE" "$AQ_ROOT/bindings/node/build.js" >/dev/null
-
 it_setup
+
+# The README's install: `npm install` of the folder into an application,
+# offline (npm runs build.js: cc against Node's headers, this build's
+# libauditq.a), then require('auditq') from there.
+app=$AQ_TMP/app
+mkdir -p "$app"
+(cd "$app" && npm init -y >/dev/null &&
+    BUILD=${BUILD:-build} WERROR=1 npm install --offline --no-audit --no-fund "$AQ_ROOT/bindings/node" \
+        >"$AQ_TMP/npm-install.log" 2>&1) || { cat "$AQ_TMP/npm-install.log"; echo "FAIL: npm install of bindings/node"; exit 1; }
+assert_eq "0.1.0 function AuditqError" \
+    "$(cd "$app" && "$NODE" -e "const a = require('auditq'); const m = require('auditq/middleware');
+        console.log(a.version, typeof m.expressAudit, new a.AuditqError('x', 'AUDITQ_ERR_CLOSED', 13).name)")" \
+    "require('auditq') in an app after npm install --offline"
 worker_start w1 --set threads=2
 export AQ_TMP REDIS_PORT AUDITQ_REDIS_URL PGHOST PGPORT PGUSER PGDATABASE
 export AQ_REDIS_CTL=$AQ_TMP/redisctl

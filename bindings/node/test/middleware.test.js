@@ -13,7 +13,12 @@ const { expressAudit, AuditInterceptor } = require(h.addon + '/middleware');
 test('expressAudit: one event per request, stored with its fields', async () => {
   const q = new Producer({ redisUrl: h.redisUrl, flushIntervalMs: 10 });
   const mw = expressAudit(q, { tenantId: (req) => req.headers['x-tenant'], actorId: () => 'u-42' });
+  let aborted = 0;
   const server = http.createServer((req, res) => mw(req, res, () => {
+    if (req.url === '/slow') {
+      res.once('close', () => { aborted++; });
+      return; // never answers: the client gives up
+    }
     res.statusCode = req.url === '/denied' ? 403 : 200;
     res.end('ok');
   }));
@@ -25,16 +30,24 @@ test('expressAudit: one event per request, stored with its fields', async () => 
   });
   for (let i = 0; i < 20; i++) await get(`/page/${i}?x=1`, `req-mw-${i}`);
   await get('/denied', 'req-mw-denied');
+  // A client that goes away before the response: recorded as an aborted failure.
+  await new Promise((resolve) => {
+    const r = http.get({ port, host: '127.0.0.1', path: '/slow', headers: { 'x-tenant': 'mw-express', 'x-request-id': 'req-mw-aborted' } });
+    r.on('error', () => resolve());
+    setTimeout(() => r.destroy(), 50);
+  });
+  await h.waitFor(10, () => aborted === 1 || `aborted=${aborted}`, 'the server to see the abort');
   await new Promise((r) => server.close(r));
   await q.flush(5000);
   await q.close();
-  await h.waitRows(20, "tenant_id = 'mw-express'", 21);
+  await h.waitRows(20, "tenant_id = 'mw-express'", 22);
   const rows = h.rowsJson(`SELECT action, actor_id, actor_type, outcome, source_ip, user_agent, metadata->>'method' AS method,
       metadata->>'path' AS path, (metadata->>'status')::int AS status FROM audit_events
       WHERE tenant_id = 'mw-express' AND request_id = 'req-mw-7'`);
   assert.deepEqual(rows, [{ action: 'http.request', actor_id: 'u-42', actor_type: 'user', outcome: 'success',
     source_ip: '127.0.0.1', user_agent: 'ua "é"', method: 'GET', path: '/page/7?x=1', status: 200 }]);
   assert.equal(h.psql("SELECT outcome || ' ' || (metadata->>'status') FROM audit_events WHERE request_id = 'req-mw-denied'"), 'denied 403');
+  assert.equal(h.psql("SELECT outcome || ' ' || (metadata->>'aborted') || ' ' || (metadata->>'path') FROM audit_events WHERE request_id = 'req-mw-aborted'"), 'failure true /slow');
 });
 
 // Minimal RxJS-shaped Observable: constructor(subscribe), subscribe(observer).
