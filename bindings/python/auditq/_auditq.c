@@ -37,8 +37,8 @@
 
 static PyObject *exc_base;            /* auditq.AuditqError */
 static PyObject *exc_by_rc[N_RC];     /* class per auditq_rc (0 unused) */
-static PyObject *json_dumps;          /* json.dumps */
-static PyObject *json_kwargs;         /* ensure_ascii=False, separators, allow_nan=False */
+static PyObject *json_dumps;          /* JSONEncoder(ensure_ascii=False, separators=(",", ":"),
+                                         allow_nan=False).encode */
 
 /* Subclass names follow the enum (AUDITQ_ERR_BUFFER_FULL -> BufferFullError);
  * extra bases make them catchable the Python way as well. */
@@ -324,8 +324,8 @@ static int set_text(auditq_event *ev, int f, PyObject *v)
     return 0;
 }
 
-/* changes/metadata: a str is JSON text, anything else goes through
- * json.dumps (UTF-8 kept as is, no NaN/Infinity, compact). */
+/* changes/metadata: a str is JSON text, anything else goes through the
+ * json module (UTF-8 kept as is, no NaN/Infinity, compact). */
 static int set_json(auditq_event *ev, int f, PyObject *v)
 {
     PyObject *text;
@@ -335,11 +335,7 @@ static int set_json(auditq_event *ev, int f, PyObject *v)
     if (PyUnicode_Check(v)) {
         text = Py_NewRef(v);
     } else {
-        PyObject *args = PyTuple_Pack(1, v);
-        if (!args)
-            return -1;
-        text = PyObject_Call(json_dumps, args, json_kwargs);
-        Py_DECREF(args);
+        text = PyObject_CallOneArg(json_dumps, v);
         if (!text) {
             if (!PyErr_ExceptionMatches(PyExc_TypeError) && !PyErr_ExceptionMatches(PyExc_ValueError) &&
                 !PyErr_ExceptionMatches(PyExc_RecursionError))
@@ -744,13 +740,25 @@ PyMODINIT_FUNC PyInit__auditq(void)
         if (!kw_names[k])
             goto fail;
     }
+    /* One encoder for every call: json.dumps with options builds a new
+     * JSONEncoder each time (about 1.5 us); its encode() is reentrant. */
     json = PyImport_ImportModule("json");
-    if (!json || !(json_dumps = PyObject_GetAttrString(json, "dumps")))
+    if (!json)
         goto fail;
-    json_kwargs = Py_BuildValue("{sOs(ss)sO}", "ensure_ascii", Py_False, "separators", ",", ":", "allow_nan",
-                                Py_False);
-    if (!json_kwargs)
-        goto fail;
+    {
+        PyObject *cls = PyObject_GetAttrString(json, "JSONEncoder");
+        PyObject *kw = Py_BuildValue("{sOs(ss)sO}", "ensure_ascii", Py_False, "separators", ",", ":", "allow_nan",
+                                     Py_False);
+        PyObject *empty = PyTuple_New(0);
+        PyObject *enc = cls && kw && empty ? PyObject_Call(cls, empty, kw) : NULL;
+        Py_XDECREF(cls);
+        Py_XDECREF(kw);
+        Py_XDECREF(empty);
+        json_dumps = enc ? PyObject_GetAttrString(enc, "encode") : NULL;
+        Py_XDECREF(enc);
+        if (!json_dumps)
+            goto fail;
+    }
     os = PyImport_ImportModule("os");
     if (!os)
         goto fail;
