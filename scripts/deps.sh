@@ -34,10 +34,11 @@
 # libsodium-dev: Ed25519 signatures of the checkpoints (common/checkpoint.c).
 # python3-nacl: Ed25519 for tools/auditq_verify.py, the independent verifier
 # the integrity tests run (docs/INTEGRITY.md).
-# python3-dev, python3-setuptools, python3-pip, python3-venv, python3-pytest:
+# python3-dev, python3-setuptools, python3-wheel, python3-pip, python3-venv,
+# python3-pytest:
 # the Python binding (bindings/python): built by `make bindings`, installed
 # offline with `pip install ./bindings/python` (README "Python"), tested
-# under pytest by tests/integration/it_15_python.sh.
+# under pytest by tests/integration/it_17_python.sh.
 
 set -eu
 
@@ -45,7 +46,7 @@ PKGS="build-essential pkg-config libhiredis-dev libpq-dev libev-dev libmsgpack-d
 libcmocka-dev redis-server redis-tools postgresql postgresql-contrib python3
 python3-msgpack valgrind util-linux procps curl prometheus zlib1g-dev libssl-dev
 systemd stunnel4 openssl libsodium-dev python3-nacl
-python3-dev python3-pytest python3-setuptools python3-pip python3-venv"
+python3-dev python3-pytest python3-setuptools python3-wheel python3-pip python3-venv"
 # nodejs: the Node.js binding (bindings/node, `make bindings`) and its tests
 # (it_62). Its Node-API headers (node_api.h) ship inside NodeSource's nodejs
 # package; Debian's own nodejs keeps them in libnode-dev, which is asked for

@@ -10,6 +10,7 @@
 #   test_threads_fork   16 threads at once; os.fork and multiprocessing
 #                       (fork) children send while the parent keeps working
 #   test_middleware     the WSGI and ASGI examples: one event per request
+#   test_readme         README.md's "Python" example runs as printed
 # The module is the one `make bindings` built into $BUILD/python (Debian's
 # /usr/bin/python3 and python3-pytest). Skipped under SANITIZE: an ASan or
 # TSan runtime cannot be loaded into a stock python3 (Makefile, bindings).
