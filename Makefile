@@ -195,7 +195,7 @@ deps:
 PYTHON   ?= /usr/bin/python3
 BINDINGS  = $(if $(SANITIZE),,bindings)
 bindings: $(LIB_A)
-	+cd bindings/python && AUDITQ_BUILD=$(abspath $(BUILD)) $(if $(WERROR),AUDITQ_WERROR=1) \
+	cd bindings/python && AUDITQ_BUILD=$(abspath $(BUILD)) $(if $(WERROR),AUDITQ_WERROR=1) \
 	    $(PYTHON) setup.py -q build --build-base $(abspath $(BUILD))/python-build \
 	    --build-lib $(abspath $(BUILD))/python
 

@@ -25,7 +25,10 @@ LIB = ROOT / BUILD / "lib" / "libauditq.a"
 if not (ROOT / "include" / "auditq.h").is_file():
     raise SystemExit(f"auditq: {ROOT}/include/auditq.h not found: build from the auditq source tree "
                      "(pip install ./bindings/python, not a copy of bindings/python alone)")
-subprocess.check_call(["make", "-s", "-C", str(ROOT), f"BUILD={BUILD}", f"{BUILD}/lib/libauditq.a"])
+# A make above us (make bindings) passes its jobserver in MAKEFLAGS, but its
+# descriptors do not reach this child: run this one serially, quietly.
+env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+subprocess.check_call(["make", "-s", "-C", str(ROOT), f"BUILD={BUILD}", f"{BUILD}/lib/libauditq.a"], env=env)
 
 cflags = ["-std=c11", "-Wall", "-Wextra", "-Wno-missing-field-initializers", "-Wno-cast-function-type"]
 if os.environ.get("AUDITQ_WERROR"):
