@@ -46,11 +46,13 @@ LIB_COMMON = common/codec.c common/text.c common/uuid7.c common/redisconn.c comm
              $(sort $(wildcard common/spool*.c))
 LIB_SRC    = $(LIB_COMMON) $(wildcard producer/*.c)
 # Worker/tool-only common pieces.
-APP_COMMON = common/config.c common/config_file.c common/config_mask.c common/log.c common/retention.c common/retention_run.c common/retention_export.c \
+APP_COMMON = common/config.c common/config_file.c common/config_mask.c common/log.c common/pgconn.c \
+             common/retention.c common/retention_run.c common/retention_export.c \
              common/merkle.c common/entry.c common/checkpoint.c
 WORKER_SRC = $(wildcard worker/*.c)
 CTL_SRC    = tools/auditqctl.c $(sort $(wildcard tools/ctl_*.c)) $(BUILD)/gen/migrations.c
-BENCH_SRC  = tools/auditq-bench.c $(sort $(wildcard tools/bench_*.c)) tools/gen.c worker/pgw.c $(BUILD)/gen/migrations.c
+BENCH_SRC  = tools/auditq-bench.c $(sort $(wildcard tools/bench_*.c)) tools/gen.c worker/pgw.c worker/pgw_encode.c \
+             worker/pgw_fault.c worker/pgw_isolate.c $(BUILD)/gen/migrations.c
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(patsubst $(BUILD)/%,%,$(1)))
 

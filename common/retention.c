@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pgconn.h"
 #include "text.h"
 
 #define RET_MONTHLY_RE "^audit_events_[0-9]{4}_(0[1-9]|1[0-2])$"
@@ -139,29 +140,12 @@ out:
 
 /* ---- connecting and listing ------------------------------------------------ */
 
-PGconn *retention_connect(const aq_config *cfg, char *err, size_t errlen)
+PGconn *retention_connect(const aq_config *cfg, const char *component, char *err, size_t errlen)
 {
-    char timeout[16];
-    /* dbname last: a later keyword wins, so what the URL sets beats ours. */
-    const char *keys[] = { "application_name", "connect_timeout", "dbname", NULL };
-    const char *vals[] = { "auditqctl", timeout, cfg->database_url, NULL };
-    PGconn *pg;
+    const pgconn_opts o = { .conninfo = cfg->database_url, .component = component,
+                            .connect_timeout_s = cfg->pg_connect_timeout_s };
 
-    snprintf(timeout, sizeof timeout, "%d", cfg->pg_connect_timeout_s);
-    pg = PQconnectdbParams(keys, vals, 1);
-    if (pg == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    if (PQstatus(pg) != CONNECTION_OK) {
-        const char *m = PQerrorMessage(pg);
-
-        snprintf(err, errlen, "cannot connect to PostgreSQL (%.*s); check database_url / "
-                 "AUDITQ_DATABASE_URL", (int)strcspn(m, "\n"), m);
-        PQfinish(pg);
-        return NULL;
-    }
-    return pg;
+    return pgconn_open(&o, err, errlen);
 }
 
 /* One row per table: its oid, schema, name, location, bound, the month it

@@ -96,10 +96,12 @@ typedef struct retention_part {
     char recv_newest[48];
 } retention_part;
 
-/* Connects to cfg->database_url (application_name auditqctl unless the URL
- * sets one). Returns the connection (caller PQfinish-es it), or NULL with
- * the reason and the fix in err. */
-PGconn *retention_connect(const aq_config *cfg, char *err, size_t errlen);
+/* Connects to cfg->database_url through pgconn_open (pgconn.h: the URL's
+ * keywords win; application_name = component unless the URL sets one,
+ * e.g. "auditqctl" or "auditq-worker/retention"; connect_timeout
+ * pg_connect_timeout_s per host). Returns the connection (caller
+ * PQfinish-es it), or NULL with the reason and the fix in err. */
+PGconn *retention_connect(const aq_config *cfg, const char *component, char *err, size_t errlen);
 
 /* err = "what: <server message> (SQLSTATE x)", plus the fix when it is a
  * lock timeout or a missing privilege. r may be NULL (connection lost, out

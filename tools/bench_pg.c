@@ -64,6 +64,7 @@
 #include "codec.h"
 #include "gen.h"
 #include "migrations.h"
+#include "pgconn.h"
 #include "pgw_internal.h"
 #include "../producer/event.h"
 #include "keys.h"
@@ -76,14 +77,11 @@
 
 static PGconn *pg_open(const char *url, char *err, size_t errlen)
 {
-    PGconn *pg = PQconnectdb(url);
-    if (pg == NULL || PQstatus(pg) != CONNECTION_OK) {
-        snprintf(err, errlen, "cannot connect to PostgreSQL (%s): %s; check --database-url or "
-                 "AUDITQ_DATABASE_URL", url, pg ? PQerrorMessage(pg) : "out of memory");
-        PQfinish(pg);
-        return NULL;
-    }
-    return pg;
+    /* No connect_timeout of ours: the bench waits as libpq does by default. */
+    const pgconn_opts o = { .conninfo = url, .component = "auditq-bench",
+                            .fix = "check --database-url or AUDITQ_DATABASE_URL" };
+
+    return pgconn_open(&o, err, errlen);
 }
 
 /* Runs sql (may hold several statements). 0, or -1 with the server's message. */

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "ctl.h"
+#include "pgconn.h"
 #include "text.h"
 
 /* The target of the last connect: auditqctl talks to one Redis per run,
@@ -284,25 +285,21 @@ void ctl_first_line(const char *msg, char *out, size_t outlen)
 
 PGconn *ctl_pg_connect(const aq_config *cfg, const char *prog, const char *client_encoding)
 {
-    char timeout[16], first[512];
-    /* Later keywords override earlier ones: application_name and
-     * connect_timeout yield to what the URL sets, client_encoding does not. */
-    const char *keys[] = { "application_name", "connect_timeout", "dbname", "client_encoding", NULL };
-    const char *vals[] = { "auditqctl", timeout, cfg->database_url, client_encoding, NULL };
-    PGconn *conn;
+    const pgconn_opts o = { .conninfo = cfg->database_url, .component = "auditqctl",
+                            .connect_timeout_s = cfg->pg_connect_timeout_s,
+                            .client_encoding = client_encoding };
+    char err[1024];
+    PGconn *conn = pgconn_open(&o, err, sizeof err);
 
-    if (client_encoding == NULL)
-        keys[3] = NULL;
-    snprintf(timeout, sizeof timeout, "%d", cfg->pg_connect_timeout_s);
-    conn = PQconnectdbParams(keys, vals, 1);
     if (conn == NULL) {
-        fprintf(stderr, "%s: out of memory\n", prog);
+        fprintf(stderr, "%s: %s\n", prog, err);
         return NULL;
     }
-    if (PQstatus(conn) != CONNECTION_OK) {
-        ctl_first_line(PQerrorMessage(conn), first, sizeof first);
-        fprintf(stderr, "%s: cannot connect to PostgreSQL (%s); "
-                "check database_url / AUDITQ_DATABASE_URL\n", prog, first);
+    /* The command reads text in this encoding whatever database_url says
+     * (pgconn.h: set after connecting, the one exception to the rule). */
+    if (client_encoding != NULL && PQsetClientEncoding(conn, client_encoding) != 0) {
+        ctl_first_line(PQerrorMessage(conn), err, sizeof err);
+        fprintf(stderr, "%s: cannot set client_encoding %s (%s)\n", prog, client_encoding, err);
         PQfinish(conn);
         return NULL;
     }

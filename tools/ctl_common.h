@@ -73,9 +73,11 @@ size_t ctl_utf8_seq(const char *p, size_t len);
 
 /* The first line of msg (NULL = "") into out, truncated to fit. */
 void ctl_first_line(const char *msg, char *out, size_t outlen);
-/* Connects to cfg->database_url with application_name auditqctl and
- * connect_timeout pg_connect_timeout_s (the URL's own values win), and
- * client_encoding if not NULL (it wins over the URL). Returns the
+/* Connects to cfg->database_url through pgconn_open (pgconn.h: the URL's
+ * own values win; application_name auditqctl and connect_timeout
+ * pg_connect_timeout_s where it sets none; every listed host tried), then
+ * sets client_encoding if not NULL (the command needs it whatever the URL
+ * says). Returns the
  * connection (caller frees with PQfinish), or NULL after printing
  * "PROG: cannot connect to PostgreSQL (...); check database_url ...". */
 PGconn *ctl_pg_connect(const aq_config *cfg, const char *prog, const char *client_encoding);

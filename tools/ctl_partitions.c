@@ -82,7 +82,7 @@ static void part_notice(void *arg, const char *message)
 static PGconn *part_connect(const aq_config *cfg)
 {
     char err[1024];
-    PGconn *pg = retention_connect(cfg, err, sizeof err);
+    PGconn *pg = retention_connect(cfg, "auditqctl", err, sizeof err);
     PGresult *r;
 
     if (pg == NULL) {

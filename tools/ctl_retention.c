@@ -257,7 +257,7 @@ int ctl_retention(const aq_config *cfg, int argc, char **argv)
     }
     o.tty = isatty(STDERR_FILENO);
 
-    pg = retention_connect(cfg, err, sizeof err);
+    pg = retention_connect(cfg, "auditqctl", err, sizeof err);
     if (pg == NULL) {
         fprintf(stderr, RET_PROG ": %s\n", err);
         return CTL_FAILED;

@@ -1001,27 +1001,39 @@ static void on_maint(struct ev_loop *loop, ev_timer *tm, int revents)
     if (w->cfg.pg_timeout_ms > 0 && w->cfg.pg_timeout_ms < limit)
         limit = w->cfg.pg_timeout_ms;
     snprintf(ahead, sizeof ahead, "%d", w->cfg.partitions_ahead);
-    const char *keys[] = {"dbname", "application_name", NULL};
-    const char *vals[] = {w->cfg.database_url, "auditq-worker-maint", NULL};
-    PGconn *pg = pgw_io_connect(keys, vals, climit, &timed_out);
+    const pgconn_opts o = { .conninfo = w->cfg.database_url, .component = "auditq-worker/partitions",
+                            .connect_timeout_s = w->cfg.pg_connect_timeout_s,
+                            .tcp_user_timeout_ms = w->cfg.pg_timeout_ms };
+    pgconn_params params;
+    PGconn *pg = NULL;
+    if (pgconn_params_init(&params, &o, m, sizeof m) == 0) {
+        /* The whole connect stays within climit, however many hosts. */
+        pg = pgconn_connect(&params, climit / params.nhosts, PQERRORS_DEFAULT, &timed_out, m, sizeof m);
+        if (pg == NULL && !timed_out)
+            snprintf(m, sizeof m, "out of memory");
+    }
+    pgconn_params_free(&params);
     if (PQstatus(pg) != CONNECTION_OK) {
         if (timed_out)
             snprintf(m, sizeof m, "no answer from PostgreSQL within %d ms", climit);
-        else
-            snprintf(m, sizeof m, "%.*s", (int)strcspn(PQerrorMessage(pg), "\n"), PQerrorMessage(pg));
+        else {
+            char one[sizeof m];
+            pgconn_reason(one, sizeof one, m);
+            snprintf(m, sizeof m, "%s", one);
+        }
         log_warn("partition upkeep skipped: cannot connect to PostgreSQL", " error=%s",
                  log_q(q, sizeof q, m));
         PQfinish(pg);
         return;
     }
-    pgw_io io;
-    const char *params[1] = {ahead};
-    PGresult *r = pgw_io_init(&io, pg, limit) == 0
-                      ? pgw_io_exec(&io, "SELECT auditq_ensure_partitions($1::int)", 1, params)
+    pgconn_io io;
+    const char *args[1] = {ahead};
+    PGresult *r = pgconn_io_init(&io, pg, limit) == 0
+                      ? pgconn_io_exec(&io, "SELECT auditq_ensure_partitions($1::int)", 1, args)
                       : NULL;
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         log_warn("partition upkeep failed (run 'auditqctl migrate'?)", " error=%s",
-                 log_q(q, sizeof q, pgw_io_error(&io, r, m, sizeof m)));
+                 log_q(q, sizeof q, pgconn_io_error(&io, r, m, sizeof m)));
     } else if (strcmp(PQgetvalue(r, 0, 0), "0") != 0) {
         log_info("partitions created", " count=%s", PQgetvalue(r, 0, 0));
     }
@@ -1053,7 +1065,7 @@ static void *retention_main(void *arg)
 {
     worker *w = arg;
     char err[1024], q[1100];
-    PGconn *pg = retention_connect(&w->ret_cfg, err, sizeof err);
+    PGconn *pg = retention_connect(&w->ret_cfg, "auditq-worker/retention", err, sizeof err);
 
     if (pg == NULL) {
         log_warn("retention run skipped: cannot connect to PostgreSQL", " error=%s", log_q(q, sizeof q, err));

@@ -18,35 +18,10 @@
 #include <libpq-fe.h>
 #include "codec.h"
 #include "config.h"
+#include "pgconn.h"
 
-/* Bounded waits on one libpq connection (see pgw.c, "Bounded waits"): every
- * wait for PostgreSQL to take a request or to send a result gives up after
- * timeout_ms without progress, shuts the socket down (libpq then reports the
- * connection lost) and sets timed_out. */
-typedef struct pgw_io {
-    PGconn *conn;
-    int timeout_ms;    /* 0 = no limit */
-    int timed_out;     /* a wait gave up: conn is dead, drop it */
-    char lost[200];    /* libpq's message when the connection was lost, as
-                          first seen (later calls only add noise to it) */
-} pgw_io;
-
-/* Binds io to conn (a connected PGconn; it stays the caller's) and puts
- * conn in non-blocking mode. 0, or -1 if libpq refused. */
-int pgw_io_init(pgw_io *io, PGconn *conn, int timeout_ms);
-/* PQconnectdbParams (expand_dbname on) that gives up after timeout_ms in
- * all, with ms precision (libpq's connect_timeout counts whole seconds, at
- * least 2, per address). Returns the connection -- check PQstatus, and
- * PQfinish it either way -- or NULL: out of memory, or *timed_out = 1. */
-PGconn *pgw_io_connect(const char *const *keys, const char *const *vals, int timeout_ms, int *timed_out);
-/* PQexecParams (text parameters, text results) with bounded waits: returns
- * the first error result, else the last result, like PQexec; NULL if
- * nothing could be sent or read. The caller PQclears it. */
-PGresult *pgw_io_exec(pgw_io *io, const char *sql, int nparams, const char *const *params);
-/* The reason io's last call failed, for a log line: the timeout when a
- * wait gave up, else r's SQLSTATE and message, else libpq's connection
- * message (one line). Returns buf. */
-const char *pgw_io_error(const pgw_io *io, const PGresult *r, char *buf, size_t n);
+/* The connection and its bounded waits are common/pgconn.h's (the one
+ * connector of auditq); a writer is one pgconn_io. */
 
 /* How an error is handled. */
 typedef enum pgw_class {
@@ -122,12 +97,14 @@ typedef struct pgw pgw;
  * NULL on OOM. Free with pgw_free (NULL-safe). */
 pgw *pgw_new(const aq_config *cfg);
 void pgw_free(pgw *w);
-/* (Re)connects if not connected: sets application_name=auditq-worker,
- * statement_timeout, creates the staging table, prepares the INSERTs and
+/* (Re)connects if not connected (pgconn.h: application_name auditq-worker
+ * unless database_url sets one; every listed host tried in turn, each for
+ * pg_connect_timeout_s): sets statement_timeout, creates the staging table, prepares the INSERTs and
  * checks that the role may INSERT into audit_events. 0, or -1 with err and
  * pgw_last_fault saying why (a refused login, a missing database, table or
- * privilege are told apart from an unreachable server). Gives up after
- * pg_connect_timeout_s. */
+ * privilege are told apart from an unreachable server; a standby found
+ * where target_session_attrs=read-write asks for a primary is
+ * unreachable, i.e. transient). */
 int pgw_connect(pgw *w, char *err, size_t errlen);
 int pgw_connected(const pgw *w);
 /* For an idle writer: a connection whose server went away is only noticed

@@ -87,6 +87,7 @@
 #include "clock.h"
 #include "log.h"
 #include "merkle.h"
+#include "pgconn.h"
 
 /* Transaction advisory lock of the sequencer ("aqseal" in ASCII codes,
  * like auditq_ensure_partitions' key). */
@@ -672,28 +673,28 @@ out_nrb:
 
 static PGconn *seal_connect(seal *s, char *err, size_t errlen)
 {
-    char timeout[16], user_timeout[16], opts[64];
-    /* dbname last: a later keyword wins, so what the URL sets beats ours. */
-    const char *keys[] = { "application_name", "connect_timeout", "tcp_user_timeout", "options",
-                           "dbname", NULL };
-    const char *vals[] = { "auditq-seal", timeout, user_timeout, opts, s->cfg.database_url, NULL };
-    PGconn *pg;
+    const pgconn_opts o = { .conninfo = s->cfg.database_url, .component = "auditq-worker/seal",
+                            .connect_timeout_s = s->cfg.pg_connect_timeout_s,
+                            .tcp_user_timeout_ms = s->cfg.pg_timeout_ms };
+    char setting[64];
+    PGresult *r;
+    PGconn *pg = pgconn_open(&o, err, errlen);
 
-    snprintf(timeout, sizeof timeout, "%d", s->cfg.pg_connect_timeout_s);
-    snprintf(user_timeout, sizeof user_timeout, "%d", s->cfg.pg_timeout_ms);
-    snprintf(opts, sizeof opts, "-c statement_timeout=%d", s->cfg.statement_timeout_ms);
-    pg = PQconnectdbParams(keys, vals, 1);
-    if (pg == NULL) {
-        snprintf(err, errlen, "out of memory");
+    if (pg == NULL)
         return NULL;
-    }
-    if (PQstatus(pg) != CONNECTION_OK) {
+    /* The sequencer's statements must not run unbounded whatever
+     * database_url says (pgconn.h: set after connecting). */
+    snprintf(setting, sizeof setting, "SET statement_timeout = %d", s->cfg.statement_timeout_ms);
+    r = PQexec(pg, setting);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         const char *m = PQerrorMessage(pg);
-        snprintf(err, errlen, "cannot connect to PostgreSQL (%.*s); check database_url",
+        snprintf(err, errlen, "cannot set statement_timeout (%.*s); check database_url",
                  (int)strcspn(m, "\n"), m);
+        PQclear(r);
         PQfinish(pg);
         return NULL;
     }
+    PQclear(r);
     return pg;
 }
 

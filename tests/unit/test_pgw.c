@@ -1086,8 +1086,8 @@ static void test_timeout_send_stalls(void **state)
     fake_url(url, sizeof url, f->port);
     PGconn *c = PQconnectdb(url);
     assert_int_equal(PQstatus(c), CONNECTION_OK);
-    pgw_io io;
-    assert_int_equal(pgw_io_init(&io, c, 300), 0);
+    pgconn_io io;
+    assert_int_equal(pgconn_io_init(&io, c, 300), 0);
     char *sql = malloc(big);
     assert_non_null(sql);
     memcpy(sql, "SELECT '", 8);
@@ -1095,11 +1095,11 @@ static void test_timeout_send_stalls(void **state)
     memcpy(sql + big - 3, "'", 2);
     sql[big - 1] = '\0';
     int64_t t0 = clock_mono_us();
-    PGresult *r = pgw_io_exec(&io, sql, 0, NULL);
+    PGresult *r = pgconn_io_exec(&io, sql, 0, NULL);
     long long took = ms_since(t0);
     assert_int_not_equal(PQresultStatus(r), PGRES_TUPLES_OK);
     assert_int_equal(io.timed_out, 2);
-    assert_string_equal(pgw_io_error(&io, r, m, sizeof m),
+    assert_string_equal(pgconn_io_error(&io, r, m, sizeof m),
                         "PostgreSQL took no data for 300 ms (pg_timeout_ms); connection dropped");
     assert_true(took >= 300 && took < bound_ms(2000));
     assert_int_equal(PQstatus(c), CONNECTION_BAD);
@@ -1109,7 +1109,7 @@ static void test_timeout_send_stalls(void **state)
     fake_pg_stop(f);
 }
 
-/* Connecting to a server that accepts and never answers: pgw_io_connect
+/* Connecting to a server that accepts and never answers: pgconn_connect
  * gives up after its timeout (ms, not libpq's whole seconds). */
 static void test_connect_timeout(void **state)
 {
@@ -1119,10 +1119,12 @@ static void test_connect_timeout(void **state)
 
     fake_pg *f = fake_pg_start(NO_HANDSHAKE);
     fake_url(url, sizeof url, f->port);
-    const char *keys[] = { "dbname", NULL };
-    const char *vals[] = { url, NULL };
+    const pgconn_opts o = { .conninfo = url };
+    pgconn_params p;
+    char err[200];
+    assert_int_equal(pgconn_params_init(&p, &o, err, sizeof err), 0);
     int64_t t0 = clock_mono_us();
-    PGconn *c = pgw_io_connect(keys, vals, 250, &timed_out);
+    PGconn *c = pgconn_connect(&p, 250, PQERRORS_DEFAULT, &timed_out, NULL, 0);
     long long took = ms_since(t0);
     assert_null(c);
     assert_int_equal(timed_out, 1);
@@ -1130,13 +1132,16 @@ static void test_connect_timeout(void **state)
     fake_pg_stop(f);
 
     /* Refused at once: a connection in CONNECTION_BAD, not a timeout. */
+    pgconn_params_free(&p);
     snprintf(url, sizeof url, "host=127.0.0.1 port=1 dbname=x user=u sslmode=disable gssencmode=disable");
-    c = pgw_io_connect(keys, vals, 2000, &timed_out);
+    assert_int_equal(pgconn_params_init(&p, &o, err, sizeof err), 0);
+    c = pgconn_connect(&p, 2000, PQERRORS_DEFAULT, &timed_out, NULL, 0);
     assert_non_null(c);
     assert_int_equal(timed_out, 0);
     assert_int_equal(PQstatus(c), CONNECTION_BAD);
     assert_non_null(strstr(PQerrorMessage(c), "refused"));
     PQfinish(c);
+    pgconn_params_free(&p);
 }
 
 int main(void)
