@@ -97,7 +97,8 @@ static const cf_entry cf_table[] = {
         "Redis to read jobs from: redis[s]://[user[:password]@]host[:port][/db][?tls_ca=FILE...] or unix:///path[?db=N]"),
     STR("database_url", database_url, "postgresql://localhost/auditq", 0, NULL, false, true,
         "PostgreSQL to write events to: a libpq URI or conninfo string (\"host=... dbname=...\"); "
-        "\"\" = libpq defaults and PG* variables"),
+        "\"\" = libpq defaults and PG* variables; several hosts with target_session_attrs=read-write "
+        "for fail-over"),
     STR("namespace", namespace_, "auditq", 1, cf_check_namespace, false, false,
         "Prefix of every Redis key; producers and workers must agree on it"),
     INT("redis_connect_timeout_ms", redis_connect_timeout_ms, "2000", 1, 60000, false,
@@ -105,7 +106,7 @@ static const cf_entry cf_table[] = {
     INT("redis_timeout_ms", redis_timeout_ms, "5000", 1, 600000, false,
         "Give up on one Redis command after this many milliseconds"),
     INT("pg_connect_timeout_s", pg_connect_timeout_s, "5", 1, 600, false,
-        "Give up connecting to PostgreSQL after this many seconds"),
+        "Give up connecting to PostgreSQL after this many seconds (per host listed in database_url)"),
     INT("statement_timeout_ms", statement_timeout_ms, "60000", 0, 86400000, false,
         "PostgreSQL statement_timeout for each batch write, in milliseconds; 0 = none"),
     INT("pg_timeout_ms", pg_timeout_ms, "90000", 0, 86400000, false,

@@ -149,8 +149,11 @@ int pgconn_params_init(pgconn_params *p, const pgconn_opts *o, char *err, size_t
                 continue;
             if (strcmp(x->keyword, "application_name") == 0)
                 set_app = 1;
-            else if (strcmp(x->keyword, "connect_timeout") == 0)
+            else if (strcmp(x->keyword, "connect_timeout") == 0) {
+                long v = strtol(x->val, NULL, 10);
                 set_ct = 1;
+                p->connect_timeout_ms = v <= 0 ? 0 : v < 2 ? 2000 : v > 86400 ? 86400000 : (int)v * 1000;
+            }
             else if (strcmp(x->keyword, "tcp_user_timeout") == 0)
                 set_tcp = 1;
             else if (strcmp(x->keyword, "client_encoding") == 0)
@@ -167,6 +170,7 @@ int pgconn_params_init(pgconn_params *p, const pgconn_opts *o, char *err, size_t
     if (!set_app && o->component != NULL)
         add_key(p, "application_name", o->component);
     if (!set_ct && o->connect_timeout_s > 0) {
+        p->connect_timeout_ms = o->connect_timeout_s * 1000;
         snprintf(p->timeout, sizeof p->timeout, "%d", o->connect_timeout_s);
         add_key(p, "connect_timeout", p->timeout);
     }
@@ -351,19 +355,18 @@ PGconn *pgconn_open(const pgconn_opts *o, char *err, size_t errlen)
     PGconn *c = NULL;
     char m[1024], reason[512];
     int timed_out = 0;
-    int limit = o->connect_timeout_s > 0 ? o->connect_timeout_s * 1000 : 0;
 
     if (pgconn_params_init(&p, o, m, sizeof m) != 0) {
         snprintf(err, errlen, "cannot connect to PostgreSQL (%s); %s", m, fix);
         goto out;
     }
-    /* No limit asked: wait as long as libpq's blocking connect would. */
-    c = pgconn_connect(&p, limit > 0 ? limit : INT32_MAX / 2, PQERRORS_DEFAULT, &timed_out, m,
-                       sizeof m);
+    /* No limit: wait as long as libpq's blocking connect would. */
+    c = pgconn_connect(&p, p.connect_timeout_ms > 0 ? p.connect_timeout_ms : INT32_MAX / 2,
+                       PQERRORS_DEFAULT, &timed_out, m, sizeof m);
     if (c == NULL) {
         if (timed_out)
-            snprintf(err, errlen, "cannot connect to PostgreSQL (no answer within %d s, "
-                     "pg_connect_timeout_s); %s", o->connect_timeout_s, fix);
+            snprintf(err, errlen, "cannot connect to PostgreSQL (no answer within %d ms); %s",
+                     p.connect_timeout_ms, fix);
         else
             snprintf(err, errlen, "out of memory");
         goto out;

@@ -62,6 +62,10 @@ typedef struct pgconn_params {
     const char *vals[PGCONN_MAX_KEYS + 1];
     int nkeys;
     int nhosts;                  /* hosts listed (1 when none: libpq's default) */
+    int connect_timeout_ms;      /* the time each host gets: database_url's
+                                    connect_timeout if it sets one (as libpq
+                                    reads it: 1 means 2 s, 0 or less no limit),
+                                    else connect_timeout_s; 0 = no limit */
     /* per host i < nhosts when nhosts > 1: what replaces the list */
     char *host[PGCONN_MAX_HOSTS], *hostaddr[PGCONN_MAX_HOSTS], *port[PGCONN_MAX_HOSTS];
     char timeout[16], user_timeout[16];

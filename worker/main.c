@@ -1008,6 +1008,8 @@ static void on_maint(struct ev_loop *loop, ev_timer *tm, int revents)
     PGconn *pg = NULL;
     if (pgconn_params_init(&params, &o, m, sizeof m) == 0) {
         /* The whole connect stays within climit, however many hosts. */
+        if (params.connect_timeout_ms > 0 && params.connect_timeout_ms < climit)
+            climit = params.connect_timeout_ms;
         pg = pgconn_connect(&params, climit / params.nhosts, PQERRORS_DEFAULT, &timed_out, m, sizeof m);
         if (pg == NULL && !timed_out)
             snprintf(m, sizeof m, "out of memory");

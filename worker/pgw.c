@@ -309,16 +309,21 @@ int pgw_connect(pgw *w, char *err, size_t errlen)
         snprintf(err, errlen, "connect: %s", why);
         goto out;
     }
-    /* Each host listed gets pg_connect_timeout_s (pgconn.h, MULTI-HOST). */
-    w->conn = pgconn_connect(&params, w->cfg->pg_connect_timeout_s * 1000, PQERRORS_VERBOSE,
-                             &timed_out, why, sizeof why);
+    /* Each host listed gets pg_connect_timeout_s, or database_url's
+     * connect_timeout (pgconn.h, MULTI-HOST). */
+    int limit_ms = params.connect_timeout_ms > 0 ? params.connect_timeout_ms : INT32_MAX / 2;
+    w->conn = pgconn_connect(&params, limit_ms, PQERRORS_VERBOSE, &timed_out, why, sizeof why);
     pgconn_params_free(&params);
     if (!w->conn) {
         /* No answer at all -- a silent server or network, or a host that
          * drops packets: the same to us as a stall mid-query. */
         if (timed_out) {
-            snprintf(err, errlen, "connect: no answer from PostgreSQL within %d s (pg_connect_timeout_s)",
-                     w->cfg->pg_connect_timeout_s);
+            if (limit_ms % 1000 == 0 && limit_ms / 1000 == w->cfg->pg_connect_timeout_s)
+                snprintf(err, errlen, "connect: no answer from PostgreSQL within %d s (pg_connect_timeout_s)",
+                         w->cfg->pg_connect_timeout_s);
+            else
+                snprintf(err, errlen, "connect: no answer from PostgreSQL within %d ms (connect_timeout "
+                         "of database_url)", limit_ms);
             w->fault = PGW_FAULT_STALLED;
         } else
             snprintf(err, errlen, "connect: out of memory");

@@ -11,6 +11,8 @@
 #                           answers NOAUTH counts as up.  redis_stop / redis_restart / redis_kill [NAME]
 #   pg_start                private cluster; exports PG_PORT PGHOST PGPORT PGUSER
 #                           PGDATABASE AUDITQ_DATABASE_URL.  pg_stop / pg_start_again / pg_kill
+#   pg_standby_start [sync] a streaming standby of it (pg_basebackup -R); exports
+#                           PG_STANDBY_PORT.  pg_standby_promote
 #   psql_q SQL              run SQL, print unaligned tuples-only result
 #   harness_detach          keep servers running after the script (demo);
 #   harness_stop_dir DIR    ...and stop them later from another process
@@ -565,6 +567,58 @@ pg_kill() {
             _aq_wait_dead "$k" 5 || true
         fi
     done
+}
+
+# A streaming standby of the pg_start cluster: pg_basebackup -R into
+# $_aq_pg_root/standby, on its own free port; exports PG_STANDBY_PORT.
+# "sync": the primary then waits for it on every commit
+# (synchronous_standby_names = '*' and synchronous_commit = on, also under
+# AQ_PG_FAST), set on the primary after the copy, so that the standby, once
+# promoted, does not wait for a standby of its own. Returns when the
+# standby streams (and, with sync, is the synchronous one).
+pg_standby_start() {
+    local mode=${1:-async} dir port pid
+    [[ -n "$_aq_pg_root" ]] || { _aq_log "pg_standby_start: call pg_start first"; return 1; }
+    dir=$_aq_pg_root/standby
+    port=$(free_port) || return 1
+    if ! _aq_pg_run "$PG_BINDIR/pg_basebackup" -h 127.0.0.1 -p "$PG_PORT" -U postgres -D "$dir" \
+            -R -X stream -c fast --no-sync >"$_aq_pg_root/basebackup.log" 2>&1; then
+        _aq_log "pg_basebackup failed; log:"
+        cat "$_aq_pg_root/basebackup.log" >&2 || true
+        return 1
+    fi
+    printf "\n# standby\nport = %s\n" "$port" >>"$dir/postgresql.conf" || return 1
+    if ! _aq_pg_run "$PG_BINDIR/pg_ctl" -D "$dir" -l "$_aq_pg_root/standby.log" -w -t 30 start \
+            >>"$_aq_pg_root/pg_ctl.log" 2>&1; then
+        _aq_log "standby start failed; log:"
+        cat "$_aq_pg_root/standby.log" >&2 || true
+        return 1
+    fi
+    pid=$(head -n 1 "$dir/postmaster.pid" 2>/dev/null) || pid=""
+    _aq_register pg "$pid" "$dir"
+    PG_STANDBY_PORT=$port
+    export PG_STANDBY_PORT
+    if [[ "$mode" == sync ]]; then
+        psql_q "ALTER SYSTEM SET synchronous_standby_names = '*'" >/dev/null || return 1
+        psql_q "ALTER SYSTEM SET synchronous_commit = on" >/dev/null || return 1
+        psql_q "SELECT pg_reload_conf()" >/dev/null || return 1
+        wait_for 30 bash -c "[ \"\$(PGPORT=$PG_PORT \"\$PG_BINDIR/psql\" -X -A -t -q -c \"SELECT sync_state FROM pg_stat_replication\")\" = sync ]" || {
+            _aq_log "the standby never became synchronous"; return 1; }
+    else
+        wait_for 30 bash -c "[ \"\$(PGPORT=$PG_PORT \"\$PG_BINDIR/psql\" -X -A -t -q -c \"SELECT state FROM pg_stat_replication\")\" = streaming ]" || {
+            _aq_log "the standby never streamed"; return 1; }
+    fi
+}
+
+# Promote the standby of pg_standby_start (pg_ctl promote -w: returns when
+# it accepts writes).
+pg_standby_promote() {
+    if ! _aq_pg_run "$PG_BINDIR/pg_ctl" -D "$_aq_pg_root/standby" -w -t 30 promote \
+            >>"$_aq_pg_root/pg_ctl.log" 2>&1; then
+        _aq_log "pg_ctl promote failed; log:"
+        cat "$_aq_pg_root/pg_ctl.log" "$_aq_pg_root/standby.log" >&2 || true
+        return 1
+    fi
 }
 
 # Cleanup of one registered postmaster (pid may be stale after restarts;

@@ -47,41 +47,42 @@ static const struct {
     const char *keys;   /* after dbname=<conninfo> */
     int nhosts;
     const char *hosts;
+    int connect_timeout_ms;  /* each host's time: the URL's connect_timeout wins */
 } cases[] = {
     /* Nothing set by the user: every auditq keyword added. */
     { "host=db port=5432 dbname=auditq",
       "application_name=auditq-worker connect_timeout=7 tcp_user_timeout=3000 client_encoding=UTF8",
-      1, "" },
+      1, "", 7000 },
     /* Conninfo form: what it sets wins, the rest is added. */
     { "host=db dbname=auditq application_name=mine connect_timeout=2",
-      "tcp_user_timeout=3000 client_encoding=UTF8", 1, "" },
+      "tcp_user_timeout=3000 client_encoding=UTF8", 1, "", 2000 },
     { "dbname=auditq tcp_user_timeout=9000 client_encoding=LATIN1",
-      "application_name=auditq-worker connect_timeout=7", 1, "" },
+      "application_name=auditq-worker connect_timeout=7", 1, "", 7000 },
     /* URL form, parameters in the query string. */
     { "postgresql://u@db:5433/auditq?application_name=mine&tcp_user_timeout=1",
-      "connect_timeout=7 client_encoding=UTF8", 1, "" },
+      "connect_timeout=7 client_encoding=UTF8", 1, "", 7000 },
     { "postgres://db/auditq", "application_name=auditq-worker connect_timeout=7 "
-      "tcp_user_timeout=3000 client_encoding=UTF8", 1, "" },
+      "tcp_user_timeout=3000 client_encoding=UTF8", 1, "", 7000 },
     /* A plain database name (libpq does not expand it). */
     { "auditq", "application_name=auditq-worker connect_timeout=7 tcp_user_timeout=3000 "
-      "client_encoding=UTF8", 1, "" },
+      "client_encoding=UTF8", 1, "", 7000 },
     /* Multi-host, conninfo form: one port per host. */
     { "host=pg1,pg2 port=5432,5433 dbname=auditq target_session_attrs=read-write",
       "application_name=auditq-worker connect_timeout=7 tcp_user_timeout=3000 client_encoding=UTF8",
-      2, "pg1|-|5432,pg2|-|5433" },
+      2, "pg1|-|5432,pg2|-|5433", 7000 },
     /* One port for all hosts: left to the conninfo. */
     { "host=a,b,c port=6000 dbname=x connect_timeout=1",
       "application_name=auditq-worker tcp_user_timeout=3000 client_encoding=UTF8",
-      3, "a|-|-,b|-|-,c|-|-" },
+      3, "a|-|-,b|-|-,c|-|-", 2000 },
     /* hostaddr list beside the host list. */
     { "host=a,b hostaddr=10.0.0.1,10.0.0.2 port=1,2 application_name=x",
       "connect_timeout=7 tcp_user_timeout=3000 client_encoding=UTF8",
-      2, "a|10.0.0.1|1,b|10.0.0.2|2" },
+      2, "a|10.0.0.1|1,b|10.0.0.2|2", 7000 },
     /* Multi-host, URL form. */
     { "postgresql://u@127.0.0.1:5432,127.0.0.2:5433/auditq?target_session_attrs=read-write"
       "&connect_timeout=4",
       "application_name=auditq-worker tcp_user_timeout=3000 client_encoding=UTF8",
-      2, "127.0.0.1|-|5432,127.0.0.2|-|5433" },
+      2, "127.0.0.1|-|5432,127.0.0.2|-|5433", 4000 },
 };
 
 static void test_precedence(void **state)
@@ -101,6 +102,7 @@ static void test_precedence(void **state)
         assert_int_equal(p.nhosts, cases[i].nhosts);
         dump_hosts(&p, hosts, sizeof hosts);
         assert_string_equal(hosts, cases[i].hosts);
+        assert_int_equal(p.connect_timeout_ms, cases[i].connect_timeout_ms);
         pgconn_params_free(&p);
     }
 }
