@@ -10,7 +10,11 @@
 #      tools/ctl_query*.c, tools/ctl_dlq*.c, common/spool*.c). The files
 #      in KNOWN_LARGE below are the exceptions left when this check came
 #      in, each with its reason; the list may only shrink.
-#   3. The exported symbols of libauditq.so are exactly the auditq_*
+#   3. One PostgreSQL connector: no C file but common/pgconn.c calls
+#      libpq's PQconnect* (tests/ excepted: they connect as a user would),
+#      so every component keeps the precedence rule and the multi-host
+#      connect of common/pgconn.h.
+#   4. The exported symbols of libauditq.so are exactly the auditq_*
 #      functions of include/auditq.h: that needs the built library, so it is
 #      tests/integration/it_05_abi.sh, not this script.
 #
@@ -25,7 +29,6 @@ MAX_LINES=1000
 # reported so the entry can go).
 KNOWN_LARGE='
 worker/main.c          issue 11 item 1: becomes a launcher (writer.c, timer modules)
-worker/pgw.c           issue 11 item 2: the PostgreSQL connector moves out
 tools/ctl_verify.c     being split along its sections (issue 11)
 tests/unit/test_pgw.c  the PostgreSQL writer tests follow the pgw.c split
 '
@@ -48,6 +51,15 @@ c_includes=$(grep -nE '^[[:space:]]*#[[:space:]]*include[[:space:]]*["<][^">]*\.
 if [[ -n "$c_includes" ]]; then
     echo "check-layout: a .c file is #included; link its module instead (see docs/HACKING.md, \"Adding a test\"):" >&2
     printf '%s\n' "$c_includes" | sed 's/^/  /' >&2
+    fail=1
+fi
+
+# 3. One connector (checked before the sizes, reported with them).
+connectors=$(grep -nE '\bPQconnect(db|dbParams|Start|StartParams)[[:space:]]*\(' -- "${files[@]}" 2>/dev/null |
+             grep -vE '^(common/pgconn\.c|tests/)' || true)
+if [[ -n "$connectors" ]]; then
+    echo "check-layout: PostgreSQL connected outside common/pgconn.c; use pgconn_open / pgconn_connect (docs/HACKING.md):" >&2
+    printf '%s\n' "$connectors" | sed 's/^/  /' >&2
     fail=1
 fi
 
@@ -82,7 +94,7 @@ done <<<"$KNOWN_LARGE"
 if ((fail)); then
     exit 1
 fi
-msg="check-layout: ok (${#files[@]} C files: no .c #included, none over $MAX_LINES lines"
+msg="check-layout: ok (${#files[@]} C files: no .c #included, one PostgreSQL connector, none over $MAX_LINES lines"
 if ((${#known_over[@]} > 0)); then
     msg+=" but the known exceptions $(printf '%s, ' "${known_over[@]}")"
     msg=${msg%, }
