@@ -41,8 +41,8 @@ def markdown(lines, path, name):
     s, e = one_block(lines, lambda ln: ln.startswith("<!-- readme-example %s:" % name),
                      lambda ln: ln.strip() == "<!-- end readme-example -->", path, name)
     body = lines[s + 1:e]
-    if len(body) < 2 or body[0].strip() != "```c" or body[-1].strip() != "```":
-        fail("%s:%d: example %r: expected one ```c fenced block between the markers" % (path, s + 1, name))
+    if len(body) < 2 or not re.fullmatch(r"```[a-z]+", body[0].strip()) or body[-1].strip() != "```":
+        fail("%s:%d: example %r: expected one fenced block (```c, ```js) between the markers" % (path, s + 1, name))
     return body[1:-1]
 
 

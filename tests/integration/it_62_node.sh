@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The Node.js binding (bindings/node) under `node --test`, against a real
+# The Node.js binding (bindings/node): installed with `npm install --offline`
+# into an app, the README's app.js run there, then `node --test`, against a real
 # Redis, PostgreSQL and auditq-worker: 10,000 hostile events sync+async
 # byte-exact, Redis stopped mid-run with a spool, AuditqError codes with
 # nothing sent, 100k send() against a 10 ms timer, clean exit after close(),
@@ -39,6 +40,15 @@ assert_eq "0.1.0 function AuditqError" \
     "$(cd "$app" && "$NODE" -e "const a = require('auditq'); const m = require('auditq/middleware');
         console.log(a.version, typeof m.expressAudit, new a.AuditqError('x', 'AUDITQ_ERR_CLOSED', 13).name)")" \
     "require('auditq') in an app after npm install --offline"
+
+# The README's app.js, as printed, in that app: exit 0, both events stored.
+"$PY" "$AQ_ROOT/tests/integration/extract_example.py" "$AQ_ROOT/README.md" app.js >"$app/app.js"
+(cd "$app" && "$NODE" app.js) >"$AQ_TMP/app.out" 2>"$AQ_TMP/app.err" || {
+    cat "$AQ_TMP/app.err"; echo "FAIL: the README's app.js exited non-zero"; exit 1; }
+assert_eq "" "$(cat "$AQ_TMP/app.err")" "README app.js stderr"
+assert_eq "acknowledged <uuid>
+{ queuedAsync: 1, sentAsync: 1, sentSync: 1, errors: 0 }" \
+    "$(sed -E 's/[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}/<uuid>/' "$AQ_TMP/app.out")" "README app.js output"
 worker_start w1 --set threads=2
 export AQ_TMP REDIS_PORT AUDITQ_REDIS_URL PGHOST PGPORT PGUSER PGDATABASE
 export AQ_REDIS_CTL=$AQ_TMP/redisctl
@@ -71,6 +81,9 @@ if ((rc != 0)); then
     echo "FAIL: node --test exited $rc"
     exit 1
 fi
+assert_eq "page.update high,user.login normal" \
+    "$(psql_q "SELECT string_agg(action || ' ' || priority, ',' ORDER BY action) FROM audit_events WHERE tenant_id = 'acme'")" \
+    "the README app.js events stored"
 wait_for 20 drained
 assert_eq 0 "$(stat dead)" "dead letters"
 worker_stop w1
