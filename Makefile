@@ -77,10 +77,10 @@ UNIT_TESTS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/te
 IT_BINS    = $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(wildcard tests/integration/*.c))
 # The worker with its test hooks (crash_after_commit) compiled in, for the
 # crash tests (it_30, it_88, it_91: lib_it.sh's worker_start picks it when a
-# hook is set). Only config.c and worker/main.c differ (-DAQ_TEST_HOOKS);
+# hook is set). Only config.c and worker/writer.c differ (-DAQ_TEST_HOOKS);
 # bin/auditq-worker, the one installed, never has a hook.
 HOOKS_WORKER = $(BUILD)/tests/auditq-worker-hooks
-HOOKS_OBJ  = $(BUILD)/obj/hooks/common/config.o $(BUILD)/obj/hooks/worker/main.o
+HOOKS_OBJ  = $(BUILD)/obj/hooks/common/config.o $(BUILD)/obj/hooks/worker/writer.o
 IT_BINS   += $(HOOKS_WORKER)
 # Fuzz targets tests/fuzz/fuzz_X.c (LLVMFuzzerTestOneInput). `make test`
 # builds each with tests/fuzz/replay_main.c and the normal compiler and runs
@@ -171,7 +171,7 @@ $(BUILD)/obj/hooks/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -DAQ_TEST_HOOKS -MMD -MP -c $< -o $@
 
-$(HOOKS_WORKER): $(HOOKS_OBJ) $(filter-out $(BUILD)/obj/worker/main.o,$(WORKER_OBJ)) \
+$(HOOKS_WORKER): $(HOOKS_OBJ) $(filter-out $(BUILD)/obj/worker/writer.o,$(WORKER_OBJ)) \
                  $(filter-out $(BUILD)/obj/common/config.o,$(APP_OBJ)) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(LDFLAGS) $(LIBS_ALL)

@@ -1,0 +1,424 @@
+/* upkeep.c -- the main loop's timers (upkeep.h).
+ *
+ * DESIGN
+ *
+ * The main thread runs a libev loop; besides signals (main.c) and the HTTP
+ * endpoint (status.c) it runs these timers, all on the main thread's own
+ * Redis connection, which is (re)connected at most once per
+ * MAIN_REDIS_RETRY_MS so that a Redis that is down does not turn every
+ * 100 ms timer into a connect attempt:
+ *   heartbeat  every heartbeat_interval_ms: this worker is alive, with its
+ *              totals (queue_heartbeat).
+ *   recovery   every recovery_interval_ms: the in-flight jobs of workers
+ *              whose heartbeat is older than heartbeat_timeout_ms go back to
+ *              the front of their queues (queue_recover). This closes the
+ *              "crash with jobs in flight" window of writer.c's DESIGN
+ *              comment; a job recovered more than max_recoveries times is
+ *              dead-lettered (a job that kills every worker that takes it).
+ *   promotion  every 100 ms: retries whose delay is over go back to their
+ *              queues, 1000 per script call.
+ *   sample     every 1 s: the queue numbers for /metrics, /readyz and the
+ *              summary, and the sweep of Redis keys of the wrong type.
+ *   partitions at start and hourly: the coming months' partitions
+ *              (auditq_ensure_partitions); a failure is logged and harmless.
+ *   summary    every summary_interval_ms (reloadable; 0 = off): one logfmt
+ *              line of throughput, totals and lag.
+ *
+ * Bounded waits: the loop's Redis calls wait at most redis_timeout_ms each
+ * (a connect redis_connect_timeout_ms), like a writer thread's; the hourly
+ * partition upkeep gives up after heartbeat_timeout_ms / 2 (connect and
+ * query each), so it cannot make this worker look dead.
+ */
+#include "upkeep.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "keyhealth.h"
+#include "log.h"
+#include "pgconn.h"
+#include "queue.h"
+#include "redisconn.h"
+#include "sample.h"
+
+#define SAMPLE_INTERVAL_S 1.0     /* queue numbers from Redis */
+#define MAIN_REDIS_RETRY_MS 1000  /* main connection: reconnect at most this often */
+
+struct upkeep {
+    worker *w;
+    struct ev_loop *loop;
+    ev_timer t_heartbeat, t_recover, t_promote, t_maint, t_summary, t_sample;
+
+    redisContext *rc;                  /* main thread's own connection */
+    int64_t rc_retry_us;               /* monotonic: no reconnect before this */
+    int rc_down_logged;
+    uint64_t recovered;
+    metrics_queue_sample sample;       /* last successful Redis sample */
+    int sample_have;                   /* sample holds data */
+    int sample_ok;                     /* the most recent attempt succeeded */
+    int64_t sample_us;                 /* wall clock of the last success */
+    char sample_err[256];
+    uint64_t last_processed;
+    int64_t last_summary_us;
+};
+
+/* The main thread's Redis connection, (re)connected at most once per
+ * MAIN_REDIS_RETRY_MS: the loop also serves HTTP, and a Redis that is down
+ * must not turn every 100 ms timer into a connect attempt. */
+static redisContext *main_redis(upkeep *u)
+{
+    worker *w = u->w;
+    char err[256], q[300];
+    if (u->rc && u->rc->err) {
+        redisFree(u->rc);
+        u->rc = NULL;
+    }
+    if (u->rc)
+        return u->rc;
+    int64_t now = clock_mono_us();
+    if (now < u->rc_retry_us)
+        return NULL;
+    u->rc = redis_connect(&w->rt, w->cfg.redis_connect_timeout_ms, w->cfg.redis_timeout_ms, err,
+                          sizeof err, NULL);
+    if (!u->rc) {
+        u->rc_retry_us = now + (int64_t)MAIN_REDIS_RETRY_MS * 1000;
+        if (!u->rc_down_logged)
+            log_warn("redis unavailable (main)", " error=%s", log_q(q, sizeof q, err));
+        u->rc_down_logged = 1;
+    } else if (u->rc_down_logged) {
+        log_info("redis connection restored (main)", NULL);
+        u->rc_down_logged = 0;
+    }
+    return u->rc;
+}
+
+static void on_heartbeat(struct ev_loop *loop, ev_timer *tm, int revents)
+{
+    (void)loop;
+    (void)revents;
+    upkeep *u = tm->data;
+    worker *w = u->w;
+    char err[256], q[600], why[300];
+    metrics_totals tot;
+    redisContext *c = main_redis(u);
+    if (!c)
+        return;
+    metrics_sum(w->mt, w->nthreads, &tot);
+    if (queue_heartbeat(c, &w->keys, w->id, w->host, w->pid, w->nthreads, w->started_ms, tot.processed,
+                        tot.inflight, err, sizeof err) != 0)
+        log_warn("heartbeat failed", " error=%s",
+                 log_q(q, sizeof q, worker_redis_why(w, "the heartbeat script", err, why, sizeof why)));
+}
+
+/* upkeep.h states the contract. */
+int upkeep_register(upkeep *u)
+{
+    worker *w = u->w;
+    char err[256], q[600], why[300];
+    int auth_failed = 0;
+
+    u->rc = redis_connect(&w->rt, w->cfg.redis_connect_timeout_ms, w->cfg.redis_timeout_ms, err,
+                          sizeof err, &auth_failed);
+    if (!u->rc) {
+        if (auth_failed) {
+            log_error("cannot start: Redis refused the worker's login", " error=%s", log_q(q, sizeof q, err));
+            return -1;
+        }
+        log_warn("redis unavailable (main)", " error=%s", log_q(q, sizeof q, err));
+        u->rc_down_logged = 1;
+        u->rc_retry_us = clock_mono_us() + (int64_t)MAIN_REDIS_RETRY_MS * 1000;
+        return 0;
+    }
+    if (queue_heartbeat(u->rc, &w->keys, w->id, w->host, w->pid, w->nthreads, w->started_ms, 0, 0, err,
+                        sizeof err) != 0) {
+        if (redis_explain_refusal(&w->rt, "worker", "the heartbeat script", NULL, err, why, sizeof why) !=
+            REDIS_REFUSED_NONE) {
+            log_error("cannot start: Redis refused the worker", " error=%s", log_q(q, sizeof q, why));
+            redisFree(u->rc);
+            u->rc = NULL;
+            return -1;
+        }
+        log_warn("heartbeat failed", " error=%s", log_q(q, sizeof q, err));
+    }
+    return 0;
+}
+
+static void on_recover(struct ev_loop *loop, ev_timer *tm, int revents)
+{
+    (void)loop;
+    (void)revents;
+    upkeep *u = tm->data;
+    worker *w = u->w;
+    char err[256], q[600], why[300];
+    long long workers = 0, jobs = 0, dead = 0;
+    redisContext *c = main_redis(u);
+    if (!c)
+        return;
+    if (queue_recover(c, &w->keys, &w->cfg, NULL, &workers, &jobs, &dead, err, sizeof err) != 0) {
+        log_warn("recovery check failed", " error=%s",
+                 log_q(q, sizeof q, worker_redis_why(w, "the recover script", err, why, sizeof why)));
+    } else if (workers > 0) {
+        u->recovered += (uint64_t)(jobs > 0 ? jobs : 0);
+        log_warn("recovered in-flight jobs of dead workers", " workers=%lld jobs=%lld dead_lettered=%lld",
+                 workers, jobs, dead);
+    }
+}
+
+static void on_promote(struct ev_loop *loop, ev_timer *tm, int revents)
+{
+    (void)loop;
+    (void)revents;
+    upkeep *u = tm->data;
+    worker *w = u->w;
+    char err[256], q[600], why[300];
+    long long moved = 0, total = 0;
+    redisContext *c = main_redis(u);
+    if (!c)
+        return;
+    do {
+        if (queue_promote(c, &w->keys, &moved, err, sizeof err) != 0) {
+            log_warn("retry promotion failed", " error=%s",
+                     log_q(q, sizeof q, worker_redis_why(w, "the promote script", err, why, sizeof why)));
+            return;
+        }
+        total += moved;
+    } while (moved == 1000);
+    if (total > 0)
+        log_debug("retries due, back in their queues", " jobs=%lld", total);
+}
+
+/* Reads the queue numbers for /metrics, /readyz and the summary. */
+static void on_sample(struct ev_loop *loop, ev_timer *tm, int revents)
+{
+    (void)loop;
+    (void)revents;
+    upkeep *u = tm->data;
+    worker *w = u->w;
+    metrics_queue_sample s;
+    redisContext *c = main_redis(u);
+
+    if (!c) {
+        u->sample_ok = 0;
+        snprintf(u->sample_err, sizeof u->sample_err, "no connection to Redis");
+        return;
+    }
+    if (sample_queues(c, &w->keys, &w->cfg, w->id, w->nthreads, &s, u->sample_err,
+                      sizeof u->sample_err) != 0) {
+        char q[600], why[300];
+        if (u->sample_ok)
+            log_warn("reading queue numbers from redis failed", " error=%s",
+                     log_q(q, sizeof q, worker_redis_why(w, "the queue sample", u->sample_err, why, sizeof why)));
+        u->sample_ok = 0;
+        return;
+    }
+    for (size_t i = 0; i < s.nwrong; i++)
+        keyhealth_report(&w->kh, s.wrong[i].key, s.wrong[i].type, s.wrong[i].expected, "sample");
+    keyhealth_sweep(&w->kh);
+    u->sample = s;
+    u->sample_have = 1;
+    u->sample_ok = 1;
+    u->sample_us = clock_now_us();
+    u->sample_err[0] = '\0';
+}
+
+/* Creates the coming months' partitions (auditq_ensure_partitions, from
+ * the migrations). Runs at start and hourly; a failure is logged and
+ * harmless: rows land in the DEFAULT partition meanwhile. */
+static void on_maint(struct ev_loop *loop, ev_timer *tm, int revents)
+{
+    (void)loop;
+    (void)revents;
+    upkeep *u = tm->data;
+    worker *w = u->w;
+    char ahead[16], q[600], m[512];
+    /* This runs on the main loop, which must keep heartbeating: connecting
+     * and the query each give up after half the heartbeat timeout at most
+     * (and within pg_connect_timeout_s / pg_timeout_ms); the next hourly
+     * run tries again. */
+    int limit = w->cfg.heartbeat_timeout_ms / 2, timed_out = 0;
+    int climit = w->cfg.pg_connect_timeout_s * 1000 < limit ? w->cfg.pg_connect_timeout_s * 1000 : limit;
+    if (w->cfg.pg_timeout_ms > 0 && w->cfg.pg_timeout_ms < limit)
+        limit = w->cfg.pg_timeout_ms;
+    snprintf(ahead, sizeof ahead, "%d", w->cfg.partitions_ahead);
+    const pgconn_opts o = { .conninfo = w->cfg.database_url, .component = "auditq-worker/partitions",
+                            .connect_timeout_s = w->cfg.pg_connect_timeout_s,
+                            .tcp_user_timeout_ms = w->cfg.pg_timeout_ms };
+    pgconn_params params;
+    PGconn *pg = NULL;
+    if (pgconn_params_init(&params, &o, m, sizeof m) == 0) {
+        /* The whole connect stays within climit, however many hosts. */
+        if (params.connect_timeout_ms > 0 && params.connect_timeout_ms < climit)
+            climit = params.connect_timeout_ms;
+        pg = pgconn_connect(&params, climit / params.nhosts, PQERRORS_DEFAULT, &timed_out, m, sizeof m);
+        if (pg == NULL && !timed_out)
+            snprintf(m, sizeof m, "out of memory");
+    }
+    pgconn_params_free(&params);
+    if (PQstatus(pg) != CONNECTION_OK) {
+        if (timed_out)
+            snprintf(m, sizeof m, "no answer from PostgreSQL within %d ms", climit);
+        else {
+            char one[sizeof m];
+            pgconn_reason(one, sizeof one, m);
+            snprintf(m, sizeof m, "%s", one);
+        }
+        log_warn("partition upkeep skipped: cannot connect to PostgreSQL", " error=%s",
+                 log_q(q, sizeof q, m));
+        PQfinish(pg);
+        return;
+    }
+    pgconn_io io;
+    const char *args[1] = {ahead};
+    PGresult *r = pgconn_io_init(&io, pg, limit) == 0
+                      ? pgconn_io_exec(&io, "SELECT auditq_ensure_partitions($1::int)", 1, args)
+                      : NULL;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        log_warn("partition upkeep failed (run 'auditqctl migrate'?)", " error=%s",
+                 log_q(q, sizeof q, pgconn_io_error(&io, r, m, sizeof m)));
+    } else if (strcmp(PQgetvalue(r, 0, 0), "0") != 0) {
+        log_info("partitions created", " count=%s", PQgetvalue(r, 0, 0));
+    }
+    PQclear(r);
+    PQfinish(pg);
+}
+
+
+/* One logfmt line: throughput since the last summary, this process's
+ * totals, and the lag (queued jobs, oldest job's age) from the last Redis
+ * sample. */
+static void on_summary(struct ev_loop *loop, ev_timer *tm, int revents)
+{
+    (void)loop;
+    (void)revents;
+    upkeep *u = tm->data;
+    worker *w = u->w;
+    metrics_totals t;
+    char lag[200], rel[40] = "";
+    metrics_sum(w->mt, w->nthreads, &t);
+    int64_t now = clock_mono_us();
+    double secs = (double)(now - u->last_summary_us) / 1e6;
+    uint64_t delta = t.processed - u->last_processed;
+    long long queued = 0, oldest = -1;
+
+    if (u->sample_have) {
+        queued = metrics_queued(&u->sample);
+        oldest = metrics_oldest_ms(&u->sample);
+    }
+    if (!u->sample_have)
+        snprintf(lag, sizeof lag, " queued=unknown oldest_age_s=unknown");
+    else
+        snprintf(lag, sizeof lag, " queued=%lld oldest_age_s=%.3f inflight_all=%lld retry=%lld dead=%lld%s",
+                 queued, oldest > 0 ? (double)oldest / 1000.0 : 0.0, u->sample.inflight, u->sample.retry,
+                 u->sample.dead, u->sample_ok ? "" : " queue_sample=stale");
+    /* Logged at every interval, idle or not: an operator tailing the log
+     * reads "written_per_s=0 queued=0" as "idle and caught up", whereas a
+     * missing line could as well mean a hung loop. */
+    /* Jobs given back unwritten (pg_release_after_ms): only once there are. */
+    if (t.released > 0)
+        snprintf(rel, sizeof rel, " released=%llu", (unsigned long long)t.released);
+    log_info("summary", " written_per_s=%.0f processed=%llu failed=%llu dead_lettered=%llu "
+             "inflight=%llu%s%s", secs > 0 ? (double)delta / secs : 0.0,
+             (unsigned long long)t.processed, (unsigned long long)t.failed,
+             (unsigned long long)t.dead_lettered, (unsigned long long)t.inflight, lag, rel);
+    u->last_processed = t.processed;
+    u->last_summary_us = now;
+}
+
+/* Leaves Redis tidy on the way out: releases abandoned batches at once, or
+ * deregisters. */
+static void finish_in_redis(upkeep *u, int abandoned)
+{
+    worker *w = u->w;
+    char err[256], q[300];
+    u->rc_retry_us = 0;
+    redisContext *c = main_redis(u);
+    if (c && abandoned) {
+        long long nw, nj, nd;
+        /* Release unfinished batches to their queues now rather than after
+         * heartbeat_timeout_ms. A stuck thread's late settle is fenced. */
+        if (queue_recover(c, &w->keys, &w->cfg, w->id, &nw, &nj, &nd, err, sizeof err) == 0)
+            log_warn("released unfinished batches back to their queues", " jobs=%lld", nj);
+        else
+            log_warn("could not release unfinished batches; peers recover them after heartbeat_timeout_ms",
+                     " error=%s", log_q(q, sizeof q, err));
+    } else if (c) {
+        if (queue_deregister(c, &w->keys, w->id, err, sizeof err) != 0)
+            log_warn("could not deregister", " error=%s", log_q(q, sizeof q, err));
+    } else {
+        log_warn("redis unreachable at exit; in-flight jobs (if any) are recovered by peers after "
+                 "heartbeat_timeout_ms", NULL);
+    }
+}
+
+/* ---- lifecycle ------------------------------------------------------------ */
+
+upkeep *upkeep_setup(struct ev_loop *loop, worker *w)
+{
+    upkeep *u = calloc(1, sizeof *u);
+    if (!u)
+        return NULL;
+    u->w = w;
+    u->loop = loop;
+    double hb = w->cfg.heartbeat_interval_ms / 1000.0;
+    double rec = w->cfg.recovery_interval_ms / 1000.0;
+    ev_timer_init(&u->t_heartbeat, on_heartbeat, hb, hb);
+    ev_timer_init(&u->t_recover, on_recover, 0.05, rec);
+    ev_timer_init(&u->t_promote, on_promote, 0.1, 0.1);
+    ev_timer_init(&u->t_maint, on_maint, 0.2, 3600.0);
+    ev_timer_init(&u->t_sample, on_sample, 0.0, SAMPLE_INTERVAL_S);
+    ev_timer_init(&u->t_summary, on_summary, 0.0, 0.0);
+    u->t_heartbeat.data = u->t_recover.data = u->t_promote.data = u->t_maint.data = u;
+    u->t_sample.data = u->t_summary.data = u;
+    return u;
+}
+
+void upkeep_reload(upkeep *u)
+{
+    worker *w = u->w;
+    ev_timer_stop(u->loop, &u->t_summary);
+    if (w->cfg.summary_interval_ms > 0) {
+        double s = w->cfg.summary_interval_ms / 1000.0;
+        ev_timer_set(&u->t_summary, s, s);
+        ev_timer_start(u->loop, &u->t_summary);
+    }
+}
+
+void upkeep_start(upkeep *u)
+{
+    u->last_summary_us = clock_mono_us();
+    ev_timer_start(u->loop, &u->t_heartbeat);
+    ev_timer_start(u->loop, &u->t_recover);
+    ev_timer_start(u->loop, &u->t_promote);
+    ev_timer_start(u->loop, &u->t_maint);
+    ev_timer_start(u->loop, &u->t_sample);
+    upkeep_reload(u);
+}
+
+void upkeep_get_view(const upkeep *u, upkeep_view *v)
+{
+    v->sample = u->sample_have ? &u->sample : NULL;
+    v->sample_ok = u->sample_ok;
+    v->sample_us = u->sample_us;
+    v->sample_err = u->sample_err;
+    v->recovered = u->recovered;
+}
+
+void upkeep_stop(upkeep *u, int abandoned)
+{
+    if (!u)
+        return;
+    ev_timer_stop(u->loop, &u->t_heartbeat);
+    ev_timer_stop(u->loop, &u->t_recover);
+    ev_timer_stop(u->loop, &u->t_promote);
+    ev_timer_stop(u->loop, &u->t_maint);
+    ev_timer_stop(u->loop, &u->t_sample);
+    ev_timer_stop(u->loop, &u->t_summary);
+    on_summary(u->loop, &u->t_summary, 0);
+    finish_in_redis(u, abandoned);
+    if (u->rc)
+        redisFree(u->rc);
+    free(u);
+}
