@@ -77,10 +77,13 @@ UNIT_TESTS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/te
 IT_BINS    = $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(wildcard tests/integration/*.c))
 # The worker with its test hooks (crash_after_commit) compiled in, for the
 # crash tests (it_30, it_88, it_91: lib_it.sh's worker_start picks it when a
-# hook is set). Only config.c and worker/writer.c differ (-DAQ_TEST_HOOKS);
-# bin/auditq-worker, the one installed, never has a hook.
+# hook is set). config.c and every worker/*.c are compiled again with
+# -DAQ_TEST_HOOKS: the hook adds a field at the end of aq_config, and
+# struct worker (worker/worker.h) holds aq_configs by value, so every
+# worker object must see the same layout. bin/auditq-worker, the one
+# installed, never has a hook.
 HOOKS_WORKER = $(BUILD)/tests/auditq-worker-hooks
-HOOKS_OBJ  = $(BUILD)/obj/hooks/common/config.o $(BUILD)/obj/hooks/worker/writer.o
+HOOKS_OBJ  = $(BUILD)/obj/hooks/common/config.o $(patsubst $(BUILD)/obj/%,$(BUILD)/obj/hooks/%,$(WORKER_OBJ))
 IT_BINS   += $(HOOKS_WORKER)
 # Fuzz targets tests/fuzz/fuzz_X.c (LLVMFuzzerTestOneInput). `make test`
 # builds each with tests/fuzz/replay_main.c and the normal compiler and runs
@@ -147,8 +150,9 @@ $(CTL_A): $(filter-out $(BUILD)/obj/tools/auditqctl.o,$(CTL_OBJ))
 	rm -f $@ && ar rcs $@ $^
 
 # Unit tests: each tests/unit/test_X.c links the modules it tests (all of
-# common/ and worker/ minus worker/main.c, and $(CTL_A)) and cmocka. The
-# headers it includes are tracked like an object's (-MMD into build/obj).
+# common/ and worker/ minus worker/main.c, the launcher, and $(CTL_A)) and
+# cmocka. The headers it includes are tracked like an object's (-MMD into
+# build/obj).
 UNIT_LINK = $(LIB_OBJ) $(APP_OBJ) $(filter-out $(BUILD)/obj/worker/main.o,$(WORKER_OBJ))
 $(BUILD)/tests/%: tests/unit/%.c $(UNIT_LINK) $(CTL_A)
 	@mkdir -p $(dir $@) $(BUILD)/obj/tests/unit
@@ -171,8 +175,7 @@ $(BUILD)/obj/hooks/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -DAQ_TEST_HOOKS -MMD -MP -c $< -o $@
 
-$(HOOKS_WORKER): $(HOOKS_OBJ) $(filter-out $(BUILD)/obj/worker/writer.o,$(WORKER_OBJ)) \
-                 $(filter-out $(BUILD)/obj/common/config.o,$(APP_OBJ)) $(LIB_A)
+$(HOOKS_WORKER): $(HOOKS_OBJ) $(filter-out $(BUILD)/obj/common/config.o,$(APP_OBJ)) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(LDFLAGS) $(LIBS_ALL)
 

@@ -131,7 +131,7 @@ const char *pgw_role(const pgw *w);
 void pgw_conn_message(const char *verbose, char sqlstate[6], char *out, size_t n);
 
 /* What a writer thread whose batch write failed does next (pure; the
- * thread's loop in worker/main.c runs it):
+ * thread's loop in worker/writer.c runs it):
  *   RELEASE  stopping, or the writes have failed for release_after_ms:
  *            give the batch back to its queue (unless release_at_us, the
  *            earliest next release attempt after one failed, is ahead);

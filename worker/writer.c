@@ -689,7 +689,9 @@ void writer_row_decide(const pgw_row_result *r, uint32_t prior_attempts, int max
                        int64_t backoff_base_ms, int64_t backoff_max_ms, uint64_t *rng,
                        writer_row_verdict *v)
 {
-    memset(v, 0, sizeof *v);
+    v->attempts = 0;
+    v->delay_ms = 0;
+    v->reason[0] = '\0';
     if (!r->bad) {
         v->action = WRITER_ROW_WRITTEN;
         return;

@@ -37,7 +37,7 @@ int writers_check_pg(writers *ws);
 int writers_start(writers *ws);
 
 /* After the threads stopped (w->running == 0): joins them. Returns 1 if
- * any left a batch in flight at shutdown (finish_in_redis then releases
+ * any left a batch in flight at shutdown (upkeep_stop then releases
  * it), else 0. */
 int writers_join(writers *ws);
 
