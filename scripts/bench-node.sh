@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # bench-node.sh -- the Node.js numbers of BENCHMARKS.md ("Node.js"), all in
 # one run against one private Redis (tests/lib/harness.sh):
-#   1. the C library: auditq-bench enqueue --async (per-call p50/p99, ev/s)
+#   1. the C library: bindings/node/bench/send_c.c, the same event as
+#                     bench.js, auditq_send_async timed per call: prebuilt,
+#                     and built per call (what the binding does)
 #   2. the binding:   bindings/node/bench/bench.js auditq (send() per call)
 #   3. the binding:   bench.js acked (sendAcked, 64 in flight)
 #   4. BullMQ:        bench.js bullmq (Queue.add, 1,000 in flight), bullmq
@@ -12,6 +14,7 @@
 #   bash scripts/bench-node.sh [N]      (default N=200000; BullMQ gets N/4)
 #
 # Run `make all bindings` first. Prints each result as one JSON line.
+# Repeat it: on a shared machine single runs vary by 2x or more.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$root/tests/lib/harness.sh"
@@ -23,10 +26,14 @@ redis_start
 export REDIS_URL=$AUDITQ_REDIS_URL
 echo "# $(date -u +%FT%TZ) $(uname -m) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), node $(node --version), redis $(redis-server --version | awk '{print $3}')"
 
-echo "# C library: auditq-bench enqueue --async --events $N --pool 1000 --namespace benchc --no-ref"
-"$root/$build/bin/auditq-bench" enqueue --async --events "$N" --pool 1000 --namespace benchc \
-    --buffer-events "$N" --flush-interval-ms 10 --no-ref --json
-redis-cli -p "$REDIS_PORT" flushall >/dev/null
+sendc=$AQ_TMP/send_c
+cc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -I"$root/include" "$root/bindings/node/bench/send_c.c" \
+    "$root/$build/lib/libauditq.a" -lhiredis -lmsgpackc -lpthread -o "$sendc"
+for m in prebuilt build; do
+    echo "# C library: send_c $m $N"
+    "$sendc" "$m" "$N" "$REDIS_URL"
+    redis-cli -p "$REDIS_PORT" flushall >/dev/null
+done
 
 echo "# Node send(): node bindings/node/bench/bench.js auditq $N"
 node "$root/bindings/node/bench/bench.js" auditq "$N"
