@@ -29,7 +29,6 @@ MAX_LINES=1000
 # reported so the entry can go).
 KNOWN_LARGE='
 tools/ctl_verify.c     being split along its sections (issue 11)
-tests/unit/test_pgw.c  the PostgreSQL writer tests follow the pgw.c split
 '
 
 root=${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
