@@ -70,7 +70,6 @@ typedef struct nq {
     unsigned inflight;    /* queued works not yet completed */
     struct work *pending_close; /* close work waiting for inflight == 0 */
     int hooked;           /* env cleanup hook registered */
-    napi_env env;
 } nq;
 
 typedef enum { W_SEND, W_FLUSH, W_CLOSE, W_PING } wkind;
@@ -268,7 +267,6 @@ static napi_value js_open(napi_env env, napi_callback_info info)
         free(n);
         return throw_rc(env, rc, msg);
     }
-    n->env = env;
     if (napi_create_external(env, n, handle_finalize, NULL, &ext) != napi_ok) {
         auditq_close(n->q);
         auditq_event_free(n->ev);
