@@ -4,12 +4,15 @@
  *   bench_util.c         clock, latency histogram, formatting
  *   bench_producers.c    the producer threads and the handle they share
  *   bench_enqueue.c      `enqueue` and its bare-LPUSH reference
- *   bench_pg.c           `ceiling` and `e2e`
+ *   bench_pg.c           `ceiling`
+ *   bench_e2e.c          `e2e`
  *   gen.c                the synthetic event generator (gen.h) */
 #ifndef AQ_BENCH_H
 #define AQ_BENCH_H
 #include <stdint.h>
 #include <stdio.h>
+#include <libpq-fe.h>
+
 #include "auditq.h"
 
 #define EXIT_OK 0
@@ -123,4 +126,20 @@ int bench_opts_parse(bench_opts *o, int argc, char **argv);
 int cmd_enqueue(const bench_opts *o);
 int cmd_ceiling(const bench_opts *o);
 int cmd_e2e(const bench_opts *o);
+
+/* ---- the ceiling, for e2e to measure in the same run (bench_pg.c) ---- */
+/* Connects to url as application_name=auditq-bench (pgconn_open). NULL
+ * with the reason in err. */
+PGconn *bench_pg_open(const char *url, char *err, size_t errlen);
+typedef struct ceil_result {
+    int conns;
+    uint64_t rows;
+    double secs;
+    double rows_per_s;
+} ceil_result;
+/* Measures every K in o->conns. res[] gets one entry per K. 0 or -1 (err). */
+int ceiling_measure(const bench_opts *o, ceil_result *res, char *err, size_t errlen);
+/* The ceiling as a table on stdout, or as a JSON array on f. */
+void ceiling_print(const ceil_result *res, int n, uint64_t events, int batch);
+void ceiling_json(FILE *f, const ceil_result *res, int n);
 #endif
