@@ -16,8 +16,8 @@
 # writes again within 10 s of the promotion (the time is measured and
 # printed as a figure line); the retention thread (retention_interval_s=1)
 # and the sequencer (seal_key_file) carry on against the new primary --
-# every batch written is sealed there -- and auditqctl finds it through the
-# same two-host URL.
+# every batch written is sealed there -- partition upkeep creates a dropped
+# month there, and auditqctl finds it through the same two-host URL.
 set -euo pipefail
 source "$(dirname "$0")/lib_it.sh"
 
@@ -124,6 +124,17 @@ vout=$(AUDITQ_PG_CONNECT_TIMEOUT_S=1 "$BIN/auditqctl" verify --key "$KEY.pub" --
     { echo "FAIL: auditqctl verify on the new primary:"; printf '%s\n' "$vout"; exit 1; }
 grep -q '^verified: ' <<<"$vout" || { echo "FAIL: auditqctl verify said:"; printf '%s\n' "$vout"; exit 1; }
 it_pass "after the promotion: every batch sealed on the new primary, retention runs succeed there, auditqctl verify passes through the two-host URL"
+
+# Partition upkeep on the new primary: a worker started now runs it at once
+# (then hourly) through the same two-host URL, the silent old primary first.
+far=audit_events_$(month 3 YYYY_MM)
+psql_q "DROP TABLE $far"
+worker_start w2 --set threads=1 --set pg_connect_timeout_s=1
+wait_for $((10 * SCALE)) grep -q 'msg="partitions created" count=1' "$AQ_TMP/w2.log" ||
+    { echo "FAIL: partition upkeep created nothing on the new primary"; cat "$AQ_TMP/w2.log"; exit 1; }
+assert_eq "$far" "$(psql_q "SELECT to_regclass('$far')")" "the month upkeep created on the new primary"
+worker_stop w2
+it_pass "partition upkeep after the promotion: $far created on the new primary through the two-host URL"
 
 worker_stop w
 printf 'figure: scenario=pg_failover events=%s promote_after_kill_ms=%s first_write_after_promote_ms=%s duplicates=0 lost=0 dead=0\n' \
