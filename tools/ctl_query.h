@@ -41,7 +41,7 @@
 #define Q_USER_MAX_US (INT64_C(253402300800) * 1000000 - 1)        /* 9999-12-31T23:59:59.999999 */
 #define Q_ROW_MAX_US  (INT64_C(3093527980800) * 1000000 - 1)       /* 99999-12-31T23:59:59.999999 */
 
-enum { Q_FMT_AUTO, Q_FMT_TABLE, Q_FMT_CSV, Q_FMT_NDJSON };
+enum { Q_FMT_AUTO, Q_FMT_TABLE, Q_FMT_CSV, Q_FMT_NDJSON, Q_FMT_OCSF, Q_FMT_CEF };
 enum { Q_EXPLAIN_NONE, Q_EXPLAIN_TEXT, Q_EXPLAIN_JSON, Q_EXPLAIN_ANALYZE };
 
 /* The exported columns, in output order (q_columns in ctl_query_out.c

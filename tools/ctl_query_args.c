@@ -401,8 +401,12 @@ static int q_apply(q_opts *o, const char *name, const char *v, int64_t now_us,
             o->format = Q_FMT_CSV;
         else if (strcmp(v, "ndjson") == 0)
             o->format = Q_FMT_NDJSON;
+        else if (strcmp(v, "ocsf") == 0)
+            o->format = Q_FMT_OCSF;
+        else if (strcmp(v, "cef") == 0)
+            o->format = Q_FMT_CEF;
         else {
-            snprintf(err, errlen, "--format '%.64s': must be table, csv or ndjson", v);
+            snprintf(err, errlen, "--format '%.64s': must be table, csv, ndjson, ocsf or cef", v);
             return -1;
         }
     } else if (strcmp(name, "--after") == 0) {
