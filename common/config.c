@@ -70,6 +70,9 @@ static const cf_enum cf_archive_modes[] = {
 static const cf_enum cf_clock_policies[] = {
     { "flag", CLOCK_POLICY_FLAG }, { "dead_letter", CLOCK_POLICY_DEAD_LETTER }, { NULL, 0 }
 };
+static const cf_enum cf_self_audit[] = {
+    { "required", SELF_AUDIT_REQUIRED }, { "optional", SELF_AUDIT_OPTIONAL }, { NULL, 0 }
+};
 static const cf_enum cf_log_levels[] = {
     { "error", LOG_ERROR }, { "warn", LOG_WARN }, { "info", LOG_INFO },
     { "debug", LOG_DEBUG }, { NULL, 0 }
@@ -204,6 +207,11 @@ static const cf_entry cf_table[] = {
         "\"\" = none"),
     STR("verify_key_file", verify_key_file, "", 0, NULL, true, false,
         "auditqctl verify: the verifier key (PATH.pub of 'auditqctl keygen PATH'); or --key"),
+    /* self-audit (docs/SECURITY.md) */
+    ENUM("self_audit", self_audit, "required", cf_self_audit, false,
+         "auditqctl: required = every read of event content and every change is recorded in the "
+         "trail and --no-self-audit is refused; optional = --no-self-audit is honoured. Only a "
+         "config file given with -c can make it optional"),
 #ifdef AQ_TEST_HOOKS
     /* testing: only in the test build (Makefile: tests/auditq-worker-hooks) */
     INT("crash_after_commit", crash_after_commit, "0", 0, 1000000000, false,

@@ -10,6 +10,7 @@ enum { PRIO_STRICT = 0, PRIO_WEIGHTED = 1 };
 enum { WRITE_COPY = 0, WRITE_INSERT = 1 };
 enum { ARCHIVE_SCHEMA = 0, ARCHIVE_CSV = 1 };
 enum { CLOCK_POLICY_FLAG = 0, CLOCK_POLICY_DEAD_LETTER = 1 };
+enum { SELF_AUDIT_REQUIRED = 0, SELF_AUDIT_OPTIONAL = 1 };
 
 typedef struct aq_config {
     char redis_url[512];
@@ -58,6 +59,7 @@ typedef struct aq_config {
     char anchor_dir[512];        /* checkpoints published here; "" = none */
     char anchor_command[1024];   /* checkpoints piped to this; "" = none */
     char verify_key_file[512];   /* auditqctl verify's verifier key */
+    int self_audit;              /* SELF_AUDIT_REQUIRED | SELF_AUDIT_OPTIONAL (auditqctl) */
 #ifdef AQ_TEST_HOOKS
     /* Test hook, only in the test build (-DAQ_TEST_HOOKS): after a batch is
      * committed in PostgreSQL and before it is acknowledged in Redis,

@@ -18,6 +18,7 @@
 #include "ctl_verify.h"
 #include "log.h"
 #include "migrations.h"
+#include "selfaudit.h"
 
 typedef struct ctl_command {
     const char *name;
@@ -82,6 +83,8 @@ static void ctl_usage(FILE *out)
           "  -c, --config FILE    read settings from FILE (key = value lines, see\n"
           "                       config/auditq.conf); without -c no file is read\n"
           "  --set KEY=VALUE      override one setting; repeatable\n"
+          "  --no-self-audit      do not record this run in the trail; refused unless\n"
+          "                       the -c FILE sets self_audit = optional\n"
           "  -h, --help           show this help\n"
           "  -V, --version        print the version and exit\n"
           "\n"
@@ -97,6 +100,14 @@ static void ctl_usage(FILE *out)
           "  0  success\n"
           "  1  the operation failed (server unreachable, SQL or Redis error)\n"
           "  2  usage or configuration error\n"
+          "\n"
+          "Self-audit: every command that reads event content (query, follow, dlq\n"
+          "list/show, verify --event) records one event (action auditq.COMMAND,\n"
+          "actor = your OS user, metadata = its arguments and the database role) in\n"
+          "the trail before it reads, and refuses to read if Redis does not take it;\n"
+          "every command that changes what the pipeline holds (dlq requeue/purge,\n"
+          "retention run, partitions ensure, grants, migrate, spool replay, hold\n"
+          "add/release) records one after it ran, with its exit status.\n"
           "\n"
           "Run 'auditqctl COMMAND --help' for a command's own options.\n", out);
 }
@@ -203,8 +214,9 @@ int main(int argc, char **argv)
     const char *sets[64];
     size_t nsets = 0;
     const ctl_command *cmd;
-    char err[1024];
-    int i;
+    char err[1024], action[SA_ACTION_MAX];
+    int i, no_self_audit = 0, rc;
+    sa_kind audit;
 
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -223,6 +235,10 @@ int main(int argc, char **argv)
             printf("auditqctl %s (schema version %d)\n", AUDITQ_VERSION,
                    aq_migrations_count > 0 ? aq_migrations[aq_migrations_count - 1].version : 0);
             return CTL_OK;
+        }
+        if (strcmp(a, "--no-self-audit") == 0) {
+            no_self_audit = 1;
+            continue;
         }
         if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
             if (config_arg_value(a, i + 1 < argc ? argv[i + 1] : NULL, err, sizeof err) != 0) {
@@ -296,7 +312,32 @@ int main(int argc, char **argv)
         goto config_error;
     log_level = cfg.log_level;
 
-    return cmd->run(&cfg, argc - i, argv + i);
+    audit = selfaudit_classify(argc - i, argv + i, action);
+    if (audit != SA_NONE && no_self_audit) {
+        /* Only the operator's file decides: whoever runs the command sets
+         * the environment and --set. */
+        static aq_config filecfg;
+
+        config_defaults(&filecfg);
+        if (config_file == NULL || config_load_file(&filecfg, config_file, err, sizeof err) != 0 ||
+            filecfg.self_audit != SELF_AUDIT_OPTIONAL) {
+            fprintf(stderr, "auditqctl %s: --no-self-audit refused: self_audit is 'required'; "
+                    "an operator allows it with 'self_audit = optional' in the config file "
+                    "given with -c (the environment and --set do not count)\n", argv[i]);
+            return CTL_USAGE;
+        }
+        audit = SA_NONE;
+    }
+    if (selfaudit_before(&cfg, audit, action, argc - i, argv + i, err, sizeof err) != 0) {
+        fprintf(stderr, "auditqctl %s: %s\n", argv[i], err);
+        return CTL_FAILED;
+    }
+    rc = cmd->run(&cfg, argc - i, argv + i);
+    if (selfaudit_after(&cfg, audit, action, argc - i, argv + i, rc, err, sizeof err) != 0) {
+        fprintf(stderr, "auditqctl %s: %s\n", argv[i], err);
+        return rc != CTL_OK ? rc : CTL_FAILED;
+    }
+    return rc;
 
 config_error:
     fprintf(stderr, "auditqctl: %s\n", err);

@@ -13,7 +13,32 @@
 #   acked_vs_rows ACKLOG TAG  acknowledged event_ids (it_client stream) vs rows: acked= stored= duplicates= missing= unacked=
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/harness.sh"
 
-BIN="${AQ_BIN:-$AQ_ROOT/${BUILD:-build}/bin}"   # AQ_BIN: wrapped binaries (make valgrind)
+BIN_REAL="${AQ_BIN:-$AQ_ROOT/${BUILD:-build}/bin}"   # AQ_BIN: wrapped binaries (make valgrind)
+# auditqctl records its reads and changes in the trail (self-audit,
+# docs/SECURITY.md): those events would add rows, queue depth and counters
+# to every test's exact numbers. So $BIN holds the binaries with an
+# auditqctl that runs the real one with --no-self-audit under a config file
+# allowing it (self_audit = optional); $CTL_AUDITED is the real one, for
+# the tests of self-audit itself (it_89_self_audit.sh).
+CTL_AUDITED=$BIN_REAL/auditqctl
+_aq_noaudit_bin() {
+    local dir tmp
+    dir="$AQ_ROOT/${BUILD:-build}/tests/noaudit-$(printf '%s' "$BIN_REAL" | cksum | cut -d' ' -f1)"
+    if [[ ! -x "$dir/auditqctl" || ! -e "$dir/self-audit-optional.conf" ]]; then
+        mkdir -p "$dir"
+        tmp=$(mktemp "$dir/.tmp.XXXXXX")
+        printf 'self_audit = optional\n' >"$tmp" && mv -f "$tmp" "$dir/self-audit-optional.conf"
+        tmp=$(mktemp "$dir/.tmp.XXXXXX")
+        printf '#!/bin/sh\nexec "%s" -c "%s" --no-self-audit "$@"\n' \
+            "$BIN_REAL/auditqctl" "$dir/self-audit-optional.conf" >"$tmp"
+        chmod 755 "$tmp" && mv -f "$tmp" "$dir/auditqctl"
+    fi
+    for b in "$BIN_REAL"/*; do
+        [[ "$(basename "$b")" == auditqctl || -e "$dir/$(basename "$b")" ]] || ln -sfn "$b" "$dir/$(basename "$b")"
+    done
+    printf '%s\n' "$dir"
+}
+BIN=$(_aq_noaudit_bin)
 TBIN="${AQ_TBIN:-$AQ_ROOT/${BUILD:-build}/tests}" # AQ_TBIN: wrapped test clients (make valgrind)
 PY=/usr/bin/python3
 declare -A WORKER_PID
