@@ -215,7 +215,7 @@ expect_fail 2 "auditqctl query: --since (2024-07-19T12:00:00.000000Z) must be be
     --since 2024-07-19T12:00:00Z --until 2024-07-19
 expect_fail 2 "auditqctl query: --event-id '12345': not a UUID (8-4-4-4-12 hex digits)" --event-id 12345
 expect_fail 2 "auditqctl query: --outcome 'ok': must be success, failure or denied" --outcome ok
-expect_fail 2 "auditqctl query: --format 'xml': must be table, csv or ndjson" --format xml
+expect_fail 2 "auditqctl query: --format 'xml': must be table, csv, ndjson, ocsf or cef" --format xml
 expect_fail 2 "auditqctl query: unknown argument '--tenat'; run 'auditqctl query --help'" --tenat a
 expect_fail 2 "auditqctl query: --action '*': give a prefix before the '*', or leave --action out" --action '*'
 # Exit 1: the server is not there.

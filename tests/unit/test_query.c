@@ -431,7 +431,7 @@ static void test_args_errors(void **state)
     PARSE_ERR("--limit '10k': must be a whole number of rows, 0 for no limit", "--limit", "10k");
     PARSE_ERR("--page-size '0': must be 1..100000", "--page-size", "0");
     PARSE_ERR("--page-size '100001': must be 1..100000", "--page-size", "100001");
-    PARSE_ERR("--format 'json': must be table, csv or ndjson", "--format", "json");
+    PARSE_ERR("--format 'json': must be table, csv, ndjson, ocsf or cef", "--format", "json");
     PARSE_ERR("--explain='yaml': must be text, json or analyze", "--explain=yaml");
     PARSE_ERR("--since 'last week': not a time; use ISO-8601 (2024-07-19, 2024-07-19T12:00:00Z, "
               "2024-07-19T14:00:00+02:00) or an age before now (90s, 30m, 24h, 7d, 2w)",
