@@ -60,6 +60,7 @@ static const ctl_command ctl_commands[] = {
     { "partitions", ctl_partitions, ctl_partitions_synopsis, ctl_partitions_help },
     { "retention", ctl_retention, ctl_retention_synopsis, ctl_retention_help },
     { "query", ctl_query, ctl_query_synopsis, ctl_query_help },
+    { "follow", ctl_follow, ctl_follow_synopsis, ctl_follow_help },
     { "grants", ctl_grants, ctl_grants_synopsis, ctl_grants_help },
     { "spool", ctl_spool, ctl_spool_synopsis, ctl_spool_help },
     { "verify", ctl_verify, ctl_verify_synopsis, ctl_verify_help },

@@ -37,4 +37,5 @@ CTL_DECLARE(query);       /* tools/ctl_query.c */
 CTL_DECLARE(grants);      /* tools/ctl_grants.c */
 CTL_DECLARE(spool);       /* tools/ctl_spool.c */
 CTL_DECLARE(verify);      /* tools/ctl_verify.c */
+CTL_DECLARE(follow);      /* tools/ctl_follow.c */
 #endif
