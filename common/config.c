@@ -80,6 +80,7 @@ static const cf_enum cf_log_levels[] = {
 
 static int cf_check_namespace(const char *v, char *why, size_t whylen);
 static int cf_check_redis_url(const char *v, char *why, size_t whylen);
+static int cf_check_opt_redis_url(const char *v, char *why, size_t whylen);
 static int cf_check_ident(const char *v, char *why, size_t whylen);
 static int cf_check_listen(const char *v, char *why, size_t whylen);
 
@@ -212,6 +213,9 @@ static const cf_entry cf_table[] = {
          "auditqctl: required = every read of event content and every change is recorded in the "
          "trail and --no-self-audit is refused; optional = --no-self-audit is honoured. Only a "
          "config file given with -c can make it optional"),
+    STR("self_audit_redis_url", self_audit_redis_url, "", 0, cf_check_opt_redis_url, false, true,
+        "auditqctl: the Redis URL its self-audit events are pushed through, e.g. as the ACL user "
+        "aq-producer; \"\" = redis_url"),
 #ifdef AQ_TEST_HOOKS
     /* testing: only in the test build (Makefile: tests/auditq-worker-hooks) */
     INT("crash_after_commit", crash_after_commit, "0", 0, 1000000000, false,
@@ -351,6 +355,12 @@ bad:
 /* Only the scheme is checked here; redis_url_parse checks the rest when the
  * worker connects (config.c stays free of the Redis module), including
  * whether this build has TLS for rediss://. */
+/* "" (use redis_url) or a Redis URL. */
+static int cf_check_opt_redis_url(const char *v, char *why, size_t whylen)
+{
+    return v[0] == '\0' ? 0 : cf_check_redis_url(v, why, whylen);
+}
+
 static int cf_check_redis_url(const char *v, char *why, size_t whylen)
 {
     if (strncmp(v, "redis://", 8) == 0 || strncmp(v, "rediss://", 9) == 0 || strncmp(v, "unix://", 7) == 0)

@@ -60,6 +60,7 @@ typedef struct aq_config {
     char anchor_command[1024];   /* checkpoints piped to this; "" = none */
     char verify_key_file[512];   /* auditqctl verify's verifier key */
     int self_audit;              /* SELF_AUDIT_REQUIRED | SELF_AUDIT_OPTIONAL (auditqctl) */
+    char self_audit_redis_url[512]; /* auditqctl records through this; "" = redis_url */
 #ifdef AQ_TEST_HOOKS
     /* Test hook, only in the test build (-DAQ_TEST_HOOKS): after a batch is
      * committed in PostgreSQL and before it is acknowledged in Redis,

@@ -302,7 +302,8 @@ static int sa_open(const aq_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    rc = auditq_config_set(c, "redis_url", cfg->redis_url);
+    rc = auditq_config_set(c, "redis_url", cfg->self_audit_redis_url[0] != '\0'
+                                               ? cfg->self_audit_redis_url : cfg->redis_url);
     if (rc == AUDITQ_OK)
         rc = auditq_config_set(c, "namespace", cfg->namespace_);
     snprintf(v, sizeof v, "%d", cfg->redis_connect_timeout_ms);
@@ -392,7 +393,8 @@ int selfaudit_before(const aq_config *cfg, sa_kind kind, const char *action, int
         sa_close();
         if (r != 0)
             snprintf(err, errlen, "refused: this read could not be recorded in the audit trail "
-                     "(%s, self-audit): %s; bring Redis (redis_url) back and retry", action, why);
+                     "(%s, self-audit): %s; bring Redis (%s) back and retry", action, why,
+                     cfg->self_audit_redis_url[0] != '\0' ? "self_audit_redis_url" : "redis_url");
         return r;
     }
     if (sa_open(cfg, why, sizeof why) != 0 || (rc = auditq_ping(sa_q)) != AUDITQ_OK) {
@@ -400,8 +402,9 @@ int selfaudit_before(const aq_config *cfg, sa_kind kind, const char *action, int
             sa_why(rc, why, sizeof why);
         sa_close();
         snprintf(err, errlen, "refused: this change could not be recorded in the audit trail "
-                 "(%s, self-audit): %s; nothing was changed; bring Redis (redis_url) back and "
-                 "retry", action, why);
+                 "(%s, self-audit): %s; nothing was changed; bring Redis (%s) back and "
+                 "retry", action, why,
+                 cfg->self_audit_redis_url[0] != '\0' ? "self_audit_redis_url" : "redis_url");
         return -1;
     }
     return 0;
