@@ -68,6 +68,7 @@
 #include "ctl.h"
 #include "ctl_common.h"
 #include "ctl_dlq.h"
+#include "selfaudit.h"
 #include "uuid7.h"
 
 const char ctl_dlq_synopsis[] =
@@ -248,6 +249,8 @@ static int run_sub(dlq_ctx *x)
         if (x->skip_lines > SKIP_LINES_MAX)
             printf("... and %lld more skipped records, not listed\n", x->skip_lines - SKIP_LINES_MAX);
         printf("%s %lld %s", x->dry_run ? "would requeue" : "requeued", x->done, plural(x->done, "job", "jobs"));
+        selfaudit_count("requeued", x->done);
+        selfaudit_count("matched", x->matched);
         print_skips(x);
         print_gone(x);
         return CTL_OK;
@@ -265,6 +268,8 @@ static int run_sub(dlq_ctx *x)
             return CTL_USAGE;
         }
         printf("purged %lld dead %s", x->done, plural(x->done, "letter", "letters"));
+        selfaudit_count("purged", x->done);
+        selfaudit_count("matched", x->matched);
         print_gone(x);
         return CTL_OK;
     }

@@ -42,6 +42,8 @@ assert_eq "$ME|system|acme|auditq:auditq|-|auditqctl/0.1.0|"'{"args": ["--tenant
     "$(audit_event auditq.query)" "auditq.query event"
 
 # ---- 2. reads and changes of dead letters -----------------------------------
+redis-cli -p "$REDIS_PORT" LPUSH '{auditq}:queue:normal' 'not msgpack' >/dev/null
+wait_for $((10 * ${AQ_TIME_SCALE:-1})) bash -c "[ \"\$(redis-cli -p $REDIS_PORT LLEN '{auditq}:dead')\" = 1 ]"
 "$CTL" dlq list >/dev/null
 wait_audit auditq.dlq.list 1
 assert_eq "$ME|system|-|auditq:auditq|-|auditqctl/0.1.0|"'{"args": ["list"], "command": "dlq", "db_role": "postgres", "os_user": "'"$ME"'", "recorded": "before_read"}' \
@@ -49,7 +51,7 @@ assert_eq "$ME|system|-|auditq:auditq|-|auditqctl/0.1.0|"'{"args": ["list"], "co
 "$CTL" dlq purge --all >/dev/null 2>&1 || true      # without --yes: changes nothing
 "$CTL" dlq purge --all --yes >/dev/null
 wait_audit auditq.dlq.purge 1
-assert_eq "$ME|system|-|auditq:auditq|success|auditqctl/0.1.0|"'{"args": ["purge", "--all", "--yes"], "command": "dlq", "db_role": "postgres", "os_user": "'"$ME"'", "exit_status": 0}' \
+assert_eq "$ME|system|-|auditq:auditq|success|auditqctl/0.1.0|"'{"args": ["purge", "--all", "--yes"], "counts": {"purged": 1, "matched": 1}, "command": "dlq", "db_role": "postgres", "os_user": "'"$ME"'", "exit_status": 0}' \
     "$(audit_event auditq.dlq.purge)" "auditq.dlq.purge event (one: the run without --yes is not one)"
 
 # ---- 3. schema changes; dry runs and stats record nothing -------------------
