@@ -54,7 +54,7 @@ CTL_SRC    = tools/auditqctl.c $(sort $(wildcard tools/ctl_*.c)) $(BUILD)/gen/mi
 BENCH_SRC  = tools/auditq-bench.c $(sort $(wildcard tools/bench_*.c)) tools/gen.c worker/pgw.c worker/pgw_encode.c \
              worker/pgw_fault.c worker/pgw_isolate.c $(BUILD)/gen/migrations.c
 # auditqctl's modules outside the ctl_* pattern (issue 13: SIEM formats, self-audit).
-CTL_SRC   += tools/fmt_ocsf.c tools/fmt_cef.c
+CTL_SRC   += tools/fmt_ocsf.c tools/fmt_cef.c tools/selfaudit.c
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(patsubst $(BUILD)/%,%,$(1)))
 
