@@ -150,9 +150,17 @@ static int producer_open(Producer *p, const char *spool_suffix)
             goto fail_py;
         }
     }
-    Py_BEGIN_ALLOW_THREADS
-    rc = auditq_open(cfg, &q);
-    Py_END_ALLOW_THREADS
+    if (spool_suffix) {
+        /* The reopen in a forked child keeps the GIL: two threads of the
+         * child that both found q NULL must not both open (the second
+         * would find its spool locked by the first). The child's spool is
+         * new, so the open does not read a long file. */
+        rc = auditq_open(cfg, &q);
+    } else {
+        Py_BEGIN_ALLOW_THREADS
+        rc = auditq_open(cfg, &q);
+        Py_END_ALLOW_THREADS
+    }
     auditq_config_free(cfg);
     if (rc != AUDITQ_OK)
         return raise_rc(rc), -1;
