@@ -295,8 +295,9 @@ static void test_abandon_in_fork_child(void **state)
         char c = 0;
         close(up[0]); /* EOF on down[0] once the parent is gone, even if it fails an assert */
         close(down[1]);
-        long long t0 = ms_now();
-        if (auditq_abandon(q) != AUDITQ_OK || ms_now() - t0 > 100)
+        /* Returns: no thread of the parent is joined or waited for (a
+         * hang here would be caught by the unit test timeout). */
+        if (auditq_abandon(q) != AUDITQ_OK)
             code = 1;
 #if !AQ_TSAN
         /* A new handle starts threads: TSan kills a child that starts a
