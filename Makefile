@@ -38,7 +38,7 @@ ifneq ($(SANITIZE),)
 ALL_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
 LDFLAGS    += -fsanitize=$(SANITIZE)
 endif
-LIBS_LIB  = $(HIREDIS_LIBS) -lmsgpackc -lpthread
+LIBS_LIB  = $(HIREDIS_LIBS) -lmsgpackc -lcrypto -lpthread
 LIBS_ALL  = $(HIREDIS_LIBS) -lmsgpackc -lpq -lev -lpthread -lm -lz -lcrypto -lsodium
 
 # What goes into libauditq (producer + the common pieces it needs).

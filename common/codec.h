@@ -15,7 +15,7 @@
 /* Limits on field lengths in bytes (also enforced by the producer). */
 #define CODEC_MAX_ID_FIELD     256   /* tenant/actor/entity/request/session ids, entity_type */
 #define CODEC_MAX_ACTION       256
-#define CODEC_MAX_SOURCE_IP    64
+#define CODEC_MAX_SOURCE_IP    128   /* an IPv6 text, or an "hmac-sha256:<hex>" (76, protect_fields) */
 #define CODEC_MAX_USER_AGENT   1024
 #define CODEC_DEFAULT_MAX_JOB  65536
 #define CODEC_MAX_KEYS         64    /* map entries, including unknown keys */

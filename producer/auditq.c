@@ -11,6 +11,7 @@
  *   spooler.c   the spool file and its replay thread     -> sender
  *   pool.c      the sync path's Redis connections
  *   event.c     auditq_event: builder, validation, encoding
+ *   protect.c   protect_fields: HMAC/redact/drop before encoding
  *   settings.c  auditq_config: the settings table
  *   error.c     the thread's last error (auditq_last_error, strerror)
  *
@@ -32,6 +33,7 @@
 #include "error.h"
 #include "event.h"
 #include "pool.h"
+#include "protect.h"
 #include "settings.h"
 #include "spooler.h"
 
@@ -42,13 +44,14 @@ struct auditq {
     pool *pool;          /* auditq_send, auditq_ping */
     spooler *sp;         /* NULL: no spool configured */
     async_buf *async;    /* auditq_send_async */
+    protect *protect;    /* NULL: protect_fields is empty */
     atomic_uint_fast64_t st_sent_sync, st_errors;
 };
 
 auditq_rc auditq_open(const auditq_config *cfg, auditq **out)
 {
     auditq *q = NULL;
-    char err[256];
+    char err[700];
     auditq_rc rc;
 
     producer_clear_error();
@@ -69,14 +72,35 @@ auditq_rc auditq_open(const auditq_config *cfg, auditq **out)
         free(q);
         return AUDITQ_ERR_CONFIG;
     }
+    /* Before any thread starts: a key that cannot be read refuses the
+     * handle, so no event is ever sent unprotected. */
+    if (protect_parse(cfg->protect_fields, &q->protect, err, sizeof err) != 0) {
+        producer_set_error("%s", err);
+        free(q);
+        return AUDITQ_ERR_CONFIG;
+    }
+    if (protect_needs_key(q->protect) && protect_set_key(q->protect, cfg->protect_key_file, err, sizeof err) != 0) {
+        if (!cfg->protect_key_file[0])
+            producer_set_error("protect_fields has an hmac rule ('%s') but protect_key_file is not set: point "
+                               "it at a file of at least %d random bytes, e.g. (umask 077; openssl rand -hex "
+                               "32 > /etc/auditq/protect.key)", protect_first_hmac_rule(q->protect),
+                               PROTECT_KEY_MIN);
+        else
+            producer_set_error("%s", err);
+        protect_free(q->protect);
+        free(q);
+        return AUDITQ_ERR_CONFIG;
+    }
     q->pool = pool_new(&q->cfg, &q->target);
     if (!q->pool) {
+        protect_free(q->protect);
         free(q);
         return AUDITQ_ERR_NOMEM;
     }
     rc = spooler_open(&q->cfg, &q->target, &q->keys, &q->sp);
     if (rc != AUDITQ_OK) {
         pool_free(q->pool);
+        protect_free(q->protect);
         free(q);
         return rc;
     }
@@ -84,6 +108,7 @@ auditq_rc auditq_open(const auditq_config *cfg, auditq **out)
     if (rc != AUDITQ_OK) {
         spooler_close(q->sp, 0);
         pool_free(q->pool);
+        protect_free(q->protect);
         free(q);
         return rc;
     }
@@ -105,6 +130,7 @@ auditq_rc auditq_close(auditq *q)
     rc = async_close(q->async);
     spooler_close(q->sp, deadline);
     pool_free(q->pool);
+    protect_free(q->protect);
     free(q);
     return rc;
 }
@@ -193,7 +219,7 @@ auditq_rc auditq_send(auditq *q, const auditq_event *ev, char *id_out)
         atomic_fetch_add(&q->st_errors, 1);
         return AUDITQ_ERR_NOMEM;
     }
-    rc = event_encode(ev, q->cfg.max_job_bytes, scratch, &prio, id_out);
+    rc = event_encode(ev, q->cfg.max_job_bytes, q->protect, scratch, &prio, id_out);
     if (rc == AUDITQ_OK && q->sp) {
         rc = sync_send_spool(q, scratch, prio);
     } else if (rc == AUDITQ_OK) {
@@ -222,7 +248,7 @@ auditq_rc auditq_send_async(auditq *q, const auditq_event *ev, char *id_out)
         producer_set_error("out of memory");
         rc = AUDITQ_ERR_NOMEM;
     } else {
-        rc = event_encode(ev, q->cfg.max_job_bytes, scratch, &prio, id_out);
+        rc = event_encode(ev, q->cfg.max_job_bytes, q->protect, scratch, &prio, id_out);
         if (rc == AUDITQ_OK)
             rc = async_put(q->async, scratch->data, scratch->len, prio);
     }

@@ -173,13 +173,29 @@ auditq_rc event_fill_job(const auditq_event *ev, aq_job *j)
     return AUDITQ_OK;
 }
 
-auditq_rc event_encode(const auditq_event *ev, int max_job_bytes, aq_buf *out, int *prio, char *id_out)
+static aq_buf *thread_buf(const pthread_key_t *key);
+static pthread_key_t scratch_key, arena_key;
+
+auditq_rc event_encode(const auditq_event *ev, int max_job_bytes, const protect *pr, aq_buf *out, int *prio,
+                       char *id_out)
 {
     aq_job j;
     auditq_rc rc = event_fill_job(ev, &j);
 
     if (rc != AUDITQ_OK)
         return rc;
+    if (pr) {
+        char err[200];
+        aq_buf *arena = thread_buf(&arena_key);
+        if (!arena) {
+            producer_set_error("out of memory protecting the event's fields");
+            return AUDITQ_ERR_NOMEM;
+        }
+        if (protect_job(pr, &j, arena, err, sizeof err) != 0) {
+            producer_set_error("%s", err);
+            return AUDITQ_ERR_NOMEM;
+        }
+    }
     if (codec_encode(&j, out) != 0) {
         producer_set_error("out of memory encoding the event");
         return AUDITQ_ERR_NOMEM;
@@ -195,9 +211,9 @@ auditq_rc event_encode(const auditq_event *ev, int max_job_bytes, aq_buf *out, i
     return AUDITQ_OK;
 }
 
-/* Per-thread encode buffer, freed by a key destructor when the thread exits
- * (a bare __thread pointer would leak the buffer of every exited thread). */
-static pthread_key_t scratch_key;
+/* Per-thread encode buffers (the job, and the protected fields' new text),
+ * freed by a key destructor when the thread exits (a bare __thread pointer
+ * would leak the buffer of every exited thread). */
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
 
 static void scratch_free(void *p)
@@ -210,15 +226,21 @@ static void scratch_free(void *p)
 static void scratch_init(void)
 {
     pthread_key_create(&scratch_key, scratch_free);
+    pthread_key_create(&arena_key, scratch_free);
 }
 
 aq_buf *event_scratch(void)
 {
+    return thread_buf(&scratch_key);
+}
+
+static aq_buf *thread_buf(const pthread_key_t *key)
+{
     pthread_once(&scratch_once, scratch_init);
-    aq_buf *b = pthread_getspecific(scratch_key);
+    aq_buf *b = pthread_getspecific(*key);
     if (!b) {
         b = calloc(1, sizeof *b);
-        if (!b || pthread_setspecific(scratch_key, b) != 0) {
+        if (!b || pthread_setspecific(*key, b) != 0) {
             free(b);
             return NULL;
         }

@@ -120,7 +120,7 @@ static const char *const config_keys[] = {
     "redis_url", "namespace", "connect_timeout_ms", "timeout_ms", "sync_connections",
     "buffer_events", "batch_size", "flush_interval_ms", "full_policy", "enqueue_timeout_ms",
     "close_timeout_ms", "max_job_bytes", "spool_path", "spool_fsync", "spool_fsync_interval_ms",
-    "spool_max_bytes", "spool_full_policy",
+    "spool_max_bytes", "spool_full_policy", "protect_fields", "protect_key_file",
 };
 
 static void unknown_key(const char *key)
@@ -178,6 +178,25 @@ auditq_rc auditq_config_set(auditq_config *cfg, const char *key, const char *val
             producer_set_error("full_policy = '%s': must be block or error", value);
             return AUDITQ_ERR_CONFIG;
         }
+        return AUDITQ_OK;
+    }
+    if (strcmp(key, "protect_fields") == 0) {
+        /* Checked now, so a bad rule fails where it is set; auditq_open
+         * parses the copy again and reads the key file. */
+        char err[512];
+        if (protect_parse(value, NULL, err, sizeof err) != 0) {
+            producer_set_error("%s", err);
+            return AUDITQ_ERR_CONFIG;
+        }
+        memcpy(cfg->protect_fields, value, strlen(value) + 1);
+        return AUDITQ_OK;
+    }
+    if (strcmp(key, "protect_key_file") == 0) {
+        if (strlen(value) >= sizeof cfg->protect_key_file) {
+            producer_set_error("protect_key_file: longer than %zu bytes", sizeof cfg->protect_key_file - 1);
+            return AUDITQ_ERR_CONFIG;
+        }
+        memcpy(cfg->protect_key_file, value, strlen(value) + 1);
         return AUDITQ_OK;
     }
     auditq_rc src;

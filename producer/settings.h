@@ -11,6 +11,7 @@
 
 #include "auditq.h"
 #include "keys.h"
+#include "protect.h"
 
 #define PRODUCER_MAX_CONNS 64
 
@@ -36,5 +37,7 @@ struct auditq_config {
     int spool_fsync_interval_ms;
     int64_t spool_max_bytes;
     int spool_full_policy;     /* SPOOL_FULL_* */
+    char protect_fields[PROTECT_SPEC_MAX]; /* "" = no field protected (protect.h) */
+    char protect_key_file[1024];           /* "" = none (then no hmac rule) */
 };
 #endif

@@ -65,6 +65,7 @@ static const ctl_command ctl_commands[] = {
     { "spool", ctl_spool, ctl_spool_synopsis, ctl_spool_help },
     { "verify", ctl_verify, ctl_verify_synopsis, ctl_verify_help },
     { "keygen", ctl_keygen, ctl_keygen_synopsis, ctl_keygen_help },
+    { "hash", ctl_hash, ctl_hash_synopsis, ctl_hash_help },
 };
 
 #define CTL_NCOMMANDS (sizeof ctl_commands / sizeof ctl_commands[0])

@@ -254,8 +254,8 @@ def hostile(full=True, r=0):
         "tenant_id: 257 bytes, longer than the limit of 256")
     add("user_agent of 1025 bytes", Job(nb() + [("user_agent", p("u" * 1025))]).bytes,
         "user_agent: 1025 bytes, longer than the limit of 1024")
-    add("source_ip of 65 bytes", Job(nb() + [("source_ip", p("1" * 65))]).bytes,
-        "source_ip: 65 bytes, longer than the limit of 64")
+    add("source_ip of 129 bytes", Job(nb() + [("source_ip", p("1" * 129))]).bytes,
+        "source_ip: 129 bytes, longer than the limit of 128")
 
     # ---- invalid UTF-8
     add("tenant_id overlong UTF-8", Job(nb() + [("tenant_id", s(b"ab\xc0\xaf"))]).bytes,
