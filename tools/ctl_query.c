@@ -11,6 +11,9 @@
  *       --entity          audit_events_entity_idx  (entity_type, entity_id, occurred_at)
  *       --event-id        the primary key          (event_id, occurred_at)
  *       --since/--until   audit_events_occurred_at_idx, and partition pruning
+ *       --metadata K=V    audit_events_metadata_idx (GIN jsonb_path_ops), as
+ *                         metadata @> {"K": "V"}
+ *       --source-ip       none of its own: narrows what the others select
  *   Two filters have no index of their own and only narrow what the others
  *   select: --outcome, and the prefix form --action 'user.*' (LIKE: a btree
  *   serves a prefix only under the C collation, and the action index has no
@@ -82,6 +85,13 @@ const char ctl_query_help[] =
     "                       separates them)\n"
     "  --outcome O          success, failure or denied (no index of its own)\n"
     "  --event-id UUID      the event with this id\n"
+    "  --metadata KEY=VALUE metadata has the top-level string member KEY equal to\n"
+    "                       VALUE (the first '=' separates them). A value a\n"
+    "                       producer protects with protect_fields = metadata.KEY:hmac\n"
+    "                       is found by its hash:\n"
+    "                         --metadata email=$(auditqctl hash --key-file K a@b.example)\n"
+    "  --source-ip IP       source_ip = IP (also hmac-sha256:<hex>; no index of\n"
+    "                       its own: add --tenant or --since)\n"
     "  --clock-flag F       future or backfill: events the worker flagged for an\n"
     "                       occurred_at far from its clock (clock_skew_future_ms,\n"
     "                       backfill_max_age_ms); any: both; none: neither (no\n"

@@ -25,7 +25,7 @@
 #define Q_TABLE_LIMIT_DEFAULT 50
 #define Q_VALUE_MAX 1024          /* longest filter value accepted */
 #define Q_SQL_MAX 2048
-#define Q_MAX_PARAMS 16
+#define Q_MAX_PARAMS 20
 #define Q_TS_LEN 64               /* "99999-12-31T23:59:59.999999Z" + NUL, with room */
 #define Q_CURSOR_BYTES 27
 #define Q_CURSOR_CHARS 36         /* base64url of 27 bytes, no padding */
@@ -74,7 +74,9 @@ typedef struct q_cursor {
 /* The parsed command line. The string fields point into argv or into the
  * buffers of this struct; nothing is allocated. */
 typedef struct q_opts {
-    const char *tenant, *actor, *action, *outcome, *event_id;
+    const char *tenant, *actor, *action, *outcome, *event_id, *source_ip;
+    const char *meta_key, *meta_val;      /* --metadata, into meta_buf */
+    char meta_buf[Q_VALUE_MAX + 1];
     const char *clock_flag;               /* future, backfill, none or any */
     const char *entity_type, *entity_id;  /* into entity_buf */
     char entity_buf[Q_VALUE_MAX + 1];

@@ -351,6 +351,19 @@ static int q_apply(q_opts *o, const char *name, const char *v, int64_t now_us,
             o->entity_buf[colon - v] = '\0';
             o->entity_id = o->entity_buf + (colon - v) + 1;
         }
+    } else if (strcmp(name, "--metadata") == 0) {
+        const char *eq = strchr(v, '=');
+
+        if (eq == NULL || eq == v) {
+            snprintf(err, errlen, "--metadata '%.64s': give KEY=VALUE, e.g. --metadata email=a@b.example", v);
+            return -1;
+        }
+        memcpy(o->meta_buf, v, strlen(v) + 1);
+        o->meta_buf[eq - v] = '\0';
+        o->meta_key = o->meta_buf;
+        o->meta_val = o->meta_buf + (eq - v) + 1;
+    } else if (strcmp(name, "--source-ip") == 0) {
+        o->source_ip = v;
     } else if (strcmp(name, "--outcome") == 0) {
         if (strcmp(v, "success") != 0 && strcmp(v, "failure") != 0 && strcmp(v, "denied") != 0) {
             snprintf(err, errlen, "--outcome '%.64s': must be success, failure or denied", v);
@@ -433,7 +446,8 @@ static int q_apply(q_opts *o, const char *name, const char *v, int64_t now_us,
 
 static const char *const q_valued[] = {
     "--tenant", "--actor", "--action", "--entity", "--outcome", "--event-id", "--since",
-    "--until", "--limit", "--page-size", "--format", "--after", "--clock-flag",
+    "--until", "--limit", "--page-size", "--format", "--after", "--clock-flag", "--metadata",
+    "--source-ip",
 };
 #define Q_NVALUED (sizeof q_valued / sizeof q_valued[0])
 
@@ -573,6 +587,13 @@ int q_build(const q_opts *o, const q_cursor *cur, long long want, q_query *q)
         q_where(q, "entity_id = $%d", o->entity_id);
     if (o->outcome != NULL)
         q_where(q, "outcome = $%d", o->outcome);
+    if (o->source_ip != NULL)
+        q_where(q, "source_ip = $%d", o->source_ip);
+    if (o->meta_key != NULL) {
+        int k = q_param(q, o->meta_key), v = q_param(q, o->meta_val);
+        q_cat(q, q->nwhere++ == 0 ? " WHERE " : " AND ");
+        q_cat(q, "metadata @> jsonb_build_object($%d::text, $%d::text)", k, v);
+    }
     if (o->clock_flag != NULL && (strcmp(o->clock_flag, "none") == 0 || strcmp(o->clock_flag, "any") == 0)) {
         q_cat(q, q->nwhere++ == 0 ? " WHERE " : " AND ");
         q_cat(q, o->clock_flag[0] == 'n' ? "clock_flag IS NULL" : "clock_flag IS NOT NULL");

@@ -21,6 +21,11 @@
  *       flushes, and prints
  *         sent sync=N async=M ok=K spool_full=F other_errors=E max_call_ms=X
  *         stats: <every auditq_stats counter as key=value>
+ *       --secret S: every event also carries S where protect_fields rules
+ *       can reach it: source_ip S, user_agent "agent S", metadata
+ *       {"email":"S@example.com",...}, changes {"password":["S-old","S-new"],
+ *       "api":{"token":"S-tok","scope":"read"},...}; the first async event's
+ *       changes also hold "\u0000" (jsonb refuses it: a dead letter).
  *       --hold: then prints "ready" and sleeps until killed (kill -9 tests);
  *       --wait-replayed: polls the stats until nothing waits in the spool or
  *       the buffer, prints "drained" (or "not drained") and the stats again,
@@ -440,7 +445,19 @@ static void print_stats(auditq *q)
            (unsigned long long)st.spool_records, (unsigned long long)st.spool_bytes);
 }
 
-static int cmd_produce(int nsync, int nasync, const char *tag, char **sets, int nsets, int wait_s, int hold)
+/* The --secret fields of produce event i (it_client.c header). */
+static void add_secret(expected *e, int i, int poison, const char *secret)
+{
+    snprintf(e->f[AUDITQ_SOURCE_IP], 512, "%s", secret);
+    snprintf(e->f[AUDITQ_USER_AGENT], 512, "agent %s", secret);
+    snprintf(e->f[AUDITQ_METADATA], 512, "{\"email\":\"%s@example.com\",\"i\":%d}", secret, i);
+    snprintf(e->f[AUDITQ_CHANGES], 512,
+             "{\"password\":[\"%s-old\",\"%s-new\"],\"api\":{\"token\":\"%s-tok\",\"scope\":\"read\"},"
+             "\"title\":[\"a\",\"b\"]%s}", secret, secret, secret, poison ? ",\"note\":\"\\u0000\"" : "");
+}
+
+static int cmd_produce(int nsync, int nasync, const char *tag, char **sets, int nsets, int wait_s, int hold,
+                       const char *secret)
 {
     auditq_config *cfg = auditq_config_new();
     auditq *q = NULL;
@@ -474,6 +491,8 @@ static int cmd_produce(int nsync, int nasync, const char *tag, char **sets, int 
     auditq_config_free(cfg);
     for (int i = 0; i < nsync + nasync; i++) {
         make_event(&e, i, tag);
+        if (secret)
+            add_secret(&e, i, i == nsync && nasync > 0, secret);
         if (fill(ev, &e) != 0)
             return 1;
         long long t0 = ms_mono();
@@ -535,7 +554,7 @@ int main(int argc, char **argv)
     int n = 1000, async = 0, prio = 2;
     int nsync = 0, nasync = 0, wait_s = 0, hold = 0, nsets = 0;
     char *sets[32];
-    const char *tag = "t";
+    const char *tag = "t", *secret = NULL;
     const char *ack_path = NULL, *stop_path = NULL;
     double rate = 0;
     int n_given = 0;
@@ -570,6 +589,8 @@ int main(int argc, char **argv)
             prio = (int)strtol(argv[i + 1], NULL, 10);
         else if (!strcmp(argv[i], "--tag"))
             tag = argv[i + 1];
+        else if (!strcmp(argv[i], "--secret"))
+            secret = argv[i + 1];
         else if (!strcmp(argv[i], "--ack-log"))
             ack_path = argv[i + 1];
         else if (!strcmp(argv[i], "--stop-file"))
@@ -584,7 +605,7 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "send"))
         return cmd_send(n, prio, tag);
     if (!strcmp(argv[1], "produce"))
-        return cmd_produce(nsync, nasync, tag, sets, nsets, wait_s, hold);
+        return cmd_produce(nsync, nasync, tag, sets, nsets, wait_s, hold, secret);
     if (!strcmp(argv[1], "stream") && ack_path && stop_path)
         return cmd_stream(n_given ? n : 0, async, tag, ack_path, stop_path, rate);
     fprintf(stderr, "unknown command %s\n", argv[1]);
