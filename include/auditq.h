@@ -174,6 +174,15 @@ AUDITQ_API auditq_config *auditq_config_new(void);
  *   spool_full_policy  error | block   at the cap: fail at once with
  *                      AUDITQ_ERR_SPOOL_FULL, or wait up to timeout_ms for the
  *                      replay to free the spool first (default error)
+ *   protect_fields     PATH:ACTION rules applied before an event leaves the
+ *                      process, e.g. "source_ip:hmac, metadata.email:hmac,
+ *                      changes.password:redact, changes.*.token:drop";
+ *                      ACTION hmac ("hmac-sha256:<hex>"), redact
+ *                      ("[redacted]") or drop (default "": none;
+ *                      docs/SECURITY.md section 6)
+ *   protect_key_file   the HMAC key of hmac rules: >= 32 bytes, not
+ *                      accessible to other users; auditq_open refuses a
+ *                      missing, short or world-accessible file (default "")
  * Returns AUDITQ_ERR_CONFIG with auditq_last_error() naming key and fix; an
  * unknown key names the closest one ("unknown setting 'batchsize' (did you
  * mean 'batch_size'?)"). */
