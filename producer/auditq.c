@@ -145,6 +145,7 @@ auditq_rc auditq_abandon(auditq *q)
     async_abandon(q->async);
     spooler_abandon(q->sp);
     pool_abandon(q->pool);
+    protect_free(q->protect); /* plain memory, no lock: safe in the child */
     free(q);
     return AUDITQ_OK;
 }

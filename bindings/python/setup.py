@@ -47,7 +47,7 @@ setup(
             include_dirs=[str(ROOT / "include")],
             extra_compile_args=cflags,
             extra_objects=[str(LIB)],
-            libraries=["hiredis", "msgpackc", "pthread"],
+            libraries=["hiredis", "msgpackc", "crypto", "pthread"],  # crypto: protect_fields HMAC
             extra_link_args=["-Wl,--exclude-libs,ALL"],
         )
     ],
