@@ -94,7 +94,7 @@ it_pass "a host's keys_init/redis_url_parse do not capture libauditq's calls"
 # list): a producer module includes the headers of modules below it only,
 # so none can call back up (the spooler knows nothing of the async ring,
 # the ring nothing of the handle).
-layers=(error settings event pool spooler async auditq)
+layers=(error protect settings event pool spooler async auditq)
 rank() { local i; for i in "${!layers[@]}"; do [[ "${layers[$i]}" == "$1" ]] && { echo "$i"; return; }; done; echo -1; }
 upward=""
 for src in "$AQ_ROOT"/producer/*.c; do
