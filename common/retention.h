@@ -32,6 +32,16 @@
  * BRIN index of sql/004_clock.sql, which reads nothing of a month whose
  * rows all arrived long ago. Moves out of DEFAULT (partitions ensure) and
  * merges copy received_at as it is, so they keep the property.
+ * Legal holds (sql/006_holds.sql) come before all of it: a table that
+ * holds a row under an active hold (its tenant, and its actor and
+ * occurred_at window when the hold names them) is neither archived, merged,
+ * exported nor dropped, and no integrity record is written for it; the run
+ * reports it (RET_EV_ACTION "hold", with the hold's id and scope) and goes
+ * on with the other months. Failure window: a hold added while a run is
+ * under way. Each archive/merge/export/drop transaction locks the hold
+ * history in SHARE mode (a `hold add` waits for it, it waits for a `hold
+ * add` in progress) and checks again before it changes anything; a hold
+ * found then fails that step, rolled back, and the run says so.
  * Whole tables only: never a DELETE of rows (the append-only triggers
  * refuse it anyway). Only tables named audit_events_YYYY_MM are managed
  * (and, attached, only if their bound is exactly that month); anything
@@ -94,6 +104,13 @@ typedef struct retention_part {
     int recv_month;
     long long recv_rows, recv_rows_hot;
     char recv_newest[48];
+    /* Legal hold (retention_run fills these for the tables it would
+     * change): the lowest id of an active hold covering rows of the
+     * table, 0 when none; its scope and reason as text. */
+    long long hold_id;
+    char hold_scope[400];
+    char hold_reason[300];
+    int hold_reported;
 } retention_part;
 
 /* Connects to cfg->database_url through pgconn_open (pgconn.h: the URL's
@@ -165,7 +182,7 @@ typedef struct retention_event {
     int kind;              /* RET_EV_* */
     const char *line;      /* the human-readable line, no newline */
     /* RET_EV_ACTION / RET_EV_PROGRESS details; NULL or -1 when not applicable */
-    const char *action;    /* "archive" "merge" "export" "drop" "skip" */
+    const char *action;    /* "archive" "merge" "export" "drop" "skip" "hold" */
     const char *table;     /* hot: name; archived: schema.name */
     const char *target;    /* archive/merge: schema.name; export: the .csv.gz path */
     const char *manifest;  /* export: the manifest path */
@@ -173,6 +190,8 @@ typedef struct retention_event {
     const char *newest;    /* skip: the newest received_at that kept the table */
     const char *since;     /* skip: "YYYY-MM-01", the start of the period it is in */
     const char *within;    /* skip: "hot_months" (not archived) or "retain_months" (not dropped) */
+    long long hold_id;     /* hold: the active legal hold that keeps the table */
+    const char *hold_scope;/* hold: "tenant T[, actor A][, since S][, until U]" */
     int month;             /* the table's month (year * 12 + month - 1) */
     long long rows;        /* merge/export: rows; skip: rows received since `since`;
                               progress: rows so far */

@@ -472,7 +472,7 @@ int ret_do_export(ret_run *r, retention_part *p)
     }
     snprintf(oidtxt, sizeof oidtxt, "%u", p->oid);
     if (ret_qname(r->pg, p->schema, p->name, q, sizeof q, r->err, r->errlen) != 0 ||
-        ret_begin(r, 0, what) != 0)
+        ret_begin(r, 0, what) != 0 || ret_hold_guard(r, p, what) != 0)
         goto out;
     {
         char sql[400];

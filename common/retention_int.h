@@ -38,7 +38,9 @@ typedef struct ret_run {
     char arch_q[140];        /* the archive schema, quoted */
     char *err;
     size_t errlen;
-    int archived, merged, exported, dropped, skipped;
+    int archived, merged, exported, dropped, skipped, held;
+    char holds_q[300];       /* "schema".auditq_holds_active, "" before migration 006 */
+    char hold_hist_q[300];   /* "schema".auditq_hold_history */
     int hot_from, keep_from;  /* the policy's months for this run */
 } ret_run;
 
@@ -68,6 +70,11 @@ void ret_action(ret_run *r, const char *action, const retention_part *p, const c
  * 0, or -1 with r->err. */
 int ret_begin(ret_run *r, int ddl, const char *what);
 int ret_commit(ret_run *r, const char *what);
+
+/* Legal holds, inside an action's transaction before it changes table p:
+ * locks the hold history (SHARE) and fails with r->err when an active hold
+ * covers rows of p (added after the run's first check). 0 or -1. */
+int ret_hold_guard(ret_run *r, const retention_part *p, const char *what);
 
 /* csv mode: an archived table -> archive_dir/BASE.csv.gz + BASE.manifest.json,
  * then DROP TABLE, in one transaction (retention_export.c). 0, or -1 with

@@ -10,6 +10,12 @@
  * (UTC, ISO dates, no statement_timeout, lock_timeout 5 s), so the caller's
  * session settings survive, and takes the partition DDL lock of
  * auditq_ensure_partitions when it changes audit_events.
+ *
+ * Legal holds (retention.h): after the plan, every table with an action is
+ * checked against auditq_holds_active; a held table gets one "hold" report
+ * instead of its actions. Each action's transaction checks again under a
+ * SHARE lock of the hold history (ret_hold_guard), which closes the window
+ * between that first check and the DETACH/DROP.
  */
 #include "retention_int.h"
 
@@ -172,6 +178,131 @@ static int ret_seal_removal(ret_run *r, const retention_part *p, const char *q, 
     return 0;
 }
 
+/* ---- legal holds ----------------------------------------------------------------- */
+
+/* Finds the holds' view and table (migration 006); none: no holds. */
+static int ret_holds_init(ret_run *r)
+{
+    const char *pv[1] = { r->parent_schema };
+    PGresult *res = ret_query(r->pg, "SELECT to_regclass(format('%I.auditq_holds_active', $1::text)) IS NOT NULL",
+                              1, pv, "looking up auditq_holds_active", r->err, r->errlen);
+    int have;
+
+    if (res == NULL)
+        return -1;
+    have = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    r->holds_q[0] = r->hold_hist_q[0] = '\0';
+    if (!have)
+        return 0;
+    if (ret_qname(r->pg, r->parent_schema, "auditq_holds_active", r->holds_q, sizeof r->holds_q, r->err,
+                  r->errlen) != 0 ||
+        ret_qname(r->pg, r->parent_schema, "auditq_hold_history", r->hold_hist_q, sizeof r->hold_hist_q,
+                  r->err, r->errlen) != 0)
+        return -1;
+    return 0;
+}
+
+/* The lowest active hold covering rows of p, into p->hold_* (hold_id 0:
+ * none). The EXISTS runs on the table's (tenant_id, occurred_at) index. */
+static int ret_hold_find(ret_run *r, retention_part *p, const char *what)
+{
+    char q[300], sql[1600];
+    PGresult *res;
+
+    p->hold_id = 0;
+    if (!r->holds_q[0])
+        return 0;
+    if (ret_qname(r->pg, p->schema, p->name, q, sizeof q, r->err, r->errlen) != 0)
+        return -1;
+    snprintf(sql, sizeof sql,
+             "SELECT h.hold_id, 'tenant ' || h.tenant_id || coalesce(', actor ' || h.actor_id, '')"
+             " || coalesce(', since ' || to_char(h.since AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC', '')"
+             " || coalesce(', until ' || to_char(h.until AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC', ''),"
+             " h.reason FROM %s h"
+             " WHERE EXISTS (SELECT 1 FROM %s e WHERE e.tenant_id = h.tenant_id"
+             "   AND (h.actor_id IS NULL OR e.actor_id = h.actor_id)"
+             "   AND (h.since IS NULL OR e.occurred_at >= h.since)"
+             "   AND (h.until IS NULL OR e.occurred_at < h.until))"
+             " ORDER BY h.hold_id LIMIT 1", r->holds_q, q);
+    res = ret_query(r->pg, sql, 0, NULL, what, r->err, r->errlen);
+    if (res == NULL)
+        return -1;
+    if (PQntuples(res) > 0) {
+        p->hold_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        snprintf(p->hold_scope, sizeof p->hold_scope, "%s", PQgetvalue(res, 0, 1));
+        snprintf(p->hold_reason, sizeof p->hold_reason, "%s", PQgetvalue(res, 0, 2));
+    }
+    PQclear(res);
+    return 0;
+}
+
+int ret_hold_guard(ret_run *r, const retention_part *p, const char *what)
+{
+    retention_part t = *p;
+    char sql[400];
+
+    if (!r->holds_q[0])
+        return 0;
+    snprintf(sql, sizeof sql, "LOCK TABLE %s IN SHARE MODE", r->hold_hist_q);
+    if (ret_cmd(r->pg, sql, 0, NULL, what, r->err, r->errlen) != 0 || ret_hold_find(r, &t, what) != 0)
+        return -1;
+    if (t.hold_id > 0) {
+        snprintf(r->err, r->errlen, "%s: legal hold %lld (%s) was placed on rows of this table during the "
+                 "run; nothing changed: the table stays until the hold is released", what, t.hold_id,
+                 t.hold_scope);
+        return -1;
+    }
+    return 0;
+}
+
+/* Checks every table the plan would change. */
+static int ret_probe_holds(ret_run *r, retention_part *parts, const retention_action *acts, size_t nacts)
+{
+    for (size_t i = 0; i < nacts; i++) {
+        retention_part *p = &parts[acts[i].part];
+        char what[200], table[140];
+
+        if (acts[i].kind == RET_ACT_SKIP || p->hold_id != 0)
+            continue;
+        ret_display(p, table, sizeof table);
+        snprintf(what, sizeof what, "looking for legal holds on %s", table);
+        if (ret_hold_find(r, p, what) != 0)
+            return -1;
+        if (p->hold_id == 0)
+            p->hold_id = -1; /* checked: none */
+    }
+    return 0;
+}
+
+/* Reports a table a legal hold keeps (once per table). */
+static void ret_do_hold(ret_run *r, retention_part *p)
+{
+    retention_event ev;
+    char line[1400], table[140], month[16];
+
+    if (p->hold_reported)
+        return;
+    p->hold_reported = 1;
+    ret_display(p, table, sizeof table);
+    retention_month_label(p->month, month, sizeof month);
+    snprintf(line, sizeof line, "kept %s (month %s): legal hold %lld (%s; reason: %s) covers rows of it; "
+             "not archived or dropped until the hold is released", table, month, p->hold_id, p->hold_scope,
+             p->hold_reason);
+    r->held++;
+    memset(&ev, 0, sizeof ev);
+    ev.kind = RET_EV_ACTION;
+    ev.line = line;
+    ev.action = "hold";
+    ev.table = table;
+    ev.hold_id = p->hold_id;
+    ev.hold_scope = p->hold_scope;
+    ev.month = p->month;
+    ev.rows = -1;
+    ev.done = !r->dry_run;
+    ret_emit(r, &ev);
+}
+
 /* Hot month -> archive_schema (both modes; in csv mode it waits there for
  * its export). On success p describes the archived table. */
 static int ret_do_archive(ret_run *r, retention_part *p)
@@ -190,7 +321,7 @@ static int ret_do_archive(ret_run *r, retention_part *p)
     if (ret_qname(r->pg, p->schema, p->name, hot_q, sizeof hot_q, r->err, r->errlen) != 0 ||
         ret_qname(r->pg, r->cfg->archive_schema, p->name, arch_tq, sizeof arch_tq, r->err,
                   r->errlen) != 0 ||
-        ret_begin(r, 1, what) != 0)
+        ret_begin(r, 1, what) != 0 || ret_hold_guard(r, p, what) != 0)
         goto out;
     snprintf(sql, sizeof sql, "CREATE SCHEMA IF NOT EXISTS %s", r->arch_q);
     if (ret_cmd(r->pg, sql, 0, NULL, what, r->err, r->errlen) != 0 ||
@@ -272,7 +403,8 @@ static int ret_do_merge(ret_run *r, retention_part *p)
     if (ret_qname(r->pg, p->schema, p->name, hot_q, sizeof hot_q, r->err, r->errlen) != 0 ||
         ret_qname(r->pg, r->cfg->archive_schema, p->name, arch_tq, sizeof arch_tq, r->err,
                   r->errlen) != 0 ||
-        ret_begin(r, 1, what) != 0 || ret_columns(r, cols, sizeof cols, what) != 0 ||
+        ret_begin(r, 1, what) != 0 || ret_hold_guard(r, p, what) != 0 ||
+        ret_columns(r, cols, sizeof cols, what) != 0 ||
         ret_seal_removal(r, p, hot_q, "detach", what) != 0)
         goto out;
     snprintf(sql, sizeof sql, "ALTER TABLE %s DETACH PARTITION %s", r->parent_q, hot_q);
@@ -314,7 +446,7 @@ static int ret_do_drop(ret_run *r, const retention_part *p)
     }
     snprintf(what, sizeof what, "dropping %s", table);
     if (ret_qname(r->pg, p->schema, p->name, q, sizeof q, r->err, r->errlen) != 0 ||
-        ret_begin(r, p->location == RET_LOC_HOT, what) != 0)
+        ret_begin(r, p->location == RET_LOC_HOT, what) != 0 || ret_hold_guard(r, p, what) != 0)
         goto out;
     if (p->location == RET_LOC_HOT && ret_seal_removal(r, p, q, "drop", what) != 0)
         goto out;
@@ -561,6 +693,10 @@ static int ret_execute(ret_run *r, retention_part *parts, const retention_action
         retention_part *p = &parts[acts[i].part];
         int rc = 0;
 
+        if (acts[i].kind != RET_ACT_SKIP && p->hold_id > 0) {
+            ret_do_hold(r, p);
+            continue;
+        }
         switch (acts[i].kind) {
         case RET_ACT_ARCHIVE: rc = ret_do_archive(r, p); break;
         case RET_ACT_MERGE:   rc = ret_do_merge(r, p); break;
@@ -592,7 +728,7 @@ int retention_run(PGconn *pg, const aq_config *cfg, int dry_run, retention_repor
     r.err = err;
     r.errlen = errlen;
 
-    if (ret_preflight(&r) != 0)
+    if (ret_preflight(&r) != 0 || ret_holds_init(&r) != 0)
         goto out;
     if (!dry_run) {
         int l = ret_lock(&r);
@@ -653,21 +789,33 @@ int retention_run(PGconn *pg, const aq_config *cfg, int dry_run, retention_repor
         rc = RETENTION_OK;
         goto out;
     }
+    if (ret_probe_holds(&r, parts, acts, nacts) != 0)
+        goto out;
     if (ret_execute(&r, parts, acts, nacts) != 0)
         goto out;
-    if (dry_run && r.skipped > 0)
-        ret_emitf(&r, RET_EV_INFO, "dry run: %zu action(s) planned, %d month(s) skipped for rows "
-                  "received within the period; nothing changed", nacts - (size_t)r.skipped,
-                  r.skipped);
-    else if (dry_run)
-        ret_emitf(&r, RET_EV_INFO, "dry run: %zu action(s) planned; nothing changed", nacts);
-    else if (r.skipped > 0)
-        ret_emitf(&r, RET_EV_INFO, "done: %d archived, %d merged, %d exported, %d dropped, "
-                  "%d skipped for rows received within the period", r.archived, r.merged,
-                  r.exported, r.dropped, r.skipped);
-    else
-        ret_emitf(&r, RET_EV_INFO, "done: %d archived, %d merged, %d exported, %d dropped",
-                  r.archived, r.merged, r.exported, r.dropped);
+    {
+        char held[80] = "";
+        size_t held_acts = 0;
+
+        for (size_t i = 0; i < nacts; i++)
+            held_acts += acts[i].kind != RET_ACT_SKIP && parts[acts[i].part].hold_id > 0;
+        if (r.held > 0)
+            snprintf(held, sizeof held, ", %d kept by legal holds", r.held);
+        if (dry_run && r.skipped > 0)
+            ret_emitf(&r, RET_EV_INFO, "dry run: %zu action(s) planned, %d month(s) skipped for rows "
+                      "received within the period%s; nothing changed",
+                      nacts - (size_t)r.skipped - held_acts, r.skipped, held);
+        else if (dry_run)
+            ret_emitf(&r, RET_EV_INFO, "dry run: %zu action(s) planned%s; nothing changed", nacts - held_acts,
+                      held);
+        else if (r.skipped > 0)
+            ret_emitf(&r, RET_EV_INFO, "done: %d archived, %d merged, %d exported, %d dropped, "
+                      "%d skipped for rows received within the period%s", r.archived, r.merged,
+                      r.exported, r.dropped, r.skipped, held);
+        else
+            ret_emitf(&r, RET_EV_INFO, "done: %d archived, %d merged, %d exported, %d dropped%s",
+                      r.archived, r.merged, r.exported, r.dropped, held);
+    }
     rc = RETENTION_OK;
 out:
     if (locked) {

@@ -66,6 +66,7 @@ static const ctl_command ctl_commands[] = {
     { "verify", ctl_verify, ctl_verify_synopsis, ctl_verify_help },
     { "keygen", ctl_keygen, ctl_keygen_synopsis, ctl_keygen_help },
     { "hash", ctl_hash, ctl_hash_synopsis, ctl_hash_help },
+    { "hold", ctl_hold, ctl_hold_synopsis, ctl_hold_help },
 };
 
 #define CTL_NCOMMANDS (sizeof ctl_commands / sizeof ctl_commands[0])

@@ -39,4 +39,5 @@ CTL_DECLARE(spool);       /* tools/ctl_spool.c */
 CTL_DECLARE(verify);      /* tools/ctl_verify.c */
 CTL_DECLARE(follow);      /* tools/ctl_follow.c */
 CTL_DECLARE(hash);        /* tools/ctl_hash.c */
+CTL_DECLARE(hold);        /* tools/ctl_hold.c */
 #endif

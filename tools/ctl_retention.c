@@ -41,14 +41,18 @@ const char ctl_retention_help[] =
     "within hot_months is not archived, one received within retain_months is not\n"
     "dropped. Such a month is skipped -- 'skipped ...' names it, the rows, the\n"
     "newest received_at -- and handled by a later run once they are older.\n"
+    "A month holding rows under an active legal hold (auditqctl hold add) is\n"
+    "never archived, exported or dropped: 'kept ... legal hold N' names the\n"
+    "hold, and the month is handled by the first run after its release.\n"
     "Each step is one transaction: an interrupted run is completed by the next.\n"
     "Prints the policy, then one line per step; 'nothing to do' when all is in\n"
     "place. Safe to run daily from cron; a run that finds another one running\n"
     "exits 1 at once, changing nothing.\n"
     "\n"
     "  --dry-run   print the plan; change nothing\n"
-    "  --json      one JSON object (policy, actions, warnings, skipped) instead\n"
-    "              of lines\n"
+    "  --json      one JSON object (policy, actions, warnings, skipped, held)\n"
+    "              instead of lines; a month kept by a hold is an action \"hold\"\n"
+    "              with \"hold_id\" and \"hold_scope\"\n"
     "\n"
     "Locks: detaching a month takes ACCESS EXCLUSIVE on audit_events for a moment\n"
     "(DETACH ... CONCURRENTLY is impossible with a DEFAULT partition); it waits at\n"
@@ -69,6 +73,7 @@ typedef struct ret_out {
     aq_buf policy;      /* --json: the policy object */
     char info[512];     /* --json: the last info line */
     int skipped;        /* --json: months skipped for rows received within the period */
+    int held;           /* --json: months kept by legal holds */
     int bad;            /* out of memory building the JSON */
 } ret_out;
 
@@ -117,6 +122,11 @@ static void ret_json_action(ret_out *o, const retention_event *ev)
         o->bad |= retention_json_append(b, ev->since);
         o->bad |= ret_puts(b, ", \"newest_received_at\": ");
         o->bad |= retention_json_append(b, ev->newest);
+    }
+    if (ev->hold_id > 0) {
+        snprintf(num, sizeof num, ", \"hold_id\": %lld, \"hold_scope\": ", ev->hold_id);
+        o->bad |= aq_buf_append(b, num, strlen(num));
+        o->bad |= retention_json_append(b, ev->hold_scope);
     }
     if (ev->rows >= 0) {
         snprintf(num, sizeof num, ", \"rows\": %lld", ev->rows);
@@ -183,6 +193,7 @@ static void ret_report(void *arg, const retention_event *ev)
     }
     if (ev->kind == RET_EV_ACTION) {
         o->skipped += strcmp(ev->action, "skip") == 0;
+        o->held += strcmp(ev->action, "hold") == 0;
         ret_json_action(o, ev);
     }
     else if (ev->kind == RET_EV_POLICY)
@@ -213,7 +224,7 @@ static int ret_print_json(ret_out *o, int dry_run, int rc, const char *err)
     {
         char num[32];
 
-        snprintf(num, sizeof num, "%d", o->skipped);
+        snprintf(num, sizeof num, "%d,\n \"held\": %d", o->skipped, o->held);
         bad |= ret_puts(&b, num);
     }
     bad |= ret_puts(&b, ",\n \"summary\": ");
