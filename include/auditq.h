@@ -179,7 +179,7 @@ AUDITQ_API auditq_config *auditq_config_new(void);
  *                      changes.password:redact, changes.*.token:drop";
  *                      ACTION hmac ("hmac-sha256:<hex>"), redact
  *                      ("[redacted]") or drop (default "": none;
- *                      docs/SECURITY.md section 6)
+ *                      docs/SECURITY.md section 8)
  *   protect_key_file   the HMAC key of hmac rules: >= 32 bytes, not
  *                      accessible to other users; auditq_open refuses a
  *                      missing, short or world-accessible file (default "")

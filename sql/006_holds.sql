@@ -1,4 +1,4 @@
--- 006_holds.sql -- legal holds (issue 13 part 3; docs/SECURITY.md section 7).
+-- 006_holds.sql -- legal holds (issue 13 part 3; docs/SECURITY.md section 9).
 --
 -- A legal hold keeps events from being deleted whatever the retention
 -- policy says: retention (common/retention_run.c, `auditqctl retention

@@ -1,5 +1,5 @@
 /* ctl_hold.c -- `auditqctl hold add | list | release`: legal holds
- * (sql/006_holds.sql; docs/SECURITY.md section 7).
+ * (sql/006_holds.sql; docs/SECURITY.md section 9).
  *
  * A hold is a scope -- a tenant, optionally one actor and an occurred_at
  * window -- that retention must not delete (common/retention_run.c skips
