@@ -81,7 +81,7 @@ static const char *h_os_user(char *buf, size_t n)
 static PGconn *h_connect(const aq_config *cfg)
 {
     char err[1024];
-    PGconn *pg = retention_connect(cfg, err, sizeof err);
+    PGconn *pg = retention_connect(cfg, "auditqctl", err, sizeof err);
 
     if (pg == NULL)
         fprintf(stderr, H_PROG ": %s\n", err);
