@@ -48,6 +48,12 @@ struct protect {
     protect_rule rule[PROTECT_MAX_RULES];
     uint8_t key[PROTECT_KEY_MAX];
     size_t keylen;
+    /* SHA-256 states after the key's inner and outer pads (RFC 2104):
+     * each value then costs two context copies and two finals, not a
+     * fetch of HMAC and SHA-256 from OpenSSL's provider store per call
+     * (9.4 -> see BENCHMARKS.md). Read-only after protect_set_key: threads
+     * copy from them, never into them. */
+    EVP_MD_CTX *inner, *outer;
 };
 
 /* ------------------------------------------------------------------ rules */
@@ -289,6 +295,8 @@ void protect_free(protect *p)
 {
     if (!p)
         return;
+    EVP_MD_CTX_free(p->inner);
+    EVP_MD_CTX_free(p->outer);
     OPENSSL_cleanse(p->key, sizeof p->key);
     free(p);
 }
@@ -363,7 +371,61 @@ out:
 
 int protect_set_key(protect *p, const char *path, char *err, size_t errlen)
 {
-    return protect_key_read(path, p->key, &p->keylen, err, errlen);
+    unsigned char k[64], pad[64];
+    unsigned int kl = 0;
+    int ok;
+
+    if (protect_key_read(path, p->key, &p->keylen, err, errlen) != 0)
+        return -1;
+    memset(k, 0, sizeof k);
+    if (p->keylen > sizeof k)
+        ok = EVP_Digest(p->key, p->keylen, k, &kl, EVP_sha256(), NULL);
+    else {
+        memcpy(k, p->key, p->keylen);
+        ok = 1;
+    }
+    EVP_MD_CTX_free(p->inner);
+    EVP_MD_CTX_free(p->outer);
+    p->inner = EVP_MD_CTX_new();
+    p->outer = EVP_MD_CTX_new();
+    for (size_t i = 0; i < 64; i++)
+        pad[i] = k[i] ^ 0x36;
+    ok = ok && p->inner && p->outer && EVP_DigestInit_ex(p->inner, EVP_sha256(), NULL) &&
+         EVP_DigestUpdate(p->inner, pad, 64);
+    for (size_t i = 0; i < 64; i++)
+        pad[i] = k[i] ^ 0x5c;
+    ok = ok && EVP_DigestInit_ex(p->outer, EVP_sha256(), NULL) && EVP_DigestUpdate(p->outer, pad, 64);
+    OPENSSL_cleanse(k, sizeof k);
+    OPENSSL_cleanse(pad, sizeof pad);
+    if (!ok) {
+        snprintf(err, errlen, "protect_key_file '%s': OpenSSL could not set up HMAC-SHA256", path);
+        return -1;
+    }
+    return 0;
+}
+
+/* protect_hmac with p's key, from the precomputed pad states. */
+static int key_hmac(const protect *p, const void *v, size_t n, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char ih[EVP_MAX_MD_SIZE], md[EVP_MAX_MD_SIZE];
+    unsigned int il = 0, ml = 0;
+    size_t pl = sizeof PROTECT_HMAC_PREFIX - 1;
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    int ok = c && EVP_MD_CTX_copy_ex(c, p->inner) && EVP_DigestUpdate(c, n ? v : (const void *)"", n) &&
+             EVP_DigestFinal_ex(c, ih, &il) && EVP_MD_CTX_copy_ex(c, p->outer) &&
+             EVP_DigestUpdate(c, ih, il) && EVP_DigestFinal_ex(c, md, &ml) && ml == 32;
+
+    EVP_MD_CTX_free(c);
+    if (!ok)
+        return -1;
+    memcpy(out, PROTECT_HMAC_PREFIX, pl);
+    for (unsigned i = 0; i < 32; i++) {
+        out[pl + 2 * i] = hex[md[i] >> 4];
+        out[pl + 2 * i + 1] = hex[md[i] & 15];
+    }
+    out[PROTECT_HMAC_LEN] = '\0';
+    return 0;
 }
 
 int protect_hmac(const uint8_t *key, size_t keylen, const void *v, size_t n, char *out)
@@ -541,7 +603,7 @@ static void put_hmac(walk *w, const void *v, size_t n)
 {
     char h[PROTECT_HMAC_LEN + 1];
 
-    if (protect_hmac(w->p->key, w->p->keylen, v, n, h) != 0) {
+    if (key_hmac(w->p, v, n, h) != 0) {
         w->hmac_failed = 1;
         return;
     }
@@ -728,7 +790,7 @@ int protect_job(const protect *p, aq_job *j, aq_buf *arena, char *err, size_t er
             if (top->action == PROTECT_REDACT) {
                 if (aq_buf_append(arena, PROTECT_REDACTED, sizeof PROTECT_REDACTED - 1) != 0)
                     goto oom;
-            } else if (protect_hmac(p->key, p->keylen, j->f[f].p, j->f[f].len, h) != 0) {
+            } else if (key_hmac(p, j->f[f].p, j->f[f].len, h) != 0) {
                 snprintf(err, errlen, "%s: HMAC-SHA256 failed (OpenSSL)", codec_field_key((auditq_field)f));
                 goto out;
             } else if (aq_buf_append(arena, h, PROTECT_HMAC_LEN) != 0) {

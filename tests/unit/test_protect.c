@@ -234,6 +234,35 @@ static void test_json_paths(void **state)
           "{\"l13\":{\"l14\":{\"l15\":{\"l16\":{\"l17\":{\"a\":1}}}}}}}}}}}}}}}}}}");
 }
 
+/* A key longer than SHA-256's block (64 bytes) is hashed first (RFC
+ * 2104): the library's precomputed states agree with one-shot HMAC. */
+static void test_long_key(void **state)
+{
+    (void)state;
+    char path[80], err[600], want[PROTECT_HMAC_LEN + 1];
+    char key[101];
+    protect *p = NULL;
+    aq_job j;
+    aq_buf arena = {0};
+
+    memset(key, 'k', 100);
+    key[100] = '\0';
+    snprintf(path, sizeof path, "%s.long", key_path);
+    write_file(path, key, 0600);
+    assert_int_equal(protect_parse("source_ip:hmac", &p, err, sizeof err), 0);
+    assert_int_equal(protect_set_key(p, path, err, sizeof err), 0);
+    memset(&j, 0, sizeof j);
+    j.f[AUDITQ_SOURCE_IP].p = "10.0.0.1";
+    j.f[AUDITQ_SOURCE_IP].len = 8;
+    assert_int_equal(protect_job(p, &j, &arena, err, sizeof err), 0);
+    assert_int_equal(protect_hmac((const uint8_t *)key, 100, "10.0.0.1", 8, want), 0);
+    assert_int_equal(j.f[AUDITQ_SOURCE_IP].len, PROTECT_HMAC_LEN);
+    assert_memory_equal(j.f[AUDITQ_SOURCE_IP].p, want, PROTECT_HMAC_LEN);
+    free(arena.data);
+    protect_free(p);
+    unlink(path);
+}
+
 static void test_key_file(void **state)
 {
     (void)state;
@@ -350,6 +379,7 @@ int main(void)
         cmocka_unit_test(test_hmac_vector),
         cmocka_unit_test(test_json_paths),
         cmocka_unit_test(test_key_file),
+        cmocka_unit_test(test_long_key),
         cmocka_unit_test(test_open_refuses),
         cmocka_unit_test(test_encoded_job),
     };
