@@ -9,7 +9,7 @@
  * Calls: codec (field names, buffers), text (edit distance), OpenSSL's
  * HMAC-SHA256.
  *
- * Rules (docs/SECURITY.md, "Field protection"): "PATH:ACTION, ...". PATH is
+ * Rules (docs/SECURITY.md section 8): "PATH:ACTION, ...". PATH is
  * a field's wire name (source_ip, actor_id, ...) or, for changes and
  * metadata, the field followed by '.'-separated JSON object keys, where '*'
  * stands for any one key (changes.*.token). Arrays are transparent: the
