@@ -65,9 +65,8 @@ assert_eq 0 "$(rows "WHERE audit_events::text LIKE '%$S%'")" "rows whose text ho
 n=$("$CTL" query --metadata "email=$H_MAIL" --format ndjson --no-progress | wc -l)
 assert_eq $((total - 2)) "$n" "auditqctl query --metadata email=\$(auditqctl hash ...)"
 n=$("$CTL" query --source-ip "$H_IP" --tenant tenant-p2-0 --format ndjson --no-progress | wc -l)
-assert_eq "$(rows "WHERE tenant_id = 'tenant-p2-0'")" "$n" "auditqctl query --source-ip \$(auditqctl hash ...)"
-assert_eq 0 "$("$CTL" query --metadata "email=$S@example.com" --format ndjson --no-progress | wc -l)" \
-    "the raw value finds nothing"
+assert_eq "$(rows "WHERE tenant_id = 'tenant-p2-0' AND action NOT LIKE 'auditq.%'")" "$n" \
+    "auditqctl query --source-ip \$(auditqctl hash ...)"
 
 # ---- the dead letter holds the protected job ---------------------------
 dead=$(redis-cli -p "$REDIS_PORT" --no-raw LRANGE '{auditq}:dead' 0 -1)
@@ -85,5 +84,9 @@ pgfiles=$(grep -rlaF "$H_MAIL" "$AQ_PGDATA" 2>/dev/null | wc -l)
 [ "$pgfiles" -ge 1 ] || { echo "FAIL: PGDATA holds no protected value (the grep below would prove nothing)"; exit 1; }
 leaks=$(grep -rlaF -- "$S" "$AQ_TMP" "$PGROOT" 2>/dev/null || true)
 assert_eq "" "$leaks" "files under the test directory (AOF, spool, PGDATA, logs) holding the secret"
+# Last: a query by the raw value puts it into the trail itself (self-audit
+# records query's filters), which is why one searches by the hash.
+assert_eq 0 "$("$CTL" query --metadata "email=$S@example.com" --format ndjson --no-progress | wc -l)" \
+    "the raw value finds nothing"
 echo "secret checked absent: $((2 * N1)) sync/async + $((2 * N2)) spooled events; found by hash: $((total - 2)) rows"
 it_pass "it_89 protect_fields"
