@@ -14,6 +14,9 @@ source "$(dirname "$0")/lib_it.sh"
 it_setup
 CTL="$BIN/auditqctl"
 export AUDITQ_HOT_MONTHS=3 AUDITQ_RETAIN_MONTHS=3
+# The rows this test made (auditqctl's own self-audit events, written by
+# the worker below, land in the current month: not counted).
+mine() { rows "WHERE action NOT LIKE 'auditq.%'"; }
 
 month_start() { psql_q "SELECT (date_trunc('month', now() AT TIME ZONE 'UTC') + interval '$1 months') AT TIME ZONE 'UTC'"; }
 insert_rows() {  # COUNT MONTH_OFFSET TENANT ACTOR
@@ -30,9 +33,6 @@ insert_rows 2 -4 acme a1
 insert_rows 1 -4 acme a2
 assert_eq 43 "$(mine)" "rows before retention"
 M4=audit_events_$(month -4 YYYY_MM)
-# The rows this test made (auditqctl's own self-audit events, written by
-# the worker below, land in the current month: not counted).
-mine() { rows "WHERE action NOT LIKE 'auditq.%'"; }
 evidence() { psql_q "SELECT count(*) FROM auditq_evidence_retention"; }
 assert_eq 0 "$(evidence)" "retention records before any run"
 
