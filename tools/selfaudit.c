@@ -60,7 +60,8 @@ static int has_arg(int argc, char *const *argv, const char *name)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--") == 0)
             break;
-        if (strcmp(argv[i], name) == 0)
+        if (strcmp(argv[i], name) == 0 ||
+            (strncmp(argv[i], name, strlen(name)) == 0 && argv[i][strlen(name)] == '='))
             return 1;
     }
     return 0;

@@ -50,6 +50,7 @@ static void test_classify(void **state)
         { { "dlq", "purge", "--all", "--yes" }, SA_CHANGE, "auditq.dlq.purge" },
         { { "verify" }, SA_NONE, "" },
         { { "verify", "--event", "x" }, SA_READ, "auditq.verify" },
+        { { "verify", "--event=x" }, SA_READ, "auditq.verify" },
         { { "retention", "run" }, SA_CHANGE, "auditq.retention.run" },
         { { "retention", "run", "--dry-run" }, SA_NONE, "" },
         { { "partitions", "ensure" }, SA_CHANGE, "auditq.partitions.ensure" },
