@@ -11,8 +11,8 @@
 //                    auditq.h); else the repository's build: ../../$BUILD/lib
 //                    /libauditq.a (BUILD defaults to build; run `make` first);
 //                    else an installed one through `pkg-config auditq`.
-// libauditq.a is linked in whole, so the addon needs only hiredis and
-// msgpack-c at run time. CC, CFLAGS and WERROR=1 (-Werror) are honoured.
+// libauditq.a is linked in whole, so the addon needs only hiredis,
+// msgpack-c and libcrypto at run time. CC, CFLAGS and WERROR=1 (-Werror) are honoured.
 const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
@@ -68,7 +68,8 @@ const cc = process.env.CC || 'cc';
 const ninc = nodeInclude();
 const aq = auditqFlags();
 let deps = split(sh('pkg-config', ['--libs', 'hiredis', 'msgpack']) || '-lhiredis -lmsgpackc');
-if (sh('pkg-config', ['--exists', 'hiredis_ssl']) !== null) deps = deps.concat(['-lhiredis_ssl', '-lssl', '-lcrypto']);
+if (sh('pkg-config', ['--exists', 'hiredis_ssl']) !== null) deps = deps.concat(['-lhiredis_ssl', '-lssl']);
+deps.push('-lcrypto'); // protect_fields' HMAC-SHA256 (producer/protect.c)
 const out = path.join(here, 'build', 'auditq.node');
 fs.mkdirSync(path.dirname(out), { recursive: true });
 const args = ['-std=c11', '-D_GNU_SOURCE', '-fPIC', '-shared', '-O2', '-g',
