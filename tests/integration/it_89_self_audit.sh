@@ -9,6 +9,7 @@
 #     purge without --yes) store none;
 #   - with Redis down a query is refused (exit 1, the exact message, no
 #     output) and so is a change (nothing changed);
+#   - hold add / release are recorded, hold list is not;
 #   - --no-self-audit is refused (exit 2) unless the -c FILE sets
 #     self_audit = optional; AUDITQ_SELF_AUDIT=optional is not enough.
 set -euo pipefail
@@ -79,7 +80,20 @@ wait_audit auditq.grants 1
 assert_eq "failure|1" "$(psql_q "SELECT outcome || '|' || (metadata->>'exit_status') FROM audit_events WHERE action = 'auditq.grants'")" \
     "auditq.grants event: failure, exit status 1"
 
-# ---- 5. --no-self-audit ------------------------------------------------------
+# ---- 5. legal holds (it_72 tests the holds themselves) ----------------------
+"$CTL" hold add --tenant acme --reason "Case 42" >/dev/null
+"$CTL" hold list >/dev/null
+"$CTL" hold release 1 --reason "closed" >/dev/null
+wait_audit auditq.hold.add 1
+wait_audit auditq.hold.release 1
+assert_eq "$ME|system|acme|auditq:auditq|success|auditqctl/0.1.0|"'{"args": ["add", "--tenant", "acme", "--reason", "Case 42"], "command": "hold", "db_role": "postgres", "os_user": "'"$ME"'", "exit_status": 0}' \
+    "$(audit_event auditq.hold.add)" "auditq.hold.add event"
+assert_eq "$ME|system|-|auditq:auditq|success|auditqctl/0.1.0|"'{"args": ["release", "1", "--reason", "closed"], "command": "hold", "db_role": "postgres", "os_user": "'"$ME"'", "exit_status": 0}' \
+    "$(audit_event auditq.hold.release)" "auditq.hold.release event (hold list: none)"
+drained_all
+assert_eq 0 "$(audit_rows auditq.hold.list)" "no event for hold list"
+
+# ---- 6. --no-self-audit ------------------------------------------------------
 rc=0
 err=$(AUDITQ_SELF_AUDIT=optional "$CTL" --no-self-audit query --tenant acme --format ndjson 2>&1 >/dev/null) || rc=$?
 assert_eq "2|auditqctl query: --no-self-audit refused: self_audit is 'required'; an operator allows it with 'self_audit = optional' in the config file given with -c (the environment and --set do not count)" \
@@ -90,7 +104,7 @@ before=$(audit_rows auditq.query)
 drained_all
 assert_eq "$before" "$(audit_rows auditq.query)" "--no-self-audit allowed by the file: no event"
 
-# ---- 6. Redis down: reads and changes are refused ----------------------------
+# ---- 7. Redis down: reads and changes are refused ----------------------------
 worker_stop w1
 redis_stop
 rc=0
