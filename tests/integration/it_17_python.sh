@@ -20,9 +20,33 @@ if [[ -n "${SANITIZE:-}" ]]; then
     exit 0
 fi
 source "$(dirname "$0")/lib_it.sh"
+harness_init
 PYBUILD=$AQ_ROOT/${BUILD:-build}/python
 [[ -f "$PYBUILD/auditq/__init__.py" ]] || { echo "FAIL: $PYBUILD not built: make BUILD=${BUILD:-build} bindings"; exit 1; }
-it_setup
+
+# The README's install path, offline: pip builds a wheel with Debian's
+# setuptools/wheel (--no-build-isolation) and no index; the wheel holds the
+# module, its type hints and the middleware, and the module needs no
+# libauditq.so (libauditq.a is linked in) -- it imports from the unpacked
+# wheel alone.
+/usr/bin/python3 -m pip wheel --no-build-isolation --no-index --no-deps -q -w "$AQ_TMP/wheel" \
+    "$AQ_ROOT/bindings/python" </dev/null
+whl=$(echo "$AQ_TMP"/wheel/auditq-*.whl)
+files=$(/usr/bin/python3 -m zipfile -l "$whl" | awk 'NR > 1 && $1 ~ /^auditq\// { sub(/\.cpython.*\.so$/, ".so", $1); print $1 }' | LC_ALL=C sort | tr '\n' ' ')
+assert_eq "auditq/__init__.py auditq/__init__.pyi auditq/_auditq.so auditq/middleware.py auditq/py.typed " \
+    "$files" "files in the wheel pip built offline"
+/usr/bin/python3 -m zipfile -e "$whl" "$AQ_TMP/site"
+if ldd "$AQ_TMP"/site/auditq/_auditq*.so | grep -q libauditq; then
+    echo "FAIL: the module links libauditq.so; it should carry libauditq.a"; exit 1
+fi
+(cd "$AQ_TMP" && PYTHONPATH=$AQ_TMP/site /usr/bin/python3 -P -c \
+    "import auditq; assert auditq.__file__.startswith('$AQ_TMP/site/'), auditq.__file__; assert issubclass(auditq.BufferFullError, auditq.AuditqError)")
+it_pass "pip wheel --no-build-isolation --no-index: offline build, module + .pyi + py.typed + middleware, self-contained"
+
+# it_setup without its harness_init (done above, for the wheel's temp dir)
+redis_start
+AQ_PG_FAST=${AQ_PG_FAST:-1} pg_start
+"$BIN/auditqctl" migrate >/dev/null
 worker_start w1 --set batch_size=500
 
 export AQ_REDIS_DIR AQ_TMP AQ_PSQL
