@@ -218,7 +218,10 @@ AUDITQ_API auditq_rc auditq_close(auditq *q);
  * (the parent keeps the spool's lock; the child no longer holds it when the
  * parent exits) -- and frees the copy without taking its locks, which a
  * parent thread may have held at the fork. Events buffered in the parent
- * stay the parent's to deliver; the child sends none of them. The spool
+ * stay the parent's to deliver; the child sends none of them. What the
+ * parent's threads held privately at the fork (their batch buffers, about
+ * 16 KiB a handle) cannot be found from the child and stays allocated in
+ * it. The spool
  * file stays locked by the parent: give the child's new handle another
  * spool_path. Only for a child of fork(); in any other process the handle
  * must be released with auditq_close. NULL-safe (returns AUDITQ_OK).
