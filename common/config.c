@@ -82,6 +82,7 @@ static int cf_check_namespace(const char *v, char *why, size_t whylen);
 static int cf_check_redis_url(const char *v, char *why, size_t whylen);
 static int cf_check_opt_redis_url(const char *v, char *why, size_t whylen);
 static int cf_check_ident(const char *v, char *why, size_t whylen);
+static int cf_check_sentinels(const char *v, char *why, size_t whylen);
 static int cf_check_listen(const char *v, char *why, size_t whylen);
 
 #define F(field) offsetof(aq_config, field), sizeof(((aq_config *)0)->field)
@@ -99,6 +100,11 @@ static const cf_entry cf_table[] = {
     /* connections */
     STR("redis_url", redis_url, "redis://127.0.0.1:6379", 1, cf_check_redis_url, false, true,
         "Redis to read jobs from: redis[s]://[user[:password]@]host[:port][/db][?tls_ca=FILE...] or unix:///path[?db=N]"),
+    STR("redis_sentinels", redis_sentinels, "", 0, cf_check_sentinels, false, false,
+        "Redis Sentinel: host:port list of sentinels asked for the master on every connect; when set "
+        "it decides the server and redis_url gives only credentials, database and TLS; \"\" = none"),
+    STR("redis_master_name", redis_master_name, "", 0, NULL, false, false,
+        "Redis Sentinel: the name the sentinels monitor the master under (needed with redis_sentinels)"),
     STR("database_url", database_url, "postgresql://localhost/auditq", 0, NULL, false, true,
         "PostgreSQL to write events to: a libpq URI or conninfo string (\"host=... dbname=...\"); "
         "\"\" = libpq defaults and PG* variables; several hosts with target_session_attrs=read-write "
@@ -350,6 +356,36 @@ static int cf_check_listen(const char *v, char *why, size_t whylen)
 bad:
     text_errf(why, whylen, "must be host:port, e.g. 127.0.0.1:9187 (loopback only) or :9187 (all addresses)");
     return -1;
+}
+
+/* Each item ends in :PORT; the host part and the pairing with
+ * redis_master_name are checked where the target is built
+ * (redis_target_sentinels: config.c stays free of the Redis module). */
+static int cf_check_sentinels(const char *v, char *why, size_t whylen)
+{
+    const char *p = v;
+    while (*p) {
+        p += strspn(p, " \t,");
+        size_t n = strcspn(p, " \t,");
+        const char *colon = n ? memrchr(p, ':', n) : NULL;
+        char *end;
+        long port = 0;
+        if (n == 0)
+            break;
+        if (colon && colon > p && colon + 1 < p + n) {
+            errno = 0;
+            port = strtol(colon + 1, &end, 10);
+            if (errno || end != p + n)
+                port = 0;
+        }
+        if (port < 1 || port > 65535) {
+            text_errf(why, whylen, "'%.*s' is not host:port (e.g. 10.0.0.5:26379); separate sentinels "
+                      "with commas", (int)(n > 80 ? 80 : n), p);
+            return -1;
+        }
+        p += n;
+    }
+    return 0;
 }
 
 /* Only the scheme is checked here; redis_url_parse checks the rest when the
@@ -639,6 +675,12 @@ int config_validate(const aq_config *c, char *err, size_t errlen)
                 "raise heartbeat_timeout_ms to %ld or lower heartbeat_interval_ms",
                 c->heartbeat_timeout_ms, c->heartbeat_interval_ms,
                 2L * c->heartbeat_interval_ms);
+        return -1;
+    }
+    if (c->redis_sentinels[0] && !c->redis_master_name[0]) {
+        text_errf(err, errlen,
+                "redis_sentinels is set but redis_master_name is empty: set it to the name the "
+                "sentinels monitor the master under (sentinel.conf: sentinel monitor NAME ...)");
         return -1;
     }
     if (c->retain_months < c->hot_months) {

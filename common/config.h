@@ -14,6 +14,8 @@ enum { SELF_AUDIT_REQUIRED = 0, SELF_AUDIT_OPTIONAL = 1 };
 
 typedef struct aq_config {
     char redis_url[512];
+    char redis_sentinels[512];   /* "host:port,...": ask these for the master; "" = redis_url's host */
+    char redis_master_name[128]; /* the name the sentinels monitor it under */
     char database_url[1024];
     char namespace_[65];
     int threads;                 /* 0 = number of cores */

@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -457,8 +458,9 @@ out:
 }
 #endif
 
-redisContext *redis_connect(const aq_redis_target *t, int connect_timeout_ms, int timeout_ms,
-                            char *err, size_t errlen, int *auth_failed)
+/* One server at t->host:port (or t->unix_path); see redis_connect. */
+static redisContext *connect_one(const aq_redis_target *t, int connect_timeout_ms, int timeout_ms,
+                                 char *err, size_t errlen, int *auth_failed)
 {
     struct timeval ct = {connect_timeout_ms / 1000, (connect_timeout_ms % 1000) * 1000};
     struct timeval ot = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
@@ -551,6 +553,251 @@ fail:
         freeReplyObject(r);
     redisFree(c);
     return NULL;
+}
+
+/* ---- Sentinel ------------------------------------------------------------- */
+
+enum { SENTINELS_MAX = 16 };
+
+typedef struct sentinel_addr {
+    char host[256];
+    int port;
+} sentinel_addr;
+
+/* Splits "host:port, [v6]:port" into a[]; returns the count, or -1 with
+ * the bad item in err. */
+static int sentinels_split(const char *list, sentinel_addr *a, int max, char *err, size_t errlen)
+{
+    const char *p = list;
+    int n = 0;
+
+    while (*p) {
+        p += strspn(p, " \t,");
+        if (!*p)
+            break;
+        size_t len = strcspn(p, " \t,");
+        const char *hs = p, *he, *colon;
+        if (*p == '[') {
+            const char *rb = memchr(p, ']', len);
+            colon = rb && rb + 1 < p + len && rb[1] == ':' ? rb + 1 : NULL;
+            hs = p + 1;
+            he = rb;
+        } else {
+            colon = memrchr(p, ':', len);
+            he = colon;
+        }
+        if (n == max) {
+            snprintf(err, errlen, "redis_sentinels: more than %d sentinels listed", max);
+            return -1;
+        }
+        if (!colon || !he || he == hs || (size_t)(he - hs) >= sizeof a[n].host ||
+            parse_int(colon + 1, (size_t)(p + len - colon - 1), 1, 65535, &a[n].port) != 0) {
+            snprintf(err, errlen, "redis_sentinels: '%.*s' is not host:port (e.g. 10.0.0.5:26379, "
+                     "[::1]:26379); separate sentinels with commas", (int)(len > 80 ? 80 : len), p);
+            return -1;
+        }
+        memcpy(a[n].host, hs, (size_t)(he - hs));
+        a[n].host[he - hs] = '\0';
+        n++;
+        p += len;
+    }
+    return n;
+}
+
+int redis_target_sentinels(aq_redis_target *t, const char *sentinels, const char *master_name,
+                           char *err, size_t errlen)
+{
+    sentinel_addr a[SENTINELS_MAX];
+    int n;
+
+    if (!sentinels || !sentinels[0]) {
+        t->sentinels[0] = '\0';
+        t->master_name[0] = '\0';
+        return 0;
+    }
+    if (strlen(sentinels) >= sizeof t->sentinels) {
+        snprintf(err, errlen, "redis_sentinels: longer than %zu bytes", sizeof t->sentinels - 1);
+        return -1;
+    }
+    n = sentinels_split(sentinels, a, SENTINELS_MAX, err, errlen);
+    if (n < 0)
+        return -1;
+    if (n == 0) {
+        snprintf(err, errlen, "redis_sentinels: no host:port listed");
+        return -1;
+    }
+    if (!master_name || !master_name[0] || strlen(master_name) >= sizeof t->master_name ||
+        strcspn(master_name, " \t\r\n") != strlen(master_name)) {
+        snprintf(err, errlen, "redis_sentinels is set, so redis_master_name must be too: the name the "
+                 "sentinels monitor the master under (sentinel.conf 'sentinel monitor NAME ...'), "
+                 "1..%zu characters without spaces", sizeof t->master_name - 1);
+        return -1;
+    }
+    if (t->unix_path[0]) {
+        snprintf(err, errlen, "redis_sentinels cannot be used with a unix:// redis_url: use "
+                 "redis://[user:password@]any/db for the credentials and database");
+        return -1;
+    }
+    memcpy(t->sentinels, sentinels, strlen(sentinels) + 1);
+    memcpy(t->master_name, master_name, strlen(master_name) + 1);
+    return 0;
+}
+
+int redis_reply_wants_reconnect(const char *reply)
+{
+    if (!reply)
+        return 0;
+    return strncmp(reply, "READONLY", 8) == 0 || strncmp(reply, "LOADING", 7) == 0 ||
+           strncmp(reply, "MASTERDOWN", 10) == 0 || strncmp(reply, "NOREPLICAS", 10) == 0 ||
+           /* inside a script Redis prefixes the error of the call */
+           strstr(reply, "READONLY You can't write") != NULL;
+}
+
+int redis_mark_if_demoted(redisContext *c, const redisReply *r)
+{
+    if (!c || !r || r->type != REDIS_REPLY_ERROR || !redis_reply_wants_reconnect(r->str))
+        return 0;
+    /* hiredis refuses every later command on a context with err set. */
+    c->err = REDIS_ERR_OTHER;
+    snprintf(c->errstr, sizeof c->errstr, "not a writable master any more (%.*s)",
+             (int)(r->len > 80 ? 80 : r->len), r->str);
+    return 1;
+}
+
+/* Appends "; " and a formatted note to buf (cap bytes), truncating. */
+static void note_add(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void note_add(char *buf, size_t cap, const char *fmt, ...)
+{
+    size_t n = strlen(buf);
+    va_list ap;
+
+    if (n + 3 >= cap)
+        return;
+    if (n) {
+        memcpy(buf + n, "; ", 3);
+        n += 2;
+    }
+    va_start(ap, fmt);
+    vsnprintf(buf + n, cap - n, fmt, ap);
+    va_end(ap);
+}
+
+/* 1 when ROLE says master. A ROLE the ACL refuses counts as master (the
+ * writes will say otherwise, and READONLY drops the connection then). */
+static int role_is_master(redisContext *c, char *role, size_t rolelen)
+{
+    redisReply *r = redisCommand(c, "ROLE");
+    int ok = 0;
+
+    snprintf(role, rolelen, "%.60s", r ? "unknown" : c->errstr);
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 && r->element[0]->type == REDIS_REPLY_STRING) {
+        snprintf(role, rolelen, "%.60s", r->element[0]->str);
+        ok = strcmp(r->element[0]->str, "master") == 0;
+    } else if (r && r->type == REDIS_REPLY_ERROR) {
+        ok = redis_refusal_kind(r->str) != REDIS_REFUSED_NONE;
+    }
+    if (r)
+        freeReplyObject(r);
+    return ok;
+}
+
+/* DESIGN: the Sentinel client protocol. Each connect asks the sentinels
+ * in their listed order and takes the first address one gives; ROLE on
+ * that server must say master, else (a stale sentinel during a fail-over)
+ * the next sentinel is asked. No address is cached: a reconnect after a
+ * fail-over, a READONLY, a LOADING or a refused write asks again, which
+ * is how producers and workers follow a promotion. Sentinels are spoken
+ * to in plain TCP without a login (sentinel.conf has its own requirepass:
+ * not supported yet). */
+static redisContext *connect_sentinel(const aq_redis_target *t, int connect_timeout_ms, int timeout_ms,
+                                      char *err, size_t errlen, int *auth_failed)
+{
+    sentinel_addr a[SENTINELS_MAX];
+    int sto = connect_timeout_ms < 1000 ? connect_timeout_ms : 1000;
+    struct timeval tv = {sto / 1000, (sto % 1000) * 1000};
+    char down[600] = "", seen[600] = "", lasterr[300] = "";
+    int n, reached = 0, unknown = 0;
+
+    n = sentinels_split(t->sentinels, a, SENTINELS_MAX, err, errlen);
+    if (n <= 0)
+        return NULL;
+    for (int i = 0; i < n; i++) {
+        redisContext *s = redisConnectWithTimeout(a[i].host, a[i].port, tv);
+        redisReply *r = NULL;
+        if (!s || s->err || redisSetTimeout(s, tv) != REDIS_OK ||
+            !(r = redisCommand(s, "SENTINEL get-master-addr-by-name %s", t->master_name))) {
+            note_add(down, sizeof down, "%s:%d: %s", a[i].host, a[i].port, s ? s->errstr : "out of memory");
+            if (s)
+                redisFree(s);
+            continue;
+        }
+        reached++;
+        if (r->type == REDIS_REPLY_NIL) {
+            unknown++;
+        } else if (r->type == REDIS_REPLY_ERROR) {
+            note_add(seen, sizeof seen, "%s:%d answered %.*s", a[i].host, a[i].port, (int)r->len, r->str);
+        } else if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                   r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_STRING) {
+            aq_redis_target m = *t;
+            char role[64];
+            int port = 0;
+            if (r->element[0]->len >= sizeof m.host ||
+                parse_int(r->element[1]->str, r->element[1]->len, 1, 65535, &port) != 0) {
+                note_add(seen, sizeof seen, "%s:%d gave a bad address", a[i].host, a[i].port);
+            } else {
+                memcpy(m.host, r->element[0]->str, r->element[0]->len + 1);
+                m.port = port;
+                m.sentinels[0] = '\0';
+                redisContext *c = connect_one(&m, connect_timeout_ms, timeout_ms, lasterr, sizeof lasterr,
+                                              auth_failed);
+                if (c && role_is_master(c, role, sizeof role)) {
+                    freeReplyObject(r);
+                    redisFree(s);
+                    return c;
+                }
+                if (c) {
+                    note_add(seen, sizeof seen, "%s:%d names %s:%d, which is a %s", a[i].host, a[i].port,
+                             m.host, m.port, role);
+                    redisFree(c);
+                } else {
+                    if (auth_failed && *auth_failed) { /* configuration: no other server will do better */
+                        snprintf(err, errlen, "%s", lasterr);
+                        freeReplyObject(r);
+                        redisFree(s);
+                        return NULL;
+                    }
+                    note_add(seen, sizeof seen, "%s:%d names %s:%d: %s", a[i].host, a[i].port, m.host,
+                             m.port, lasterr);
+                }
+            }
+        } else {
+            note_add(seen, sizeof seen, "%s:%d gave an unexpected reply", a[i].host, a[i].port);
+        }
+        freeReplyObject(r);
+        redisFree(s);
+    }
+    if (reached == 0)
+        snprintf(err, errlen, "no Redis sentinel reachable (%s): check redis_sentinels and that the "
+                 "sentinels run", down);
+    else if (unknown == reached)
+        snprintf(err, errlen, "the Redis sentinels know no master named '%s': check redis_master_name "
+                 "(SENTINEL MASTERS on a sentinel lists the names it monitors)", t->master_name);
+    else
+        snprintf(err, errlen, "no Redis sentinel names a reachable master for '%s' (%s%s%s%s%s): a "
+                 "fail-over may be under way or the sentinels disagree; retrying asks them again",
+                 t->master_name, seen, unknown ? "; " : "", unknown ? "some know no such master" : "",
+                 down[0] ? "; unreachable: " : "", down);
+    return NULL;
+}
+
+redisContext *redis_connect(const aq_redis_target *t, int connect_timeout_ms, int timeout_ms,
+                            char *err, size_t errlen, int *auth_failed)
+{
+    if (auth_failed)
+        *auth_failed = 0;
+    if (t->sentinels[0])
+        return connect_sentinel(t, connect_timeout_ms, timeout_ms, err, errlen, auth_failed);
+    return connect_one(t, connect_timeout_ms, timeout_ms, err, errlen, auth_failed);
 }
 
 long long redis_reply_ll(const redisReply *r)

@@ -22,7 +22,30 @@ typedef struct aq_redis_target {
     char tls_cert[256];    /* client certificate (with tls_key), may be empty */
     char tls_key[256];
     char tls_server_name[256]; /* name to verify and send as SNI; empty: host */
+    /* Sentinel (redis_sentinels, redis_master_name): when sentinels is set,
+     * host and port above are ignored and every connect asks the sentinels
+     * for the master; the URL gives only credentials, database and TLS. */
+    char sentinels[512];   /* "host:port,host:port" (spaces allowed); "" = none */
+    char master_name[128];
 } aq_redis_target;
+
+/* Checks a redis_sentinels list ("host:port, host:port", [ipv6]:port
+ * allowed) and a master name, and stores both in t (sentinels "" clears
+ * Sentinel mode). Returns 0, or -1 with the reason and the fix in err. */
+int redis_target_sentinels(aq_redis_target *t, const char *sentinels, const char *master_name,
+                           char *err, size_t errlen);
+
+/* 1 when an error reply means this connection no longer reaches a
+ * writable master, so the caller must drop it and connect again (which
+ * asks the sentinels anew): READONLY (a replica now), LOADING,
+ * MASTERDOWN, NOREPLICAS (min-replicas-to-write refused the write). */
+int redis_reply_wants_reconnect(const char *reply);
+
+/* When r is an error reply that redis_reply_wants_reconnect, marks c as
+ * failed (c->err, the reply in c->errstr) so that every caller's existing
+ * "connection lost" path drops it and connects again, and returns 1; else
+ * 0. One place for the rule, whatever the command or script was. */
+int redis_mark_if_demoted(redisContext *c, const redisReply *r);
 
 /* 1 when this build can connect with TLS (rediss://). */
 int redis_tls_available(void);
@@ -45,7 +68,13 @@ long long redis_reply_ll(const redisReply *r);
 /* Frees the replies r[0..n) (NULL ones skipped) and sets each to NULL. */
 void redis_free_replies(redisReply **r, size_t n);
 
-/* Connects within connect_timeout_ms, sets the command timeout, does the
+/* With t->sentinels set, first asks each sentinel in turn (each within
+ * min(connect_timeout_ms, 1000) ms) SENTINEL get-master-addr-by-name,
+ * connects to the address given, and confirms with ROLE that it is a
+ * master; the message in err then names the cause: no sentinel reachable,
+ * an unknown master name, or no sentinel naming a server that is a master
+ * (sentinels disagree, fail-over under way).
+ * Connects within connect_timeout_ms, sets the command timeout, does the
  * TLS handshake (rediss://, certificate and host name verified), then
  * AUTH when a password is set, or else a PING so that a server that wants
  * a login says so now, and SELECT when db is set. Returns a context the

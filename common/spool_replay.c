@@ -170,6 +170,13 @@ int spool_push(redisContext *c, spool_pusher *pp, const aq_keys *k, const aq_red
         }
         if (r->type == REDIS_REPLY_INTEGER) {
             done[sent[i]] = 1;
+        } else if (redis_mark_if_demoted(c, r)) {
+            /* READONLY/LOADING/NOREPLICAS: connect again (Sentinel: to
+             * the new master); the groups not done are sent again. */
+            if (rc == 0)
+                snprintf(err, errlen, "connection to Redis dropped: %s", c->errstr);
+            *conn_broken = 1;
+            rc = -1;
         } else if (rc == 0) {
             /* e.g. OOM, NOPERM, WRONGTYPE: the first one is reported; keep
              * reading, the pipeline must be drained. */

@@ -72,6 +72,12 @@ auditq_rc auditq_open(const auditq_config *cfg, auditq **out)
         free(q);
         return AUDITQ_ERR_CONFIG;
     }
+    if (redis_target_sentinels(&q->target, cfg->redis_sentinels, cfg->redis_master_name, err,
+                               sizeof err) != 0) {
+        producer_set_error("%s", err);
+        free(q);
+        return AUDITQ_ERR_CONFIG;
+    }
     /* Before any thread starts: a key that cannot be read refuses the
      * handle, so no event is ever sent unprotected. */
     if (protect_parse(cfg->protect_fields, &q->protect, err, sizeof err) != 0) {

@@ -157,7 +157,9 @@ auditq_rc pool_command(pool *q, int argc, const char **argv, const size_t *argl,
         slot_put(q, idx, 1);
         return rc;
     }
-    slot_put(q, idx, 0);
+    /* READONLY, LOADING, NOREPLICAS: drop it, the next send connects
+     * again (with Sentinel: to the master it names now). */
+    slot_put(q, idx, redis_mark_if_demoted(c, r));
     if (r->type == REDIS_REPLY_ERROR) {
         char why[400];
         /* An ACL refusal names the user, the command and the fix. */

@@ -117,7 +117,7 @@ static const struct int_setting {
 /* Every key auditq_config_set takes, for the "did you mean" of an unknown
  * one (the same edit distance as the worker's config table). */
 static const char *const config_keys[] = {
-    "redis_url", "namespace", "connect_timeout_ms", "timeout_ms", "sync_connections",
+    "redis_url", "redis_sentinels", "redis_master_name", "namespace", "connect_timeout_ms", "timeout_ms", "sync_connections",
     "buffer_events", "batch_size", "flush_interval_ms", "full_policy", "enqueue_timeout_ms",
     "close_timeout_ms", "max_job_bytes", "spool_path", "spool_fsync", "spool_fsync_interval_ms",
     "spool_max_bytes", "spool_full_policy", "protect_fields", "protect_key_file",
@@ -158,6 +158,30 @@ auditq_rc auditq_config_set(auditq_config *cfg, const char *key, const char *val
             return AUDITQ_ERR_CONFIG;
         }
         memcpy(cfg->redis_url, value, strlen(value) + 1);
+        return AUDITQ_OK;
+    }
+    if (strcmp(key, "redis_sentinels") == 0) {
+        aq_redis_target t;
+        char err[200];
+        memset(&t, 0, sizeof t);
+        if (strlen(value) >= sizeof cfg->redis_sentinels) {
+            producer_set_error("redis_sentinels: longer than %zu bytes", sizeof cfg->redis_sentinels - 1);
+            return AUDITQ_ERR_CONFIG;
+        }
+        if (redis_target_sentinels(&t, value, "x", err, sizeof err) != 0) {
+            producer_set_error("%s", err);
+            return AUDITQ_ERR_CONFIG;
+        }
+        memcpy(cfg->redis_sentinels, value, strlen(value) + 1);
+        return AUDITQ_OK;
+    }
+    if (strcmp(key, "redis_master_name") == 0) {
+        if (strlen(value) >= sizeof cfg->redis_master_name || strcspn(value, " \t\r\n") != strlen(value)) {
+            producer_set_error("redis_master_name = '%s': at most %zu characters, no spaces", value,
+                               sizeof cfg->redis_master_name - 1);
+            return AUDITQ_ERR_CONFIG;
+        }
+        memcpy(cfg->redis_master_name, value, strlen(value) + 1);
         return AUDITQ_OK;
     }
     if (strcmp(key, "namespace") == 0) {

@@ -21,6 +21,8 @@ enum { SPOOL_FULL_ERROR = 0, SPOOL_FULL_BLOCK = 1 };
 
 struct auditq_config {
     char redis_url[512];
+    char redis_sentinels[512]; /* "" = redis_url's host */
+    char redis_master_name[128];
     char ns[AQ_NS_MAX + 1];
     int connect_timeout_ms;
     int timeout_ms;

@@ -19,7 +19,8 @@ static aq_redis_target ctl_target;
 
 redisContext *ctl_redis_connect(const aq_config *cfg, char *err, size_t errlen)
 {
-    if (redis_url_parse(cfg->redis_url, &ctl_target, err, errlen) != 0)
+    if (redis_url_parse(cfg->redis_url, &ctl_target, err, errlen) != 0 ||
+        redis_target_sentinels(&ctl_target, cfg->redis_sentinels, cfg->redis_master_name, err, errlen) != 0)
         return NULL;
     return redis_connect(&ctl_target, cfg->redis_connect_timeout_ms, cfg->redis_timeout_ms, err, errlen,
                          NULL);
@@ -50,11 +51,16 @@ redisContext *ctl_redis_open(const aq_config *cfg, const char *cmd, aq_keys *k, 
         *rc = CTL_USAGE;
         return NULL;
     }
+    if (redis_target_sentinels(t, cfg->redis_sentinels, cfg->redis_master_name, err, sizeof err) != 0) {
+        fprintf(stderr, "auditqctl %s: %s\n", cmd, err);
+        *rc = CTL_USAGE;
+        return NULL;
+    }
     c = redis_connect(t, cfg->redis_connect_timeout_ms, cfg->redis_timeout_ms, err, sizeof err, &auth_failed);
     if (!c) {
         /* A refused login's message already says what to fix. */
         fprintf(stderr, "auditqctl %s: %s%s\n", cmd, err,
-                auth_failed ? "" : "; check redis_url (AUDITQ_REDIS_URL) and that Redis is running");
+                auth_failed ? "" : t->sentinels[0] ? "" : "; check redis_url (AUDITQ_REDIS_URL) and that Redis is running");
         *rc = CTL_FAILED;
         return NULL;
     }

@@ -372,6 +372,8 @@ static int load_config(launcher *l, int argc, char **argv, int *check, int *prin
     atomic_store(&log_level, w->cfg.log_level);
     config_env_unknown(warn_env, NULL);
     if (redis_url_parse(w->cfg.redis_url, &w->rt, err, sizeof err) != 0 ||
+        redis_target_sentinels(&w->rt, w->cfg.redis_sentinels, w->cfg.redis_master_name, err,
+                               sizeof err) != 0 ||
         keys_init(&w->keys, w->cfg.namespace_) != 0)
         goto bad;
     return 0;

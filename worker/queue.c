@@ -434,6 +434,10 @@ static redisReply *run(redisContext *c, script *s, int nkeys, int argc, const ch
             freeReplyObject(r);
             continue;
         }
+        /* A demoted master (READONLY after a Sentinel fail-over), LOADING:
+         * c->err is set so that the thread drops this connection and
+         * connects again, to the master the sentinels name now. */
+        redis_mark_if_demoted(c, r);
         if (r->type == REDIS_REPLY_ERROR) {
             snprintf(err, errlen, "%s script: %.*s", s->name, (int)r->len, r->str);
             freeReplyObject(r);

@@ -129,6 +129,9 @@ static auditq *open_q(void)
     auditq_config *cfg = auditq_config_new();
     auditq *q = NULL;
     auditq_config_set(cfg, "redis_url", env_or("AUDITQ_REDIS_URL", "redis://127.0.0.1:6379"));
+    /* Redis Sentinel (it_43): the same variables the worker reads. */
+    auditq_config_set(cfg, "redis_sentinels", env_or("AUDITQ_REDIS_SENTINELS", ""));
+    auditq_config_set(cfg, "redis_master_name", env_or("AUDITQ_REDIS_MASTER_NAME", ""));
     auditq_config_set(cfg, "batch_size", "2000");
     auditq_config_set(cfg, "flush_interval_ms", "200");
     if (auditq_open(cfg, &q) != AUDITQ_OK) {
