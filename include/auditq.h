@@ -151,6 +151,12 @@ AUDITQ_API auditq_config *auditq_config_new(void);
 /* Sets one setting by name from text, validated now. Keys:
  *   redis_url          redis://[user[:password]@]host[:port][/db] or
  *                      unix:///path/to/redis.sock   (default redis://127.0.0.1:6379)
+ *   redis_sentinels    Redis Sentinel: "host:port, host:port, ..."; when
+ *                      set, every connect asks these for the master (and
+ *                      checks ROLE), and redis_url gives only credentials,
+ *                      database and TLS (default "": redis_url's server)
+ *   redis_master_name  the name the sentinels monitor the master under
+ *                      (needed with redis_sentinels)
  *   namespace          key prefix inside the {hash tag}   (default "auditq")
  *   connect_timeout_ms 1..60000    (default 500)
  *   timeout_ms         1..60000    Redis command timeout (default 1000)

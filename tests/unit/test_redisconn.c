@@ -190,6 +190,61 @@ static void test_refusals(void **state)
                              "or user off; fix redis_url or the ACL (docs/SECURITY.md)");
 }
 
+/* redis_sentinels: the list syntax, the pairing with redis_master_name,
+ * and which error replies drop a connection (Sentinel fail-over). */
+static void test_sentinels(void **state)
+{
+    (void)state;
+    aq_redis_target t;
+    char err[300] = "";
+    static const struct {
+        const char *list, *name, *err;
+    } bad[] = {
+        {"10.0.0.5", "m", "redis_sentinels: '10.0.0.5' is not host:port (e.g. 10.0.0.5:26379, [::1]:26379); "
+                          "separate sentinels with commas"},
+        {"a:1, b:99999", "m", "redis_sentinels: 'b:99999' is not host:port (e.g. 10.0.0.5:26379, [::1]:26379); "
+                              "separate sentinels with commas"},
+        {" , ", "m", "redis_sentinels: no host:port listed"},
+        {"a:1", "", "redis_sentinels is set, so redis_master_name must be too: the name the sentinels monitor "
+                    "the master under (sentinel.conf 'sentinel monitor NAME ...'), 1..127 characters without "
+                    "spaces"},
+        {"a:1", "my master", "redis_sentinels is set, so redis_master_name must be too: the name the sentinels "
+                             "monitor the master under (sentinel.conf 'sentinel monitor NAME ...'), 1..127 "
+                             "characters without spaces"},
+    };
+
+    assert_int_equal(redis_url_parse("redis://u:pw@ignored:1/3", &t, err, sizeof err), 0);
+    assert_int_equal(redis_target_sentinels(&t, "10.0.0.5:26379, [::1]:26380,s3:26381", "mymaster", err, sizeof err),
+                     0);
+    assert_string_equal(t.sentinels, "10.0.0.5:26379, [::1]:26380,s3:26381");
+    assert_string_equal(t.master_name, "mymaster");
+    assert_string_equal(t.password, "pw"); /* the URL keeps credentials and db */
+    assert_int_equal(t.db, 3);
+    assert_int_equal(redis_target_sentinels(&t, "", "ignored", err, sizeof err), 0);
+    assert_string_equal(t.sentinels, "");
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        if (redis_target_sentinels(&t, bad[i].list, bad[i].name, err, sizeof err) != -1 ||
+            strcmp(err, bad[i].err) != 0)
+            fail_msg("case %zu: '%s'", i, err);
+    }
+    assert_int_equal(redis_url_parse("unix:///tmp/r.sock", &t, err, sizeof err), 0);
+    assert_int_equal(redis_target_sentinels(&t, "a:1", "m", err, sizeof err), -1);
+    assert_string_equal(err, "redis_sentinels cannot be used with a unix:// redis_url: use "
+                             "redis://[user:password@]any/db for the credentials and database");
+
+    assert_true(redis_reply_wants_reconnect("READONLY You can't write against a read only replica."));
+    assert_true(redis_reply_wants_reconnect("LOADING Redis is loading the dataset in memory"));
+    assert_true(redis_reply_wants_reconnect("MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'."));
+    assert_true(redis_reply_wants_reconnect("NOREPLICAS Not enough good replicas to write."));
+    assert_true(redis_reply_wants_reconnect(
+        "ERR Error running script (call to f_1234): @user_script:5: @user_script: 5: -READONLY You can't write "
+        "against a read only replica."));
+    assert_false(redis_reply_wants_reconnect("OOM command not allowed when used memory > 'maxmemory'."));
+    assert_false(redis_reply_wants_reconnect("NOSCRIPT No matching script."));
+    assert_false(redis_reply_wants_reconnect(NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -198,6 +253,7 @@ int main(void)
         cmocka_unit_test(test_rediss),
         cmocka_unit_test(test_mask),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_sentinels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
