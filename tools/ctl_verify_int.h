@@ -1,0 +1,118 @@
+/* ctl_verify_int.h -- what the parts of `auditqctl verify` share (not a
+ * public interface): the run's state, its findings, and the helpers every
+ * stream uses. The parts (docs/INTEGRITY.md, "The verify command"):
+ *   ctl_verify.c          options, keys, published checkpoints, the range
+ *                         of an incremental run, the report (and DESIGN)
+ *   ctl_verify_util.c     findings, byte order, SQL helpers, retention leaves
+ *   ctl_verify_tree.c     stream 1: the tree against every checkpoint
+ *   ctl_verify_rows.c     streams 2 and 3: the rows against their evidence;
+ *                         retention months
+ *   ctl_verify_archive.c  --archive FILE
+ *   ctl_verify_event.c    --event ID: an inclusion proof
+ */
+#ifndef AQ_CTL_VERIFY_INT_H
+#define AQ_CTL_VERIFY_INT_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "checkpoint.h"
+#include "config.h"
+#include "entry.h"
+#include "merkle.h"
+
+#define VERIFY_PROG "auditqctl verify"
+#define VERIFY_FETCH 5000
+#define VERIFY_FETCH_TREE 64
+#define VERIFY_FINDINGS_KEPT 1000
+#define VERIFY_MAX_KEYS 16
+#define VERIFY_PROGRESS_ROWS 200000
+
+/* The 18 entry fields of audit_events row `e`, in entry order (entry.h). */
+#define VERIFY_ROW_FIELDS                                                              \
+    "e.event_id::text, (extract(epoch from e.occurred_at) * 1000000)::bigint::text, "  \
+    "(extract(epoch from e.received_at) * 1000000)::bigint::text, e.priority, "        \
+    "e.tenant_id, e.actor_id, e.actor_type, e.action, e.entity_type, e.entity_id, "    \
+    "e.outcome, e.source_ip, e.user_agent, e.request_id, e.session_id, "               \
+    "e.changes::text, e.metadata::text, e.clock_flag"
+
+/* The same in binary result format for the full run's stream: event_id
+ * (16 bytes), occurred_at and received_at (int64 microseconds since
+ * 2000-01-01) as they are stored, formatted here -- PostgreSQL's own
+ * ::text and extract(epoch ...)::numeric were a fifth of its time per row.
+ * verify_row_texts turns them into the entry's texts. */
+#define VERIFY_ROW_FIELDS_RAW                                                          \
+    "e.event_id, e.occurred_at, e.received_at, e.priority, "                           \
+    "e.tenant_id, e.actor_id, e.actor_type, e.action, e.entity_type, e.entity_id, "    \
+    "e.outcome, e.source_ip, e.user_agent, e.request_id, e.session_id, "               \
+    "e.changes::text, e.metadata::text, e.clock_flag"
+/* PostgreSQL's timestamp epoch (2000-01-01) in Unix microseconds. */
+#define VERIFY_PG_EPOCH_US 946684800000000LL
+
+typedef struct finding {
+    char kind[24];
+    char text[480];
+} finding;
+
+typedef struct verify {
+    const aq_config *cfg;
+    PGconn *pg;
+    int json, tty;
+    ckpt_key keys[VERIFY_MAX_KEYS];
+    size_t nkeys;
+    const char *anchors;
+    long long pending_max_ms;
+
+    /* published checkpoints, sorted by size */
+    struct pubck { uint64_t size; merkle_hash root; char file[256]; } *pub;
+    size_t npub;
+
+    finding *found;
+    size_t nfound, nfound_total;
+
+    /* results */
+    uint64_t tree_lo, tree_hi;        /* leaf range checked */
+    uint64_t event_leaves, retention_leaves;
+    uint64_t ck_db, ck_pub, ck_matched;
+    uint64_t rows_checked, rows_ok, archived, pending, inserted;
+    int tree_broken;                  /* a gap: later roots cannot be compared */
+    uint64_t last_good_size;
+    char key_used[CKPT_NAME_MAX + 16];
+    int64_t t_lo_us, t_hi_us;         /* received_at window (incremental) */
+    int have_window;
+} verify;
+
+
+/* What retention removed, per month (from auditq_evidence_retention). */
+typedef struct retmonth {
+    int64_t from_us, to_us;
+    long long expected, found;
+    int records;
+    char record_id[24], month[16], hash[65];
+} retmonth;
+
+/* ctl_verify_util.c */
+void vfind(verify *v, const char *kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void vfy_b64(const unsigned char *p, size_t n, char *out, size_t cap);
+uint64_t vfy_be64(const char *p);
+uint32_t vfy_be32(const char *p);
+void verify_row_texts(const PGresult *r, int i, int col, const char *vals[ENTRY_EVENT_NFIELDS],
+                      size_t lens[ENTRY_EVENT_NFIELDS], char *buf);
+int vsql(verify *v, const char *sql);
+PGresult *vfetch(verify *v, const char *cursor);
+int vdeclare(verify *v, const char *name, const char *query, int np, const char *const *pv);
+int vfy_retention_leaf(const char *const f[6], const int lens[6], merkle_hash out);
+
+/* ctl_verify_tree.c: streams the tree over leaves [f->size, hi). */
+int verify_tree(verify *v, merkle_frontier *f, uint64_t hi);
+/* ctl_verify_rows.c */
+int verify_rows(verify *v, retmonth *rm, size_t nrm, int with_pending);
+int verify_inserted(verify *v);
+int load_retention(verify *v, retmonth **out, size_t *n);
+int verify_retention(verify *v, retmonth *rm, size_t nrm);
+/* ctl_verify_archive.c */
+int verify_archive(verify *v, const char *file);
+/* ctl_verify_event.c */
+int verify_event(verify *v, const char *id, const char *outfile);
+#endif
