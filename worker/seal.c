@@ -17,7 +17,8 @@
  *   2. the newest checkpoint row: tree size, events, frontier (the compact
  *      range, at most 64 hashes: the whole state needed to append).
  *   3. committed items (batches and retention records) with no assignment,
- *      in id order, at most SEAL_MAX_LEAVES leaves.
+ *      in id order, at most SEAL_MAX_LEAVES leaves: the batches above the
+ *      watermark (below), every retention record (one per month removed).
  *   4. append their leaves to the frontier, compute the root, sign the
  *      checkpoint note (C2SP tlog-checkpoint, Ed25519) with seal_key_file.
  *   5. INSERT the assignments (item -> first leaf index) and the checkpoint
@@ -56,6 +57,24 @@
  *   a superuser inserting forged pending evidence before it is sealed:
  *     sealed like any other (out of scope, docs/INTEGRITY.md: the
  *     sequencer trusts committed evidence).
+ *
+ * Watermark: a tick reads the batches with batch_id > floor_id (the
+ * primary key's index), not every batch ever stored. Ids are drawn in one
+ * order and committed in another, so the floor may only pass an id once no
+ * transaction that drew an id up to it can still commit. A batch's id is
+ * drawn by the evidence trigger after its statement stored rows, so the
+ * drawing transaction already has an xid. Each tick reads, in this order,
+ * the sequence's last value L, then (a later snapshot) the snapshot's xmax
+ * X: every transaction that drew an id <= L has an xid < X. On a later tick
+ * whose snapshot xmin >= X all of them have ended, so every id <= L is
+ * committed (and visible to that tick) or never will be; if that tick
+ * seals everything it sees pending (it did not stop at its bound), no
+ * batch with an id <= L is left unsealed and the floor becomes L. The floor
+ * lags about two ticks behind; it lives in this process only (0 at start
+ * and after a takeover: one full read, as before). A batch inserted by
+ * hand without a prior write in its transaction could draw its id before
+ * its xid and be passed over: it stays pending, which verify reports.
+ * Retention records are few and always read in full.
  *
  * Bounded work: a tick appends at most SEAL_MAX_LEAVES leaves (a backlog
  * after downtime is sealed in several checkpoints, back to back), and its
@@ -118,6 +137,13 @@ struct seal {
     int pg_down_logged;
     char *retry[SEAL_RETRY_MAX];          /* anchor_command retries (thread only) */
     size_t nretry;
+    /* The watermark (thread only; DESIGN): batches with ids <= floor are
+     * all sealed or never committed; cand_id/cand_xmax: the newest id
+     * drawn and the snapshot's xmax read after it on an earlier tick,
+     * promoted to the floor once every transaction below cand_xmax is done. */
+    uint64_t floor_id;
+    uint64_t cand_id, cand_xmax;
+    int have_cand;
 
     /* metrics: written by the thread, read by the main thread */
     atomic_uint_fast64_t tree_size;       /* newest checkpoint seen */
@@ -482,7 +508,9 @@ static int seal_tick(seal *s, int *more, char *err, size_t errlen)
     size_t notelen = 0, frlen;
     uint64_t events = 0, added = 0;
     int64_t oldest_age_us = 0;
-    int rc = -1, nitems, taken = 0;
+    int rc = -1, nitems, taken = 0, promote;
+    uint64_t last_id, xmin, xmax, promote_to;
+    char floortxt[32];
 
     *more = 0;
     if (seal_cmd(s->pg, "BEGIN", "BEGIN", err, errlen) != 0)
@@ -522,23 +550,51 @@ static int seal_tick(seal *s, int *more, char *err, size_t errlen)
     }
     PQclear(r);
 
+    /* The watermark's inputs (DESIGN): the newest id drawn, then, from a
+     * later snapshot, its xmin and xmax. */
+    r = PQexec(s->pg, "SELECT coalesce(pg_sequence_last_value('auditq_evidence_seq'), 0)::text");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        seal_pgerr(s->pg, r, "reading the evidence sequence", err, errlen);
+        goto out;
+    }
+    last_id = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    r = PQexec(s->pg, "SELECT pg_snapshot_xmin(pg_current_snapshot())::text,"
+                      " pg_snapshot_xmax(pg_current_snapshot())::text");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        seal_pgerr(s->pg, r, "reading the snapshot", err, errlen);
+        goto out;
+    }
+    xmin = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+    xmax = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
+    PQclear(r);
+    /* Every transaction that drew an id <= cand_id has ended: once this
+     * tick has sealed all it sees, no such batch is left pending. */
+    promote = s->have_cand && xmin >= s->cand_xmax;
+    promote_to = s->cand_id;
+    s->have_cand = 1;
+    s->cand_id = last_id;
+    s->cand_xmax = xmax;
+
     /* 3. pending items, in id order */
     snprintf(limit, sizeof limit, "%d", SEAL_MAX_ITEMS);
+    snprintf(floortxt, sizeof floortxt, "%" PRIu64, s->floor_id);
     {
-        const char *pv[1] = { limit };
+        const char *pv[2] = { limit, floortxt };
         r = PQexecParams(s->pg,
             "SELECT p.id, p.kind, p.n, p.leaves,"
             "       (extract(epoch FROM clock_timestamp() - p.created_at) * 1000000)::bigint"
             "  FROM (SELECT b.batch_id AS id, 'batch'::text AS kind, b.n, b.leaves, b.created_at"
             "          FROM auditq_evidence_batch b"
-            "         WHERE NOT EXISTS (SELECT 1 FROM auditq_seal_assignment a WHERE a.item_id = b.batch_id)"
+            "         WHERE b.batch_id > $2::bigint"
+            "           AND NOT EXISTS (SELECT 1 FROM auditq_seal_assignment a WHERE a.item_id = b.batch_id)"
             "        UNION ALL"
             "        SELECT r.record_id, 'retention', 1,"
             "               sha256('\\x00'::bytea || auditq_retention_entry(r)), r.created_at"
             "          FROM auditq_evidence_retention r"
             "         WHERE NOT EXISTS (SELECT 1 FROM auditq_seal_assignment a WHERE a.item_id = r.record_id)"
             "       ) p ORDER BY p.id LIMIT $1::int",
-            1, NULL, pv, NULL, NULL, 1);
+            2, NULL, pv, NULL, NULL, 1);
     }
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         seal_pgerr(s->pg, r, "reading pending evidence", err, errlen);
@@ -546,6 +602,8 @@ static int seal_tick(seal *s, int *more, char *err, size_t errlen)
     }
     nitems = PQntuples(r);
     if (nitems == 0) {
+        if (promote && promote_to > s->floor_id)
+            s->floor_id = promote_to;
         rc = 0;
         goto out;
     }
@@ -641,6 +699,8 @@ static int seal_tick(seal *s, int *more, char *err, size_t errlen)
     }
     if (seal_cmd(s->pg, "COMMIT", "COMMIT of the checkpoint", err, errlen) != 0)
         goto out_nrb;
+    if (promote && !*more && promote_to > s->floor_id)
+        s->floor_id = promote_to;
     atomic_store(&s->tree_size, f.size);
     atomic_store(&s->events, events);
     atomic_store(&s->ckpt_time_us, clock_now_us());
