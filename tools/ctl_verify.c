@@ -67,7 +67,7 @@ const char ctl_verify_synopsis[] =
 const char ctl_verify_help[] =
     "Usage: auditqctl [OPTIONS] verify [--key FILE]... [--anchors DIR] [--json]\n"
     "                                  [--since TIME] [--until TIME] [--pending-max DURATION]\n"
-    "                                  [--archive FILE]...\n"
+    "                                  [--archive FILE]... [--jobs N]\n"
     "       auditqctl [OPTIONS] verify --event ID [--out FILE] [--key FILE]...\n"
     "       auditqctl [OPTIONS] verify --proof FILE [--key FILE]... [--json]\n"
     "\n"
@@ -97,6 +97,9 @@ const char ctl_verify_help[] =
     "                    (ISO 8601 or anything PostgreSQL's timestamptz reads),\n"
     "                    trusting its signed frontier: an incremental run\n"
     "  --until TIME      stop at the newest checkpoint signed at or before TIME\n"
+    "  --jobs N          read the rows over N connections in parallel, each a\n"
+    "                    range of occurred_at, all in one snapshot (default 2,\n"
+    "                    at most 16; 1: one connection)\n"
     "  --archive FILE    also check an archive_mode=csv export (.csv.gz) against\n"
     "                    the evidence and its retention record (repeatable)\n"
     "  --event ID        write an inclusion proof of event ID against the newest\n"
@@ -334,6 +337,8 @@ int ctl_verify(const aq_config *cfg, int argc, char **argv)
     char err[600];
 
     memset(v, 0, sizeof *v);
+    pthread_mutex_init(&v->found_mu, NULL);
+    v->jobs = VERIFY_JOBS_DEFAULT;
     v->cfg = cfg;
     v->anchors = cfg->anchor_dir;
     v->pending_max_ms = 5 * 60 * 1000;
@@ -349,7 +354,7 @@ int ctl_verify(const aq_config *cfg, int argc, char **argv)
                                    strcmp(a, "--event") == 0 || strcmp(a, "--out") == 0 ||
                                    strcmp(a, "--proof") == 0 || strcmp(a, "--since") == 0 ||
                                    strcmp(a, "--until") == 0 || strcmp(a, "--archive") == 0 ||
-                                   strcmp(a, "--pending-max") == 0)) {
+                                   strcmp(a, "--pending-max") == 0 || strcmp(a, "--jobs") == 0)) {
             fprintf(stderr, "%s: %s needs a value; see 'auditqctl verify --help'\n", VERIFY_PROG, a);
             return CTL_USAGE;
         } else if (strcmp(a, "--key") == 0) {
@@ -376,6 +381,15 @@ int ctl_verify(const aq_config *cfg, int argc, char **argv)
                 return CTL_USAGE;
             }
             archives[narch++] = val;
+        } else if (strcmp(a, "--jobs") == 0) {
+            char *end;
+            long j = strtol(val, &end, 10);
+            if (*val == '\0' || *end != '\0' || j < 1 || j > VERIFY_MAX_JOBS) {
+                fprintf(stderr, "%s: --jobs %s: give a number of connections from 1 to %d\n", VERIFY_PROG, val,
+                        VERIFY_MAX_JOBS);
+                return CTL_USAGE;
+            }
+            v->jobs = (int)j;
         } else if (strcmp(a, "--pending-max") == 0) {
             if (ctl_parse_duration_ms(val, &v->pending_max_ms, err, sizeof err) != 0) {
                 fprintf(stderr, "%s: --pending-max %s: %s\n", VERIFY_PROG, val, err);

@@ -12,6 +12,8 @@
  */
 #ifndef AQ_CTL_VERIFY_INT_H
 #define AQ_CTL_VERIFY_INT_H
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,6 +30,9 @@
 #define VERIFY_FINDINGS_KEPT 1000
 #define VERIFY_MAX_KEYS 16
 #define VERIFY_PROGRESS_ROWS 200000
+/* --jobs: connections that read the rows in parallel, at most. */
+#define VERIFY_MAX_JOBS 16
+#define VERIFY_JOBS_DEFAULT 2
 
 /* The 18 entry fields of audit_events row `e`, in entry order (entry.h). */
 #define VERIFY_ROW_FIELDS                                                              \
@@ -81,6 +86,9 @@ typedef struct verify {
     char key_used[CKPT_NAME_MAX + 16];
     int64_t t_lo_us, t_hi_us;         /* received_at window (incremental) */
     int have_window;
+    int jobs;                         /* --jobs: parts of stream 2 in parallel */
+    atomic_uint_fast64_t progress;    /* rows of stream 2 seen, all parts */
+    pthread_mutex_t found_mu;         /* vfind from several parts */
 } verify;
 
 

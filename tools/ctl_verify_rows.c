@@ -3,6 +3,8 @@
  * evidence whose row is gone, the rows no evidence covers; and the months
  * retention removed. */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -22,14 +24,107 @@
 
 /* ---- stream 2: evidence joined to rows ----------------------------------------- */
 
-int verify_rows(verify *v, retmonth *rm, size_t nrm, int with_pending)
-{
-    char lo_t[32], hi_t[32];
-    const char *pv[4] = { lo_t, hi_t, with_pending ? "true" : "false", v->have_window ? "true" : "false" };
-    char q[600];
-    int rc = -1;
-    uint64_t seen = 0;
+/* One part of stream 2: the evidence and the rows whose occurred_at is in
+ * [lo, hi), over its own connection (part 0: the run's). Counts are the
+ * part's own, added to the run's when every part is done; findings go
+ * through vfind (locked). */
+typedef struct rowpart {
+    verify *v;
+    PGconn *pg;
+    int own;                       /* pg was opened for this part */
+    char lo[48], hi[48];           /* timestamptz texts; -infinity / infinity */
+    const retmonth *rm;
+    size_t nrm;
+    long long *rm_found;           /* per month of rm: archived rows found */
+    int with_pending;
+    uint64_t rows_checked, rows_ok, archived, pending, inserted;
+    int rc;
+    pthread_t tid;
+} rowpart;
 
+static int part_sql(rowpart *p, const char *sql)
+{
+    PGresult *r = PQexec(p->pg, sql);
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (!ok) {
+        char first[600];
+        ctl_first_line(PQresultErrorMessage(r), first, sizeof first);
+        fprintf(stderr, "%s: %s: %s\n", VERIFY_PROG, sql, first);
+    }
+    PQclear(r);
+    return ok ? 0 : -1;
+}
+
+static void part_row(rowpart *p, const PGresult *r, int i)
+{
+    verify *v = p->v;
+    const char *id = PQgetvalue(r, i, 0);
+    int64_t occ = (int64_t)vfy_be64(PQgetvalue(r, i, 1));
+    uint64_t batch = vfy_be64(PQgetvalue(r, i, 2));
+    uint64_t pos = vfy_be64(PQgetvalue(r, i, 3));
+    int sealed = !PQgetisnull(r, i, 4);
+    uint64_t leaf_index = sealed ? vfy_be64(PQgetvalue(r, i, 4)) : 0;
+    const char *sealed_leaf = PQgetvalue(r, i, 5);
+    int64_t age_ms = (int64_t)vfy_be64(PQgetvalue(r, i, 6));
+    int found = PQgetvalue(r, i, 7)[0] != 0;
+    const char *vals[ENTRY_EVENT_NFIELDS];
+    size_t lens[ENTRY_EVENT_NFIELDS];
+    char where[160], tb[100];
+
+    if (PQgetisnull(r, i, 0)) {
+        /* A row of the FULL JOIN with no evidence. */
+        verify_row_texts(r, i, 8, vals, lens, tb);
+        p->inserted++;
+        vfind(v, "inserted_row", "inserted row: event_id %.36s (received_at %s): no evidence covers it",
+              vals[0], PQgetvalue(r, i, 8 + ENTRY_EVENT_NFIELDS));
+        return;
+    }
+    if (sealed)
+        snprintf(where, sizeof where, "leaf %" PRIu64 ", batch %" PRIu64 " position %" PRIu64,
+                 leaf_index, batch, pos);
+    else
+        snprintf(where, sizeof where, "batch %" PRIu64 " position %" PRIu64 ", not sealed yet", batch, pos);
+    if (!sealed) {
+        p->pending++;
+        if (age_ms > v->pending_max_ms && pos == 1)
+            vfind(v, "pending", "batch %" PRIu64 " was committed %.1f s ago and is not sealed yet "
+                  "(more than --pending-max): is a worker with seal_key_file running?", batch,
+                  (double)age_ms / 1000.0);
+    }
+    if (!found) {
+        size_t k;
+        for (k = 0; k < p->nrm; k++)
+            if (occ >= p->rm[k].from_us && occ < p->rm[k].to_us)
+                break;
+        if (k < p->nrm && p->rm[k].records > 0) {
+            p->rm_found[k]++;
+            p->archived++;
+        } else {
+            vfind(v, "deleted_row", "deleted row: event_id %.36s (%s): its sealed evidence has no "
+                  "row in audit_events", id, where);
+        }
+    } else {
+        merkle_hash leaf;
+
+        verify_row_texts(r, i, 8, vals, lens, tb);
+        p->rows_checked++;
+        if (entry_event_leaf_hash(vals, lens, leaf) != 0 || memcmp(leaf, sealed_leaf, MERKLE_HASH_LEN) != 0)
+            vfind(v, "modified_row", "modified row: event_id %.36s (%s): the stored row does not "
+                  "hash to its sealed leaf", id, where);
+        else
+            p->rows_ok++;
+    }
+}
+
+static void *part_run(void *arg)
+{
+    rowpart *p = arg;
+    verify *v = p->v;
+    char lo_t[32], hi_t[32];
+    const char *pv[6] = { lo_t, hi_t, p->with_pending ? "true" : "false", v->have_window ? "true" : "false",
+                          p->lo, p->hi };
+
+    p->rc = -1;
     snprintf(lo_t, sizeof lo_t, "%" PRIu64, v->tree_lo);
     snprintf(hi_t, sizeof hi_t, "%" PRIu64, v->tree_hi);
     /* Full run: one hash FULL JOIN of the evidence and the rows (rows with
@@ -37,9 +132,11 @@ int verify_rows(verify *v, retmonth *rm, size_t nrm, int with_pending)
      * evidence side and scanning audit_events once beats both per-row
      * index lookups (what the planner picks, misjudging unnest's size) and
      * sorting both sides for a merge. Incremental: the evidence of the
-     * range, LEFT JOIN the rows; stream 3 finds inserted rows. */
-    if (vsql(v, "SET LOCAL enable_nestloop = off") != 0 || vsql(v, "SET LOCAL enable_mergejoin = off") != 0 ||
-        !PQsendQueryParams(v->pg,
+     * range, LEFT JOIN the rows; stream 3 finds inserted rows. Both sides
+     * are limited to the part's occurred_at range, so that the partitions
+     * outside it are pruned and the batches outside it skipped. */
+    if (part_sql(p, "SET LOCAL enable_nestloop = off") != 0 || part_sql(p, "SET LOCAL enable_mergejoin = off") != 0 ||
+        !PQsendQueryParams(p->pg,
             "SELECT ev.event_id::text, (extract(epoch from ev.occurred_at) * 1000000)::bigint, ev.batch_id,"
             "       ev.pos, ev.first_leaf + ev.pos - 1,"
             "       substring(ev.leaves from ((ev.pos - 1) * 32 + 1)::int for 32),"
@@ -52,24 +149,27 @@ int verify_rows(verify *v, retmonth *rm, size_t nrm, int with_pending)
             "          FROM auditq_evidence_batch b"
             "          LEFT JOIN auditq_seal_assignment a ON a.item_id = b.batch_id"
             "         CROSS JOIN LATERAL unnest(b.event_ids, b.occurred_ats) WITH ORDINALITY AS u(event_id, occurred_at, pos)"
-            "         WHERE (a.first_leaf >= $1::bigint AND a.first_leaf < $2::bigint)"
-            "            OR (a.item_id IS NULL AND $3::boolean)) ev"
-            " FULL JOIN audit_events e ON e.event_id = ev.event_id AND e.occurred_at = ev.occurred_at"
+            "         WHERE ((a.first_leaf >= $1::bigint AND a.first_leaf < $2::bigint)"
+            "                OR (a.item_id IS NULL AND $3::boolean))"
+            "           AND b.max_occurred_at >= $5::timestamptz AND b.min_occurred_at < $6::timestamptz"
+            "           AND u.occurred_at >= $5::timestamptz AND u.occurred_at < $6::timestamptz) ev"
+            " FULL JOIN (SELECT * FROM audit_events"
+            "             WHERE occurred_at >= $5::timestamptz AND occurred_at < $6::timestamptz) e"
+            "   ON e.event_id = ev.event_id AND e.occurred_at = ev.occurred_at"
             " WHERE ev.event_id IS NOT NULL OR NOT $4::boolean",
-            4, NULL, pv, NULL, NULL, 1) ||
-        !PQsetSingleRowMode(v->pg)) {
+            6, NULL, pv, NULL, NULL, 1) ||
+        !PQsetSingleRowMode(p->pg)) {
         char first[600];
-        ctl_first_line(PQerrorMessage(v->pg), first, sizeof first);
+        ctl_first_line(PQerrorMessage(p->pg), first, sizeof first);
         fprintf(stderr, "%s: reading the rows and their evidence: %s\n", VERIFY_PROG, first);
-        return -1;
+        return NULL;
     }
     /* Single-row mode, not a cursor: PostgreSQL streams the join while we
      * hash the rows already received (a FETCH makes each side wait for the
      * other: measured 14.3 s for 1M rows, the sum of both sides' CPU).
      * Memory: one row at a time. */
     for (;;) {
-        PGresult *r = PQgetResult(v->pg);
-        int n;
+        PGresult *r = PQgetResult(p->pg);
 
         if (r == NULL)
             break;
@@ -82,87 +182,145 @@ int verify_rows(verify *v, retmonth *rm, size_t nrm, int with_pending)
             ctl_first_line(PQresultErrorMessage(r), first, sizeof first);
             fprintf(stderr, "%s: reading the rows and their evidence: %s\n", VERIFY_PROG, first);
             PQclear(r);
-            while ((r = PQgetResult(v->pg)) != NULL)
+            while ((r = PQgetResult(p->pg)) != NULL)
                 PQclear(r);
-            goto out;
+            return NULL;
         }
-        n = PQntuples(r);
-        for (int i = 0; i < n; i++) {
-            const char *id = PQgetvalue(r, i, 0);
-            int64_t occ = (int64_t)vfy_be64(PQgetvalue(r, i, 1));
-            uint64_t batch = vfy_be64(PQgetvalue(r, i, 2));
-            uint64_t pos = vfy_be64(PQgetvalue(r, i, 3));
-            int sealed = !PQgetisnull(r, i, 4);
-            uint64_t leaf_index = sealed ? vfy_be64(PQgetvalue(r, i, 4)) : 0;
-            const char *sealed_leaf = PQgetvalue(r, i, 5);
-            int64_t age_ms = (int64_t)vfy_be64(PQgetvalue(r, i, 6));
-            int found = PQgetvalue(r, i, 7)[0] != 0;
-            char where[160];
-
-            if (PQgetisnull(r, i, 0)) {
-                /* A row of the FULL JOIN with no evidence. */
-                const char *iv[ENTRY_EVENT_NFIELDS];
-                size_t il[ENTRY_EVENT_NFIELDS];
-                char tb[100];
-
-                verify_row_texts(r, i, 8, iv, il, tb);
-                v->inserted++;
-                vfind(v, "inserted_row", "inserted row: event_id %.36s (received_at %s): no evidence covers it",
-                      iv[0], PQgetvalue(r, i, 8 + ENTRY_EVENT_NFIELDS));
-                continue;
-            }
-
-            if (sealed)
-                snprintf(where, sizeof where, "leaf %" PRIu64 ", batch %" PRIu64 " position %" PRIu64,
-                         leaf_index, batch, pos);
-            else
-                snprintf(where, sizeof where, "batch %" PRIu64 " position %" PRIu64 ", not sealed yet",
-                         batch, pos);
-            if (!sealed) {
-                v->pending++;
-                if (age_ms > v->pending_max_ms && pos == 1)
-                    vfind(v, "pending", "batch %" PRIu64 " was committed %.1f s ago and is not sealed yet "
-                          "(more than --pending-max): is a worker with seal_key_file running?", batch,
-                          (double)age_ms / 1000.0);
-            }
-            if (!found) {
-                size_t k;
-                for (k = 0; k < nrm; k++)
-                    if (occ >= rm[k].from_us && occ < rm[k].to_us)
-                        break;
-                if (k < nrm && rm[k].records > 0) {
-                    rm[k].found++;
-                    v->archived++;
-                } else {
-                    vfind(v, "deleted_row", "deleted row: event_id %.36s (%s): its sealed evidence has no "
-                          "row in audit_events", id, where);
-                }
-            } else {
-                const char *vals[ENTRY_EVENT_NFIELDS];
-                size_t lens[ENTRY_EVENT_NFIELDS];
-                merkle_hash leaf;
-
-                char tb[100];
-
-                verify_row_texts(r, i, 8, vals, lens, tb);
-                v->rows_checked++;
-                if (entry_event_leaf_hash(vals, lens, leaf) != 0 ||
-                    memcmp(leaf, sealed_leaf, MERKLE_HASH_LEN) != 0)
-                    vfind(v, "modified_row", "modified row: event_id %.36s (%s): the stored row does not "
-                          "hash to its sealed leaf", id, where);
-                else
-                    v->rows_ok++;
-            }
-            if (v->tty && ++seen % VERIFY_PROGRESS_ROWS == 0)
+        for (int i = 0; i < PQntuples(r); i++) {
+            uint64_t seen = atomic_fetch_add(&v->progress, 1) + 1;
+            part_row(p, r, i);
+            if (v->tty && seen % VERIFY_PROGRESS_ROWS == 0)
                 fprintf(stderr, "\r%s: %" PRIu64 " rows ...", VERIFY_PROG, seen);
         }
         PQclear(r);
     }
-    if (v->tty && seen >= VERIFY_PROGRESS_ROWS)
-        fprintf(stderr, "\r%s: %" PRIu64 " rows, done\n", VERIFY_PROG, seen);
+    p->rc = 0;
+    return NULL;
+}
+
+/* A part's connection: the run's snapshot (exported by the run's
+ * transaction), so every part reads the same database state. */
+static int part_connect(rowpart *p, const char *snapshot)
+{
+    char sql[160];
+
+    p->pg = ctl_pg_connect(p->v->cfg, VERIFY_PROG, "UTF8");
+    if (p->pg == NULL)
+        return -1;
+    p->own = 1;
+    snprintf(sql, sizeof sql, "SET TRANSACTION SNAPSHOT '%s'", snapshot);
+    if (part_sql(p, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") != 0 || part_sql(p, sql) != 0 ||
+        part_sql(p, "SET LOCAL TimeZone = 'UTC'") != 0 || part_sql(p, "SET LOCAL statement_timeout = 0") != 0 ||
+        part_sql(p, "SET LOCAL work_mem = '256MB'") != 0)
+        return -1;
+    return 0;
+}
+
+/* The occurred_at bounds that split the evidence into `jobs` parts of about
+ * as many events each (by the batches' first occurred_at, weighted by
+ * their size), into bounds[0 .. jobs - 2]. */
+static int part_bounds(verify *v, int jobs, char (*bounds)[48])
+{
+    char nj[16];
+    const char *pv[1] = { nj };
+    PGresult *r;
+
+    snprintf(nj, sizeof nj, "%d", jobs);
+    r = PQexecParams(v->pg,
+        "WITH q AS MATERIALIZED (SELECT min_occurred_at AS m,"
+        "                               sum(n) OVER (ORDER BY min_occurred_at, batch_id) AS cs,"
+        "                               sum(n) OVER () AS tot"
+        "                          FROM auditq_evidence_batch)"
+        "SELECT coalesce((SELECT q.m FROM q WHERE q.cs * $1::int >= q.tot * j ORDER BY q.cs LIMIT 1),"
+        "                'infinity')::text"
+        "  FROM generate_series(1, $1::int - 1) AS j ORDER BY j",
+        1, NULL, pv, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != jobs - 1) {
+        char first[600];
+        ctl_first_line(PQresultErrorMessage(r), first, sizeof first);
+        fprintf(stderr, "%s: splitting the rows into %d parts: %s\n", VERIFY_PROG, jobs, first);
+        PQclear(r);
+        return -1;
+    }
+    for (int j = 0; j < jobs - 1; j++)
+        snprintf(bounds[j], sizeof bounds[j], "%.47s", PQgetvalue(r, j, 0));
+    PQclear(r);
+    return 0;
+}
+
+int verify_rows(verify *v, retmonth *rm, size_t nrm, int with_pending)
+{
+    rowpart parts[VERIFY_MAX_JOBS];
+    char bounds[VERIFY_MAX_JOBS][48], snapshot[128] = "";
+    int jobs = v->jobs < 1 ? 1 : v->jobs, rc = -1, started = 0;
+
+    memset(parts, 0, sizeof parts);
+    if (jobs > 1) {
+        PGresult *r = PQexec(v->pg, "SELECT pg_export_snapshot()");
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            char first[600];
+            ctl_first_line(PQresultErrorMessage(r), first, sizeof first);
+            fprintf(stderr, "%s: exporting the snapshot for --jobs: %s\n", VERIFY_PROG, first);
+            PQclear(r);
+            return -1;
+        }
+        snprintf(snapshot, sizeof snapshot, "%s", PQgetvalue(r, 0, 0));
+        PQclear(r);
+        if (part_bounds(v, jobs, bounds) != 0)
+            return -1;
+    }
+    for (int j = 0; j < jobs; j++) {
+        rowpart *p = &parts[j];
+        p->v = v;
+        p->rm = rm;
+        p->nrm = nrm;
+        p->with_pending = with_pending;
+        p->rm_found = calloc(nrm ? nrm : 1, sizeof *p->rm_found);
+        if (p->rm_found == NULL) {
+            fprintf(stderr, "%s: out of memory\n", VERIFY_PROG);
+            goto out;
+        }
+        snprintf(p->lo, sizeof p->lo, "%.47s", j == 0 ? "-infinity" : bounds[j - 1]);
+        snprintf(p->hi, sizeof p->hi, "%.47s", j == jobs - 1 ? "infinity" : bounds[j]);
+        if (j == 0) {
+            p->pg = v->pg;
+        } else if (part_connect(p, snapshot) != 0) {
+            goto out;
+        }
+    }
+    for (int j = 1; j < jobs; j++) {
+        if (pthread_create(&parts[j].tid, NULL, part_run, &parts[j]) != 0) {
+            fprintf(stderr, "%s: cannot start a thread for --jobs\n", VERIFY_PROG);
+            break;
+        }
+        started = j;
+    }
+    part_run(&parts[0]);
+    for (int j = 1; j <= started; j++)
+        pthread_join(parts[j].tid, NULL);
+    if (started != jobs - 1)
+        goto out;
+    if (v->tty && atomic_load(&v->progress) >= VERIFY_PROGRESS_ROWS)
+        fprintf(stderr, "\r%s: %" PRIu64 " rows, done\n", VERIFY_PROG, (uint64_t)atomic_load(&v->progress));
     rc = 0;
+    for (int j = 0; j < jobs; j++) {
+        rowpart *p = &parts[j];
+        if (p->rc != 0)
+            rc = -1;
+        v->rows_checked += p->rows_checked;
+        v->rows_ok += p->rows_ok;
+        v->archived += p->archived;
+        v->pending += p->pending;
+        v->inserted += p->inserted;
+        for (size_t k = 0; k < nrm; k++)
+            rm[k].found += p->rm_found[k];
+    }
 out:
-    (void)q;
+    for (int j = 0; j < jobs; j++) {
+        if (parts[j].own)
+            PQfinish(parts[j].pg);
+        free(parts[j].rm_found);
+    }
     return rc;
 }
 
@@ -252,9 +410,85 @@ int load_retention(verify *v, retmonth **out, size_t *n)
 }
 
 /* Per month retention removed: the leaves whose rows are gone must be
- * exactly the removed ones -- the count, and (one record for the month)
- * the SHA-256 over their sealed leaf hashes in (event_id, occurred_at)
- * order, which the record took over the rows at removal. */
+ * exactly the removed ones -- the count, and per record the SHA-256 over
+ * the sealed leaf hashes of its rows in (event_id, occurred_at) order,
+ * which the record took over the rows at removal.
+ *
+ * A month can have several records: its table removed, then late rows of
+ * the month (landed in DEFAULT, moved into a new table of the month by
+ * `partitions ensure`) removed by a later run. A record's rows are those
+ * of the month committed before it and after the month's previous record:
+ * while a month has a table, every row of the month is in it (DEFAULT
+ * holds none), and the record is taken in the transaction that removes the
+ * table, after the writers that stored into it committed (their evidence
+ * batches' created_at is stamped in their transactions, so it is earlier
+ * than the record's); a row stored after the removal has a later
+ * created_at. So each record is compared with the leaves of the month's
+ * batches created in [previous record's created_at, its created_at). */
+static int retention_records(verify *v, const retmonth *m)
+{
+    char f[32], t[32];
+    const char *pv[2] = { f, t };
+    PGresult *recs;
+    int rc = -1;
+
+    snprintf(f, sizeof f, "%" PRId64, m->from_us);
+    snprintf(t, sizeof t, "%" PRId64, m->to_us);
+    recs = PQexecParams(v->pg,
+        "SELECT record_id::text, row_count, encode(leaves_hash, 'hex'),"
+        "       coalesce(lag(created_at) OVER (ORDER BY created_at, record_id), '-infinity')::text, created_at::text"
+        "  FROM auditq_evidence_retention"
+        " WHERE month_from = to_timestamp($1::bigint / 1e6) ORDER BY created_at, record_id",
+        1, NULL, pv, NULL, NULL, 0);
+    if (PQresultStatus(recs) != PGRES_TUPLES_OK) {
+        char first[600];
+        ctl_first_line(PQresultErrorMessage(recs), first, sizeof first);
+        fprintf(stderr, "%s: reading the retention records of %s: %s\n", VERIFY_PROG, m->month, first);
+        PQclear(recs);
+        return -1;
+    }
+    for (int i = 0; i < PQntuples(recs); i++) {
+        /* One record: every leaf of the month whose row is gone. */
+        int one = PQntuples(recs) == 1;
+        const char *bv[4] = { f, t, one ? "-infinity" : PQgetvalue(recs, i, 3),
+                              one ? "infinity" : PQgetvalue(recs, i, 4) };
+        long long want = strtoll(PQgetvalue(recs, i, 1), NULL, 10), got;
+        PGresult *r = PQexecParams(v->pg,
+            "SELECT count(*),"
+            "       encode(sha256(coalesce(string_agg(substring(b.leaves from ((u.pos - 1) * 32 + 1)::int for 32),"
+            "                                          ''::bytea ORDER BY u.event_id, u.occurred_at), ''::bytea)), 'hex')"
+            "  FROM auditq_evidence_batch b"
+            " CROSS JOIN LATERAL unnest(b.event_ids, b.occurred_ats) WITH ORDINALITY AS u(event_id, occurred_at, pos)"
+            " WHERE tstzrange(b.min_occurred_at, b.max_occurred_at, '[]') && "
+            "       tstzrange(to_timestamp($1::bigint / 1e6), to_timestamp($2::bigint / 1e6), '[)')"
+            "   AND b.created_at >= $3::timestamptz AND b.created_at < $4::timestamptz"
+            "   AND u.occurred_at >= to_timestamp($1::bigint / 1e6) AND u.occurred_at < to_timestamp($2::bigint / 1e6)"
+            "   AND NOT EXISTS (SELECT 1 FROM audit_events e WHERE e.event_id = u.event_id AND e.occurred_at = u.occurred_at)",
+            4, NULL, bv, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            char first[600];
+            ctl_first_line(PQresultErrorMessage(r), first, sizeof first);
+            fprintf(stderr, "%s: hashing archived leaves: %s\n", VERIFY_PROG, first);
+            PQclear(r);
+            goto out;
+        }
+        got = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        if (got != want)
+            vfind(v, "retention", "month %s: retention record %s removed %lld rows, but %lld sealed leaves of "
+                  "that month committed between the month's previous record and it have no row", m->month,
+                  PQgetvalue(recs, i, 0), want, got);
+        else if (strcmp(PQgetvalue(r, 0, 1), PQgetvalue(recs, i, 2)) != 0)
+            vfind(v, "retention", "month %s: the %lld rows retention removed (record %s) hash to %s, their "
+                  "sealed leaves to %s: a row was altered before it was removed", m->month, want,
+                  PQgetvalue(recs, i, 0), PQgetvalue(recs, i, 2), PQgetvalue(r, 0, 1));
+        PQclear(r);
+    }
+    rc = 0;
+out:
+    PQclear(recs);
+    return rc;
+}
+
 int verify_retention(verify *v, retmonth *rm, size_t nrm)
 {
     for (size_t k = 0; k < nrm; k++) {
@@ -265,34 +499,10 @@ int verify_retention(verify *v, retmonth *rm, size_t nrm)
                   m->found - m->expected);
             continue;
         }
-        if (m->records != 1 || v->have_window)
+        if (v->have_window)
             continue;
-        char f[32], t[32];
-        const char *pv[2] = { f, t };
-        snprintf(f, sizeof f, "%" PRId64, m->from_us);
-        snprintf(t, sizeof t, "%" PRId64, m->to_us);
-        PGresult *r = PQexecParams(v->pg,
-            "SELECT encode(sha256(coalesce(string_agg(substring(b.leaves from ((u.pos - 1) * 32 + 1)::int for 32),"
-            "                                          ''::bytea ORDER BY u.event_id, u.occurred_at), ''::bytea)), 'hex')"
-            "  FROM auditq_evidence_batch b"
-            " CROSS JOIN LATERAL unnest(b.event_ids, b.occurred_ats) WITH ORDINALITY AS u(event_id, occurred_at, pos)"
-            " WHERE tstzrange(b.min_occurred_at, b.max_occurred_at, '[]') && "
-            "       tstzrange(to_timestamp($1::bigint / 1e6), to_timestamp($2::bigint / 1e6), '[)')"
-            "   AND u.occurred_at >= to_timestamp($1::bigint / 1e6) AND u.occurred_at < to_timestamp($2::bigint / 1e6)"
-            "   AND NOT EXISTS (SELECT 1 FROM audit_events e WHERE e.event_id = u.event_id AND e.occurred_at = u.occurred_at)",
-            2, NULL, pv, NULL, NULL, 0);
-        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-            char first[600];
-            ctl_first_line(PQresultErrorMessage(r), first, sizeof first);
-            fprintf(stderr, "%s: hashing archived leaves: %s\n", VERIFY_PROG, first);
-            PQclear(r);
+        if (retention_records(v, m) != 0)
             return -1;
-        }
-        if (strcmp(PQgetvalue(r, 0, 0), m->hash) != 0)
-            vfind(v, "retention", "month %s: the %lld rows retention removed (record %s) hash to %s, their "
-                  "sealed leaves to %s: a row was altered before it was removed", m->month, m->expected,
-                  m->record_id, m->hash, PQgetvalue(r, 0, 0));
-        PQclear(r);
     }
     return 0;
 }

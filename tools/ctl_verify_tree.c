@@ -260,7 +260,8 @@ int verify_tree(verify *v, merkle_frontier *f, uint64_t hi)
             goto out;
     }
     for (; pi < v->npub; pi++) {
-        if (v->tree_broken)
+        /* Beyond hi (--until): after the range this run checks. */
+        if (v->tree_broken || v->pub[pi].size > hi)
             continue;
         vfind(v, "rolled_back", "published checkpoint %s (tree size %" PRIu64 ") is larger than the tree "
               "in PostgreSQL (%" PRIu64 " leaves): evidence and checkpoints were removed from the "

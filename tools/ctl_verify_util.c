@@ -1,5 +1,6 @@
 /* ctl_verify_util.c -- helpers of `auditqctl verify` (ctl_verify_int.h):
  * findings, byte order, SQL and cursors, the retention entry's leaf. */
+#include <pthread.h>
 #include <stdarg.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -24,20 +25,21 @@
 void vfind(verify *v, const char *kind, const char *fmt, ...)
 {
     va_list ap;
+    finding *f = NULL;
 
+    /* Stream 2 runs in several threads (--jobs). */
+    pthread_mutex_lock(&v->found_mu);
     v->nfound_total++;
-    if (v->nfound >= VERIFY_FINDINGS_KEPT)
-        return;
-    if (v->found == NULL) {
+    if (v->nfound < VERIFY_FINDINGS_KEPT && v->found == NULL)
         v->found = calloc(VERIFY_FINDINGS_KEPT, sizeof *v->found);
-        if (v->found == NULL)
-            return;
+    if (v->nfound < VERIFY_FINDINGS_KEPT && v->found != NULL) {
+        f = &v->found[v->nfound++];
+        snprintf(f->kind, sizeof f->kind, "%s", kind);
+        va_start(ap, fmt);
+        vsnprintf(f->text, sizeof f->text, fmt, ap);
+        va_end(ap);
     }
-    finding *f = &v->found[v->nfound++];
-    snprintf(f->kind, sizeof f->kind, "%s", kind);
-    va_start(ap, fmt);
-    vsnprintf(f->text, sizeof f->text, fmt, ap);
-    va_end(ap);
+    pthread_mutex_unlock(&v->found_mu);
 }
 
 void vfy_b64(const unsigned char *p, size_t n, char *out, size_t cap)

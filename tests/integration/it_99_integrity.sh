@@ -150,6 +150,30 @@ print(str(v["verified"]).lower(), v["from_leaf"], v["findings_total"])' "$json")
     "verify --since: verified from the starting checkpoint's size"
 it_pass "verify --since starts from a signed checkpoint's frontier"
 
+# Bounded runs (--until, and --since with --until): the tree from leaf 0
+# (or the --since checkpoint's size) to the --until checkpoint's size, and
+# the rows of exactly those leaves. The checkpoints published after --until
+# are after the range, not a rollback.
+ck_size() { psql_q "SELECT tree_size FROM auditq_checkpoint ORDER BY tree_size LIMIT 1 OFFSET $1"; }
+ck_at() { psql_q "SELECT signed_at FROM auditq_checkpoint ORDER BY tree_size LIMIT 1 OFFSET $1"; }
+events_in() { psql_q "SELECT coalesce(sum(n), 0) FROM auditq_seal_assignment WHERE kind = 'batch' AND first_leaf >= $1 AND first_leaf < $2"; }
+summary() {
+    "$PY" -c '
+import json, sys
+v = json.loads(sys.argv[1])
+print(str(v["verified"]).lower(), v["from_leaf"], v["tree_size"], v["event_leaves"], v["rows_checked"],
+      v["inserted_rows"], v["checkpoints_db"], v["checkpoints_published"], v["findings_total"])' "$1"
+}
+size1=$(ck_size 0); at1=$(ck_at 0); size3=$(ck_size 2); at3=$(ck_at 2)
+[[ $(psql_q "SELECT count(*) FROM auditq_checkpoint") -ge 4 ]] || { echo "FAIL: fewer than 4 checkpoints"; exit 1; }
+n=$(events_in 0 "$size1")
+assert_eq "true 0 $size1 $n $n 0 1 1 0" "$(summary "$(V --until "$at1" --json)")" \
+    "verify --until the first checkpoint: its leaves, its rows, its checkpoint only"
+n=$(events_in "$size2" "$size3")
+assert_eq "true $size2 $size3 $n $n 0 1 1 0" "$(summary "$(V --since "$at2" --until "$at3" --json)")" \
+    "verify --since the second --until the third checkpoint: the leaves and rows between them"
+it_pass "verify --until and --since/--until: exactly the leaves and rows of the range, later checkpoints not a rollback"
+
 worker_stop w1
 
 # A superuser's copy of everything, to undo each attack.
@@ -175,6 +199,22 @@ attack "UPDATE audit_events SET actor_id = 'mallory' WHERE event_id = '$victim'"
 expect_finding "modified row: event_id $victim ($where): the stored row does not hash to its sealed leaf"
 restore "the modified row"
 it_pass "one column of one row changed: named by event_id, leaf, batch and position"
+
+# ---- a row changed after the --until checkpoint, then inside the range ----
+victim=$(psql_q "SELECT u.id FROM auditq_evidence_batch b JOIN auditq_seal_assignment a ON a.item_id = b.batch_id
+                  CROSS JOIN LATERAL unnest(b.event_ids) WITH ORDINALITY AS u(id, pos)
+                  WHERE a.first_leaf + u.pos - 1 >= $size2 AND a.first_leaf + u.pos - 1 < $size3
+                  ORDER BY u.id LIMIT 1")
+where=$(where_of "$victim")
+attack "UPDATE audit_events SET action = 'tampered' WHERE event_id = '$victim'"
+assert_eq "true 0 $size2 $(events_in 0 "$size2") $(events_in 0 "$size2") 0 2 2 0" \
+    "$(summary "$(V --until "$at2" --json)")" "verify --until before the changed row's leaf: verified"
+rc=0; out=$(V --since "$at2" --until "$at3" 2>&1) || rc=$?
+assert_eq 1 "$rc" "verify --since/--until over the changed row: exit status"
+grep -qxF "modified row: event_id $victim ($where): the stored row does not hash to its sealed leaf" <<<"$out" || {
+    echo "FAIL: the changed row inside --since/--until is not named:"; printf '%s\n' "$out"; exit 1; }
+restore "the row changed inside the --until range"
+it_pass "a row changed after --until is outside the run; inside --since/--until it is named"
 
 # ---- one row deleted --------------------------------------------------------
 victim=$(pick 200)

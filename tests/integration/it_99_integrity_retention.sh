@@ -120,9 +120,62 @@ psql_q "INSERT INTO audit_events (event_id, occurred_at, received_at, priority, 
 seal_all s3
 V >/dev/null
 late=$(psql_q "SELECT event_id FROM audit_events WHERE action = 'late' ORDER BY event_id LIMIT 1")
+psql_q "CREATE TABLE late_copy AS SELECT * FROM audit_events WHERE event_id = '$late'" >/dev/null
 psql_q "SET session_replication_role = replica; DELETE FROM audit_events WHERE event_id = '$late'" >/dev/null
 rc=0; out=$(V 2>&1) || rc=$?
 assert_eq 1 "$rc" "verify after a late row of a retained month was deleted: exit status"
 grep -qxF "month $(month -2 YYYY-MM): retention removed 102 rows, but 103 sealed leaves of that month have no row: 1 rows deleted outside retention" <<<"$out" ||
     { echo "FAIL: the deletion is not reported:"; printf '%s\n' "$out"; exit 1; }
 it_pass "a row deleted from a retained month is not hidden by the retention record"
+# Undone: the deleted row back as it was.
+psql_q "SET session_replication_role = replica; INSERT INTO audit_events SELECT * FROM late_copy" >/dev/null
+V >/dev/null || { echo "FAIL: verify after the deleted row was put back"; V; exit 1; }
+
+# ---- several retention records for one month, each compared in full ------
+# Late rows of month -5 (dropped above) land in DEFAULT;
+# `partitions ensure` gives the month a table again and the next retention
+# run drops them: a second, then a third record for month -5. verify
+# compares each record with the sealed leaves of its own rows (the month's
+# batches committed between its previous record and it), not just the
+# month's count: a late row altered before its removal is named.
+late_rows() {  # TAG N: N late rows of month -5, sealed
+    psql_q "INSERT INTO audit_events (event_id, occurred_at, received_at, priority, action)
+            SELECT gen_random_uuid(), '$(month_start -5)'::timestamptz + interval '3 days' + i * interval '1 hour',
+                   now(), 'normal', '$1' FROM generate_series(1, $2) AS i" >/dev/null
+    seal_all "s-$1"
+}
+retain_again() {
+    "$CTL" partitions ensure >/dev/null
+    rm -f "$ARCH/$m2.csv.gz"
+    "$CTL" --set archive_mode=csv --set "archive_dir=$ARCH" --set hot_months=2 --set retain_months=4 \
+        retention run >/dev/null
+    seal_all "s-$1"
+}
+late_rows late5a 2
+retain_again r3a
+assert_eq 2 "$(psql_q "SELECT count(*) FROM auditq_evidence_retention WHERE month_from = '$(month_start -5)'")" \
+    "retention records of month -5"
+out=$(V --json)
+assert_eq "true $(psql_q "SELECT sum(row_count) FROM auditq_evidence_retention") 0" "$("$PY" -c '
+import json, sys
+v = json.loads(sys.argv[1])
+print(str(v["verified"]).lower(), v["archived_rows"], v["findings_total"])' "$out")" \
+    "verify with two records for month -5: every archived row verified by hash"
+late_rows late5b 3
+# Sealed as they are now; their sealed leaves' hash, before one is altered.
+sealed_hash=$(psql_q "SELECT encode(sha256(string_agg(substring(b.leaves from ((u.pos - 1) * 32 + 1)::int for 32), ''::bytea
+                                                      ORDER BY u.id, u.occ)), 'hex')
+                        FROM auditq_evidence_batch b
+                       CROSS JOIN LATERAL unnest(b.event_ids, b.occurred_ats) WITH ORDINALITY AS u(id, occ, pos)
+                       WHERE u.id IN (SELECT event_id FROM audit_events WHERE action = 'late5b')")
+psql_q "SET session_replication_role = replica;
+        UPDATE audit_events SET outcome = 'altered' WHERE event_id =
+            (SELECT event_id FROM audit_events WHERE action = 'late5b' ORDER BY event_id LIMIT 1)" >/dev/null
+retain_again r3b
+read -r rec rec_hash <<<"$(psql_q "SELECT record_id, encode(leaves_hash, 'hex') FROM auditq_evidence_retention
+                                    WHERE month_from = '$(month_start -5)' ORDER BY created_at DESC LIMIT 1" | tr '|' ' ')"
+rc=0; out=$(V 2>&1) || rc=$?
+assert_eq 1 "$rc" "verify after a late row was altered before its removal: exit status"
+grep -qxF "month $(month -5 YYYY-MM): the 3 rows retention removed (record $rec) hash to $rec_hash, their sealed leaves to $sealed_hash: a row was altered before it was removed" <<<"$out" ||
+    { echo "FAIL: the altered late row is not reported by its record:"; printf '%s\n' "$out"; exit 1; }
+it_pass "three retention records for one month: each compared with its own rows' sealed leaves; an altered one named"
