@@ -32,7 +32,7 @@ typedef struct rowpart {
     verify *v;
     PGconn *pg;
     int own;                       /* pg was opened for this part */
-    char lo[48], hi[48];           /* timestamptz texts; -infinity / infinity */
+    char lo[48], hi[48];           /* timestamptz texts; "": unbounded */
     const retmonth *rm;
     size_t nrm;
     long long *rm_found;           /* per month of rm: archived rows found */
@@ -121,8 +121,10 @@ static void *part_run(void *arg)
     rowpart *p = arg;
     verify *v = p->v;
     char lo_t[32], hi_t[32];
+    /* NULL: no bound (the first and the last part), so that no row is
+     * outside every part, whatever its occurred_at. */
     const char *pv[6] = { lo_t, hi_t, p->with_pending ? "true" : "false", v->have_window ? "true" : "false",
-                          p->lo, p->hi };
+                          p->lo[0] ? p->lo : NULL, p->hi[0] ? p->hi : NULL };
 
     p->rc = -1;
     snprintf(lo_t, sizeof lo_t, "%" PRIu64, v->tree_lo);
@@ -151,10 +153,13 @@ static void *part_run(void *arg)
             "         CROSS JOIN LATERAL unnest(b.event_ids, b.occurred_ats) WITH ORDINALITY AS u(event_id, occurred_at, pos)"
             "         WHERE ((a.first_leaf >= $1::bigint AND a.first_leaf < $2::bigint)"
             "                OR (a.item_id IS NULL AND $3::boolean))"
-            "           AND b.max_occurred_at >= $5::timestamptz AND b.min_occurred_at < $6::timestamptz"
-            "           AND u.occurred_at >= $5::timestamptz AND u.occurred_at < $6::timestamptz) ev"
+            "           AND ($5::timestamptz IS NULL OR b.max_occurred_at >= $5::timestamptz)"
+            "           AND ($6::timestamptz IS NULL OR b.min_occurred_at < $6::timestamptz)"
+            "           AND ($5::timestamptz IS NULL OR u.occurred_at >= $5::timestamptz)"
+            "           AND ($6::timestamptz IS NULL OR u.occurred_at < $6::timestamptz)) ev"
             " FULL JOIN (SELECT * FROM audit_events"
-            "             WHERE occurred_at >= $5::timestamptz AND occurred_at < $6::timestamptz) e"
+            "             WHERE ($5::timestamptz IS NULL OR occurred_at >= $5::timestamptz)"
+            "               AND ($6::timestamptz IS NULL OR occurred_at < $6::timestamptz)) e"
             "   ON e.event_id = ev.event_id AND e.occurred_at = ev.occurred_at"
             " WHERE ev.event_id IS NOT NULL OR NOT $4::boolean",
             6, NULL, pv, NULL, NULL, 1) ||
@@ -280,8 +285,8 @@ int verify_rows(verify *v, retmonth *rm, size_t nrm, int with_pending)
             fprintf(stderr, "%s: out of memory\n", VERIFY_PROG);
             goto out;
         }
-        snprintf(p->lo, sizeof p->lo, "%.47s", j == 0 ? "-infinity" : bounds[j - 1]);
-        snprintf(p->hi, sizeof p->hi, "%.47s", j == jobs - 1 ? "infinity" : bounds[j]);
+        snprintf(p->lo, sizeof p->lo, "%.47s", j == 0 ? "" : bounds[j - 1]);
+        snprintf(p->hi, sizeof p->hi, "%.47s", j == jobs - 1 ? "" : bounds[j]);
         if (j == 0) {
             p->pg = v->pg;
         } else if (part_connect(p, snapshot) != 0) {

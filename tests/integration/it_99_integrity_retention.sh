@@ -132,7 +132,8 @@ psql_q "SET session_replication_role = replica; INSERT INTO audit_events SELECT 
 V >/dev/null || { echo "FAIL: verify after the deleted row was put back"; V; exit 1; }
 
 # ---- several retention records for one month, each compared in full ------
-# Late rows of month -5 (dropped above) land in DEFAULT;
+# Late rows of month -5 (dropped above; received in it, so retention does
+# not keep them for hot_months) land in DEFAULT;
 # `partitions ensure` gives the month a table again and the next retention
 # run drops them: a second, then a third record for month -5. verify
 # compares each record with the sealed leaves of its own rows (the month's
@@ -141,7 +142,8 @@ V >/dev/null || { echo "FAIL: verify after the deleted row was put back"; V; exi
 late_rows() {  # TAG N: N late rows of month -5, sealed
     psql_q "INSERT INTO audit_events (event_id, occurred_at, received_at, priority, action)
             SELECT gen_random_uuid(), '$(month_start -5)'::timestamptz + interval '3 days' + i * interval '1 hour',
-                   now(), 'normal', '$1' FROM generate_series(1, $2) AS i" >/dev/null
+                   '$(month_start -5)'::timestamptz + interval '4 days', 'normal', '$1'
+              FROM generate_series(1, $2) AS i" >/dev/null
     seal_all "s-$1"
 }
 retain_again() {
@@ -169,7 +171,7 @@ sealed_hash=$(psql_q "SELECT encode(sha256(string_agg(substring(b.leaves from ((
                        CROSS JOIN LATERAL unnest(b.event_ids, b.occurred_ats) WITH ORDINALITY AS u(id, occ, pos)
                        WHERE u.id IN (SELECT event_id FROM audit_events WHERE action = 'late5b')")
 psql_q "SET session_replication_role = replica;
-        UPDATE audit_events SET outcome = 'altered' WHERE event_id =
+        UPDATE audit_events SET actor_id = 'mallory' WHERE event_id =
             (SELECT event_id FROM audit_events WHERE action = 'late5b' ORDER BY event_id LIMIT 1)" >/dev/null
 retain_again r3b
 read -r rec rec_hash <<<"$(psql_q "SELECT record_id, encode(leaves_hash, 'hex') FROM auditq_evidence_retention
