@@ -174,6 +174,31 @@ assert_eq "true $size2 $size3 $n $n 0 1 1 0" "$(summary "$(V --since "$at2" --un
     "verify --since the second --until the third checkpoint: the leaves and rows between them"
 it_pass "verify --until and --since/--until: exactly the leaves and rows of the range, later checkpoints not a rollback"
 
+# A batch that commits late, behind batches with higher ids that are sealed
+# meanwhile: the sequencer's watermark (worker/seal.c) must not pass its id
+# while its transaction is open. Sealed all the same, verify passes.
+psql_q "BEGIN;
+        INSERT INTO audit_events (event_id, occurred_at, priority, action)
+        SELECT gen_random_uuid(), now(), 'normal', 'slow' FROM generate_series(1, 5);
+        SELECT pg_sleep($((3 * ${AQ_TIME_SCALE:-1})));
+        COMMIT" >/dev/null &
+slow=$!
+for i in 1 2 3 4 5; do
+    sleep 0.4
+    psql_q "INSERT INTO audit_events (event_id, occurred_at, priority, action)
+            SELECT gen_random_uuid(), now(), 'normal', 'fast' FROM generate_series(1, 2)" >/dev/null
+done
+wait_for $((10 * ${AQ_TIME_SCALE:-1})) bash -c "[ \"\$(psql -X -A -t -q -c \"SELECT count(*) FROM audit_events WHERE action = 'fast'\")\" = 10 ] && [ \"\$(psql -X -A -t -q -c \"SELECT count(*) FROM auditq_evidence_batch b JOIN auditq_seal_assignment a ON a.item_id = b.batch_id CROSS JOIN LATERAL unnest(b.event_ids) AS u(id) JOIN audit_events e ON e.event_id = u.id WHERE e.action = 'fast'\")\" = 10 ]" ||
+    { echo "FAIL: the fast batches were not sealed while the slow one was open"; exit 1; }
+wait "$slow"
+wait_for $((30 * ${AQ_TIME_SCALE:-1})) sealed || { echo "FAIL: the batch that committed late was never sealed"; exit 1; }
+assert_eq "true $(rows) $(rows) 0" "$("$PY" -c '
+import json, sys
+v = json.loads(sys.argv[1])
+print(str(v["verified"]).lower(), v["event_leaves"], v["rows_checked"], v["findings_total"])' "$(V --json)")" \
+    "verify after a batch committed behind sealed higher ids"
+it_pass "a batch committed late behind sealed higher ids is sealed (the watermark waits for it)"
+
 worker_stop w1
 
 # A superuser's copy of everything, to undo each attack.
