@@ -64,9 +64,13 @@
  * transaction that drew an id up to it can still commit. A batch's id is
  * drawn by the evidence trigger after its statement stored rows, so the
  * drawing transaction already has an xid. Each tick reads, in this order,
- * the sequence's last value L, then (a later snapshot) the snapshot's xmax
- * X: every transaction that drew an id <= L has an xid < X. On a later tick
- * whose snapshot xmin >= X all of them have ended, so every id <= L is
+ * the sequence's last value L, then its own xid X (pg_current_xact_id(),
+ * assigned then): every transaction that drew an id <= L has an xid < X.
+ * Not the snapshot's xmax: that is the newest completed xid + 1, and a
+ * transaction with a later xid may still be running (it_99_integrity's
+ * late batch caught that). On a later tick (X has ended, so every running
+ * xid < X is in its snapshot) whose snapshot xmin >= X all of them have
+ * ended, so every id <= L is
  * committed (and visible to that tick) or never will be; if that tick
  * seals everything it sees pending (it did not stop at its bound), no
  * batch with an id <= L is left unsealed and the floor becomes L. The floor
@@ -139,7 +143,7 @@ struct seal {
     size_t nretry;
     /* The watermark (thread only; DESIGN): batches with ids <= floor are
      * all sealed or never committed; cand_id/cand_xmax: the newest id
-     * drawn and the snapshot's xmax read after it on an earlier tick,
+     * drawn and the xid of the earlier tick that read it,
      * promoted to the floor once every transaction below cand_xmax is done. */
     uint64_t floor_id;
     uint64_t cand_id, cand_xmax;
@@ -550,8 +554,8 @@ static int seal_tick(seal *s, int *more, char *err, size_t errlen)
     }
     PQclear(r);
 
-    /* The watermark's inputs (DESIGN): the newest id drawn, then, from a
-     * later snapshot, its xmin and xmax. */
+    /* The watermark's inputs (DESIGN): the newest id drawn, then this
+     * tick's xid and the xmin of a later snapshot. */
     r = PQexec(s->pg, "SELECT coalesce(pg_sequence_last_value('auditq_evidence_seq'), 0)::text");
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         seal_pgerr(s->pg, r, "reading the evidence sequence", err, errlen);
@@ -559,8 +563,10 @@ static int seal_tick(seal *s, int *more, char *err, size_t errlen)
     }
     last_id = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
     PQclear(r);
-    r = PQexec(s->pg, "SELECT pg_snapshot_xmin(pg_current_snapshot())::text,"
-                      " pg_snapshot_xmax(pg_current_snapshot())::text");
+    /* Not the snapshot's xmax (the newest completed xid + 1: a transaction
+     * with a later xid may still be running): this transaction's own xid,
+     * assigned now, after every xid of a transaction that drew an id <= L. */
+    r = PQexec(s->pg, "SELECT pg_snapshot_xmin(pg_current_snapshot())::text, pg_current_xact_id()::text");
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         seal_pgerr(s->pg, r, "reading the snapshot", err, errlen);
         goto out;
