@@ -664,6 +664,30 @@ int redis_mark_if_demoted(redisContext *c, const redisReply *r)
     return 1;
 }
 
+int redis_wait_replicas(redisContext *c, int n, int timeout_ms, char *err, size_t errlen)
+{
+    redisReply *r = redisCommand(c, "WAIT %d %d", n, timeout_ms);
+    int rc = 0;
+
+    if (!r) {
+        snprintf(err, errlen, "WAIT for %d replicas: %s", n, c->errstr);
+        return -1;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        redis_mark_if_demoted(c, r);
+        snprintf(err, errlen, "WAIT for %d replicas refused: %.*s", n, (int)r->len, r->str);
+        rc = c->err ? -1 : 1;
+    } else if (r->type != REDIS_REPLY_INTEGER || r->integer < n) {
+        snprintf(err, errlen, "only %lld of the %d replicas redis_min_replicas asks for acknowledged the "
+                 "write within %d ms: it is on the master only and a fail-over may lose it; check the "
+                 "replicas (INFO replication on the master) or lower redis_min_replicas",
+                 r->type == REDIS_REPLY_INTEGER ? r->integer : 0LL, n, timeout_ms);
+        rc = 1;
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
 /* Appends "; " and a formatted note to buf (cap bytes), truncating. */
 static void note_add(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void note_add(char *buf, size_t cap, const char *fmt, ...)

@@ -85,6 +85,13 @@ void redis_free_replies(redisReply **r, size_t n);
 redisContext *redis_connect(const aq_redis_target *t, int connect_timeout_ms,
                             int timeout_ms, char *err, size_t errlen, int *auth_failed);
 
+/* redis_min_replicas: WAIT n within timeout_ms on c, after the writes to
+ * be covered were sent on c. Returns 0 when at least n replicas have
+ * them; 1 when fewer did in time (err: how many, the cause and the fix;
+ * the writes are on the master only); -1 when the connection failed (err;
+ * c->err set). */
+int redis_wait_replicas(redisContext *c, int n, int timeout_ms, char *err, size_t errlen);
+
 /* Kinds of refusal in a Redis error reply. */
 enum {
     REDIS_REFUSED_NONE = 0,

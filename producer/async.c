@@ -240,8 +240,21 @@ static void *flusher_main(void *arg)
             if (q->flusher_ctx) {
                 if (spool_push(q->flusher_ctx, &pusher, &q->keys, &q->target, "producer",
                                PRODUCER_WRONGTYPE_EFFECT, items, nitems, done, &broken, err, sizeof err) == 0) {
-                    delivered = 1;
-                    break;
+                    /* redis_min_replicas: the batch counts as delivered
+                     * only once WAIT saw it on enough replicas; else it is
+                     * pushed again (or spooled) like a failed push. A
+                     * second push of events already on the master is
+                     * harmless: the worker stores an event_id once. */
+                    int wt = q->cfg.timeout_ms / 2 > 0 ? q->cfg.timeout_ms / 2 : 1;
+                    int w = q->cfg.min_replicas > 0
+                                ? redis_wait_replicas(q->flusher_ctx, q->cfg.min_replicas, wt, err, sizeof err)
+                                : 0;
+                    if (w == 0) {
+                        delivered = 1;
+                        break;
+                    }
+                    memset(done, 0, sizeof done);
+                    broken = w < 0;
                 }
                 /* A refusal (OOM, NOPERM, WRONGTYPE) keeps the groups Redis
                  * refused for a retry; a lost connection is not news. */

@@ -22,6 +22,7 @@ struct pool {
     aq_redis_target target;
     char redis_url[512];     /* shown masked in messages */
     int nconns, connect_timeout_ms, timeout_ms;
+    int min_replicas;        /* redis_min_replicas: WAIT after each LPUSH */
     pthread_mutex_t mu;      /* guards slots[].busy and down_until_us */
     pthread_cond_t cv;       /* a slot was returned */
     conn_slot slots[PRODUCER_MAX_CONNS];
@@ -40,6 +41,7 @@ pool *pool_new(const struct auditq_config *cfg, const aq_redis_target *t)
     q->nconns = cfg->sync_connections;
     q->connect_timeout_ms = cfg->connect_timeout_ms;
     q->timeout_ms = cfg->timeout_ms;
+    q->min_replicas = cfg->min_replicas;
     pthread_mutex_init(&q->mu, NULL);
     pthread_cond_init(&q->cv, NULL);
     return q;
@@ -144,7 +146,11 @@ static void slot_put(pool *q, int idx, int broken)
     pthread_mutex_unlock(&q->mu);
 }
 
-auditq_rc pool_command(pool *q, int argc, const char **argv, const size_t *argl, redisReply **reply)
+/* pool_command; with replicas > 0 a successful command is followed by
+ * WAIT on the same connection (redis_min_replicas): fewer replicas in
+ * half of timeout_ms is AUDITQ_ERR_REDIS naming the cause, never an OK. */
+static auditq_rc pool_run(pool *q, int argc, const char **argv, const size_t *argl, redisReply **reply,
+                          int replicas)
 {
     auditq_rc rc = AUDITQ_OK;
     int idx = slot_get(q, &rc);
@@ -156,6 +162,17 @@ auditq_rc pool_command(pool *q, int argc, const char **argv, const size_t *argl,
         rc = producer_redis_error(c, argv[0]);
         slot_put(q, idx, 1);
         return rc;
+    }
+    if (replicas > 0 && r->type != REDIS_REPLY_ERROR) {
+        char why[400];
+        int wt = q->timeout_ms / 2 > 0 ? q->timeout_ms / 2 : 1;
+        int w = redis_wait_replicas(c, replicas, wt, why, sizeof why);
+        if (w != 0) {
+            producer_set_error("%s", why);
+            slot_put(q, idx, w < 0);
+            freeReplyObject(r);
+            return AUDITQ_ERR_REDIS;
+        }
     }
     /* READONLY, LOADING, NOREPLICAS: drop it, the next send connects
      * again (with Sentinel: to the master it names now). */
@@ -183,12 +200,17 @@ auditq_rc pool_command(pool *q, int argc, const char **argv, const size_t *argl,
     return AUDITQ_OK;
 }
 
+auditq_rc pool_command(pool *q, int argc, const char **argv, const size_t *argl, redisReply **reply)
+{
+    return pool_run(q, argc, argv, argl, reply, 0);
+}
+
 auditq_rc pool_lpush(pool *q, const char *key, const char *data, size_t len)
 {
     redisReply *r = NULL;
     const char *argv[3] = {"LPUSH", key, data};
     size_t argl[3] = {5, strlen(key), len};
-    auditq_rc rc = pool_command(q, 3, argv, argl, &r);
+    auditq_rc rc = pool_run(q, 3, argv, argl, &r, q->min_replicas);
     if (rc == AUDITQ_OK) {
         if (r->type != REDIS_REPLY_INTEGER) {
             producer_set_error("LPUSH answered with reply type %d, expected an integer", r->type);

@@ -104,6 +104,7 @@ static const struct int_setting {
 } int_settings[] = {
     {"connect_timeout_ms", offsetof(auditq_config, connect_timeout_ms), 1, 60000},
     {"timeout_ms", offsetof(auditq_config, timeout_ms), 1, 60000},
+    {"redis_min_replicas", offsetof(auditq_config, min_replicas), 0, 16},
     {"sync_connections", offsetof(auditq_config, sync_connections), 1, PRODUCER_MAX_CONNS},
     {"buffer_events", offsetof(auditq_config, buffer_events), 1, 10000000},
     {"batch_size", offsetof(auditq_config, batch_size), 1, 100000},
@@ -117,7 +118,7 @@ static const struct int_setting {
 /* Every key auditq_config_set takes, for the "did you mean" of an unknown
  * one (the same edit distance as the worker's config table). */
 static const char *const config_keys[] = {
-    "redis_url", "redis_sentinels", "redis_master_name", "namespace", "connect_timeout_ms", "timeout_ms", "sync_connections",
+    "redis_url", "redis_sentinels", "redis_master_name", "redis_min_replicas", "namespace", "connect_timeout_ms", "timeout_ms", "sync_connections",
     "buffer_events", "batch_size", "flush_interval_ms", "full_policy", "enqueue_timeout_ms",
     "close_timeout_ms", "max_job_bytes", "spool_path", "spool_fsync", "spool_fsync_interval_ms",
     "spool_max_bytes", "spool_full_policy", "protect_fields", "protect_key_file",

@@ -26,6 +26,7 @@ struct auditq_config {
     char ns[AQ_NS_MAX + 1];
     int connect_timeout_ms;
     int timeout_ms;
+    int min_replicas;          /* redis_min_replicas: WAIT for this many; 0 = no WAIT */
     int sync_connections;
     int buffer_events;
     int batch_size;

@@ -18,8 +18,9 @@
 # dead-lettered, the queues drain and auditqctl stats (through the
 # sentinels) agree. The errors for an unknown master name and for no
 # reachable sentinel name the cause and the fix.
-# redis_min_replicas is 0 here: the loss allowed by asynchronous
-# replication is counted, and on loopback it is 0 (acked - stored).
+# Producers run with redis_min_replicas=1 (WAIT after each sync send and
+# each async batch); at the end both replicas are stopped and sync and
+# async sends must fail naming the cause, never return OK.
 # AQ_FAULTS=long: 3 fail-overs in a row.
 set -euo pipefail
 source "$(dirname "$0")/lib_it.sh"
@@ -93,7 +94,9 @@ master_port() { S SENTINEL get-master-addr-by-name "$NAME" | sed -n 2p; }
 processed_on() { redis-cli -p "$1" HGET '{auditq}:stats' processed 2>/dev/null || echo 0; }
 acked_lines() { cat "$AQ_TMP/acked.sync" "$AQ_TMP/acked.async" | wc -l; }
 
-producers_start 200 1500
+# The load runs with redis_min_replicas=1: an acknowledged send is on the
+# master and on a replica (WAIT).
+AUDITQ_REDIS_MIN_REPLICAS=1 producers_start 200 1500
 worker_start w1 --set threads=2 --set batch_size=200
 wait_for 30 bash -c "[ \"\$(psql -X -A -t -q -c 'SELECT count(*) FROM audit_events')\" -ge 500 ]" ||
     { echo "FAIL: nothing stored through the sentinels"; tail -n 20 "$AQ_TMP/w1.log"; exit 1; }
@@ -128,6 +131,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
     FIRST_WRITE_MS+=" $((t_first - t_kill))"
     # The killed server comes back; the sentinels make it a replica.
     _aq_redis_launch "$old_name"
+    export AUDITQ_REDIS_URL="redis://127.0.0.1:$dead_port" # (_aq_redis_launch set it)
 done
 
 producers_stop
@@ -145,5 +149,19 @@ assert_eq 0 "$ACC_DUPLICATES" "duplicate rows (rows - distinct event_ids)"
     { echo "FAIL: stored $ACC_STORED not within acknowledged $ACC_ACKED .. sent $PROD_SENT"; exit 1; }
 assert_eq 0 "$(redis-cli -p "$new" LLEN '{auditq}:dead')" "dead letters"
 ((processed_stats > 0)) || { echo "FAIL: auditqctl stats through the sentinels read processed=$processed_stats"; exit 1; }
-echo "figure: scenario=redis_sentinel_failover rounds=$ROUNDS down_after_ms=1000 redis_min_replicas=0 events_acked=$ACC_ACKED stored=$ACC_STORED lost=$ACC_MISSING duplicates=$ACC_DUPLICATES dead=0 failed_sends=$PROD_FAILED kill_to_first_write_ms=${FIRST_WRITE_MS# }"
+
+# redis_min_replicas=1 with both replicas stopped: no silent OK. A sync
+# send fails naming the cause; an async flush does not succeed.
+for port in "${!PORT_NAME[@]}"; do
+    [[ $port == "$new" ]] || redis_stop "${PORT_NAME[$port]}"
+done
+out=$("$TBIN/it_client" produce --sync 2 --async 0 --tag mr --set redis_min_replicas=1 --set timeout_ms=1000 2>&1) &&
+    { echo "FAIL: sync sends with redis_min_replicas=1 and no replica succeeded: $out"; exit 1; }
+want="send 0: Redis returned an error: only 0 of the 1 replicas redis_min_replicas asks for acknowledged the write within 500 ms: it is on the master only and a fail-over may lose it; check the replicas (INFO replication on the master) or lower redis_min_replicas"
+[[ "$out" == *"$want"* ]] || { echo "FAIL: sync send without replicas said: $out"; exit 1; }
+out=$("$TBIN/it_client" produce --sync 0 --async 2 --tag mr --set redis_min_replicas=1 --set timeout_ms=1000 --set close_timeout_ms=1500 2>&1) &&
+    { echo "FAIL: async sends with redis_min_replicas=1 and no replica succeeded: $out"; exit 1; }
+[[ "$out" == *"only 0 of the 1 replicas redis_min_replicas asks for"* ]] ||
+    { echo "FAIL: async send without replicas said: $out"; exit 1; }
+echo "figure: scenario=redis_sentinel_failover rounds=$ROUNDS down_after_ms=1000 redis_min_replicas=1 events_acked=$ACC_ACKED stored=$ACC_STORED lost=$ACC_MISSING duplicates=$ACC_DUPLICATES dead=0 failed_sends=$PROD_FAILED kill_to_first_write_ms=${FIRST_WRITE_MS# }"
 it_pass "Redis Sentinel: $ROUNDS master kill(s) under load; producers, worker and auditqctl followed the promotion (kill to first write:${FIRST_WRITE_MS} ms); all $ACC_ACKED acknowledged events stored exactly once, none dead-lettered"

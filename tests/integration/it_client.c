@@ -132,6 +132,7 @@ static auditq *open_q(void)
     /* Redis Sentinel (it_43): the same variables the worker reads. */
     auditq_config_set(cfg, "redis_sentinels", env_or("AUDITQ_REDIS_SENTINELS", ""));
     auditq_config_set(cfg, "redis_master_name", env_or("AUDITQ_REDIS_MASTER_NAME", ""));
+    auditq_config_set(cfg, "redis_min_replicas", env_or("AUDITQ_REDIS_MIN_REPLICAS", "0"));
     auditq_config_set(cfg, "batch_size", "2000");
     auditq_config_set(cfg, "flush_interval_ms", "200");
     if (auditq_open(cfg, &q) != AUDITQ_OK) {
@@ -471,6 +472,8 @@ static int cmd_produce(int nsync, int nasync, const char *tag, char **sets, int 
 
     setvbuf(stdout, NULL, _IOLBF, 0);
     auditq_config_set(cfg, "redis_url", env_or("AUDITQ_REDIS_URL", "redis://127.0.0.1:6379"));
+    auditq_config_set(cfg, "redis_sentinels", env_or("AUDITQ_REDIS_SENTINELS", ""));
+    auditq_config_set(cfg, "redis_master_name", env_or("AUDITQ_REDIS_MASTER_NAME", ""));
     auditq_config_set(cfg, "batch_size", "2000");
     auditq_config_set(cfg, "flush_interval_ms", "200");
     for (int i = 0; i < nsets; i++) {
