@@ -157,6 +157,12 @@ AUDITQ_API auditq_config *auditq_config_new(void);
  *                      database and TLS (default "": redis_url's server)
  *   redis_master_name  the name the sentinels monitor the master under
  *                      (needed with redis_sentinels)
+ *   redis_min_replicas 0..16  an acknowledged send is on the master and on
+ *                      this many replicas: WAIT (timeout_ms / 2) after each
+ *                      auditq_send and each async batch; fewer is an
+ *                      AUDITQ_ERR_REDIS naming the cause (sync; spooled
+ *                      with a spool) or a re-push / spool (async), never
+ *                      an OK (default 0: no WAIT)
  *   namespace          key prefix inside the {hash tag}   (default "auditq")
  *   connect_timeout_ms 1..60000    (default 500)
  *   timeout_ms         1..60000    Redis command timeout (default 1000)
