@@ -28,7 +28,7 @@ echo "# $(date -u +%FT%TZ) $(uname -m) $(nproc) cores, load $(cut -d' ' -f1-3 /p
 
 sendc=$AQ_TMP/send_c
 cc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -I"$root/include" "$root/bindings/node/bench/send_c.c" \
-    "$root/$build/lib/libauditq.a" -lhiredis -lmsgpackc -lpthread -o "$sendc"
+    "$root/$build/lib/libauditq.a" -lhiredis -lmsgpackc -lcrypto -lpthread -o "$sendc"
 for m in prebuilt build; do
     echo "# C library: send_c $m $N"
     "$sendc" "$m" "$N" "$REDIS_URL"

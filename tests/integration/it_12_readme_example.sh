@@ -39,7 +39,7 @@ cc "${strict[@]}" app.c -L"$LIBDIR" -lauditq -o app-strict ||
 # ---- 2. the README's lines as printed: build, run against Redis, row lands --
 worker_start w1 --set threads=1
 so_line='cc -Iinclude app.c -Lbuild/lib -lauditq -o app && LD_LIBRARY_PATH=build/lib ./app'
-a_line='cc -Iinclude app.c build/lib/libauditq.a -lhiredis -lmsgpackc -lpthread -o app && ./app'
+a_line='cc -Iinclude app.c build/lib/libauditq.a -lhiredis -lmsgpackc -lcrypto -lpthread -o app && ./app'
 # shellcheck disable=SC2016  # the README's text, $(...) included
 for l in "$so_line" "$a_line" 'cc app.c $(pkg-config --cflags --libs auditq) -o app && ./app'; do
     grep -qxF -- "$l" "$README" || { echo "FAIL: README lacks the build line: $l"; exit 1; }
