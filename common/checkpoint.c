@@ -9,6 +9,7 @@
  * signature and otherwise ignored (C2SP lets a log add them).
  */
 #include "checkpoint.h"
+#include "fileio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -449,8 +450,7 @@ int ckpt_key_load_public(const char *path, ckpt_key *k, char *err, size_t errlen
 static int write_file_atomic(const char *path, const char *data, size_t len, mode_t mode,
                              int replace, char *err, size_t errlen)
 {
-    char tmp[PATH_MAX], dir[PATH_MAX];
-    const char *slash;
+    char tmp[PATH_MAX];
     int fd, rc = CKPT_ERR;
     size_t off = 0;
 
@@ -503,21 +503,8 @@ static int write_file_atomic(const char *path, const char *data, size_t len, mod
         }
         unlink(tmp);
     }
-    slash = strrchr(path, '/');
-    if (slash == NULL)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == path)
-        snprintf(dir, sizeof dir, "/");
-    else
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) != 0) {
-        text_errf(err, errlen, "fsync of directory %s: %s", dir, strerror(errno));
-        if (fd >= 0)
-            close(fd);
+    if (fileio_fsync_parent(path, err, errlen) != 0)
         return CKPT_ERR;
-    }
-    close(fd);
     return CKPT_OK;
 fail:
     if (fd >= 0)

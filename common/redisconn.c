@@ -1,6 +1,7 @@
 /* redisconn.c -- Redis URL parsing, connecting (TLS, AUTH, SELECT) and the
  * messages for refused logins and ACL denials (see redisconn.h). */
 #include "redisconn.h"
+#include "text.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -32,14 +33,6 @@ int redis_tls_available(void)
 #endif
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 /* Copies s[0..n) percent-decoded into out (cap bytes incl. NUL). */
 static int pct_copy(char *out, size_t cap, const char *s, size_t n)
 {
@@ -49,7 +42,7 @@ static int pct_copy(char *out, size_t cap, const char *s, size_t n)
         if (c == '%') {
             if (i + 2 >= n)
                 return -1;
-            int h = hexval(s[i + 1]), l = hexval(s[i + 2]);
+            int h = text_hexval(s[i + 1]), l = text_hexval(s[i + 2]);
             if (h < 0 || l < 0)
                 return -1;
             c = (char)(h * 16 + l);

@@ -15,6 +15,7 @@
  * always describes a complete data file; a table is dropped only after both
  * are on disk.
  */
+#include "fileio.h"
 #include "retention_int.h"
 
 #include <errno.h>
@@ -195,21 +196,6 @@ void retention_gz_abort(retention_gzfile *f)
 
 /* ---- files ---------------------------------------------------------------------- */
 
-/* fsync of a directory: makes a rename in it durable. */
-static int ret_fsync_dir(const char *dir, char *err, size_t errlen)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-    if (fd < 0 || fsync(fd) != 0) {
-        snprintf(err, errlen, "fsync of directory %s: %s", dir, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    close(fd);
-    return 0;
-}
-
 /* Writes data to dir/name atomically: dir/.name.tmp, fsync, rename, fsync(dir). */
 static int ret_write_atomic(const char *dir, const char *name, const char *data, size_t len,
                             char *err, size_t errlen)
@@ -233,7 +219,7 @@ static int ret_write_atomic(const char *dir, const char *name, const char *data,
         snprintf(err, errlen, "cannot write %s: %s", dst, strerror(errno));
         return -1;
     }
-    return ret_fsync_dir(dir, err, errlen);
+    return fileio_fsync_dir(dir, err, errlen);
 }
 
 unsigned int retention_manifest_oid(const char *json)
@@ -511,7 +497,7 @@ int ret_do_export(ret_run *r, retention_part *p)
         snprintf(r->err, r->errlen, "%s: rename %s -> %s: %s", what, tmp, data, strerror(errno));
         goto out;
     }
-    if (ret_fsync_dir(dir, r->err, r->errlen) != 0)
+    if (fileio_fsync_dir(dir, r->err, r->errlen) != 0)
         goto out;
     snprintf(name, sizeof name, "%s.csv.gz", base);
     if (ret_manifest(r, &mb, p, name, rows, bytes, sha, types) != 0)

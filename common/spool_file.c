@@ -1,6 +1,7 @@
 /* spool_file.c -- the spool handle: opening and locking PATH, appending
  * whole records, and the replay position in PATH.pos (two slots written
  * alternately). The format and the failure windows: spool.c. */
+#include "fileio.h"
 #include "spool.h"
 #include "spool_int.h"
 
@@ -81,24 +82,6 @@ static uint64_t new_id(void)
         id = ((uint64_t)ts.tv_sec * 1000000007u) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 40);
     }
     return id;
-}
-
-/* fsync of the directory holding path, so a new file's name is durable. */
-static void sync_dir(const char *path)
-{
-    char dir[PATH_MAX];
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == path)
-        snprintf(dir, sizeof dir, "/");
-    else
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    int d = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (d >= 0) {
-        (void)fsync(d);
-        close(d);
-    }
 }
 
 static int write_header(spool *s, char *err, size_t errlen)
@@ -247,7 +230,7 @@ spool *spool_open(const char *path, const char *ns, int flags, spool_open_info *
         if (write_header(s, err, errlen) != 0)
             goto fail;
         if (created)
-            sync_dir(path);
+            (void)fileio_fsync_parent(path, NULL, 0);   /* the new file's name: best effort */
     } else {
         uint8_t h[SPOOL_HEADER_SIZE];
         size_t got = 0;

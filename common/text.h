@@ -59,6 +59,10 @@ int text_json_fput(FILE *f, const char *s, size_t len, unsigned flags);
  * NUL-terminated when errlen > 0). */
 int json_validate_object(const char *s, size_t len, char *err, size_t errlen);
 
+/* The value of one hexadecimal digit (0-9, a-f, A-F), or -1 for any other
+ * byte: the one hex reader of UUIDs, URL percent-escapes and JSON \u escapes. */
+int text_hexval(char c);
+
 /* Levenshtein distance between a and b (insertions, deletions and
  * substitutions of bytes), for "did you mean" suggestions: the one
  * implementation behind the worker's, the tools' and libauditq's. Returns

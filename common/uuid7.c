@@ -29,6 +29,7 @@
  * generation number so a child process reseeds instead of replaying its
  * parent's random stream (which would duplicate ids).
  */
+#include "text.h"
 #include "uuid7.h"
 
 #include <errno.h>
@@ -229,17 +230,6 @@ void uuid_format(const uint8_t in[16], char out[37])
     out[o] = '\0';
 }
 
-static int uuid_hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int uuid_parse(const char *s, size_t len, uint8_t out[16])
 {
     uint8_t tmp[16];
@@ -253,8 +243,8 @@ int uuid_parse(const char *s, size_t len, uint8_t out[16])
                 return -1;
             i++;
         }
-        int hi = uuid_hexval(s[i]);
-        int lo = uuid_hexval(s[i + 1]);
+        int hi = text_hexval(s[i]);
+        int lo = text_hexval(s[i + 1]);
         if (hi < 0 || lo < 0)
             return -1;
         tmp[b] = (uint8_t)(hi << 4 | lo);

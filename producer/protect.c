@@ -511,20 +511,17 @@ static const char *value_end(const walk *w, const char *p)
     return p;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return 0;
-}
-
+/* The 4 hex digits of a \u escape the JSON validator already accepted (a
+ * digit it did not would count 0). */
 static unsigned hex4(const char *p)
 {
-    return (unsigned)(hexval(p[0]) << 12 | hexval(p[1]) << 8 | hexval(p[2]) << 4 | hexval(p[3]));
+    unsigned v = 0;
+
+    for (int i = 0; i < 4; i++) {
+        int d = text_hexval(p[i]);
+        v = v << 4 | (unsigned)(d < 0 ? 0 : d);
+    }
+    return v;
 }
 
 /* Decodes the JSON string [q, qe) (quotes included) into w->tmp: the text

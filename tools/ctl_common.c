@@ -311,3 +311,20 @@ PGconn *ctl_pg_connect(const aq_config *cfg, const char *prog, const char *clien
     }
     return conn;
 }
+
+void ctl_signals_hold(void (*handler)(int), sigset_t *block, sigset_t *during)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = handler;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigemptyset(block);
+    sigaddset(block, SIGINT);
+    sigaddset(block, SIGTERM);
+    sigprocmask(SIG_BLOCK, block, during);
+    sigdelset(during, SIGINT);
+    sigdelset(during, SIGTERM);
+}

@@ -11,6 +11,7 @@
  */
 #ifndef AQ_CTL_COMMON_H
 #define AQ_CTL_COMMON_H
+#include <signal.h>
 #include <stdio.h>
 
 #include <libpq-fe.h>
@@ -81,4 +82,11 @@ void ctl_first_line(const char *msg, char *out, size_t outlen);
  * connection (caller frees with PQfinish), or NULL after printing
  * "PROG: cannot connect to PostgreSQL (...); check database_url ...". */
 PGconn *ctl_pg_connect(const aq_config *cfg, const char *prog, const char *client_encoding);
+/* For a loop that SIGINT/SIGTERM may stop only between its steps: installs
+ * handler for both, blocks them, and gives block (the two) and during (the
+ * mask before, without them) -- pass during to pselect() so that the
+ * signals arrive only while the loop sleeps. Undo with
+ * sigprocmask(SIG_UNBLOCK, block, NULL). (ctl_stats --watch, ctl_follow) */
+void ctl_signals_hold(void (*handler)(int), sigset_t *block, sigset_t *during);
+
 #endif

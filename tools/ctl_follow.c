@@ -63,6 +63,7 @@
 #include "ctl.h"
 #include "ctl_common.h"
 #include "ctl_query.h"
+#include "fileio.h"
 #include "fmt_siem.h"
 
 #define F_PROG "auditqctl follow"
@@ -213,26 +214,6 @@ static int f_cursor_read(const char *path, long long *leaf, char *err, size_t er
     return 0;
 }
 
-static int f_fsync_dir(const char *path)
-{
-    char dir[PATH_MAX];
-    const char *slash = strrchr(path, '/');
-    int fd, rc;
-
-    if (slash == NULL)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == path)
-        snprintf(dir, sizeof dir, "/");
-    else
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd < 0)
-        return -1;
-    rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 /* Saves leaf: FILE.tmp, fsync, rename, fsync the directory. 0 or -1 (err). */
 static int f_cursor_save(const char *path, long long leaf, char *err, size_t errlen)
 {
@@ -253,7 +234,7 @@ static int f_cursor_save(const char *path, long long leaf, char *err, size_t err
         return -1;
     }
     close(fd);
-    if (rename(tmp, path) != 0 || f_fsync_dir(path) != 0) {
+    if (rename(tmp, path) != 0 || fileio_fsync_parent(path, NULL, 0) != 0) {
         snprintf(err, errlen, "cannot replace the cursor file %.512s: %s", path, strerror(errno));
         return -1;
     }
@@ -364,7 +345,6 @@ int ctl_follow(const aq_config *cfg, int argc, char **argv)
     char err[1024], lo[24], hi[24];
     long long cursor, tree;
     PGconn *conn;
-    struct sigaction sa;
     sigset_t block, during;
     int rc = CTL_FAILED, warned = 0;
 
@@ -395,17 +375,7 @@ int ctl_follow(const aq_config *cfg, int argc, char **argv)
     /* SIGINT/SIGTERM only stop the loop between windows: blocked except
      * while sleeping, so a window is never cut between its rows and its
      * cursor. */
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = f_on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigemptyset(&block);
-    sigaddset(&block, SIGINT);
-    sigaddset(&block, SIGTERM);
-    sigprocmask(SIG_BLOCK, &block, &during);
-    sigdelset(&during, SIGINT);
-    sigdelset(&during, SIGTERM);
+    ctl_signals_hold(f_on_signal, &block, &during);
 
     while (!f_stop) {
         const char *params[4] = { lo, hi, o.tenant, o.action_prefix };

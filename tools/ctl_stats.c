@@ -545,20 +545,9 @@ static int run_watch(const watch *w, redisContext *c, const stats *first)
     stats prev = *first, cur = *first;
     int64_t step = (int64_t)llround(w->interval_s * 1e6), next = clock_mono_us();
     sigset_t block, during;
-    struct sigaction sa;
     char err[512];
 
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = stats_on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigemptyset(&block);
-    sigaddset(&block, SIGINT);
-    sigaddset(&block, SIGTERM);
-    sigprocmask(SIG_BLOCK, &block, &during);
-    sigdelset(&during, SIGINT);
-    sigdelset(&during, SIGTERM);
+    ctl_signals_hold(stats_on_signal, &block, &during);
 
     for (long long n = 0; !stats_stop && (w->count == 0 || n < w->count); n++) {
         rates rt = {0, 0, 0};

@@ -108,6 +108,7 @@
 
 #include "checkpoint.h"
 #include "clock.h"
+#include "fileio.h"
 #include "log.h"
 #include "merkle.h"
 #include "pgconn.h"
@@ -234,7 +235,8 @@ static int seal_publish_file(seal *s, uint64_t size, const char *note, size_t le
 {
     char name[CKPT_NAME_MAX + 64], path[1200], tmp[1200];
     struct stat st;
-    int fd, dfd;
+    int fd;
+    char dirr[700];
 
     seal_anchor_name(s->cfg.namespace_, (unsigned long long)size, name, sizeof name);
     snprintf(path, sizeof path, "%s/%s", s->cfg.anchor_dir, name);
@@ -259,14 +261,10 @@ static int seal_publish_file(seal *s, uint64_t size, const char *note, size_t le
         unlink(tmp);
         return -1;
     }
-    dfd = open(s->cfg.anchor_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0 || fsync(dfd) != 0) {
-        snprintf(err, errlen, "anchor_dir: fsync %.600s: %s", s->cfg.anchor_dir, strerror(errno));
-        if (dfd >= 0)
-            close(dfd);
+    if (fileio_fsync_dir(s->cfg.anchor_dir, dirr, sizeof dirr) != 0) {
+        snprintf(err, errlen, "anchor_dir: %s", dirr);
         return -1;
     }
-    close(dfd);
     return 1;
 }
 

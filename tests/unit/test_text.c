@@ -9,6 +9,11 @@
 
 #include <cmocka.h>
 
+#include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fileio.h"
 #include "text.h"
 
 /* A literal with its exact length, so cases may hold NUL bytes. */
@@ -443,6 +448,45 @@ static void test_json_string(void **state)
     assert_string_equal(k.buf, "\"ab\\ncd\"");
 }
 
+/* text_hexval: every byte value, against the digits it must accept. */
+static void test_hexval(void **state)
+{
+    (void)state;
+    for (int c = 0; c < 256; c++) {
+        int want = -1;
+        if (c >= '0' && c <= '9')
+            want = c - '0';
+        else if (c >= 'a' && c <= 'f')
+            want = c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F')
+            want = c - 'A' + 10;
+        assert_int_equal(text_hexval((char)c), want);
+    }
+}
+
+/* fileio: the directory of a path is synced (".", "/", a dir), and a
+ * missing one gives the exact error with errno kept. */
+static void test_fileio_fsync(void **state)
+{
+    char err[256], dir[] = "/tmp/aq-test-fileio-XXXXXX", path[64];
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/name", dir);
+    assert_int_equal(fileio_fsync_parent(path, err, sizeof err), 0);
+    assert_int_equal(fileio_fsync_parent("bare-name", err, sizeof err), 0);
+    assert_int_equal(fileio_fsync_parent("/in-root", err, sizeof err), 0);
+    assert_int_equal(fileio_fsync_dir(dir, NULL, 0), 0);
+    assert_int_equal(rmdir(dir), 0);
+    errno = 0;
+    assert_int_equal(fileio_fsync_parent(path, err, sizeof err), -1);
+    assert_int_equal(errno, ENOENT);
+    char want[128];
+    snprintf(want, sizeof want, "fsync of directory %s: No such file or directory", dir);
+    assert_string_equal(err, want);
+    assert_int_equal(fileio_fsync_dir(dir, NULL, 0), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -455,6 +499,8 @@ int main(void)
         cmocka_unit_test(test_json_length_bounded),
         cmocka_unit_test(test_utf8_next),
         cmocka_unit_test(test_json_string),
+        cmocka_unit_test(test_hexval),
+        cmocka_unit_test(test_fileio_fsync),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
