@@ -323,7 +323,7 @@ assert_eq "$NALL" "$(wc -l <"$AQ_TMP/all.ndjson")" "rows of the full export"
 # start it at ~31 MB before the first row (measured 2026-12-04, 31.2 MB for
 # 2000 rows), so it gets 48 MB. The growth bound below is the same for all.
 rss_cap_mb=30
-if ldd "$BIN/auditqctl" 2>/dev/null | grep -q 'libasan'; then rss_cap_mb=48; fi
+if ldd "$CTL_AUDITED" 2>/dev/null | grep -q 'libasan'; then rss_cap_mb=48; fi
 ((rss_full < rss_cap_mb * 1024)) || { echo "FAIL: max RSS ${rss_full} kB >= ${rss_cap_mb} MB"; exit 1; }
 ((rss_full - rss_small < 2048)) || { echo "FAIL: max RSS grew by $((rss_full - rss_small)) kB from 2000 to $NALL rows"; exit 1; }
 grep -qE "^auditqctl query: $NALL rows in [0-9]+\.[0-9] s \([0-9]+ rows/s\)$" "$AQ_TMP/err" ||
