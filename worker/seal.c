@@ -242,7 +242,13 @@ static int seal_publish_file(seal *s, uint64_t size, const char *note, size_t le
     snprintf(path, sizeof path, "%s/%s", s->cfg.anchor_dir, name);
     if (stat(path, &st) == 0)
         return 0;
-    snprintf(tmp, sizeof tmp, "%s/.%s.tmp", s->cfg.anchor_dir, name);
+    /* The tmp name is this process's own: two workers may publish the same
+     * checkpoint at once (a new sequencer republishing what a killed one
+     * left, or two workers at start), and a shared tmp let one truncate the
+     * file the other had just renamed into place -- killed there, it stayed
+     * empty (it_99_integrity_storm under TSan). A tmp a kill leaves behind
+     * starts with '.', which verify skips. */
+    snprintf(tmp, sizeof tmp, "%s/.%s.%ld.tmp", s->cfg.anchor_dir, name, (long)getpid());
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
         snprintf(err, errlen, "anchor_dir: cannot create %.600s: %s (check anchor_dir and its permissions)",
