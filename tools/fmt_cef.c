@@ -81,14 +81,9 @@ static void ext_labelled(FILE *out, const char *key, const char *label, const fm
 
 static int ext_time(FILE *out, const char *key, const fmt_row *r, int c)
 {
-    char buf[Q_TS_LEN];
     int64_t us;
 
-    if (r->v[c] == NULL || r->len[c] >= sizeof buf)
-        return -1;
-    memcpy(buf, r->v[c], r->len[c]);
-    buf[r->len[c]] = '\0';
-    if (q_parse_iso(buf, 5, &us) != 0)
+    if (fmt_ts_us(r, c, &us) != 0)
         return -1;
     fprintf(out, " %s=%lld", key, (long long)(us >= 0 ? us / 1000 : -((-us + 999) / 1000)));
     return 0;
@@ -103,15 +98,10 @@ int fmt_cef_write(FILE *out, const fmt_row *r)
 {
     static const char *const prio[] = { "critical", "high", "normal", "low" };
     int sev = col_is(r, Q_COL_OUTCOME, "denied") ? 7 : col_is(r, Q_COL_OUTCOME, "failure") ? 5 : 3;
-    char buf[Q_TS_LEN];
     int64_t us;
 
     /* Check the time first: nothing is written for a row refused. */
-    if (r->v[Q_COL_OCCURRED_AT] == NULL || r->len[Q_COL_OCCURRED_AT] >= sizeof buf)
-        return -1;
-    memcpy(buf, r->v[Q_COL_OCCURRED_AT], r->len[Q_COL_OCCURRED_AT]);
-    buf[r->len[Q_COL_OCCURRED_AT]] = '\0';
-    if (q_parse_iso(buf, 5, &us) != 0)
+    if (fmt_ts_us(r, Q_COL_OCCURRED_AT, &us) != 0)
         return -1;
 
     fputs("CEF:0|auditq|auditq|" AUDITQ_VERSION "|", out);

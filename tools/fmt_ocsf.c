@@ -128,17 +128,23 @@ static const char *const col_name[Q_NCOLS] = {
     "user_agent", "request_id", "session_id", "changes", "metadata", "clock_flag",
 };
 
-/* Milliseconds since the epoch of a server timestamp; -1 when unreadable. */
-static int ts_ms(const fmt_row *r, int c, int64_t *ms)
+int fmt_ts_us(const fmt_row *r, int c, int64_t *us)
 {
     char buf[Q_TS_LEN];
-    int64_t us;
 
     if (r->v[c] == NULL || r->len[c] >= sizeof buf)
         return -1;
     memcpy(buf, r->v[c], r->len[c]);
     buf[r->len[c]] = '\0';
-    if (q_parse_iso(buf, 5, &us) != 0)
+    return q_parse_iso(buf, 5, us) != 0 ? -1 : 0;
+}
+
+/* Milliseconds since the epoch of a server timestamp; -1 when unreadable. */
+static int ts_ms(const fmt_row *r, int c, int64_t *ms)
+{
+    int64_t us;
+
+    if (fmt_ts_us(r, c, &us) != 0)
         return -1;
     *ms = us >= 0 ? us / 1000 : -((-us + 999) / 1000);
     return 0;

@@ -58,4 +58,8 @@ void fmt_cef_value(FILE *out, const char *s, size_t len);
 
 /* One CEF record and '\n'. Returns 0, or -1 as fmt_ocsf_write. */
 int fmt_cef_write(FILE *out, const fmt_row *row);
+
+/* Microseconds since the epoch of column c of row (a server timestamp
+ * text); 0, or -1 when it is NULL or unreadable. Both formats use it. */
+int fmt_ts_us(const fmt_row *row, int c, int64_t *us);
 #endif
