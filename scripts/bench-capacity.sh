@@ -17,8 +17,9 @@
 # Steps (each on a fresh database and an empty Redis):
 #   ref       redis-benchmark LPUSH of 600-byte values (the job size), 50
 #             clients, plain and -P 100: ops/s and Redis CPU per LPUSH; and
-#             `auditq-bench ceiling --conns 2`: rows/s and PostgreSQL CPU per
-#             row of the worker's own write path without Redis or a worker.
+#             `auditq-bench ceiling --conns 1`, then `--conns 2`: rows/s and
+#             PostgreSQL CPU per row of the worker's own write path without
+#             Redis, a worker or sealing.
 #   sync      `auditq-bench enqueue` SYNC_EVENTS (default 20000), no worker
 #   drain     for each "THREADS:BATCH" in CONFIGS (default "1:1000 2:1000
 #             4:1000 2:100 2:500"): DRAIN_EVENTS (default 100000) events
@@ -37,7 +38,9 @@
 #             before it, the idle worker's cost per second over IDLE_SECONDS
 #             (default 5).
 #   backlog   BACKLOG_EVENTS (default 1000000) events queued, no worker:
-#             Redis used_memory per queued event at that depth.
+#             Redis used_memory per queued event at that depth, and the
+#             AOF's size per queued event after BGREWRITEAOF (with the
+#             fork's time).
 #   ring      the producer's memory per async-buffer slot: peak RSS of
 #             `auditq-bench enqueue --async` of RING_EVENTS (default 100000)
 #             minus that of RING_EVENTS/10, both with Redis writes paused
@@ -145,13 +148,15 @@ for p in 1 100; do
     per r0 r1 200000 "  redis-benchmark LPUSH -P $p" | sed -n 1p
     rcli FLUSHALL >/dev/null
 done
-echo "== ref: auditq-bench ceiling --conns 2 --events 100000 (load $(load1))"
-fresh_db
-snap c0
-"$BIN/auditq-bench" ceiling --conns 2 --events 100000 --quiet --database-url "$AUDITQ_DATABASE_URL" | sed 's/^/  /'
-snap c1
-per c0 c1 100000 "  ceiling (2 connections)" | sed -n 1p
-
+for k in 1 2; do
+    echo "== ref: auditq-bench ceiling --conns $k --events 100000 (load $(load1))"
+    fresh_db
+    snap c0
+    "$BIN/auditq-bench" ceiling --conns "$k" --events 100000 --quiet --database-url "$AUDITQ_DATABASE_URL" |
+        sed -n 's/^ *\([0-9]\)/  \1/p'
+    snap c1
+    per c0 c1 100000 "  ceiling ($k connection(s))" | sed -n 1p
+done
 echo "== sync producer: auditq-bench enqueue --events $SYNC_EVENTS (sync, no worker)"
 fresh_db
 snap s0
@@ -231,6 +236,16 @@ snap b0
 enqueue_async "$BACKLOG_EVENTS"
 snap b1
 echo "  used_memory: $(awk '$1=="used_memory" {print $2}' "$SNAP.b0") -> $(awk '$1=="used_memory" {print $2}' "$SNAP.b1") bytes; $(python3 -c "import sys; print('%.0f' % ((float(sys.argv[2]) - float(sys.argv[1])) / float(sys.argv[3])))" "$(awk '$1=="used_memory" {print $2}' "$SNAP.b0")" "$(awk '$1=="used_memory" {print $2}' "$SNAP.b1")" "$BACKLOG_EVENTS") B per queued event; RSS $(rcli INFO memory | tr -d '\r' | sed -n 's/^used_memory_rss_human://p'); load $(load1)"
+# The AOF a backlog needs on disk: rewritten (BGREWRITEAOF), so it holds the
+# queued jobs once; between rewrites it grows up to auto-aof-rewrite-percentage
+# (100 %) above that.
+rcli BGREWRITEAOF >/dev/null
+aof_done() { rcli INFO persistence | tr -d '\r' | grep -q '^aof_rewrite_in_progress:0' &&
+             rcli INFO persistence | tr -d '\r' | grep -q '^aof_rewrite_scheduled:0'; }
+sleep 1
+wait_for 600 aof_done || { echo "AOF rewrite did not finish in 600 s"; exit 1; }
+aof=$(du -sb "$AQ_TMP/redis-main/appendonlydir" | cut -f1)
+echo "  AOF after BGREWRITEAOF: $aof bytes = $((aof / BACKLOG_EVENTS)) B per queued event; the rewrite's fork took $(rcli INFO stats | tr -d '\r' | sed -n 's/^latest_fork_usec://p') us; load $(load1)"
 rcli FLUSHALL >/dev/null
 
 echo "== ring: the producer's async buffer, $RING_EVENTS events"
