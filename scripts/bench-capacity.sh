@@ -36,7 +36,9 @@
 #             batch_size 1000, sealing on): the costs at a steady rate below
 #             the ceiling, where batches are not full, and events per batch;
 #             before it, the idle worker's cost per second over IDLE_SECONDS
-#             (default 5).
+#             (default 5). Drain and paced steps also read the worker's
+#             /metrics: the fraction of time its threads spent writing and
+#             the jobs per fetched batch (the signals of docs/SCALING.md).
 #   backlog   BACKLOG_EVENTS (default 1000000) events queued, no worker:
 #             Redis used_memory per queued event at that depth, and the
 #             AOF's size per queued event after BGREWRITEAOF (with the
@@ -131,10 +133,30 @@ unsealed() {
 processed() { rcli HGET '{auditq}:stats' processed | sed 's/^$/0/'; }
 written() { [[ "$(processed)" -ge "$1" ]]; }
 sealed() { [[ "$(unsealed)" == 0 ]]; }
+# wm PORT: "write_s batches jobs" from the worker's /metrics (the signals
+# docs/SCALING.md tells operators to watch).
+wm() {
+    curl -fsS "http://127.0.0.1:$1/metrics" | awk '
+        $1 == "auditq_pg_write_duration_seconds_sum" { w = $2 }
+        $1 == "auditq_batch_size_count" { n = $2 }
+        $1 == "auditq_batch_size_sum" { j = $2 }
+        END { print w + 0, n + 0, j + 0 }'
+}
+# signals THREADS SECONDS "W0 N0 J0" "W1 N1 J1": busy fraction, jobs per batch
+signals() {
+    awk -v th="$1" -v secs="$2" -v a="$3" -v b="$4" 'BEGIN {
+        split(a, x, " "); split(b, y, " ")
+        n = y[2] - x[2]
+        printf "/metrics: threads busy writing %.0f %% (write_duration_seconds_sum / threads / %.2f s), %.0f jobs per fetched batch (batch_size_sum / count, %d batches)\n",
+            100 * (y[1] - x[1]) / th / secs, secs, n ? (y[3] - x[3]) / n : 0, n }'
+}
 enqueue_async() {  # EVENTS [extra args]: the async producer, no reference
     local n=$1
     shift
-    "$BIN/auditq-bench" enqueue --events "$n" --async --pool 4096 --no-ref --quiet "$@" >"$AQ_TMP/enqueue.out"
+    # A full buffer waits for Redis (an AOF fsync can stall it for a
+    # moment) instead of failing the send.
+    "$BIN/auditq-bench" enqueue --events "$n" --async --pool 4096 --no-ref --quiet \
+        --set enqueue_timeout_ms=60000 "$@" >"$AQ_TMP/enqueue.out"
 }
 
 echo "== ref: redis-benchmark LPUSH, 600-byte values, 50 clients (load $(load1))"
@@ -176,20 +198,23 @@ for cfg in $CONFIGS; do
     per a0 a1 "$DRAIN_EVENTS" "  async send (queued)"
     rm -rf "$AQ_TMP/anchors" && mkdir -p "$AQ_TMP/anchors"
     snap d0
+    mport=$(free_port)
     harness_spawn "worker-$th-$b" "$BIN/auditq-worker" --set "threads=$th" --set "batch_size=$b" \
         --set "seal_key_file=$KEY" --set "anchor_dir=$AQ_TMP/anchors" \
-        --set "database_url=$AUDITQ_DATABASE_URL"
+        --set "database_url=$AUDITQ_DATABASE_URL" --set "http_listen=127.0.0.1:$mport"
     wpid=$HARNESS_LAST_PID
     # d0 is read before the worker starts (its CPU counts from 0): its
     # start-up (connect, SCRIPT LOAD, < 0.05 CPU-s) is in the figures.
     wait_for 900 written "$DRAIN_EVENTS" || { echo "not written in 900 s"; exit 1; }
     snap d1 "$wpid"
+    m1=$(wm "$mport")
     wait_for 900 sealed || { echo "not sealed in 900 s"; exit 1; }
     snap d2 "$wpid"
     echo "  written (processed = $DRAIN_EVENTS) $(python3 -c 'import sys; a, b, n = map(float, sys.argv[1:]); print("in %.2f s = %.0f ev/s" % (b - a, n / (b - a)))' "$(awk '$1=="t" {print $2}' "$SNAP.d0")" "$(awk '$1=="t" {print $2}' "$SNAP.d1")" "$DRAIN_EVENTS"); every batch sealed $(python3 -c 'import sys; print("%.2f" % (float(sys.argv[2]) - float(sys.argv[1])))' "$(awk '$1=="t" {print $2}' "$SNAP.d1")" "$(awk '$1=="t" {print $2}' "$SNAP.d2")") s later"
     kill -TERM "$wpid"
     wait_for 60 bash -c "! kill -0 $wpid 2>/dev/null" || true
     per d0 d2 "$DRAIN_EVENTS" "  worker drain + sealing ($th threads, batch $b)"
+    echo "  $(signals "$th" "$(awk -v a="$(awk '$1=="t" {print $2}' "$SNAP.d0")" -v b="$(awk '$1=="t" {print $2}' "$SNAP.d1")" 'BEGIN { print b - a }')" "0 0 0" "$m1") until written"
     read -r ev1 evid1 <<<"$(db_sizes)"
     rows=$(PGDATABASE=bench psql_q "SELECT count(*) FROM audit_events")
     [[ "$rows" == "$DRAIN_EVENTS" ]] || { echo "stored $rows rows for $DRAIN_EVENTS events"; exit 1; }
@@ -199,8 +224,10 @@ done
 echo "== paced: $PACED_RATE events/s for $PACED_SECONDS s (async producer) into 1 worker x 2 threads, batch_size 1000, sealing on"
 fresh_db
 rm -rf "$AQ_TMP/anchors" && mkdir -p "$AQ_TMP/anchors"
+mport=$(free_port)
 harness_spawn worker-paced "$BIN/auditq-worker" --set threads=2 --set batch_size=1000 \
-    --set "seal_key_file=$KEY" --set "anchor_dir=$AQ_TMP/anchors" --set "database_url=$AUDITQ_DATABASE_URL"
+    --set "seal_key_file=$KEY" --set "anchor_dir=$AQ_TMP/anchors" --set "database_url=$AUDITQ_DATABASE_URL" \
+    --set "http_listen=127.0.0.1:$mport"
 wpid=$HARNESS_LAST_PID
 # The idle worker's own cost per second (heartbeats, the metrics sample,
 # idle polls, the sealer's checks), read over IDLE_SECONDS first.
@@ -220,9 +247,13 @@ print("  idle worker, per second: CPU ms worker %.2f, PostgreSQL %.2f, Redis %.2
          d("total_net_output_bytes"), d("wal"), b["load"]))
 EOF2
 snap p0 "$wpid"
+m0=$(wm "$mport")
+t0=$(date +%s.%N)
 pn=$((PACED_RATE * PACED_SECONDS))
 enqueue_async "$pn" --rate "$PACED_RATE"
 wait_for 900 written "$pn" || { echo "not written in 900 s"; exit 1; }
+m1=$(wm "$mport")
+echo "  $(signals 2 "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')" "$m0" "$m1")"
 wait_for 900 sealed || { echo "not sealed in 900 s"; exit 1; }
 snap p1 "$wpid"
 kill -TERM "$wpid"
