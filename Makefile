@@ -46,7 +46,7 @@ LIB_COMMON = common/codec.c common/text.c common/fileio.c common/uuid7.c common/
              $(sort $(wildcard common/spool*.c))
 LIB_SRC    = $(LIB_COMMON) $(wildcard producer/*.c)
 # Worker/tool-only common pieces.
-APP_COMMON = common/config.c common/config_file.c common/config_mask.c common/log.c common/pgconn.c \
+APP_COMMON = common/config.c common/config_file.c common/config_mask.c common/log.c common/osuser.c common/pgconn.c \
              common/retention.c common/retention_run.c common/retention_export.c \
              common/merkle.c common/entry.c common/checkpoint.c
 WORKER_SRC = $(wildcard worker/*.c)

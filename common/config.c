@@ -73,6 +73,9 @@ static const cf_enum cf_clock_policies[] = {
 static const cf_enum cf_self_audit[] = {
     { "required", SELF_AUDIT_REQUIRED }, { "optional", SELF_AUDIT_OPTIONAL }, { NULL, 0 }
 };
+static const cf_enum cf_on_off[] = {
+    { "on", 1 }, { "off", 0 }, { NULL, 0 }
+};
 static const cf_enum cf_log_levels[] = {
     { "error", LOG_ERROR }, { "warn", LOG_WARN }, { "info", LOG_INFO },
     { "debug", LOG_DEBUG }, { NULL, 0 }
@@ -222,6 +225,10 @@ static const cf_entry cf_table[] = {
     STR("self_audit_redis_url", self_audit_redis_url, "", 0, cf_check_opt_redis_url, false, true,
         "auditqctl: the Redis URL its self-audit events are pushed through, e.g. as the ACL user "
         "aq-producer; \"\" = redis_url"),
+    ENUM("worker_self_audit", worker_self_audit, "on", cf_on_off, true,
+         "auditq-worker: on = its start, graceful stop, reloads (the settings that changed) and "
+         "every dead-lettering are recorded as events (auditq.worker.*) in the trail; off = not "
+         "(a reload that switches it off is still recorded)"),
 #ifdef AQ_TEST_HOOKS
     /* testing: only in the test build (Makefile: tests/auditq-worker-hooks) */
     INT("crash_after_commit", crash_after_commit, "0", 0, 1000000000, false,

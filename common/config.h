@@ -63,6 +63,8 @@ typedef struct aq_config {
     char verify_key_file[512];   /* auditqctl verify's verifier key */
     int self_audit;              /* SELF_AUDIT_REQUIRED | SELF_AUDIT_OPTIONAL (auditqctl) */
     char self_audit_redis_url[512]; /* auditqctl records through this; "" = redis_url */
+    int worker_self_audit;       /* 1: the worker records its start, stop, reloads and dead
+                                    letters as events (worker/selfevents.c); 0: off */
 #ifdef AQ_TEST_HOOKS
     /* Test hook, only in the test build (-DAQ_TEST_HOOKS): after a batch is
      * committed in PostgreSQL and before it is acknowledged in Redis,

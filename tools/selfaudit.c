@@ -43,13 +43,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <pwd.h>
 #include <sys/types.h>
 #include <unistd.h>
 
 #include <libpq-fe.h>
 
 #include "auditq.h"
+#include "osuser.h"
 #include "selfaudit.h"
 #include "text.h"
 
@@ -253,20 +253,6 @@ void selfaudit_db_role(const aq_config *cfg, const char *os_user, char *out, siz
 
 static auditq *sa_q;  /* opened by selfaudit_before, used by _after */
 
-/* The effective user: who acts (getlogin would name the terminal's
- * owner, wrong under sudo or su). "uid:N" when it has no name. */
-static void sa_os_user(char *out, size_t cap)
-{
-    struct passwd pw, *res = NULL;
-    char buf[4096];
-    uid_t uid = geteuid();
-
-    if (getpwuid_r(uid, &pw, buf, sizeof buf, &res) == 0 && res != NULL && pw.pw_name[0])
-        snprintf(out, cap, "%s", pw.pw_name);
-    else
-        snprintf(out, cap, "uid:%ld", (long)uid);
-}
-
 /* The --tenant (or --tenant=T) the command was given, else NULL. */
 static const char *sa_tenant(int argc, char *const *argv)
 {
@@ -337,7 +323,7 @@ static int sa_record(const aq_config *cfg, const char *action, int argc, char *c
 
     if (sa_open(cfg, err, errlen) != 0)
         return -1;
-    sa_os_user(user, sizeof user);
+    osuser_name(user, sizeof user);
     selfaudit_db_role(cfg, user, role, sizeof role);
     meta = selfaudit_metadata(user, role, argc, argv, exit_status);
     ev = auditq_event_new(action);

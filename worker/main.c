@@ -24,6 +24,11 @@
  *               PostgreSQL connection) appends committed evidence to the
  *               Merkle tree and signs checkpoints.
  *   status.c    the HTTP endpoint's answers (the server: http.c).
+ *   selfevents.c  the worker's own start, graceful stop, reloads (the
+ *               settings that changed) and dead letters as events in the
+ *               trail (worker_self_audit), pushed from a main-loop timer
+ *               over its own Redis connection; writers only hand over
+ *               their dead letters after each settle.
  * The main thread runs a libev loop that owns signals, the timers and the
  * HTTP endpoint.
  *
@@ -78,6 +83,7 @@
 #include "redisconn.h"
 #include "retainer.h"
 #include "seal.h"
+#include "selfevents.h"
 #include "status.h"
 #include "upkeep.h"
 #include "uuid7.h"
@@ -102,6 +108,7 @@ typedef struct launcher {
     upkeep *up;
     retainer *ret;
     status *st;
+    const char *stop_signal;           /* the first SIGTERM/SIGINT, for the stop event */
 } launcher;
 
 /* ---- main thread: configuration ------------------------------------------- */
@@ -155,6 +162,7 @@ static void reload_config(launcher *l)
     char err[1024], q[1100], fq[600], oq[220], nq[220];
     const char *file = l->cfg_path[0] ? l->cfg_path : "(none: environment and --set only)";
     int old_level = w->cfg.log_level;
+    int was_self_audit = w->cfg.worker_self_audit;
 
     log_q(fq, sizeof fq, file);
     if (build_config(&next, l->cfg_path, l->sets, l->set_origin, l->nsets, err, sizeof err) != 0) {
@@ -200,6 +208,9 @@ static void reload_config(launcher *l)
         log_info("config reloaded", " file=%s changed=%d applied=%d restart_needed=%d", fq, rep.n,
                  rep.applied, rep.restart);
     atomic_store(&log_level, w->cfg.log_level);
+    /* Recorded in the trail: exactly the settings that differ (rep.ch[]
+     * holds them all: 64 > the number of settings). */
+    selfevents_reload(w->se, was_self_audit, rep.ch, rep.n);
     upkeep_reload(l->up);
 }
 
@@ -229,6 +240,7 @@ static void begin_shutdown(launcher *l, const char *why)
     atomic_store(&w->stop_deadline_us, w->cfg.shutdown_timeout_ms == 0
                                            ? INT64_MAX / 4
                                            : clock_mono_us() + (int64_t)w->cfg.shutdown_timeout_ms * 1000);
+    l->stop_signal = why;
     atomic_store(&w->stopping, 1);
     pthread_mutex_lock(&w->mu);
     pthread_cond_broadcast(&w->cv);
@@ -439,7 +451,8 @@ int main(int argc, char **argv)
 
     l->up = upkeep_setup(l->loop, w);
     l->wr = l->up ? writers_setup(w) : NULL;
-    if (!l->wr) {
+    w->se = l->wr ? selfevents_setup(l->loop, w) : NULL;
+    if (!w->se) {
         log_error("out of memory", NULL);
         return 1;
     }
@@ -474,6 +487,7 @@ int main(int argc, char **argv)
         return 1;
     }
     upkeep_start(l->up);
+    selfevents_start(w->se);  /* auditq.worker.start, pushed once Redis and PostgreSQL answer */
     l->ret = retainer_setup(l->loop, w);
     if (!l->ret) {
         log_error("out of memory", NULL);
@@ -486,12 +500,16 @@ int main(int argc, char **argv)
     int abandoned = stuck > 0 || writers_join(l->wr);
     retainer_stop(l->ret);
     seal_stop(w->seal);  /* bounded: one tick (statement_timeout_ms) at most */
+    /* auditq.worker.stop and the dead letters' events still pending, before
+     * upkeep_stop deregisters us; bounded (selfevents.h). */
+    selfevents_stop(w->se, l->stop_signal ? l->stop_signal : "SIGTERM", abandoned);
     upkeep_stop(l->up, abandoned); /* the last summary line, then Redis left tidy */
     status_stop(l->st);
     log_info("worker stopped", " id=%s", w->id);
     if (stuck)
         _exit(0); /* threads still inside a bounded call: don't free under them */
     writers_free(l->wr);
+    selfevents_free(w->se);
     ev_loop_destroy(l->loop);
     return 0;
 }

@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "pgw.h"
 #include "seal.h"
+#include "selfevents.h"
 
 #define READY_SAMPLE_MAX_MS 5000  /* /readyz: last good Redis sample at most this old */
 
@@ -104,7 +105,8 @@ static void on_http(void *ctx, const http_request *req, http_response *resp)
             .reloads_failed = w->reloads_failed, .ready = is_ready(st, why, sizeof why),
             .sample = uv.sample, .sample_ok = uv.sample_ok, .sample_us = uv.sample_us, .wrong = wrong, .nwrong = nwrong,
         };
-        if (metrics_render(&v, &resp->body) != 0 || seal_metrics_render(w->seal, &resp->body) != 0) {
+        if (metrics_render(&v, &resp->body) != 0 || seal_metrics_render(w->seal, &resp->body) != 0 ||
+            selfevents_metrics_render(w->se, &resp->body) != 0) {
             resp->status = 500;
             resp->body.len = 0;
             return;

@@ -28,6 +28,7 @@
 #include "redisconn.h"
 
 typedef struct seal seal;
+typedef struct selfevents selfevents;
 
 typedef struct worker {
     /* configuration */
@@ -60,6 +61,9 @@ typedef struct worker {
     uint64_t reloads_ok, reloads_failed;
     char pg_role[64];                  /* the role database_url logs in as (start check) */
     seal *seal;                        /* sequencer (worker/seal.c); NULL: sealing off */
+    selfevents *se;                    /* self-audit events (worker/selfevents.c): set before the
+                                          writers start, freed after they were joined; writers
+                                          call only selfevents_commit on it */
 } worker;
 
 /* Milliseconds left until the shutdown deadline (negative once past). */

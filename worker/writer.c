@@ -32,6 +32,10 @@
  *   settle  a Lua script adds retries and dead letters, bumps the stats and
  *           deletes the in-flight list, atomically, only if the fencing
  *           token is still ours.
+ *           Then the batch's dead letters are handed to the self-audit
+ *           events (selfevents.c: one mutex hold, no I/O; only those the
+ *           settle recorded, so a fenced batch's are recorded by whoever
+ *           recovers it).
  * An idle thread (every queue empty) probes its PostgreSQL once a second
  * (can this role INSERT into audit_events?), so "PostgreSQL is down" -- or
  * a revoked privilege -- shows in /readyz and /metrics without waiting for
@@ -111,6 +115,7 @@
 #include "metrics.h"
 #include "queue.h"
 #include "redisconn.h"
+#include "selfevents.h"
 #include "uuid7.h"
 
 #define PG_CHECK_MS 1000          /* idle thread's PostgreSQL ping interval */
@@ -142,6 +147,7 @@ typedef struct wthread {
     aq_buf *retrybufs;
     size_t cap;
     int abandoned;            /* left a batch in flight at shutdown */
+    selfevents_batch seb;     /* this batch's dead letters, for their self-audit events */
     pgw_stats pgst;
 } wthread;
 
@@ -395,8 +401,10 @@ static int write_batch(wthread *t, const queue_batch *b, size_t nj)
     return WB_WRITTEN;
 }
 
-/* Acknowledges the batch in Redis, retrying until it is done. Returns -1
- * if shutdown ran out of time first. */
+/* Acknowledges the batch in Redis, retrying until it is done. Returns 0
+ * (settled), 1 (fenced: nothing of ours was recorded), 2 (fenced after a
+ * failed try: that try may have gone through), or -1 if shutdown ran out
+ * of time first. */
 static int settle_batch(wthread *t, queue_batch *b, size_t processed, size_t nr, size_t nd)
 {
     worker *w = t->w;
@@ -424,7 +432,7 @@ static int settle_batch(wthread *t, queue_batch *b, size_t processed, size_t nr,
                 log_warn("batch no longer ours after a failed settle: that settle went through and only "
                          "its answer was lost, or another worker recovered the batch (and re-writes it "
                          "idempotently)", " thread=%d jobs=%zu", t->idx, b->n);
-            return 0;
+            return fenced ? (attempt == 0 ? 1 : 2) : 0;
         }
         /* Logged also when the command timed out (the connection is then
          * marked failed): a stalled Redis must show per thread. */
@@ -472,6 +480,8 @@ static size_t judge_clocks(wthread *t, const queue_batch *b, size_t nj, size_t *
             if (queue_dead_record(&t->dead[(*nd)++], it->str, it->len, job->priority, reason, NULL,
                                   0, t->w->id) != 0)
                 abort();
+            selfevents_note(&t->seb, c, job, job->priority, job->attempts, NULL,
+                            cls == CLOCKSKEW_FUTURE ? "occurred_at_future" : "occurred_at_backfill");
             continue;
         }
         job->clock_flag = (uint8_t)cls;
@@ -500,6 +510,7 @@ static void process_batch(wthread *t, queue_batch *b)
     }
     atomic_store(&t->m->inflight, b->n);
     metrics_observe_batch(t->m, b->n);
+    selfevents_commit(NULL, &t->seb, SELFEVENTS_DISCARD); /* a batch given back left notes */
     for (size_t i = 0; i < b->n; i++) {
         const redisReply *it = b->items[i];
         if (codec_decode(it->str, it->len, (size_t)c->max_job_bytes, &t->jobs[nj], err, sizeof err) == 0) {
@@ -512,6 +523,7 @@ static void process_batch(wthread *t, queue_batch *b)
                  log_q(q, sizeof q, err));
         if (queue_dead_record(&t->dead[nd], it->str, it->len, b->priority, reason, NULL, 0, w->id) != 0)
             abort();
+        selfevents_note(&t->seb, c, NULL, b->priority, 0, NULL, "undecodable");
         nd++;
     }
     nj = judge_clocks(t, b, nj, &nd);
@@ -558,6 +570,7 @@ static void process_batch(wthread *t, queue_batch *b)
             if (queue_dead_record(&t->dead[nd++], it->str, it->len, job->priority, v.reason,
                                   t->res[j].sqlstate, v.attempts, w->id) != 0)
                 abort();
+            selfevents_note(&t->seb, c, job, job->priority, v.attempts, t->res[j].sqlstate, "rejected");
         } else {
             aq_buf *rb = &t->retrybufs[nr];
             rb->len = 0;
@@ -575,7 +588,11 @@ static void process_batch(wthread *t, queue_batch *b)
         }
     }
 
-    if (settle_batch(t, b, nj - bad, nr, nd) != 0) {
+    int sr = settle_batch(t, b, nj - bad, nr, nd);
+    /* The dead letters' self-audit events: only those the settle recorded. */
+    selfevents_commit(w->se, &t->seb, sr == 0 ? SELFEVENTS_SETTLED : sr == 2 ? SELFEVENTS_UNCERTAIN
+                                                                          : SELFEVENTS_DISCARD);
+    if (sr < 0) {
         t->abandoned = 1;
         return;
     }
@@ -806,6 +823,7 @@ void writers_free(writers *ws)
         free(t->jobitem);
         free(t->res);
         free(t->dead);
+        selfevents_batch_free(&t->seb);
         free(t->retries);
         free(t->retrybufs);
     }

@@ -48,12 +48,13 @@ assert_eq "source .run/demo.env" "$(head -n 1 <<<"$cmds")" "the README's first d
 out=$(in_clean_shell "set -x; ${cmds//.run\/demo.env/$DEMO/demo.env}" 2>"$AQ_TMP/readme.err") ||
     { cat "$AQ_TMP/readme.err"; echo "FAIL: the README's demo commands fail"; exit 1; }
 grep -q '^+ auditqctl stats' "$AQ_TMP/readme.err" || { echo "FAIL: auditqctl stats did not run"; exit 1; }
-# 2,000 events and the demo's auditq.migrate; the query's own event comes after.
-grep -qE '^processed 2,001 +failed 0' <<<"$out" || { echo "FAIL: auditqctl stats: $out"; exit 1; }
+# 2,000 events, the demo's auditq.migrate and the worker's auditq.worker.start
+# (worker_self_audit); the query's own event comes after.
+grep -qE '^processed 2,002 +failed 0' <<<"$out" || { echo "FAIL: auditqctl stats: $out"; exit 1; }
 grep -qx '1 worker: 1 live, 0 dead (not yet recovered)' <<<"$out" || { echo "FAIL: auditqctl workers: $out"; exit 1; }
 assert_eq 5 "$(grep -c '"tenant_id":"acme"' <<<"$out")" "acme rows from auditqctl query --limit 5"
 # The query's auditq.query event was pushed just before: processed or not yet.
-grep -qxE 'auditq_processed_total 200[12]' <<<"$out" || { echo "FAIL: curl \$DEMO_METRICS_URL: $out"; exit 1; }
+grep -qxE 'auditq_processed_total 200[23]' <<<"$out" || { echo "FAIL: curl \$DEMO_METRICS_URL: $out"; exit 1; }
 assert_eq "$url" "$(in_clean_shell "source $DEMO/demo.env; echo \$DEMO_METRICS_URL")" "DEMO_METRICS_URL"
 assert_eq "$AQ_ROOT/$BUILD/bin/auditqctl" "$(in_clean_shell "source $DEMO/demo.env; command -v auditqctl")" \
     "auditqctl on PATH after source demo.env"
@@ -63,7 +64,7 @@ drained12k() { [[ "$(in_clean_shell "source $DEMO/demo.env; auditqctl stats --js
 wait_for 60 drained12k || { echo "FAIL: the bench's 10,000 events were not processed"; exit 1; }
 assert_eq 12000 "$(in_clean_shell "source $DEMO/demo.env; psql -XAtc \"SELECT count(*) FROM audit_events WHERE action NOT LIKE 'auditq.%'\"")" \
     "rows after the README's commands"
-assert_eq "auditq.migrate auditq.query" "$(in_clean_shell "source $DEMO/demo.env; psql -XAtc \"SELECT string_agg(action, ' ' ORDER BY action) FROM audit_events WHERE action LIKE 'auditq.%'\"")" \
+assert_eq "auditq.migrate auditq.query auditq.worker.start" "$(in_clean_shell "source $DEMO/demo.env; psql -XAtc \"SELECT string_agg(action, ' ' ORDER BY action) FROM audit_events WHERE action LIKE 'auditq.%'\"")" \
     "the demo's self-audit events"
 
 # ---- 2. what the demo prints at the end, as printed -------------------------
