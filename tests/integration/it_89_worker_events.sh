@@ -10,6 +10,8 @@
 #   - SIGHUP after batch_size 100 -> 50: exactly one auditq.worker.reload
 #     with {"batch_size": {"old": "100", "new": "50", "applied": true}}; a
 #     SIGHUP that changes nothing records nothing;
+#   - Redis stopped: a reload's event waits in memory (pending 1), and is
+#     recorded once Redis is back (failed 0);
 #   - the loop rule: a dead_letter event that is itself dead-lettered makes
 #     no further event (auditq_self_events_suppressed_total 1);
 #   - SIGTERM: one auditq.worker.stop (written by the next worker);
@@ -61,6 +63,20 @@ assert_eq '{"batch_size": {"new": "50", "old": "100", "applied": true}}' \
 kill -HUP "${WORKER_PID[w1]}"
 wait_for "$T" grep -q 'msg="config reloaded: nothing changed"' "$AQ_TMP/w1.log"
 
+# ---- Redis away: the event waits in memory, is pushed when Redis is back -----
+redis_stop
+printf 'batch_size = 50\nmax_attempts = 2\ndead_letter_max = 777\n' >"$CONF"
+kill -HUP "${WORKER_PID[w1]}"
+wait_for "$T" grep -q 'msg="self-audit events cannot be pushed; kept and retried" pending=1 ' "$AQ_TMP/w1.log"
+assert_eq 1 "$(metric auditq_self_events_pending)" "auditq_self_events_pending while Redis is down"
+redis_restart
+wait_count auditq.worker.reload 2
+assert_eq '{"new": "777", "old": "100000", "applied": true}' \
+    "$(psql_q "SELECT metadata->'changed'->'dead_letter_max' FROM audit_events
+               WHERE action = 'auditq.worker.reload' AND metadata->'changed' ? 'dead_letter_max'")" "reload pushed after the outage"
+assert_eq "0 0" "$(metric auditq_self_events_pending) $(metric auditq_self_events_failed_total)" "pending, failed after the outage"
+grep -q 'msg="self-audit events pushed again"' "$AQ_TMP/w1.log" || { echo "FAIL: no 'pushed again' line"; exit 1; }
+
 # ---- the loop rule: a dead_letter event dead-lettered makes no new event -------
 psql_q "CREATE FUNCTION it89_refuse() RETURNS trigger LANGUAGE plpgsql AS \$\$
         BEGIN
@@ -102,6 +118,6 @@ worker_stop w3
 AUDITQ_WORKER_SELF_AUDIT=off worker_start w4 --set threads=1
 wait_for "$T" drained
 worker_stop w4
-assert_eq "2 2 1 1" "$(count auditq.worker.start) $(count auditq.worker.stop) $(count auditq.worker.reload) $(count auditq.worker.dead_letter)" \
+assert_eq "2 2 2 1" "$(count auditq.worker.start) $(count auditq.worker.stop) $(count auditq.worker.reload) $(count auditq.worker.dead_letter)" \
     "start stop reload dead_letter rows (w3 and w4 off: none of theirs)"
 it_pass "worker self-audit: start, dead_letter (event_id, no content), reload (batch_size 100 -> 50), stop recorded once each; a dead_letter event dead-lettered makes none (suppressed 1); off records nothing"
