@@ -20,7 +20,9 @@
 #             `auditq-bench ceiling --conns 1`, then `--conns 2`: rows/s and
 #             PostgreSQL CPU per row of the worker's own write path without
 #             Redis, a worker or sealing.
-#   sync      `auditq-bench enqueue` SYNC_EVENTS (default 20000), no worker
+#   sync      `auditq-bench enqueue` SYNC_EVENTS (default 20000), no worker,
+#             from 1 and from 8 producer threads (Redis's CPU per command
+#             falls when it finds several commands per wake-up)
 #   drain     for each "THREADS:BATCH" in CONFIGS (default "1:1000 2:1000
 #             4:1000 2:100 2:500"): DRAIN_EVENTS (default 100000) events
 #             queued by `auditq-bench enqueue --async` (the producer side:
@@ -179,12 +181,14 @@ for k in 1 2; do
     snap c1
     per c0 c1 100000 "  ceiling ($k connection(s))" | sed -n 1p
 done
-echo "== sync producer: auditq-bench enqueue --events $SYNC_EVENTS (sync, no worker)"
-fresh_db
-snap s0
-"$BIN/auditq-bench" enqueue --events "$SYNC_EVENTS" --pool 4096 --no-ref --quiet >"$AQ_TMP/enqueue.out"
-snap s1
-per s0 s1 "$SYNC_EVENTS" "  sync send"
+for t in 1 8; do
+    echo "== sync producer: auditq-bench enqueue --events $SYNC_EVENTS --threads $t (sync, no worker)"
+    fresh_db
+    snap s0
+    "$BIN/auditq-bench" enqueue --events "$SYNC_EVENTS" --threads "$t" --pool 4096 --no-ref --quiet >"$AQ_TMP/enqueue.out"
+    snap s1
+    per s0 s1 "$SYNC_EVENTS" "  sync send, $t producer thread(s)"
+done
 
 for cfg in $CONFIGS; do
     th=${cfg%%:*}
