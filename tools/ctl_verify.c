@@ -68,6 +68,7 @@ const char ctl_verify_help[] =
     "Usage: auditqctl [OPTIONS] verify [--key FILE]... [--anchors DIR] [--json]\n"
     "                                  [--since TIME] [--until TIME] [--pending-max DURATION]\n"
     "                                  [--archive FILE]... [--jobs N]\n"
+    "                                  [--part-events N]\n"
     "       auditqctl [OPTIONS] verify --event ID [--out FILE] [--key FILE]...\n"
     "       auditqctl [OPTIONS] verify --proof FILE [--key FILE]... [--json]\n"
     "\n"
@@ -100,6 +101,9 @@ const char ctl_verify_help[] =
     "  --jobs N          read the rows over N connections in parallel, each a\n"
     "                    range of occurred_at, all in one snapshot (default 2,\n"
     "                    at most 16; 1: one connection)\n"
+    "  --part-events N   a full run checks the rows in parts of at most N events,\n"
+    "                    holding one part's evidence per connection in memory,\n"
+    "                    ~100 bytes an event (default 500000: ~50 MB)\n"
     "  --archive FILE    also check an archive_mode=csv export (.csv.gz) against\n"
     "                    the evidence and its retention record (repeatable)\n"
     "  --event ID        write an inclusion proof of event ID against the newest\n"
@@ -339,6 +343,7 @@ int ctl_verify(const aq_config *cfg, int argc, char **argv)
     memset(v, 0, sizeof *v);
     pthread_mutex_init(&v->found_mu, NULL);
     v->jobs = VERIFY_JOBS_DEFAULT;
+    v->part_items = VERIFY_PART_ITEMS;
     v->cfg = cfg;
     v->anchors = cfg->anchor_dir;
     v->pending_max_ms = 5 * 60 * 1000;
@@ -354,7 +359,8 @@ int ctl_verify(const aq_config *cfg, int argc, char **argv)
                                    strcmp(a, "--event") == 0 || strcmp(a, "--out") == 0 ||
                                    strcmp(a, "--proof") == 0 || strcmp(a, "--since") == 0 ||
                                    strcmp(a, "--until") == 0 || strcmp(a, "--archive") == 0 ||
-                                   strcmp(a, "--pending-max") == 0 || strcmp(a, "--jobs") == 0)) {
+                                   strcmp(a, "--pending-max") == 0 || strcmp(a, "--jobs") == 0 ||
+                                   strcmp(a, "--part-events") == 0)) {
             fprintf(stderr, "%s: %s needs a value; see 'auditqctl verify --help'\n", VERIFY_PROG, a);
             return CTL_USAGE;
         } else if (strcmp(a, "--key") == 0) {
@@ -390,6 +396,15 @@ int ctl_verify(const aq_config *cfg, int argc, char **argv)
                 return CTL_USAGE;
             }
             v->jobs = (int)j;
+        } else if (strcmp(a, "--part-events") == 0) {
+            char *end;
+            long long n = strtoll(val, &end, 10);
+            if (*val == '\0' || *end != '\0' || n < 100 || n > 100000000) {
+                fprintf(stderr, "%s: --part-events %s: give a number of events from 100 to 100000000\n",
+                        VERIFY_PROG, val);
+                return CTL_USAGE;
+            }
+            v->part_items = n;
         } else if (strcmp(a, "--pending-max") == 0) {
             if (ctl_parse_duration_ms(val, &v->pending_max_ms, err, sizeof err) != 0) {
                 fprintf(stderr, "%s: --pending-max %s: %s\n", VERIFY_PROG, val, err);

@@ -33,6 +33,11 @@
 /* --jobs: connections that read the rows in parallel, at most. */
 #define VERIFY_MAX_JOBS 16
 #define VERIFY_JOBS_DEFAULT 2
+/* A full run's rows are checked in parts of at most this many events
+ * (ctl_verify_join.c): each thread holds one part's evidence, 80 bytes an
+ * event plus its hash slots, ~52 MB at 500,000. */
+#define VERIFY_PART_ITEMS 500000
+#define VERIFY_MAX_PARTS 100000
 
 /* The 18 entry fields of audit_events row `e`, in entry order (entry.h). */
 #define VERIFY_ROW_FIELDS                                                              \
@@ -87,6 +92,7 @@ typedef struct verify {
     int64_t t_lo_us, t_hi_us;         /* received_at window (incremental) */
     int have_window;
     int jobs;                         /* --jobs: parts of stream 2 in parallel */
+    long long part_items;             /* --part-events: events per part (full run) */
     atomic_uint_fast64_t progress;    /* rows of stream 2 seen, all parts */
     pthread_mutex_t found_mu;         /* vfind from several parts */
 } verify;
@@ -116,6 +122,46 @@ int vfy_retention_leaf(const char *const f[6], const int lens[6], merkle_hash ou
 int verify_tree(verify *v, merkle_frontier *f, uint64_t hi);
 /* ctl_verify_rows.c */
 int verify_rows(verify *v, retmonth *rm, size_t nrm, int with_pending);
+/* A connection of its own in the run's exported snapshot (--jobs). */
+PGconn *verify_part_connect(verify *v, const char *snapshot);
+int verify_export_snapshot(verify *v, char *snapshot, size_t cap);
+/* The occurred_at bounds that split the evidence into `parts` parts of
+ * about as many events each, into bounds[0 .. parts - 2]. */
+int verify_part_bounds(verify *v, int parts, char (*bounds)[48]);
+
+/* ctl_verify_join.c: stream 2 of a full run, joined here (its DESIGN). */
+typedef struct vitem {
+    unsigned char id[16];
+    int64_t occ;                  /* occurred_at, PostgreSQL microseconds */
+    uint64_t batch, leaf_index;   /* leaf_index: when sealed */
+    uint32_t pos;                 /* 1-based position in the batch */
+    uint8_t sealed, seen;
+    unsigned char leaf[MERKLE_HASH_LEN];
+} vitem;
+/* Open addressing over items[]: slots hold index + 1, 0 is empty. */
+typedef struct vtable {
+    vitem *items;
+    size_t n, cap;
+    uint32_t *slots;
+    size_t nslots;
+} vtable;
+vitem *vtable_add(vtable *t);      /* room for the next item; NULL: no memory */
+void vtable_commit(vtable *t);     /* indexes the item vtable_add gave */
+/* The items of (id, occ) one by one: *cursor = 0 first; NULL at the end. */
+vitem *vtable_next(vtable *t, const unsigned char id[16], int64_t occ, size_t *cursor);
+void vtable_reset(vtable *t);
+void vtable_free(vtable *t);
+/* A one-dimensional binary array without NULLs of elements elem_len bytes
+ * long: *elems points at the first element's length word, elements are
+ * 4 + elem_len bytes apart. Returns 0, or -1 for any other shape. */
+int vj_array(const unsigned char *p, size_t len, uint32_t elem_len, const unsigned char **elems, size_t *n);
+/* One tuple of a binary COPY at *off: 1 and its nf fields (NULL: SQL
+ * NULL, lens -1), 0 at the trailer, -1 when malformed. */
+int vj_copy_fields(const unsigned char *p, size_t len, size_t *off, int nf, const unsigned char **vals,
+                   int32_t *lens);
+/* PostgreSQL microseconds as 2026-01-02T03:04:05.678901Z. */
+size_t vj_iso_us(int64_t pg_us, char *out, size_t cap);
+int verify_rows_full(verify *v, retmonth *rm, size_t nrm, int with_pending);
 int verify_inserted(verify *v);
 int load_retention(verify *v, retmonth **out, size_t *n);
 int verify_retention(verify *v, retmonth *rm, size_t nrm);

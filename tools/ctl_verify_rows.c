@@ -215,26 +215,46 @@ static void *part_run(void *arg)
 
 /* A part's connection: the run's snapshot (exported by the run's
  * transaction), so every part reads the same database state. */
-static int part_connect(rowpart *p, const char *snapshot)
+PGconn *verify_part_connect(verify *v, const char *snapshot)
 {
     char sql[160];
+    rowpart p;
 
-    p->pg = ctl_pg_connect(p->v->cfg, VERIFY_PROG, "UTF8");
-    if (p->pg == NULL)
-        return -1;
-    p->own = 1;
+    memset(&p, 0, sizeof p);
+    p.v = v;
+    p.pg = ctl_pg_connect(v->cfg, VERIFY_PROG, "UTF8");
+    if (p.pg == NULL)
+        return NULL;
     snprintf(sql, sizeof sql, "SET TRANSACTION SNAPSHOT '%s'", snapshot);
-    if (part_sql(p, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") != 0 || part_sql(p, sql) != 0 ||
-        part_sql(p, "SET LOCAL TimeZone = 'UTC'") != 0 || part_sql(p, "SET LOCAL statement_timeout = 0") != 0 ||
-        part_sql(p, "SET LOCAL work_mem = '256MB'") != 0)
+    if (part_sql(&p, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") != 0 || part_sql(&p, sql) != 0 ||
+        part_sql(&p, "SET LOCAL TimeZone = 'UTC'") != 0 || part_sql(&p, "SET LOCAL statement_timeout = 0") != 0 ||
+        part_sql(&p, "SET LOCAL work_mem = '256MB'") != 0) {
+        PQfinish(p.pg);
+        return NULL;
+    }
+    return p.pg;
+}
+
+int verify_export_snapshot(verify *v, char *snapshot, size_t cap)
+{
+    PGresult *r = PQexec(v->pg, "SELECT pg_export_snapshot()");
+
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        char first[600];
+        ctl_first_line(PQresultErrorMessage(r), first, sizeof first);
+        fprintf(stderr, "%s: exporting the snapshot for --jobs: %s\n", VERIFY_PROG, first);
+        PQclear(r);
         return -1;
+    }
+    snprintf(snapshot, cap, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
     return 0;
 }
 
 /* The occurred_at bounds that split the evidence into `jobs` parts of about
  * as many events each (by the batches' first occurred_at, weighted by
  * their size), into bounds[0 .. jobs - 2]. */
-static int part_bounds(verify *v, int jobs, char (*bounds)[48])
+int verify_part_bounds(verify *v, int jobs, char (*bounds)[48])
 {
     char nj[16];
     const char *pv[1] = { nj };
@@ -270,20 +290,11 @@ int verify_rows(verify *v, retmonth *rm, size_t nrm, int with_pending)
     int jobs = v->jobs < 1 ? 1 : v->jobs, rc = -1, started = 0;
 
     memset(parts, 0, sizeof parts);
-    if (jobs > 1) {
-        PGresult *r = PQexec(v->pg, "SELECT pg_export_snapshot()");
-        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-            char first[600];
-            ctl_first_line(PQresultErrorMessage(r), first, sizeof first);
-            fprintf(stderr, "%s: exporting the snapshot for --jobs: %s\n", VERIFY_PROG, first);
-            PQclear(r);
-            return -1;
-        }
-        snprintf(snapshot, sizeof snapshot, "%s", PQgetvalue(r, 0, 0));
-        PQclear(r);
-        if (part_bounds(v, jobs, bounds) != 0)
-            return -1;
-    }
+    if (!v->have_window)
+        return verify_rows_full(v, rm, nrm, with_pending);
+    if (jobs > 1 && (verify_export_snapshot(v, snapshot, sizeof snapshot) != 0 ||
+                     verify_part_bounds(v, jobs, bounds) != 0))
+        return -1;
     for (int j = 0; j < jobs; j++) {
         rowpart *p = &parts[j];
         p->v = v;
@@ -299,8 +310,10 @@ int verify_rows(verify *v, retmonth *rm, size_t nrm, int with_pending)
         snprintf(p->hi, sizeof p->hi, "%.47s", j == jobs - 1 ? "" : bounds[j]);
         if (j == 0) {
             p->pg = v->pg;
-        } else if (part_connect(p, snapshot) != 0) {
-            goto out;
+        } else {
+            if ((p->pg = verify_part_connect(v, snapshot)) == NULL)
+                goto out;
+            p->own = 1;
         }
     }
     for (int j = 1; j < jobs; j++) {

@@ -35,24 +35,36 @@ SEAL=(--set "seal_key_file=$KEY" --set "anchor_dir=$ANCH" --set checkpoint_inter
 
 V() { "$CTL" verify --key "$KEY.pub" --anchors "$ANCH" "$@"; }
 # verify must fail (exit 1) and print LINE exactly as one of its lines.
+# Each check runs twice: as the defaults split the rows (two parts), and
+# in parts of 100 events over 3 connections (31 parts, a part's evidence
+# cut out of batches that straddle its bounds: ctl_verify_join.c).
+PARTS=(--jobs 3 --part-events 100)
 expect_finding() {
-    local line=$1 out rc=0
-    out=$(V 2>&1) || rc=$?
-    if [[ $rc -ne 1 ]] || ! grep -qxF -- "$line" <<<"$out"; then
-        echo "FAIL: expected exit 1 and the line: $line"
-        echo "got exit $rc:"
-        printf '%s\n' "$out"
-        exit 1
-    fi
+    local line=$1 out rc
+    for opts in "" "${PARTS[*]}"; do
+        rc=0
+        # shellcheck disable=SC2086 # the options, split on purpose
+        out=$(V $opts 2>&1) || rc=$?
+        if [[ $rc -ne 1 ]] || ! grep -qxF -- "$line" <<<"$out"; then
+            echo "FAIL: expected exit 1 and the line: $line (verify $opts)"
+            echo "got exit $rc:"
+            printf '%s\n' "$out"
+            exit 1
+        fi
+    done
 }
 expect_verified() {
-    local out rc=0
-    out=$(V 2>&1) || rc=$?
-    if [[ $rc -ne 0 ]] || ! grep -q '^verified: ' <<<"$out"; then
-        echo "FAIL: $1: expected exit 0 and verified, got exit $rc:"
-        printf '%s\n' "$out"
-        exit 1
-    fi
+    local out rc
+    for opts in "" "${PARTS[*]}"; do
+        rc=0
+        # shellcheck disable=SC2086
+        out=$(V $opts 2>&1) || rc=$?
+        if [[ $rc -ne 0 ]] || ! grep -q '^verified: ' <<<"$out"; then
+            echo "FAIL: $1: expected exit 0 and verified, got exit $rc (verify $opts):"
+            printf '%s\n' "$out"
+            exit 1
+        fi
+    done
 }
 unsealed() { psql_q "SELECT count(*) FROM auditq_evidence_batch b WHERE NOT EXISTS (SELECT 1 FROM auditq_seal_assignment a WHERE a.item_id = b.batch_id)"; }
 sealed() { [[ "$(unsealed)" == 0 ]]; }
