@@ -7,9 +7,11 @@
  * snapshot. Three streams (memory is bounded by what one of them holds
  * at a time, the findings kept for the report -- at most
  * VERIFY_FINDINGS_KEPT, all counted -- and the list of published
- * checkpoints); the tree and the checkpoints are server-side cursors read
- * VERIFY_FETCH rows at a time, the rows stream in libpq's single-row mode
- * so that PostgreSQL produces while we hash:
+ * checkpoints, and in a full run one part's evidence per --jobs thread:
+ * ctl_verify_join.c); the tree and the checkpoints are server-side
+ * cursors read VERIFY_FETCH rows at a time, the rows stream (COPY in a
+ * full run, single-row mode in an incremental one) so that PostgreSQL
+ * produces while we hash:
  *   1. the tree: assignments in leaf order with their batches' stored leaf
  *      hashes (retention records: the leaf recomputed here from the
  *      record). Appended to a frontier; at every size where a checkpoint
@@ -19,7 +21,9 @@
  *      keys. A gap or overlap in the leaf indexes is a missing or
  *      reordered batch; a root that differs names the leaf range between
  *      the last checkpoint that matched and this one.
- *   2. the evidence, joined to the rows: each row's leaf is recomputed
+ *   2. the evidence, joined to the rows (in a full run here, part by
+ *      part: ctl_verify_join.c; incremental: in PostgreSQL,
+ *      ctl_verify_rows.c): each row's leaf is recomputed
  *      here (common/entry.c, from the row's column texts) and compared with
  *      the sealed leaf hash of its evidence; evidence without its row is a
  *      deleted row (or, in a month retention removed, an archived one);

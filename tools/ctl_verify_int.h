@@ -5,8 +5,9 @@
  *                         of an incremental run, the report (and DESIGN)
  *   ctl_verify_util.c     findings, byte order, SQL helpers, retention leaves
  *   ctl_verify_tree.c     stream 1: the tree against every checkpoint
- *   ctl_verify_rows.c     streams 2 and 3: the rows against their evidence;
- *                         retention months
+ *   ctl_verify_rows.c     streams 2 (incremental runs) and 3: the rows
+ *                         against their evidence; retention months
+ *   ctl_verify_join.c     stream 2 of a full run, joined here part by part
  *   ctl_verify_archive.c  --archive FILE
  *   ctl_verify_event.c    --event ID: an inclusion proof
  */
