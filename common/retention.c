@@ -153,40 +153,54 @@ PGconn *retention_connect(const aq_config *cfg, const char *component, char *err
  * and, if attached, bound to exactly that month), the reltuples estimate,
  * its size. Needs TimeZone = UTC and DateStyle = ISO (RET_BEGIN) for the
  * bound comparison, which is against the text PostgreSQL prints. */
+#define RET_LIST_SQL(EST, BYTES)                                                                   \
+    "WITH parent AS (SELECT to_regclass('audit_events') AS relid)," \
+    " parts AS (" \
+    "  SELECT c.oid AS relid, n.nspname, c.relname," \
+    "         CASE WHEN c.oid = pt.partdefid THEN 2 ELSE 0 END AS loc," \
+    "         pg_get_expr(c.relpartbound, c.oid) AS bound" \
+    "    FROM parent p" \
+    "    JOIN pg_inherits i ON i.inhparent = p.relid" \
+    "    JOIN pg_partitioned_table pt ON pt.partrelid = p.relid" \
+    "    JOIN pg_class c ON c.oid = i.inhrelid" \
+    "    JOIN pg_namespace n ON n.oid = c.relnamespace" \
+    "  UNION ALL" \
+    "  SELECT c.oid, n.nspname, c.relname, 1, ''" \
+    "    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace" \
+    "   WHERE n.nspname = $1 AND c.relkind = 'r' AND NOT c.relispartition" \
+    "     AND c.relname ~ '" RET_MONTHLY_RE "'" \
+    " ), named AS (" \
+    "  SELECT x.*, CASE WHEN x.relname ~ '" RET_MONTHLY_RE "'" \
+    "    THEN make_timestamptz(substr(x.relname, 14, 4)::int, substr(x.relname, 19, 2)::int," \
+    "                          1, 0, 0, 0, 'UTC') END AS m" \
+    "    FROM parts x" \
+    " ), sized AS (" \
+    "  SELECT x.*, CASE WHEN x.m IS NOT NULL AND (x.loc = 1 OR x.bound =" \
+    "              format('FOR VALUES FROM (%L) TO (%L)', x.m, x.m + interval '1 month'))" \
+    "         THEN extract(year FROM x.m)::int * 12 + extract(month FROM x.m)::int - 1" \
+    "         ELSE -1 END AS month," \
+    "         " EST " AS est," \
+    "         " BYTES " AS bytes" \
+    "    FROM named x JOIN pg_class c ON c.oid = x.relid" \
+    " )" \
+    " SELECT relid, nspname, relname, loc, coalesce(bound, ''), month, est, bytes," \
+    "        pg_size_pretty(bytes)" \
+    "   FROM sized" \
+    "  ORDER BY loc = 2, month = -1, month, loc DESC, relname"
+
 static const char ret_list_sql[] =
-    "WITH parent AS (SELECT to_regclass('audit_events') AS relid),"
-    " parts AS ("
-    "  SELECT c.oid AS relid, n.nspname, c.relname,"
-    "         CASE WHEN c.oid = pt.partdefid THEN 2 ELSE 0 END AS loc,"
-    "         pg_get_expr(c.relpartbound, c.oid) AS bound"
-    "    FROM parent p"
-    "    JOIN pg_inherits i ON i.inhparent = p.relid"
-    "    JOIN pg_partitioned_table pt ON pt.partrelid = p.relid"
-    "    JOIN pg_class c ON c.oid = i.inhrelid"
-    "    JOIN pg_namespace n ON n.oid = c.relnamespace"
-    "  UNION ALL"
-    "  SELECT c.oid, n.nspname, c.relname, 1, ''"
-    "    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-    "   WHERE n.nspname = $1 AND c.relkind = 'r' AND NOT c.relispartition"
-    "     AND c.relname ~ '" RET_MONTHLY_RE "'"
-    " ), named AS ("
-    "  SELECT x.*, CASE WHEN x.relname ~ '" RET_MONTHLY_RE "'"
-    "    THEN make_timestamptz(substr(x.relname, 14, 4)::int, substr(x.relname, 19, 2)::int,"
-    "                          1, 0, 0, 0, 'UTC') END AS m"
-    "    FROM parts x"
-    " ), sized AS ("
-    "  SELECT x.*, CASE WHEN x.m IS NOT NULL AND (x.loc = 1 OR x.bound ="
-    "              format('FOR VALUES FROM (%L) TO (%L)', x.m, x.m + interval '1 month'))"
-    "         THEN extract(year FROM x.m)::int * 12 + extract(month FROM x.m)::int - 1"
-    "         ELSE -1 END AS month,"
-    "         CASE WHEN c.reltuples < 0 THEN -1 ELSE c.reltuples::bigint END AS est,"
-    "         pg_total_relation_size(x.relid) AS bytes"
-    "    FROM named x JOIN pg_class c ON c.oid = x.relid"
-    " )"
-    " SELECT relid, nspname, relname, loc, coalesce(bound, ''), month, est, bytes,"
-    "        pg_size_pretty(bytes)"
-    "   FROM sized"
-    "  ORDER BY loc = 2, month = -1, month, loc DESC, relname";
+    RET_LIST_SQL("CASE WHEN c.reltuples < 0 THEN -1 ELSE c.reltuples::bigint END",
+                 "pg_total_relation_size(x.relid)");
+/* On Citus (docs/SCALING.md) a distributed table's rows and bytes are in
+ * its shards on the workers: the coordinator's table is an empty
+ * placeholder, so its reltuples and size would say 0. Sizes come from
+ * citus_total_relation_size; the row estimate is unknown ('?', or
+ * --exact counts). */
+static const char ret_list_sql_citus[] =
+    RET_LIST_SQL("CASE WHEN x.relid IN (SELECT logicalrelid FROM pg_dist_partition) THEN -1"
+                 " WHEN c.reltuples < 0 THEN -1 ELSE c.reltuples::bigint END",
+                 "CASE WHEN x.relid IN (SELECT logicalrelid FROM pg_dist_partition)"
+                 " THEN citus_total_relation_size(x.relid) ELSE pg_total_relation_size(x.relid) END");
 
 /* count(*) of one table into *rows. 0, or -1 with err. */
 static int ret_count(PGconn *pg, const retention_part *p, long long *rows, char *err,
@@ -214,10 +228,11 @@ static int ret_list_tx(PGconn *pg, const char *archive_schema, int exact, retent
     const char *params[1] = { archive_schema };
     retention_part *v = NULL;
     PGresult *r;
-    int rows, rc = -1;
+    int rows, rc = -1, citus;
 
     r = ret_query(pg, "SELECT to_regclass('audit_events') IS NOT NULL,"
-                  " extract(year FROM now())::int * 12 + extract(month FROM now())::int - 1",
+                  " extract(year FROM now())::int * 12 + extract(month FROM now())::int - 1,"
+                  " EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')",
                   0, NULL, "looking up audit_events", err, errlen);
     if (r == NULL)
         return -1;
@@ -229,9 +244,10 @@ static int ret_list_tx(PGconn *pg, const char *archive_schema, int exact, retent
     }
     if (current_month != NULL)
         *current_month = (int)strtol(PQgetvalue(r, 0, 1), NULL, 10);
+    citus = strcmp(PQgetvalue(r, 0, 2), "t") == 0;
     PQclear(r);
 
-    r = ret_query(pg, ret_list_sql, 1, params, "listing the partitions", err, errlen);
+    r = ret_query(pg, citus ? ret_list_sql_citus : ret_list_sql, 1, params, "listing the partitions", err, errlen);
     if (r == NULL)
         return -1;
     rows = PQntuples(r);

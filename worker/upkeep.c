@@ -20,14 +20,15 @@
  *   sample     every 1 s: the queue numbers for /metrics, /readyz and the
  *              summary, and the sweep of Redis keys of the wrong type.
  *   partitions at start and hourly: the coming months' partitions
- *              (auditq_ensure_partitions); a failure is logged and harmless.
+ *              (auditq_ensure_partitions), in a thread of its own
+ *              (partkeep.c); a failure is logged and harmless.
  *   summary    every summary_interval_ms (reloadable; 0 = off): one logfmt
  *              line of throughput, totals and lag.
  *
  * Bounded waits: the loop's Redis calls wait at most redis_timeout_ms each
  * (a connect redis_connect_timeout_ms), like a writer thread's; the hourly
- * partition upkeep gives up after heartbeat_timeout_ms / 2 (connect and
- * query each), so it cannot make this worker look dead.
+ * partition upkeep does not run on the loop (partkeep.c), so however long
+ * its DDL takes it cannot make this worker look dead.
  */
 #include "upkeep.h"
 
@@ -39,7 +40,7 @@
 #include "clock.h"
 #include "keyhealth.h"
 #include "log.h"
-#include "pgconn.h"
+#include "partkeep.h"
 #include "queue.h"
 #include "redisconn.h"
 #include "sample.h"
@@ -52,6 +53,7 @@ struct upkeep {
     struct ev_loop *loop;
     ev_timer t_heartbeat, t_recover, t_promote, t_maint, t_summary, t_sample;
 
+    partkeep *pk;                      /* partition upkeep, in its thread */
     redisContext *rc;                  /* main thread's own connection */
     int64_t rc_retry_us;               /* monotonic: no reconnect before this */
     int rc_down_logged;
@@ -225,66 +227,17 @@ static void on_sample(struct ev_loop *loop, ev_timer *tm, int revents)
 }
 
 /* Creates the coming months' partitions (auditq_ensure_partitions, from
- * the migrations). Runs at start and hourly; a failure is logged and
- * harmless: rows land in the DEFAULT partition meanwhile. */
+ * the migrations), at start and hourly, in a thread of its own
+ * (partkeep.c): a failure is logged and harmless, rows land in the
+ * DEFAULT partition meanwhile. */
 static void on_maint(struct ev_loop *loop, ev_timer *tm, int revents)
 {
     (void)loop;
     (void)revents;
     upkeep *u = tm->data;
-    worker *w = u->w;
-    char ahead[16], q[600], m[512];
-    /* This runs on the main loop, which must keep heartbeating: connecting
-     * and the query each give up after half the heartbeat timeout at most
-     * (and within pg_connect_timeout_s / pg_timeout_ms); the next hourly
-     * run tries again. */
-    int limit = w->cfg.heartbeat_timeout_ms / 2, timed_out = 0;
-    int climit = w->cfg.pg_connect_timeout_s * 1000 < limit ? w->cfg.pg_connect_timeout_s * 1000 : limit;
-    if (w->cfg.pg_timeout_ms > 0 && w->cfg.pg_timeout_ms < limit)
-        limit = w->cfg.pg_timeout_ms;
-    snprintf(ahead, sizeof ahead, "%d", w->cfg.partitions_ahead);
-    const pgconn_opts o = { .conninfo = w->cfg.database_url, .component = "auditq-worker/partitions",
-                            .connect_timeout_s = w->cfg.pg_connect_timeout_s,
-                            .tcp_user_timeout_ms = w->cfg.pg_timeout_ms };
-    pgconn_params params;
-    PGconn *pg = NULL;
-    if (pgconn_params_init(&params, &o, m, sizeof m) == 0) {
-        /* The whole connect stays within climit, however many hosts. */
-        if (params.connect_timeout_ms > 0 && params.connect_timeout_ms < climit)
-            climit = params.connect_timeout_ms;
-        pg = pgconn_connect(&params, climit / params.nhosts, PQERRORS_DEFAULT, &timed_out, m, sizeof m);
-        if (pg == NULL && !timed_out)
-            snprintf(m, sizeof m, "out of memory");
-    }
-    pgconn_params_free(&params);
-    if (PQstatus(pg) != CONNECTION_OK) {
-        if (timed_out)
-            snprintf(m, sizeof m, "no answer from PostgreSQL within %d ms", climit);
-        else {
-            char one[sizeof m];
-            pgconn_reason(one, sizeof one, m);
-            snprintf(m, sizeof m, "%s", one);
-        }
-        log_warn("partition upkeep skipped: cannot connect to PostgreSQL", " error=%s",
-                 log_q(q, sizeof q, m));
-        PQfinish(pg);
-        return;
-    }
-    pgconn_io io;
-    const char *args[1] = {ahead};
-    PGresult *r = pgconn_io_init(&io, pg, limit) == 0
-                      ? pgconn_io_exec(&io, "SELECT auditq_ensure_partitions($1::int)", 1, args)
-                      : NULL;
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        log_warn("partition upkeep failed (run 'auditqctl migrate'?)", " error=%s",
-                 log_q(q, sizeof q, pgconn_io_error(&io, r, m, sizeof m)));
-    } else if (strcmp(PQgetvalue(r, 0, 0), "0") != 0) {
-        log_info("partitions created", " count=%s", PQgetvalue(r, 0, 0));
-    }
-    PQclear(r);
-    PQfinish(pg);
+    if (u->pk)
+        partkeep_kick(u->pk);
 }
-
 
 /* One logfmt line: throughput since the last summary, this process's
  * totals, and the lag (queued jobs, oldest job's age) from the last Redis
@@ -362,6 +315,10 @@ upkeep *upkeep_setup(struct ev_loop *loop, worker *w)
         return NULL;
     u->w = w;
     u->loop = loop;
+    if ((u->pk = partkeep_new(w)) == NULL) {
+        free(u);
+        return NULL;
+    }
     double hb = w->cfg.heartbeat_interval_ms / 1000.0;
     double rec = w->cfg.recovery_interval_ms / 1000.0;
     ev_timer_init(&u->t_heartbeat, on_heartbeat, hb, hb);
@@ -420,5 +377,6 @@ void upkeep_stop(upkeep *u, int abandoned)
     finish_in_redis(u, abandoned);
     if (u->rc)
         redisFree(u->rc);
+    partkeep_free(u->pk);
     free(u);
 }
