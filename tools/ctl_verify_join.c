@@ -11,7 +11,7 @@
  *   1. the evidence: the batches whose occurred_at span meets the part's
  *      range, in binary (uuid[], timestamptz[], the 32-byte leaves); the
  *      items whose occurred_at is in the range go into an open-addressing
- *      table keyed by (event_id, occurred_at): VERIFY_ITEM_BYTES each;
+ *      table keyed by (event_id, occurred_at);
  *   2. the rows: COPY (SELECT ... WHERE occurred_at in the range) TO STDOUT
  *      in binary -- a plain scan of the part's partitions, no join and no
  *      hash on the server, and no PGresult per row here; each row's leaf is
@@ -24,8 +24,9 @@
  * and was two thirds of the run's CPU; a PGresult per row in single-row
  * mode was most of ours.
  * Memory: one part's table per thread, at most --part-events items
- * (VERIFY_ITEM_BYTES each) unless more events than that share one
- * occurred_at value (a part cannot split one value); the server streams.
+ * (~100 bytes each: 80 of item, 8-16 of slot) unless more events than
+ * that sit in batches beginning at one same occurred_at (the bounds are
+ * chosen among the batches' first occurred_at); the server streams.
  * Incremental runs (--since/--until) keep the server-side join of
  * ctl_verify_rows.c: their evidence is a leaf range, small, and index
  * lookups of its rows beat a scan of every partition. */
