@@ -205,9 +205,10 @@ int spool_push(redisContext *c, spool_pusher *pp, const aq_keys *k, const aq_red
                int *conn_broken, char *err, size_t errlen);
 
 /* spool_push of a whole chunk with no ACL/WRONGTYPE explanation (the
- * caller adds its own context). Returns 0 when Redis acknowledged every
- * command, -1 with err otherwise (*conn_broken = 1 when the connection must
- * be dropped). */
-int spool_push_chunk(redisContext *c, const aq_keys *k, const spool_chunk *ch, int *conn_broken,
-                     char *err, size_t errlen);
+ * caller adds its own context), then, with min_replicas > 0, WAIT for that
+ * many replicas within wait_ms (redis_wait_replicas). Returns 0 when Redis
+ * acknowledged every command (and enough replicas have them), -1 with err
+ * otherwise (*conn_broken = 1 when the connection must be dropped). */
+int spool_push_chunk(redisContext *c, const aq_keys *k, const spool_chunk *ch, int min_replicas, int wait_ms,
+                     int *conn_broken, char *err, size_t errlen);
 #endif

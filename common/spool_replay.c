@@ -188,8 +188,8 @@ int spool_push(redisContext *c, spool_pusher *pp, const aq_keys *k, const aq_red
     return rc;
 }
 
-int spool_push_chunk(redisContext *c, const aq_keys *k, const spool_chunk *ch, int *conn_broken, char *err,
-                     size_t errlen)
+int spool_push_chunk(redisContext *c, const aq_keys *k, const spool_chunk *ch, int min_replicas, int wait_ms,
+                     int *conn_broken, char *err, size_t errlen)
 {
     spool_pusher pp;
     int done[AQ_PRIORITIES] = {0};
@@ -203,5 +203,12 @@ int spool_push_chunk(redisContext *c, const aq_keys *k, const spool_chunk *ch, i
     }
     int rc = spool_push(c, &pp, k, NULL, "", NULL, ch->items, ch->n, done, conn_broken, err, errlen);
     spool_pusher_free(&pp);
+    if (rc == 0 && min_replicas > 0) {
+        int w = redis_wait_replicas(c, min_replicas, wait_ms, err, errlen);
+        if (w != 0) {
+            *conn_broken = w < 0;
+            rc = -1;
+        }
+    }
     return rc;
 }

@@ -125,8 +125,23 @@ static int push_chunk(spooler *q, redisContext *c, const spool_chunk *ch, int *b
     *broken = 0;
     if (ch->n == 0)
         return 0;
-    return spool_push(c, &q->pusher, &q->keys, &q->target, "producer", PRODUCER_WRONGTYPE_EFFECT, ch->items,
-                      ch->n, done, broken, err, errlen);
+    if (spool_push(c, &q->pusher, &q->keys, &q->target, "producer", PRODUCER_WRONGTYPE_EFFECT, ch->items,
+                   ch->n, done, broken, err, errlen) != 0)
+        return -1;
+    /* redis_min_replicas: the chunk leaves the spool (its position is
+     * saved past it) only once WAIT saw it on enough replicas, as for an
+     * async batch; else it stays and is pushed again -- harmless, the
+     * worker stores an event_id once. Without this a fail-over right
+     * after the replay lost events the spool had already given up. */
+    if (q->cfg.min_replicas > 0) {
+        int wt = q->cfg.timeout_ms / 2 > 0 ? q->cfg.timeout_ms / 2 : 1;
+        int w = redis_wait_replicas(c, q->cfg.min_replicas, wt, err, errlen);
+        if (w != 0) {
+            *broken = w < 0;
+            return -1;
+        }
+    }
+    return 0;
 }
 
 int spooler_backlog(spooler *q)

@@ -36,7 +36,7 @@
 const char ctl_spool_synopsis[] =
     "spool replay|inspect FILE [--json]  replay or show a dead producer's spool";
 const char ctl_spool_help[] =
-    "Usage: auditqctl [OPTIONS] spool replay FILE [--dry-run] [--json]\n"
+    "Usage: auditqctl [OPTIONS] spool replay FILE [--dry-run] [--min-replicas N] [--json]\n"
     "       auditqctl [OPTIONS] spool inspect FILE [--records] [--json]\n"
     "\n"
     "A producer with spool_path set writes the events Redis cannot take to a\n"
@@ -59,6 +59,11 @@ const char ctl_spool_help[] =
     "              every 2 s on long runs.\n"
     "  --dry-run   read and check FILE and say what would be replayed; no Redis,\n"
     "              no FILE.pos\n"
+    "  --min-replicas N\n"
+    "              after each chunk, WAIT until N replicas have it (within half\n"
+    "              of redis_timeout_ms) before saving the position past it, as the\n"
+    "              producer does with redis_min_replicas; too few: stop with\n"
+    "              the chunk kept for the next run (default 0: no WAIT)\n"
     "inspect FILE  reads all of FILE and shows its namespace, size, replay\n"
     "              position, the records replayed (before the position) and\n"
     "              waiting (per priority), and every torn or corrupt record with\n"
@@ -286,7 +291,7 @@ out:
     return rc;
 }
 
-static int spool_replay(const aq_config *cfg, const char *path, int dry_run, int json)
+static int spool_replay(const aq_config *cfg, const char *path, int dry_run, int min_replicas, int json)
 {
     char err[1200], why[600];
     spool_open_info info;
@@ -327,6 +332,9 @@ static int spool_replay(const aq_config *cfg, const char *path, int dry_run, int
     }
     int64_t t0 = clock_mono_us(), last_progress = t0;
     uint64_t pos = spool_pos(s), size = spool_size(s);
+    /* WAIT's own limit within the connection's command timeout, as the
+     * producer's (half of it). */
+    int wait_ms = cfg->redis_timeout_ms / 2 > 0 ? cfg->redis_timeout_ms / 2 : 1;
     while (pos < size) {
         if (spool_read_chunk(spool_fd(s), pos, size, REPLAY_CHUNK, REPLAY_CHUNK_BYTES, &ch, err, sizeof err) != 0) {
             fprintf(stderr, "auditqctl spool %s: %s: %s\n", cmd, path, err);
@@ -335,7 +343,7 @@ static int spool_replay(const aq_config *cfg, const char *path, int dry_run, int
         }
         if (!dry_run) {
             int broken = 0;
-            if (spool_push_chunk(c, &k, &ch, &broken, why, sizeof why) != 0) {
+            if (spool_push_chunk(c, &k, &ch, min_replicas, wait_ms, &broken, why, sizeof why) != 0) {
                 fprintf(stderr, "auditqctl spool replay: Redis failed after %" PRIu64 " records: %s; the position "
                                 "is saved: run the same command again to continue\n",
                         t.records, ctl_redis_why("LPUSH", why, err, sizeof err));
@@ -398,11 +406,12 @@ int ctl_spool(const aq_config *cfg, int argc, char **argv)
 {
     static const struct option opts[] = {
         {"dry-run", no_argument, NULL, 'n'},
+        {"min-replicas", required_argument, NULL, 'm'},
         {"records", no_argument, NULL, 'r'},
         {"json", no_argument, NULL, 'j'},
         {NULL, 0, NULL, 0},
     };
-    int dry_run = 0, records = 0, json = 0, o;
+    int dry_run = 0, records = 0, json = 0, min_replicas = 0, o;
 
     if (argc < 2) {
         fprintf(stderr, "auditqctl spool: say what to do: replay FILE or inspect FILE; see 'auditqctl spool --help'\n");
@@ -420,6 +429,15 @@ int ctl_spool(const aq_config *cfg, int argc, char **argv)
     while ((o = getopt_long(argc - 1, argv + 1, "", opts, NULL)) != -1) {
         if (o == 'n' && is_replay) {
             dry_run = 1;
+        } else if (o == 'm' && is_replay) {
+            char *end;
+            long n = strtol(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || n < 0 || n > 16) {
+                fprintf(stderr, "auditqctl spool replay: --min-replicas %s: give a number of replicas from 0 to "
+                                "16\n", optarg);
+                return CTL_USAGE;
+            }
+            min_replicas = (int)n;
         } else if (o == 'r' && is_inspect) {
             records = 1;
         } else if (o == 'j') {
@@ -436,5 +454,5 @@ int ctl_spool(const aq_config *cfg, int argc, char **argv)
         return CTL_USAGE;
     }
     const char *path = argv[optind + 1];
-    return is_replay ? spool_replay(cfg, path, dry_run, json) : spool_inspect(path, records, json);
+    return is_replay ? spool_replay(cfg, path, dry_run, min_replicas, json) : spool_inspect(path, records, json);
 }

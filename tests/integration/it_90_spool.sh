@@ -137,6 +137,18 @@ dry=$("$CTL" spool replay --dry-run "$SP/b.spool")
 assert_eq "would replay $NB records ($((size_b - 96 - 20 * NB)) bytes) into {auditq}:queue:* (critical $((NB / 4)), high $((NB / 4)), normal $((NB / 4)), low $((NB / 4))); dry run: nothing sent, position unchanged" \
     "$(sed -n 2p <<<"$dry")" "(b) dry run"
 assert_eq 0 "$(queued)" "(b) nothing pushed by the dry run"
+# --min-replicas 1 against this Redis, which has no replica: the first
+# chunk (1,000 records) reaches the master, WAIT sees 0 replicas, and the
+# replay stops with the position NOT saved past it -- the chunk stays in
+# the spool for a run that can get it replicated. (The chunk's copy on the
+# master is dropped here, as a fail-over would lose it.)
+rc=0
+out=$("$CTL" --set redis_timeout_ms=500 spool replay --min-replicas 1 "$SP/b.spool" 2>&1 >/dev/null) || rc=$?
+assert_eq "1 auditqctl spool replay: Redis failed after 0 records: only 0 of the 1 replicas redis_min_replicas asks for acknowledged the write within 250 ms: it is on the master only and a fail-over may lose it; check the replicas (INFO replication on the master) or lower redis_min_replicas; the position is saved: run the same command again to continue" \
+    "$rc $out" "(b) replay --min-replicas 1 without replicas"
+assert_eq 1000 "$(queued)" "(b) the first chunk reached the master only"
+redis-cli -p "$REDIS_PORT" DEL "{auditq}:queue:critical" "{auditq}:queue:high" "{auditq}:queue:normal" \
+    "{auditq}:queue:low" >/dev/null
 out=$("$CTL" spool replay "$SP/b.spool")
 assert_eq "spool $SP/b.spool: namespace auditq, $NB records to replay from offset 96 of $size_b bytes
 replayed $NB records ($((size_b - 96 - 20 * NB)) bytes) into {auditq}:queue:* (critical $((NB / 4)), high $((NB / 4)), normal $((NB / 4)), low $((NB / 4)))" \
@@ -238,9 +250,31 @@ assert_eq "req-d2-000024" "$(psql_q "SELECT max(request_id) FROM audit_events WH
 echo "(d) spool_max_bytes=$cap: 25 events spooled and stored, 15 refused with AUDITQ_ERR_SPOOL_FULL and counted"
 worker_stop w4
 
+# ---- (e) redis_min_replicas: the spool keeps what no replica has --------
+# Redis comes back without a replica: the replay's chunk reaches the
+# master, WAIT sees 0 of 1, and the chunk stays in the spool (its position
+# is not saved past it) -- before, the spool gave it up once the master
+# alone had it, so a fail-over could lose it.
+redis_stop
+harness_spawn prod_e "$C" produce --sync 100 --tag e --set "spool_path=$SP/e.spool" --set redis_min_replicas=1 \
+    --set timeout_ms=400 --wait-replayed 3
+PE=$HARNESS_LAST_PID
+LE=$AQ_TMP/prod_e.log
+wait_for 60 grep -q '^sent ' "$LE"
+assert_eq "100 100" "$(kv "$LE" 'sent ' ok) $(kv "$LE" stats: spooled)" "(e) events acknowledged and spooled"
+redis_restart
+rc=0
+wait "$PE" || rc=$?
+assert_eq "1 not drained" "$rc $(grep -o '^not drained' "$LE")" "(e) the spool does not drain without a replica"
+assert_eq 0 "$(kv "$LE" stats: replayed)" "(e) events counted replayed"
+assert_eq "100 records" "$("$CTL" spool inspect "$SP/e.spool" | grep '^waiting:' | awk '{ print $2, $3 }' | tr -d ,)" \
+    "(e) records still waiting in the spool"
+redis-cli -p "$REDIS_PORT" FLUSHALL >/dev/null
+echo "(e) redis_min_replicas=1, no replica: 100 spooled events stayed in the spool (replayed 0)"
+
 events=$((NS + NA + NB))
 stored=$(psql_q "SELECT count(*) FROM audit_events WHERE request_id LIKE 'req-a-%' OR request_id LIKE 'req-b-%'")
 distinct=$(psql_q "SELECT count(DISTINCT request_id) FROM audit_events WHERE request_id LIKE 'req-a-%' OR request_id LIKE 'req-b-%'")
 echo "figure: scenario=producer_spool events=$events stored=$stored duplicates=$((stored - distinct)) lost=$((events - distinct)) replay_s=$(awk -v ms="$replay_ms" 'BEGIN { printf "%.2f", ms / 1000 }')"
 assert_eq "$events $events" "$stored $distinct" "events acknowledged in (a) and (b) vs rows and distinct rows"
-it_pass "producer spool: Redis down -> spooled, replayed in order; kill -9 + auditqctl spool replay; torn/corrupt records reported; cap counted"
+it_pass "producer spool: Redis down -> spooled, replayed in order; kill -9 + auditqctl spool replay; torn/corrupt records reported; cap counted; nothing leaves the spool unreplicated with redis_min_replicas"
