@@ -112,6 +112,8 @@ void vfind(verify *v, const char *kind, const char *fmt, ...) __attribute__((for
 void vfy_b64(const unsigned char *p, size_t n, char *out, size_t cap);
 uint64_t vfy_be64(const char *p);
 uint32_t vfy_be32(const char *p);
+/* A binary uuid (16 bytes) as its 36-character text. */
+void vfy_uuid_text(const unsigned char *u, char out[37]);
 void verify_row_texts(const PGresult *r, int i, int col, const char *vals[ENTRY_EVENT_NFIELDS],
                       size_t lens[ENTRY_EVENT_NFIELDS], char *buf);
 int vsql(verify *v, const char *sql);

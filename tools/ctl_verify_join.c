@@ -270,20 +270,6 @@ static void vj_where(const vitem *it, char *where, size_t cap)
         snprintf(where, cap, "batch %" PRIu64 " position %" PRIu32 ", not sealed yet", it->batch, it->pos);
 }
 
-static void vj_uuid_text(const unsigned char *u, char *id)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t k = 0;
-
-    for (int j = 0; j < 16; j++) {
-        if (j == 4 || j == 6 || j == 8 || j == 10)
-            id[k++] = '-';
-        id[k++] = hex[u[j] >> 4];
-        id[k++] = hex[u[j] & 15];
-    }
-    id[k] = '\0';
-}
-
 /* Step 1: the part's evidence into the table. */
 static int vj_load(vjob *j, const char *lo, const char *hi)
 {
@@ -407,7 +393,7 @@ static void vj_row(vjob *j, const unsigned char *const f[ENTRY_EVENT_NFIELDS], c
     int hashed = 0, any = 0;
     vitem *it;
 
-    vj_uuid_text(f[0], id);
+    vfy_uuid_text(f[0], id);
     while ((it = vtable_next(&j->t, f[0], occ, &cur)) != NULL) {
         any = 1;
         it->seen = 1;
@@ -556,7 +542,7 @@ static void vj_leftovers(vjob *j)
             j->archived++;
             continue;
         }
-        vj_uuid_text(it->id, id);
+        vfy_uuid_text(it->id, id);
         vj_where(it, where, sizeof where);
         vfind(v, "deleted_row", "deleted row: event_id %.36s (%s): its sealed evidence has no "
               "row in audit_events", id, where);

@@ -65,23 +65,28 @@ uint32_t vfy_be32(const char *p)
 /* The entry texts of a row read with VERIFY_ROW_FIELDS_RAW from column
  * col of r (binary): event_id and the two timestamps formatted into buf
  * (at least 100 bytes), the others pointed at. */
-void verify_row_texts(const PGresult *r, int i, int col, const char *vals[ENTRY_EVENT_NFIELDS],
-                             size_t lens[ENTRY_EVENT_NFIELDS], char *buf)
+void vfy_uuid_text(const unsigned char *u, char out[37])
 {
     static const char hex[] = "0123456789abcdef";
-    const unsigned char *u = (const unsigned char *)PQgetvalue(r, i, col);
-    char *id = buf, *ts1 = buf + 40, *ts2 = buf + 70;
     size_t k = 0;
 
     for (int j = 0; j < 16; j++) {
         if (j == 4 || j == 6 || j == 8 || j == 10)
-            id[k++] = '-';
-        id[k++] = hex[u[j] >> 4];
-        id[k++] = hex[u[j] & 15];
+            out[k++] = '-';
+        out[k++] = hex[u[j] >> 4];
+        out[k++] = hex[u[j] & 15];
     }
-    id[k] = '\0';
+    out[k] = '\0';
+}
+
+void verify_row_texts(const PGresult *r, int i, int col, const char *vals[ENTRY_EVENT_NFIELDS],
+                             size_t lens[ENTRY_EVENT_NFIELDS], char *buf)
+{
+    char *id = buf, *ts1 = buf + 40, *ts2 = buf + 70;
+
+    vfy_uuid_text((const unsigned char *)PQgetvalue(r, i, col), id);
     vals[0] = id;
-    lens[0] = k;
+    lens[0] = 36;
     vals[1] = ts1;
     lens[1] = entry_format_us((int64_t)vfy_be64(PQgetvalue(r, i, col + 1)) + VERIFY_PG_EPOCH_US, ts1, 30);
     vals[2] = ts2;
