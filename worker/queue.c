@@ -176,7 +176,7 @@ static script s_fetch = {"fetch",
     "        redis.call('LTRIM', KEYS[7], 0, dmax - 1)\n"
     "        if counted then redis.call('HINCRBY', KEYS[8], 'dead_trimmed', len - dmax) end\n"
     "      end\n"
-    "      if #items == 0 then return {'', {}, dl, wrong} end\n"
+    "      if #items == 0 then return {'', {}, dl, wrong, pick} end\n"
     "    end\n"
     "    for s = 1, #items, 1000 do\n"
     "      redis.call('RPUSH', ik, unpack(items, s, math.min(s + 999, #items)))\n"
@@ -270,7 +270,9 @@ static script s_heartbeat = {"heartbeat",
 /* KEYS: workers, stats, dead, recoveries, q0, q1, q2, q3
  * ARGV: timeout_ms, worker prefix, inflight prefix, max_recoveries,
  *       dead_max, only_id ('' = expired workers)
- * Returns {workers, jobs moved, jobs dead-lettered, wrong}.
+ * Returns {workers, jobs moved, jobs dead-lettered, wrong, dead}: dead
+ * lists the first 100 dead-lettered jobs as pairs "prio:recoveries", job
+ * (the worker records an auditq.worker.dead_letter event for each).
  * Wrong types: an in-flight list is moved only when it, the queue it goes
  * back to, and (counting) the recoveries hash are of the right type, and
  * the dead list too if one of its jobs is past max_recoveries; otherwise
@@ -296,6 +298,7 @@ static script s_recover = {"recover",
     "local names = {'critical', 'high', 'normal', 'low'}\n"
     "local maxrec = tonumber(ARGV[4])\n"
     "local moved, dl = 0, 0\n"
+    "local djobs = {}\n"
     "for _, id in ipairs(ids) do\n"
     "  local wk = ARGV[2] .. id\n"
     "  local left = 0\n"
@@ -329,6 +332,7 @@ static script s_recover = {"recover",
     "                reason = 'crash-looping: in flight in ' .. c .. ' workers that died (max_recoveries=' .. maxrec .. ')',\n"
     "                attempts = c, failed_at = now, priority = names[prio + 1], worker = id}))\n"
     "              dl = dl + 1\n"
+    "              if #djobs < 200 then djobs[#djobs + 1] = tostring(prio) .. ':' .. c; djobs[#djobs + 1] = job end\n"
     "            else\n"
     "              redis.call('RPUSH', KEYS[5 + prio], job)\n"
     "              moved = moved + 1\n"
@@ -356,7 +360,7 @@ static script s_recover = {"recover",
     "  end\n"
     "end\n"
     "if count_ok and counting and moved > 0 then redis.call('HINCRBY', sk, 'recovered', moved) end\n"
-    "return {#ids, moved, dl, wrong}\n",
+    "return {#ids, moved, dl, wrong, djobs}\n",
     ""};
 
 /* KEYS: retry, q0..q3
@@ -543,7 +547,7 @@ int queue_fetch_parse(redisReply *r, queue_batch *b, char *err, size_t errlen)
 {
     memset(b, 0, sizeof *b);
     b->reply = r;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 4 || r->element[0]->type != REDIS_REPLY_STRING ||
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 4 || r->elements > 5 || r->element[0]->type != REDIS_REPLY_STRING ||
         r->element[1]->type != REDIS_REPLY_ARRAY || r->element[2]->type != REDIS_REPLY_INTEGER ||
         r->element[2]->integer < 0 || r->element[0]->len >= QUEUE_TOKEN_MAX ||
         queue_wrong_parse(r->element[3], &b->wrong) != 0) {
@@ -553,6 +557,11 @@ int queue_fetch_parse(redisReply *r, queue_batch *b, char *err, size_t errlen)
         return -1;
     }
     b->dead_oversized = (size_t)r->element[2]->integer;
+    /* A 5th element: the queue the oversized jobs came from, when none
+     * was taken (else the token says it). */
+    if (r->elements == 5 && r->element[4]->type == REDIS_REPLY_INTEGER && r->element[4]->integer >= 0 &&
+        r->element[4]->integer <= 3)
+        b->priority = (int)r->element[4]->integer;
     if (r->element[0]->len == 0) {
         if (r->element[1]->elements != 0) {
             snprintf(err, errlen, "fetch: malformed reply from the fetch script (jobs without a token)");
@@ -730,7 +739,8 @@ int queue_heartbeat(redisContext *c, const aq_keys *k, const char *wid, const ch
 }
 
 int queue_recover(redisContext *c, const aq_keys *k, const aq_config *cfg, const char *only_wid,
-                  long long *workers, long long *jobs, long long *dead, char *err, size_t errlen)
+                  long long *workers, long long *jobs, long long *dead, queue_dead_fn on_dead, void *ctx,
+                  char *err, size_t errlen)
 {
     char rec[AQ_KEY_MAX + 16], sto[16], smr[16], sdm[16];
 
@@ -753,6 +763,18 @@ int queue_recover(redisContext *c, const aq_keys *k, const aq_config *cfg, const
     *workers = r->element[0]->integer;
     *jobs = r->element[1]->integer;
     *dead = r->element[2]->integer;
+    if (on_dead != NULL && r->elements >= 5 && r->element[4]->type == REDIS_REPLY_ARRAY) {
+        const redisReply *d = r->element[4];
+        for (size_t i = 0; i + 1 < d->elements; i += 2) {
+            if (d->element[i]->type != REDIS_REPLY_STRING || d->element[i + 1]->type != REDIS_REPLY_STRING)
+                continue;
+            char *end;
+            long prio = strtol(d->element[i]->str, &end, 10);
+            long recs = *end == ':' ? strtol(end + 1, NULL, 10) : 0;
+            on_dead(ctx, prio >= 0 && prio <= 3 ? (int)prio : AUDITQ_PRIORITY_NORMAL, (uint32_t)(recs > 0 ? recs : 0),
+                    d->element[i + 1]->str, d->element[i + 1]->len);
+        }
+    }
     freeReplyObject(r);
     return 0;
 }

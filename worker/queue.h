@@ -120,9 +120,13 @@ int queue_heartbeat(redisContext *c, const aq_keys *k, const char *wid, const ch
  * heartbeat_timeout_ms to the front of their queues; a job recovered more
  * than max_recoveries times is dead-lettered as crash-looping. With
  * only_wid set, releases that worker's in-flight jobs now, without
- * counting a recovery (graceful exit with abandoned batches). */
+ * counting a recovery (graceful exit with abandoned batches). on_dead
+ * (may be NULL) is called with each job dead-lettered here (the first
+ * 100 of a call), its queue and its recovery count. */
+typedef void (*queue_dead_fn)(void *ctx, int priority, uint32_t recoveries, const char *job, size_t len);
 int queue_recover(redisContext *c, const aq_keys *k, const aq_config *cfg, const char *only_wid,
-                  long long *workers, long long *jobs, long long *dead, char *err, size_t errlen);
+                  long long *workers, long long *jobs, long long *dead, queue_dead_fn on_dead, void *ctx,
+                  char *err, size_t errlen);
 
 /* Moves due retries back to the front of their queues; *moved counts them. */
 int queue_promote(redisContext *c, const aq_keys *k, long long *moved, char *err, size_t errlen);

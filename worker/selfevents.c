@@ -17,6 +17,7 @@
  *                (values as config_reload spells them: passwords masked)
  *   dead_letter  event_id (null when undecodable), queue, attempts, cause
  *                (undecodable, occurred_at_future, occurred_at_backfill,
+ *                oversized: by the fetch script, crash_looping: by recovery,
  *                rejected), sqlstate; never the event's content nor the
  *                dead letter's reason text (PostgreSQL's message may quote
  *                the row: it stays in the dead-letter record, which

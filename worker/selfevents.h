@@ -35,7 +35,8 @@ typedef struct se_note {
     int priority;          /* the queue it was taken from */
     uint32_t attempts;     /* write attempts, 0 when never written */
     char sqlstate[6];      /* "" unless PostgreSQL refused the row */
-    const char *cause;     /* static: undecodable, occurred_at_future, occurred_at_backfill, rejected */
+    const char *cause;     /* static: undecodable, occurred_at_future, occurred_at_backfill, rejected,
+                              oversized (fetch script), crash_looping (recovery) */
     int64_t at_us;         /* wall clock when it was decided */
     int uncertain;         /* set by selfevents_commit (SELFEVENTS_UNCERTAIN) */
 } se_note;
@@ -66,7 +67,8 @@ void selfevents_start(selfevents *se);
  * now, so switching it off or on is itself recorded. */
 void selfevents_reload(selfevents *se, int was_on, const config_change *ch, int n);
 
-/* Writer thread: notes one dead-lettering of the batch in hand (job NULL:
+/* Writer thread (or the main loop's recovery): notes one dead-lettering of
+ * the batch in hand (job NULL:
  * undecodable). Nothing when c->worker_self_audit is off, and nothing but
  * a count (suppressed) when job is itself an auditq.worker.dead_letter
  * event. Never blocks, never touches Redis. */

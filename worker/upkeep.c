@@ -38,12 +38,14 @@
 #include <string.h>
 
 #include "clock.h"
+#include "codec.h"
 #include "keyhealth.h"
 #include "log.h"
 #include "partkeep.h"
 #include "queue.h"
 #include "redisconn.h"
 #include "sample.h"
+#include "selfevents.h"
 
 #define SAMPLE_INTERVAL_S 1.0     /* queue numbers from Redis */
 #define MAIN_REDIS_RETRY_MS 1000  /* main connection: reconnect at most this often */
@@ -148,6 +150,24 @@ int upkeep_register(upkeep *u)
     return 0;
 }
 
+/* A job the recover script dead-lettered as crash-looping: its
+ * auditq.worker.dead_letter event (selfevents.c), with its event_id when
+ * it decodes. */
+typedef struct recover_dead_ctx {
+    worker *w;
+    selfevents_batch *seb;
+} recover_dead_ctx;
+
+static void recover_dead(void *ctx, int priority, uint32_t recoveries, const char *job, size_t len)
+{
+    recover_dead_ctx *dc = ctx;
+    aq_job j;
+    char err[256];
+    int ok = codec_decode(job, len, (size_t)dc->w->cfg.max_job_bytes, &j, err, sizeof err) == 0;
+
+    selfevents_note(dc->seb, &dc->w->cfg, ok ? &j : NULL, priority, recoveries, NULL, "crash_looping");
+}
+
 static void on_recover(struct ev_loop *loop, ev_timer *tm, int revents)
 {
     (void)loop;
@@ -159,7 +179,10 @@ static void on_recover(struct ev_loop *loop, ev_timer *tm, int revents)
     redisContext *c = main_redis(u);
     if (!c)
         return;
-    if (queue_recover(c, &w->keys, &w->cfg, NULL, &workers, &jobs, &dead, err, sizeof err) != 0) {
+    selfevents_batch seb = {0};
+    recover_dead_ctx dc = { w, &seb };
+    if (queue_recover(c, &w->keys, &w->cfg, NULL, &workers, &jobs, &dead, recover_dead, &dc, err,
+                      sizeof err) != 0) {
         log_warn("recovery check failed", " error=%s",
                  log_q(q, sizeof q, worker_redis_why(w, "the recover script", err, why, sizeof why)));
     } else if (workers > 0) {
@@ -167,6 +190,9 @@ static void on_recover(struct ev_loop *loop, ev_timer *tm, int revents)
         log_warn("recovered in-flight jobs of dead workers", " workers=%lld jobs=%lld dead_lettered=%lld",
                  workers, jobs, dead);
     }
+    /* The script recorded the dead letters: their events are final. */
+    selfevents_commit(w->se, &seb, SELFEVENTS_SETTLED);
+    selfevents_batch_free(&seb);
 }
 
 static void on_promote(struct ev_loop *loop, ev_timer *tm, int revents)
@@ -292,7 +318,7 @@ static void finish_in_redis(upkeep *u, int abandoned)
         long long nw, nj, nd;
         /* Release unfinished batches to their queues now rather than after
          * heartbeat_timeout_ms. A stuck thread's late settle is fenced. */
-        if (queue_recover(c, &w->keys, &w->cfg, w->id, &nw, &nj, &nd, err, sizeof err) == 0)
+        if (queue_recover(c, &w->keys, &w->cfg, w->id, &nw, &nj, &nd, NULL, NULL, err, sizeof err) == 0)
             log_warn("released unfinished batches back to their queues", " jobs=%lld", nj);
         else
             log_warn("could not release unfinished batches; peers recover them after heartbeat_timeout_ms",

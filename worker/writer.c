@@ -668,6 +668,12 @@ static void *thread_main(void *arg)
             atomic_fetch_add(&t->m->dead_lettered, b.dead_oversized);
             log_warn("oversized jobs dead-lettered at fetch", " thread=%d jobs=%zu max_job_bytes=%d",
                      t->idx, b.dead_oversized, c->max_job_bytes);
+            /* The fetch script recorded them: their events are final. */
+            selfevents_batch ob = {0};
+            for (size_t i = 0; i < b.dead_oversized; i++)
+                selfevents_note(&ob, c, NULL, b.priority, 0, NULL, "oversized");
+            selfevents_commit(w->se, &ob, SELFEVENTS_SETTLED);
+            selfevents_batch_free(&ob);
         }
         if (frc != 0) {
             char why[300];

@@ -14,6 +14,9 @@
 #     recorded once Redis is back (failed 0);
 #   - the loop rule: a dead_letter event that is itself dead-lettered makes
 #     no further event (auditq_self_events_suppressed_total 1);
+#   - a job over max_job_bytes (dead-lettered by the fetch script) and a
+#     crash-looping one (by recovery, past max_recoveries): one
+#     dead_letter row each, causes oversized / crash_looping;
 #   - SIGTERM: one auditq.worker.stop (written by the next worker);
 #   - worker_self_audit = off: no start, no stop.
 # lib_it.sh turns worker self-events off for every other test.
@@ -99,13 +102,39 @@ assert_eq 0 "$(metric auditq_self_events_failed_total)" "auditq_self_events_fail
 psql_q "DROP TRIGGER it89_refuse ON audit_events" >/dev/null
 [[ -n $bad2 ]]
 
+# ---- oversized: dead-lettered by the fetch script, recorded too ----------------
+head -c 1100000 /dev/zero | tr '\0' x | redis-cli -p "$REDIS_PORT" -x LPUSH '{auditq}:queue:low' >/dev/null
+wait_for "$T" bash -c "[ \"\$(psql -X -A -t -c \"SELECT count(*) FROM audit_events WHERE action = 'auditq.worker.dead_letter' AND metadata->>'cause' = 'oversized'\")\" = 1 ]"
+assert_eq "failure|"'{"cause": "oversized", "queue": "low", "attempts": 0, "event_id": null, "worker_id": "'"$W1"'"}' \
+    "$(psql_q "SELECT concat_ws('|', outcome, (metadata - 'host' - 'pid')::text) FROM audit_events
+               WHERE action = 'auditq.worker.dead_letter' AND metadata->>'cause' = 'oversized'")" "oversized job's dead_letter row"
+
 # ---- stop: recorded at SIGTERM, written by the next worker ---------------------
 wait_for "$T" drained
 worker_stop w1
+
+# ---- crash-looping (it_35's set-up): dead-lettered by recovery, recorded -------
+# Three workers that died holding the same job; the next worker, with
+# max_recoveries=2, recovers two copies and dead-letters the third.
+R() { redis-cli -p "$REDIS_PORT" "$@"; }
+"$TBIN/it_client" send --events 1 --priority 2 --tag loop >/dev/null
+R EVAL "local j = redis.call('RPOP', KEYS[1]) for i = 2, 4 do redis.call('RPUSH', KEYS[i], j) end" 4 \
+    '{auditq}:queue:normal' '{auditq}:inflight:dead1:0' '{auditq}:inflight:dead2:0' '{auditq}:inflight:dead3:0' >/dev/null
+for d in dead1 dead2 dead3; do
+    R ZADD '{auditq}:workers' 1 "$d" >/dev/null
+    R HSET "{auditq}:worker:$d" src:0 2:1 >/dev/null
+done
 grep -q 'level=error.*self-audit' "$AQ_TMP/w1.log" && { echo "FAIL: self-audit errors in w1.log"; exit 1; }
-worker_start w2 --set threads=1
+worker_start w2 --set threads=1 --set max_recoveries=2
 wait_count auditq.worker.stop 1
 wait_count auditq.worker.start 2
+W2=$(worker_id w2)
+loop_id=$(psql_q "SELECT event_id FROM audit_events WHERE request_id LIKE 'req-loop-%'")
+[[ -n $loop_id ]] || { echo "FAIL: the crash-looping job's recovered copy was not stored"; exit 1; }
+wait_for "$T" bash -c "[ \"\$(psql -X -A -t -c \"SELECT count(*) FROM audit_events WHERE action = 'auditq.worker.dead_letter' AND metadata->>'cause' = 'crash_looping'\")\" = 1 ]"
+assert_eq "failure|"'{"cause": "crash_looping", "queue": "normal", "attempts": 3, "event_id": "'"$loop_id"'", "worker_id": "'"$W2"'"}' \
+    "$(psql_q "SELECT concat_ws('|', outcome, (metadata - 'host' - 'pid')::text) FROM audit_events
+               WHERE action = 'auditq.worker.dead_letter' AND metadata->>'cause' = 'crash_looping'")" "crash-looping job's dead_letter row"
 assert_eq "$ME|system|auditq.worker|$W1|success|"'{"signal": "SIGTERM", "worker_id": "'"$W1"'", "left_in_flight": false, "self_events_failed": 0}' \
     "$(psql_q "SELECT concat_ws('|', actor_id, actor_type, entity_type, entity_id, outcome, (metadata - 'host' - 'pid' - 'uptime_s')::text)
                FROM audit_events WHERE action = 'auditq.worker.stop'")" "auditq.worker.stop row"
@@ -118,6 +147,6 @@ worker_stop w3
 AUDITQ_WORKER_SELF_AUDIT=off worker_start w4 --set threads=1
 wait_for "$T" drained
 worker_stop w4
-assert_eq "2 2 2 1" "$(count auditq.worker.start) $(count auditq.worker.stop) $(count auditq.worker.reload) $(count auditq.worker.dead_letter)" \
+assert_eq "2 2 2 3" "$(count auditq.worker.start) $(count auditq.worker.stop) $(count auditq.worker.reload) $(count auditq.worker.dead_letter)" \
     "start stop reload dead_letter rows (w3 and w4 off: none of theirs)"
-it_pass "worker self-audit: start, dead_letter (event_id, no content), reload (batch_size 100 -> 50), stop recorded once each; a dead_letter event dead-lettered makes none (suppressed 1); off records nothing"
+it_pass "worker self-audit: start, dead_letter (event_id, no content; also oversized and crash-looping), reload (batch_size 100 -> 50), stop recorded once each; a dead_letter event dead-lettered makes none (suppressed 1); off records nothing"
