@@ -7,17 +7,10 @@
 set -euo pipefail
 source "$(dirname "$0")/lib_it.sh"
 it_setup
-R() { redis-cli -p "$REDIS_PORT" "$@"; }
 
 # 1. Three workers died holding the same job (same bytes): simulate their
 #    registrations (heartbeat at the epoch) and in-flight lists.
-"$TBIN/it_client" send --events 1 --priority 2 --tag loop
-R EVAL "local j = redis.call('RPOP', KEYS[1]) for i = 2, 4 do redis.call('RPUSH', KEYS[i], j) end" 4 \
-    '{auditq}:queue:normal' '{auditq}:inflight:dead1:0' '{auditq}:inflight:dead2:0' '{auditq}:inflight:dead3:0' >/dev/null
-for w in dead1 dead2 dead3; do
-    R ZADD '{auditq}:workers' 1 "$w" >/dev/null
-    R HSET "{auditq}:worker:$w" src:0 2:1 >/dev/null
-done
+crashloop_setup loop
 assert_eq 3 "$(stat inflight)" "copies of the job in flight in dead workers"
 worker_start w1 --set threads=1 --set max_recoveries=2
 wait_for 20 bash -c "[ \"\$(\"$BIN/auditqctl\" stats --json | $PY -c 'import json,sys; print(json.load(sys.stdin)[\"dead\"])')\" = 1 ]"

@@ -116,14 +116,7 @@ worker_stop w1
 # ---- crash-looping (it_35's set-up): dead-lettered by recovery, recorded -------
 # Three workers that died holding the same job; the next worker, with
 # max_recoveries=2, recovers two copies and dead-letters the third.
-R() { redis-cli -p "$REDIS_PORT" "$@"; }
-"$TBIN/it_client" send --events 1 --priority 2 --tag loop >/dev/null
-R EVAL "local j = redis.call('RPOP', KEYS[1]) for i = 2, 4 do redis.call('RPUSH', KEYS[i], j) end" 4 \
-    '{auditq}:queue:normal' '{auditq}:inflight:dead1:0' '{auditq}:inflight:dead2:0' '{auditq}:inflight:dead3:0' >/dev/null
-for d in dead1 dead2 dead3; do
-    R ZADD '{auditq}:workers' 1 "$d" >/dev/null
-    R HSET "{auditq}:worker:$d" src:0 2:1 >/dev/null
-done
+crashloop_setup loop
 grep -q 'level=error.*self-audit' "$AQ_TMP/w1.log" && { echo "FAIL: self-audit errors in w1.log"; exit 1; }
 worker_start w2 --set threads=1 --set max_recoveries=2
 wait_count auditq.worker.stop 1

@@ -98,6 +98,19 @@ depth = sum(q["depth"] for q in s["queues"].values())
 sys.exit(0 if depth == 0 and s["inflight"] == 0 and s["retry"] == 0 else 1)' "$j"
 }
 
+# A crash-looping job (it_35, it_89_worker_events): one event (tag TAG) sent
+# to the normal queue, then taken off it and put in flight in three
+# workers that died (registrations with a heartbeat at the epoch), so the
+# next worker's recovery counts three recoveries of the same bytes.
+crashloop_setup() {  # TAG
+    "$TBIN/it_client" send --events 1 --priority 2 --tag "$1" >/dev/null
+    redis-cli -p "$REDIS_PORT" EVAL "local j = redis.call('RPOP', KEYS[1]) for i = 2, 4 do redis.call('RPUSH', KEYS[i], j) end" 4 \
+        '{auditq}:queue:normal' '{auditq}:inflight:dead1:0' '{auditq}:inflight:dead2:0' '{auditq}:inflight:dead3:0' >/dev/null
+    for w in dead1 dead2 dead3; do
+        redis-cli -p "$REDIS_PORT" ZADD '{auditq}:workers' 1 "$w" >/dev/null
+        redis-cli -p "$REDIS_PORT" HSET "{auditq}:worker:$w" src:0 2:1 >/dev/null
+    done
+}
 dead_reasons() {
     "$PY" - "$REDIS_PORT" <<'PYEOF'
 import socket, sys, msgpack
