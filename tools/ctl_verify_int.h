@@ -123,6 +123,22 @@ int vfy_retention_leaf(const char *const f[6], const int lens[6], merkle_hash ou
 
 /* ctl_verify_tree.c: streams the tree over leaves [f->size, hi). */
 int verify_tree(verify *v, merkle_frontier *f, uint64_t hi);
+/* What one part of stream 2 counted (added to the run's when every part
+ * is done: verify_stats_add). rm_found: per retention month, the archived
+ * rows found. */
+typedef struct vstats {
+    uint64_t rows_checked, rows_ok, archived, pending, inserted;
+    long long *rm_found;
+} vstats;
+void verify_stats_add(verify *v, const vstats *s, retmonth *rm, size_t nrm);
+/* Runs fn on the n items of base (stride bytes apart): items 1..n-1 in
+ * threads of their own, item 0 in this one, then joins them. When a thread
+ * cannot start, calls on_fail(fail_arg) (to stop the others early), runs
+ * and joins the ones started, and returns -1; else 0. Prints the final
+ * progress line on a TTY. */
+int verify_run_parts(verify *v, void *base, size_t stride, int n, void *(*fn)(void *), void (*on_fail)(void *),
+                     void *fail_arg);
+
 /* ctl_verify_rows.c */
 int verify_rows(verify *v, retmonth *rm, size_t nrm, int with_pending);
 /* A connection of its own in the run's exported snapshot (--jobs). */

@@ -245,12 +245,10 @@ typedef struct vjob {
     atomic_int *next;
     const retmonth *rm;
     size_t nrm;
-    long long *rm_found;
     int with_pending;
     vtable t;
-    uint64_t rows_checked, rows_ok, archived, pending, inserted;
+    vstats st;                     /* the part's counts */
     int rc;
-    pthread_t tid;
 } vjob;
 
 static void vj_sql_error(const char *what, const char *msg)
@@ -356,7 +354,7 @@ static int vj_load(vjob *j, const char *lo, const char *hi)
             if (occ < lo_us || occ >= hi_us)
                 continue; /* another part's */
             if (!sealed) {
-                j->pending++;
+                j->st.pending++;
                 if (age_ms > v->pending_max_ms && i == 0)
                     vfind(v, "pending", "batch %" PRIu64 " was committed %.1f s ago and is not sealed yet "
                           "(more than --pending-max): is a worker with seal_key_file running?", batch,
@@ -412,19 +410,19 @@ static void vj_row(vjob *j, const unsigned char *const f[ENTRY_EVENT_NFIELDS], c
                 memset(leaf, 0, sizeof leaf); /* too long a field: no stored leaf is all zero */
             hashed = 1;
         }
-        j->rows_checked++;
+        j->st.rows_checked++;
         if (memcmp(leaf, it->leaf, MERKLE_HASH_LEN) != 0) {
             vj_where(it, where, sizeof where);
             vfind(v, "modified_row", "modified row: event_id %.36s (%s): the stored row does not "
                   "hash to its sealed leaf", id, where);
         } else {
-            j->rows_ok++;
+            j->st.rows_ok++;
         }
     }
     if (!any) {
         char rt[40];
         vj_iso_us((int64_t)vj_rd64(f[2]), rt, sizeof rt);
-        j->inserted++;
+        j->st.inserted++;
         vfind(v, "inserted_row", "inserted row: event_id %.36s (received_at %s): no evidence covers it", id, rt);
     }
 }
@@ -433,8 +431,8 @@ static void vj_row(vjob *j, const unsigned char *const f[ENTRY_EVENT_NFIELDS], c
 static int vj_rows(vjob *j, const char *lo, const char *hi)
 {
     verify *v = j->v;
-    char *qlo = NULL, *qhi = NULL, *sql = NULL, *buf = NULL;
-    int rc = -1, n, header = 0, done = 0;
+    char *qlo = NULL, *qhi = NULL, *buf = NULL, sql[1024];
+    int rc = -1, header = 0, done = 0;
     PGresult *r;
 
     if ((lo != NULL && (qlo = PQescapeLiteral(j->pg, lo, strlen(lo))) == NULL) ||
@@ -442,16 +440,15 @@ static int vj_rows(vjob *j, const char *lo, const char *hi)
         vj_sql_error("quoting a part's bounds", PQerrorMessage(j->pg));
         goto out;
     }
-    n = snprintf(NULL, 0, "COPY (SELECT " VERIFY_ROW_FIELDS_RAW " FROM audit_events e WHERE true%s%s%s%s%s%s)"
-                 " TO STDOUT (FORMAT binary)",
-                 qlo ? " AND e.occurred_at >= " : "", qlo ? qlo : "", qlo ? "::timestamptz" : "",
-                 qhi ? " AND e.occurred_at < " : "", qhi ? qhi : "", qhi ? "::timestamptz" : "");
-    if ((sql = malloc((size_t)n + 1)) == NULL)
-        goto out;
-    snprintf(sql, (size_t)n + 1, "COPY (SELECT " VERIFY_ROW_FIELDS_RAW " FROM audit_events e WHERE true%s%s%s%s%s%s)"
+    /* The bounds are timestamptz texts PostgreSQL printed (< 48 bytes),
+     * quoted: the statement fits in sql. */
+    if ((size_t)snprintf(sql, sizeof sql, "COPY (SELECT " VERIFY_ROW_FIELDS_RAW " FROM audit_events e WHERE true%s%s%s%s%s%s)"
              " TO STDOUT (FORMAT binary)",
              qlo ? " AND e.occurred_at >= " : "", qlo ? qlo : "", qlo ? "::timestamptz" : "",
-             qhi ? " AND e.occurred_at < " : "", qhi ? qhi : "", qhi ? "::timestamptz" : "");
+             qhi ? " AND e.occurred_at < " : "", qhi ? qhi : "", qhi ? "::timestamptz" : "") >= sizeof sql) {
+        fprintf(stderr, "%s: reading the rows: a part's bounds are too long\n", VERIFY_PROG);
+        goto out;
+    }
     r = PQexec(j->pg, sql);
     if (PQresultStatus(r) != PGRES_COPY_OUT) {
         vj_sql_error("reading the rows", PQresultErrorMessage(r));
@@ -517,7 +514,6 @@ out:
         PQfreemem(buf);
     PQfreemem(qlo);
     PQfreemem(qhi);
-    free(sql);
     return rc;
 }
 
@@ -538,8 +534,8 @@ static void vj_leftovers(vjob *j)
             if (occ_unix >= j->rm[k].from_us && occ_unix < j->rm[k].to_us)
                 break;
         if (k < j->nrm && j->rm[k].records > 0) {
-            j->rm_found[k]++;
-            j->archived++;
+            j->st.rm_found[k]++;
+            j->st.archived++;
             continue;
         }
         vfy_uuid_text(it->id, id);
@@ -573,6 +569,13 @@ static void *vj_thread(void *arg)
     return NULL;
 }
 
+/* A thread could not start: the others take no new part. */
+static void vj_stop_all(void *arg)
+{
+    vjob *j = arg;
+    atomic_store(j->next, j->nparts);
+}
+
 int verify_rows_full(verify *v, retmonth *rm, size_t nrm, int with_pending)
 {
     vjob jobs[VERIFY_MAX_JOBS];
@@ -580,7 +583,7 @@ int verify_rows_full(verify *v, retmonth *rm, size_t nrm, int with_pending)
     const char **bp = NULL;
     char snapshot[128] = "";
     atomic_int next = 0;
-    int njobs = v->jobs < 1 ? 1 : v->jobs, nparts, rc = -1, started = 0;
+    int njobs = v->jobs < 1 ? 1 : v->jobs, nparts, rc = -1;
     long long total;
     PGresult *r;
 
@@ -618,8 +621,8 @@ int verify_rows_full(verify *v, retmonth *rm, size_t nrm, int with_pending)
         j->rm = rm;
         j->nrm = nrm;
         j->with_pending = with_pending;
-        j->rm_found = calloc(nrm ? nrm : 1, sizeof *j->rm_found);
-        if (j->rm_found == NULL) {
+        j->st.rm_found = calloc(nrm ? nrm : 1, sizeof *j->st.rm_found);
+        if (j->st.rm_found == NULL) {
             fprintf(stderr, "%s: out of memory\n", VERIFY_PROG);
             goto out;
         }
@@ -631,39 +634,19 @@ int verify_rows_full(verify *v, retmonth *rm, size_t nrm, int with_pending)
             j->own = 1;
         }
     }
-    for (int k = 1; k < njobs; k++) {
-        if (pthread_create(&jobs[k].tid, NULL, vj_thread, &jobs[k]) != 0) {
-            fprintf(stderr, "%s: cannot start a thread for --jobs\n", VERIFY_PROG);
-            atomic_store(&next, nparts);
-            break;
-        }
-        started = k;
-    }
-    vj_thread(&jobs[0]);
-    for (int k = 1; k <= started; k++)
-        pthread_join(jobs[k].tid, NULL);
-    if (started != njobs - 1)
+    if (verify_run_parts(v, jobs, sizeof jobs[0], njobs, vj_thread, vj_stop_all, &jobs[0]) != 0)
         goto out;
-    if (v->tty && atomic_load(&v->progress) >= VERIFY_PROGRESS_ROWS)
-        fprintf(stderr, "\r%s: %" PRIu64 " rows, done\n", VERIFY_PROG, (uint64_t)atomic_load(&v->progress));
     rc = 0;
     for (int k = 0; k < njobs; k++) {
-        vjob *j = &jobs[k];
-        if (j->rc != 0)
+        if (jobs[k].rc != 0)
             rc = -1;
-        v->rows_checked += j->rows_checked;
-        v->rows_ok += j->rows_ok;
-        v->archived += j->archived;
-        v->pending += j->pending;
-        v->inserted += j->inserted;
-        for (size_t m = 0; m < nrm; m++)
-            rm[m].found += j->rm_found[m];
+        verify_stats_add(v, &jobs[k].st, rm, nrm);
     }
 out:
     for (int k = 0; k < njobs; k++) {
         if (jobs[k].own)
             PQfinish(jobs[k].pg);
-        free(jobs[k].rm_found);
+        free(jobs[k].st.rm_found);
         vtable_free(&jobs[k].t);
     }
     free(bounds);

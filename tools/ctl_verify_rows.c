@@ -35,11 +35,9 @@ typedef struct rowpart {
     char lo[48], hi[48];           /* timestamptz texts; "": unbounded */
     const retmonth *rm;
     size_t nrm;
-    long long *rm_found;           /* per month of rm: archived rows found */
     int with_pending;
-    uint64_t rows_checked, rows_ok, archived, pending, inserted;
+    vstats st;                     /* the part's counts */
     int rc;
-    pthread_t tid;
 } rowpart;
 
 static int part_sql(rowpart *p, const char *sql)
@@ -74,7 +72,7 @@ static void part_row(rowpart *p, const PGresult *r, int i)
     if (PQgetisnull(r, i, 0)) {
         /* A row of the FULL JOIN with no evidence. */
         verify_row_texts(r, i, 8, vals, lens, tb);
-        p->inserted++;
+        p->st.inserted++;
         vfind(v, "inserted_row", "inserted row: event_id %.36s (received_at %s): no evidence covers it",
               vals[0], PQgetvalue(r, i, 8 + ENTRY_EVENT_NFIELDS));
         return;
@@ -85,7 +83,7 @@ static void part_row(rowpart *p, const PGresult *r, int i)
     else
         snprintf(where, sizeof where, "batch %" PRIu64 " position %" PRIu64 ", not sealed yet", batch, pos);
     if (!sealed) {
-        p->pending++;
+        p->st.pending++;
         if (age_ms > v->pending_max_ms && pos == 1)
             vfind(v, "pending", "batch %" PRIu64 " was committed %.1f s ago and is not sealed yet "
                   "(more than --pending-max): is a worker with seal_key_file running?", batch,
@@ -97,8 +95,8 @@ static void part_row(rowpart *p, const PGresult *r, int i)
             if (occ >= p->rm[k].from_us && occ < p->rm[k].to_us)
                 break;
         if (k < p->nrm && p->rm[k].records > 0) {
-            p->rm_found[k]++;
-            p->archived++;
+            p->st.rm_found[k]++;
+            p->st.archived++;
         } else {
             vfind(v, "deleted_row", "deleted row: event_id %.36s (%s): its sealed evidence has no "
                   "row in audit_events", id, where);
@@ -107,12 +105,12 @@ static void part_row(rowpart *p, const PGresult *r, int i)
         merkle_hash leaf;
 
         verify_row_texts(r, i, 8, vals, lens, tb);
-        p->rows_checked++;
+        p->st.rows_checked++;
         if (entry_event_leaf_hash(vals, lens, leaf) != 0 || memcmp(leaf, sealed_leaf, MERKLE_HASH_LEN) != 0)
             vfind(v, "modified_row", "modified row: event_id %.36s (%s): the stored row does not "
                   "hash to its sealed leaf", id, where);
         else
-            p->rows_ok++;
+            p->st.rows_ok++;
     }
 }
 
@@ -287,7 +285,7 @@ int verify_rows(verify *v, retmonth *rm, size_t nrm, int with_pending)
 {
     rowpart parts[VERIFY_MAX_JOBS];
     char bounds[VERIFY_MAX_JOBS][48], snapshot[128] = "";
-    int jobs = v->jobs < 1 ? 1 : v->jobs, rc = -1, started = 0;
+    int jobs = v->jobs < 1 ? 1 : v->jobs, rc = -1;
 
     memset(parts, 0, sizeof parts);
     if (!v->have_window)
@@ -301,8 +299,8 @@ int verify_rows(verify *v, retmonth *rm, size_t nrm, int with_pending)
         p->rm = rm;
         p->nrm = nrm;
         p->with_pending = with_pending;
-        p->rm_found = calloc(nrm ? nrm : 1, sizeof *p->rm_found);
-        if (p->rm_found == NULL) {
+        p->st.rm_found = calloc(nrm ? nrm : 1, sizeof *p->st.rm_found);
+        if (p->st.rm_found == NULL) {
             fprintf(stderr, "%s: out of memory\n", VERIFY_PROG);
             goto out;
         }
@@ -316,38 +314,19 @@ int verify_rows(verify *v, retmonth *rm, size_t nrm, int with_pending)
             p->own = 1;
         }
     }
-    for (int j = 1; j < jobs; j++) {
-        if (pthread_create(&parts[j].tid, NULL, part_run, &parts[j]) != 0) {
-            fprintf(stderr, "%s: cannot start a thread for --jobs\n", VERIFY_PROG);
-            break;
-        }
-        started = j;
-    }
-    part_run(&parts[0]);
-    for (int j = 1; j <= started; j++)
-        pthread_join(parts[j].tid, NULL);
-    if (started != jobs - 1)
+    if (verify_run_parts(v, parts, sizeof parts[0], jobs, part_run, NULL, NULL) != 0)
         goto out;
-    if (v->tty && atomic_load(&v->progress) >= VERIFY_PROGRESS_ROWS)
-        fprintf(stderr, "\r%s: %" PRIu64 " rows, done\n", VERIFY_PROG, (uint64_t)atomic_load(&v->progress));
     rc = 0;
     for (int j = 0; j < jobs; j++) {
-        rowpart *p = &parts[j];
-        if (p->rc != 0)
+        if (parts[j].rc != 0)
             rc = -1;
-        v->rows_checked += p->rows_checked;
-        v->rows_ok += p->rows_ok;
-        v->archived += p->archived;
-        v->pending += p->pending;
-        v->inserted += p->inserted;
-        for (size_t k = 0; k < nrm; k++)
-            rm[k].found += p->rm_found[k];
+        verify_stats_add(v, &parts[j].st, rm, nrm);
     }
 out:
     for (int j = 0; j < jobs; j++) {
         if (parts[j].own)
             PQfinish(parts[j].pg);
-        free(parts[j].rm_found);
+        free(parts[j].st.rm_found);
     }
     return rc;
 }

@@ -185,3 +185,40 @@ int vfy_retention_leaf(const char *const f[6], const int lens[6], merkle_hash ou
     return 0;
 }
 
+/* ---- stream 2's parts ----------------------------------------------------------- */
+
+void verify_stats_add(verify *v, const vstats *s, retmonth *rm, size_t nrm)
+{
+    v->rows_checked += s->rows_checked;
+    v->rows_ok += s->rows_ok;
+    v->archived += s->archived;
+    v->pending += s->pending;
+    v->inserted += s->inserted;
+    for (size_t k = 0; k < nrm; k++)
+        rm[k].found += s->rm_found[k];
+}
+
+int verify_run_parts(verify *v, void *base, size_t stride, int n, void *(*fn)(void *), void (*on_fail)(void *),
+                     void *fail_arg)
+{
+    pthread_t tid[VERIFY_MAX_JOBS];
+    int started = 0;
+
+    for (int k = 1; k < n && k < VERIFY_MAX_JOBS; k++) {
+        if (pthread_create(&tid[k], NULL, fn, (char *)base + (size_t)k * stride) != 0) {
+            fprintf(stderr, "%s: cannot start a thread for --jobs\n", VERIFY_PROG);
+            if (on_fail)
+                on_fail(fail_arg);
+            break;
+        }
+        started = k;
+    }
+    fn(base);
+    for (int k = 1; k <= started; k++)
+        pthread_join(tid[k], NULL);
+    if (started != n - 1)
+        return -1;
+    if (v->tty && atomic_load(&v->progress) >= VERIFY_PROGRESS_ROWS)
+        fprintf(stderr, "\r%s: %" PRIu64 " rows, done\n", VERIFY_PROG, (uint64_t)atomic_load(&v->progress));
+    return 0;
+}
