@@ -42,7 +42,7 @@ LIBS_LIB  = $(HIREDIS_LIBS) -lmsgpackc -lcrypto -lpthread
 LIBS_ALL  = $(HIREDIS_LIBS) -lmsgpackc -lpq -lev -lpthread -lm -lz -lcrypto -lsodium
 
 # What goes into libauditq (producer + the common pieces it needs).
-LIB_COMMON = common/codec.c common/text.c common/fileio.c common/uuid7.c common/redisconn.c common/backoff.c common/keys.c \
+LIB_COMMON = common/codec.c common/text.c common/fileio.c common/uuid7.c common/redisconn.c common/backoff.c common/keys.c common/shards.c \
              $(sort $(wildcard common/spool*.c))
 LIB_SRC    = $(LIB_COMMON) $(wildcard producer/*.c)
 # Worker/tool-only common pieces.

@@ -1,6 +1,7 @@
 /* clock.h -- time helpers. */
 #ifndef AQ_CLOCK_H
 #define AQ_CLOCK_H
+#include <errno.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -27,5 +28,12 @@ static inline struct timespec clock_abs_after_ms(int64_t ms)
     ts.tv_nsec += (ms % 1000) * 1000000;
     if (ts.tv_nsec >= 1000000000) { ts.tv_sec++; ts.tv_nsec -= 1000000000; }
     return ts;
+}
+/* Sleeps ms milliseconds (resumed after a signal). */
+static inline void clock_sleep_ms(int64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
 }
 #endif

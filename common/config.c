@@ -108,6 +108,15 @@ static const cf_entry cf_table[] = {
         "it decides the server and redis_url gives only credentials, database and TLS; \"\" = none"),
     STR("redis_master_name", redis_master_name, "", 0, NULL, false, false,
         "Redis Sentinel: the name the sentinels monitor the master under (needed with redis_sentinels)"),
+    INT("redis_shards", redis_shards, "1", 1, 256, false,
+        "Redis shards the namespace's queues are spread over: shard 0 uses keys {namespace}:..., "
+        "shard i {namespace:i}:...; producers and workers must agree (docs/SCALING.md)"),
+    STR("redis_shard_urls", redis_shard_urls, "", 0, NULL, false, true,
+        "Redis servers holding the shards, comma-separated URLs: shard i on entry i mod N; "
+        "\"\" = every shard on redis_url (or, with redis_cluster, where the cluster puts it)"),
+    ENUM("redis_cluster", redis_cluster, "off", cf_on_off, false,
+        "on: Redis is a Redis Cluster; redis_url and redis_shard_urls are seed nodes and each "
+        "shard goes to the master serving its hash tag's slot (MOVED/ASK followed)"),
     STR("database_url", database_url, "postgresql://localhost/auditq", 0, NULL, false, true,
         "PostgreSQL to write events to: a libpq URI or conninfo string (\"host=... dbname=...\"); "
         "\"\" = libpq defaults and PG* variables; several hosts with target_session_attrs=read-write "

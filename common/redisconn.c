@@ -642,6 +642,10 @@ int redis_reply_wants_reconnect(const char *reply)
         return 0;
     return strncmp(reply, "READONLY", 8) == 0 || strncmp(reply, "LOADING", 7) == 0 ||
            strncmp(reply, "MASTERDOWN", 10) == 0 || strncmp(reply, "NOREPLICAS", 10) == 0 ||
+           /* Redis Cluster: the shard's slot is served elsewhere now, is
+            * migrating, or has no master; shard_connect asks anew */
+           strncmp(reply, "MOVED ", 6) == 0 || strncmp(reply, "ASK ", 4) == 0 ||
+           strncmp(reply, "TRYAGAIN", 8) == 0 || strncmp(reply, "CLUSTERDOWN", 11) == 0 ||
            /* inside a script Redis prefixes the error of the call */
            strstr(reply, "READONLY You can't write") != NULL;
 }
@@ -652,7 +656,10 @@ int redis_mark_if_demoted(redisContext *c, const redisReply *r)
         return 0;
     /* hiredis refuses every later command on a context with err set. */
     c->err = REDIS_ERR_OTHER;
-    snprintf(c->errstr, sizeof c->errstr, "not a writable master any more (%.*s)",
+    snprintf(c->errstr, sizeof c->errstr, "%s (%.*s)",
+             (r->str[0] == 'M' && r->str[1] == 'O') || r->str[0] == 'A' || r->str[0] == 'T' || r->str[0] == 'C'
+                 ? "the cluster moved or is moving this shard's slot; reconnecting"
+                 : "not a writable master any more",
              (int)(r->len > 80 ? 80 : r->len), r->str);
     return 1;
 }

@@ -38,7 +38,9 @@ int redis_target_sentinels(aq_redis_target *t, const char *sentinels, const char
 /* 1 when an error reply means this connection no longer reaches a
  * writable master, so the caller must drop it and connect again (which
  * asks the sentinels anew): READONLY (a replica now), LOADING,
- * MASTERDOWN, NOREPLICAS (min-replicas-to-write refused the write). */
+ * MASTERDOWN, NOREPLICAS (min-replicas-to-write refused the write); on a
+ * Redis Cluster MOVED, ASK, TRYAGAIN and CLUSTERDOWN (common/shards.h:
+ * the reconnect asks the cluster where the shard's slot is now). */
 int redis_reply_wants_reconnect(const char *reply);
 
 /* When r is an error reply that redis_reply_wants_reconnect, marks c as

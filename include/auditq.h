@@ -164,6 +164,16 @@ AUDITQ_API auditq_config *auditq_config_new(void);
  *                      with a spool) or a re-push / spool (async), never
  *                      an OK (default 0: no WAIT)
  *   namespace          key prefix inside the {hash tag}   (default "auditq")
+ *   redis_shards       1..256  shards the queues are spread over; must
+ *                      match the workers' (default 1; docs/SCALING.md)
+ *   redis_shard_urls   comma-separated Redis URLs holding the shards,
+ *                      shard i on entry i mod N (default "": redis_url)
+ *   redis_cluster      on | off  Redis Cluster: redis_url and
+ *                      redis_shard_urls are seed nodes (default off)
+ *   redis_shard_by     spread | tenant  which shard an event goes to:
+ *                      round robin (sync: per event; async: per batch),
+ *                      or by tenant_id so one tenant's events share a
+ *                      shard and are fetched in send order (default spread)
  *   connect_timeout_ms 1..60000    (default 500)
  *   timeout_ms         1..60000    Redis command timeout (default 1000)
  *   sync_connections   1..64       connections shared by auditq_send (default 4)

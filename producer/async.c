@@ -24,6 +24,16 @@
  * (the groups Redis already acknowledged excepted). Either way it then
  * counts as acknowledged and leaves the buffer. A batch the spool refuses
  * (full, I/O error) stays and is retried as above.
+ *
+ * Shards (redis_shards > 1, common/shards.h): with redis_shard_by = spread
+ * a whole batch goes to one shard, the next batch to the next shard, and a
+ * batch its shard does not take tries the next shard (spooled only once
+ * every shard failed it); with
+ * tenant an event with a tenant_id carries its shard (the others take the
+ * batch's), the batch is split into one group per shard in ring order,
+ * and the groups are delivered one after the other, each on that shard's
+ * own connection, each as above. The batch leaves the ring once every
+ * group was acknowledged (or spooled).
  */
 #include "async.h"
 
@@ -43,12 +53,12 @@ typedef struct pending {
     char *data;     /* malloc'd msgpack bytes, owned by the buffer */
     uint32_t len;
     uint8_t prio;
+    int16_t shard;  /* -1: the batch's shard */
 } pending;
 
 struct async_buf {
     struct auditq_config cfg;     /* the handle's settings (a copy) */
-    aq_redis_target target;
-    aq_keys keys;
+    aq_shards *shards;            /* the handle's; outlives us */
     spooler *sp;                  /* NULL: no spool; owned by the caller, outlives us */
 
     /* A ring of pending jobs guarded by mu. Jobs the flusher is sending
@@ -66,7 +76,8 @@ struct async_buf {
     int closing;
     int64_t close_deadline_us;    /* monotonic; flusher gives up after it */
     pthread_t flusher;
-    redisContext *flusher_ctx;    /* the flusher thread's alone */
+    redisContext **flusher_ctx;   /* per shard; the flusher thread's alone */
+    unsigned long batch_seq;      /* flusher only: the next batch's shard (spread) */
     /* Why the flusher last failed to deliver (a refused login, NOPERM, a
      * refused connection), for async_flush/async_close to report; "" once
      * a batch got through. Guarded by mu. */
@@ -75,7 +86,7 @@ struct async_buf {
     atomic_uint_fast64_t st_queued, st_sent, st_rejected_full, st_redis_retries;
 };
 
-auditq_rc async_put(async_buf *q, const char *data, size_t len, int prio)
+auditq_rc async_put(async_buf *q, const char *data, size_t len, int prio, int shard)
 {
     auditq_rc rc = AUDITQ_OK;
     char *copy = malloc(len);
@@ -117,6 +128,7 @@ auditq_rc async_put(async_buf *q, const char *data, size_t len, int prio)
     slot->data = copy;
     slot->len = (uint32_t)len;
     slot->prio = (uint8_t)prio;
+    slot->shard = (int16_t)shard;
     q->count++;
     q->queued_seq++;
     /* Wake the flusher only when a full batch is ready; otherwise its
@@ -154,7 +166,7 @@ auditq_rc async_flush(async_buf *q, int timeout_ms)
 static void note_async_err(async_buf *q, const char *why)
 {
     pthread_mutex_lock(&q->mu);
-    snprintf(q->async_err, sizeof q->async_err, "%s", why);
+    snprintf(q->async_err, sizeof q->async_err, "%.511s", why);
     pthread_mutex_unlock(&q->mu);
 }
 
@@ -179,15 +191,99 @@ static size_t spool_batch(async_buf *q, spool_item *items, size_t *n, const int 
     return *ok ? k : 0;
 }
 
+/* Delivers items[0..*nitems), all bound for shard sh, on that shard's
+ * connection: pushed (and WAITed for redis_min_replicas), or spooled.
+ * Retries with backoff until then, except while closing past the
+ * deadline. Returns 1 when delivered; *spooled counts the spooled ones. */
+static int deliver_group(async_buf *q, spool_pusher *pusher, int sh, spool_item *items, size_t *nitems,
+                         size_t *spooled, int *counted_full, uint64_t *rng)
+{
+    unsigned attempt = 0;
+    int delivered = 0;
+    int done[AQ_PRIORITIES] = {0};
+    /* spread: the batch may go to any shard, so after a failure it tries
+     * the next one (the priority groups already pushed stay done). */
+    int movable = !q->cfg.shard_by_tenant && q->shards->n > 1;
+    const aq_keys *keys = &q->shards->keys[sh];
+    if (spooler_backlog(q->sp))
+        *spooled += spool_batch(q, items, nitems, done, 1, &delivered, counted_full);
+    while (!delivered) {
+        char err[1400];
+        int auth_failed = 0, fresh = 0, broken = 0;
+        if (!q->flusher_ctx[sh]) {
+            fresh = 1;
+            q->flusher_ctx[sh] = shard_connect(q->shards, sh, q->cfg.connect_timeout_ms, q->cfg.timeout_ms, err,
+                                               sizeof err, &auth_failed);
+            if (!q->flusher_ctx[sh])
+                note_async_err(q, err);
+        }
+        if (q->flusher_ctx[sh]) {
+            if (spool_push(q->flusher_ctx[sh], pusher, keys, &q->shards->target[sh], "producer",
+                           PRODUCER_WRONGTYPE_EFFECT, items, *nitems, done, &broken, err, sizeof err) == 0) {
+                /* redis_min_replicas: the batch counts as delivered
+                 * only once WAIT saw it on enough replicas; else it is
+                 * pushed again (or spooled) like a failed push. A
+                 * second push of events already on the master is
+                 * harmless: the worker stores an event_id once. */
+                int wt = q->cfg.timeout_ms / 2 > 0 ? q->cfg.timeout_ms / 2 : 1;
+                int w = q->cfg.min_replicas > 0
+                            ? redis_wait_replicas(q->flusher_ctx[sh], q->cfg.min_replicas, wt, err, sizeof err)
+                            : 0;
+                if (w == 0)
+                    return 1;
+                memset(done, 0, sizeof done);
+                broken = w < 0;
+            }
+            /* A refusal (OOM, NOPERM, WRONGTYPE) keeps the groups Redis
+             * refused for a retry; a lost connection is not news. */
+            if (!broken)
+                note_async_err(q, err);
+            if (broken || q->flusher_ctx[sh]->err) {
+                /* Unlinked first: see async_abandon. */
+                redisContext *c = q->flusher_ctx[sh];
+                q->flusher_ctx[sh] = NULL;
+                redisFree(c);
+            }
+        }
+        if (movable) {
+            sh = (sh + 1) % q->shards->n;
+            keys = &q->shards->keys[sh];
+        }
+        /* Failed on a fresh connection, or for the second time: spool. */
+        if (q->sp && (movable ? attempt + 1 >= (unsigned)q->shards->n : (fresh || attempt >= 1))) {
+            *spooled += spool_batch(q, items, nitems, done, 0, &delivered, counted_full);
+            if (delivered)
+                break;
+        }
+        atomic_fetch_add(&q->st_redis_retries, 1);
+        int64_t delay = backoff_delay_ms(++attempt, 20, 1000, rng);
+        pthread_mutex_lock(&q->mu);
+        if (q->closing && clock_mono_us() >= q->close_deadline_us) {
+            pthread_mutex_unlock(&q->mu);
+            break;
+        }
+        if (q->closing && clock_mono_us() + delay * 1000 > q->close_deadline_us)
+            delay = (q->close_deadline_us - clock_mono_us()) / 1000 + 1;
+        struct timespec dl = clock_abs_after_ms(delay);
+        pthread_cond_timedwait(&q->wake_flusher, &q->mu, &dl);
+        pthread_mutex_unlock(&q->mu);
+    }
+    return delivered;
+}
+
 static void *flusher_main(void *arg)
 {
     async_buf *q = arg;
     size_t maxb = (size_t)q->cfg.batch_size;
+    int nsh = q->shards->n;
     spool_item *items = calloc(maxb, sizeof *items);
+    spool_item *sorted = calloc(maxb, sizeof *sorted);
+    int *ish = calloc(maxb, sizeof *ish);
+    size_t *from = calloc((size_t)nsh + 1, sizeof *from);
     spool_pusher pusher;
     uint64_t rng = (uint64_t)(uintptr_t)q ^ (uint64_t)clock_mono_us();
     int64_t first_seen = 0;
-    int ok = items != NULL && spool_pusher_init(&pusher, maxb) == 0;
+    int ok = items && sorted && ish && from && spool_pusher_init(&pusher, maxb) == 0;
 
     pthread_mutex_lock(&q->mu);
     while (ok) {
@@ -210,81 +306,34 @@ static void *flusher_main(void *arg)
                 continue;
             }
         }
-        size_t n = avail < maxb ? avail : maxb, nitems = n;
+        size_t n = avail < maxb ? avail : maxb;
+        int rr = (int)(q->batch_seq++ % (unsigned long)nsh);
         for (size_t i = 0; i < n; i++) {
             const pending *e = &q->ring[(q->head + i) % q->ring_cap];
             items[i].data = e->data;
             items[i].len = e->len;
             items[i].prio = e->prio;
+            ish[i] = e->shard >= 0 ? e->shard : rr;
         }
         pthread_mutex_unlock(&q->mu);
 
         /* Entries [head, head+n) are ours until acknowledged: senders only
-         * append behind them and the ring never moves. */
-        unsigned attempt = 0;
-        int delivered = 0, counted_full = 0;
-        int done[AQ_PRIORITIES] = {0};
+         * append behind them and the ring never moves. Grouped by shard,
+         * ring order kept within each group (a counting sort). */
+        memset(from, 0, ((size_t)nsh + 1) * sizeof *from);
+        for (size_t i = 0; i < n; i++)
+            from[ish[i] + 1]++;
+        for (int k = 0; k < nsh; k++)
+            from[k + 1] += from[k];
+        for (size_t i = 0; i < n; i++)
+            sorted[from[ish[i]]++] = items[i];
+        /* from[k] is now the end of group k; group k starts at from[k-1]. */
+        int delivered = 1, counted_full = 0;
         size_t spooled = 0;
-        if (spooler_backlog(q->sp))
-            spooled = spool_batch(q, items, &nitems, done, 1, &delivered, &counted_full);
-        while (!delivered) {
-            char err[512];
-            int auth_failed = 0, fresh = 0, broken = 0;
-            if (!q->flusher_ctx) {
-                fresh = 1;
-                q->flusher_ctx = redis_connect(&q->target, q->cfg.connect_timeout_ms,
-                                               q->cfg.timeout_ms, err, sizeof err, &auth_failed);
-                if (!q->flusher_ctx)
-                    note_async_err(q, err);
-            }
-            if (q->flusher_ctx) {
-                if (spool_push(q->flusher_ctx, &pusher, &q->keys, &q->target, "producer",
-                               PRODUCER_WRONGTYPE_EFFECT, items, nitems, done, &broken, err, sizeof err) == 0) {
-                    /* redis_min_replicas: the batch counts as delivered
-                     * only once WAIT saw it on enough replicas; else it is
-                     * pushed again (or spooled) like a failed push. A
-                     * second push of events already on the master is
-                     * harmless: the worker stores an event_id once. */
-                    int wt = q->cfg.timeout_ms / 2 > 0 ? q->cfg.timeout_ms / 2 : 1;
-                    int w = q->cfg.min_replicas > 0
-                                ? redis_wait_replicas(q->flusher_ctx, q->cfg.min_replicas, wt, err, sizeof err)
-                                : 0;
-                    if (w == 0) {
-                        delivered = 1;
-                        break;
-                    }
-                    memset(done, 0, sizeof done);
-                    broken = w < 0;
-                }
-                /* A refusal (OOM, NOPERM, WRONGTYPE) keeps the groups Redis
-                 * refused for a retry; a lost connection is not news. */
-                if (!broken)
-                    note_async_err(q, err);
-                if (broken || q->flusher_ctx->err) {
-                    /* Unlinked first: see async_abandon. */
-                    redisContext *c = q->flusher_ctx;
-                    q->flusher_ctx = NULL;
-                    redisFree(c);
-                }
-            }
-            /* Failed on a fresh connection, or for the second time: spool. */
-            if (q->sp && (fresh || attempt >= 1)) {
-                spooled = spool_batch(q, items, &nitems, done, 0, &delivered, &counted_full);
-                if (delivered)
-                    break;
-            }
-            atomic_fetch_add(&q->st_redis_retries, 1);
-            int64_t delay = backoff_delay_ms(++attempt, 20, 1000, &rng);
-            pthread_mutex_lock(&q->mu);
-            if (q->closing && clock_mono_us() >= q->close_deadline_us) {
-                pthread_mutex_unlock(&q->mu);
-                break;
-            }
-            if (q->closing && clock_mono_us() + delay * 1000 > q->close_deadline_us)
-                delay = (q->close_deadline_us - clock_mono_us()) / 1000 + 1;
-            struct timespec dl = clock_abs_after_ms(delay);
-            pthread_cond_timedwait(&q->wake_flusher, &q->mu, &dl);
-            pthread_mutex_unlock(&q->mu);
+        for (int k = 0; k < nsh && delivered; k++) {
+            size_t lo = k ? from[k - 1] : 0, cnt = from[k] - lo;
+            if (cnt > 0)
+                delivered = deliver_group(q, &pusher, k, sorted + lo, &cnt, &spooled, &counted_full, &rng);
         }
 
         pthread_mutex_lock(&q->mu);
@@ -305,14 +354,16 @@ static void *flusher_main(void *arg)
         pthread_cond_broadcast(&q->acked);
     }
     pthread_mutex_unlock(&q->mu);
-    if (items)
+    if (ok)
         spool_pusher_free(&pusher);
     free(items);
+    free(sorted);
+    free(ish);
+    free(from);
     return NULL;
 }
 
-auditq_rc async_open(const struct auditq_config *cfg, const aq_redis_target *t, const aq_keys *k, spooler *sp,
-                     async_buf **out)
+auditq_rc async_open(const struct auditq_config *cfg, aq_shards *sh, spooler *sp, async_buf **out)
 {
     async_buf *q = calloc(1, sizeof *q);
 
@@ -322,13 +373,15 @@ auditq_rc async_open(const struct auditq_config *cfg, const aq_redis_target *t, 
         return AUDITQ_ERR_NOMEM;
     }
     q->cfg = *cfg;
-    q->target = *t;
-    q->keys = *k;
+    q->shards = sh;
     q->sp = sp;
     q->ring_cap = (size_t)cfg->buffer_events;
     q->ring = calloc(q->ring_cap, sizeof *q->ring);
-    if (!q->ring) {
+    q->flusher_ctx = calloc((size_t)sh->n, sizeof *q->flusher_ctx);
+    if (!q->ring || !q->flusher_ctx) {
         producer_set_error("out of memory allocating buffer_events=%d", cfg->buffer_events);
+        free(q->ring);
+        free(q->flusher_ctx);
         free(q);
         return AUDITQ_ERR_NOMEM;
     }
@@ -343,6 +396,7 @@ auditq_rc async_open(const struct auditq_config *cfg, const aq_redis_target *t, 
         pthread_cond_destroy(&q->space);
         pthread_cond_destroy(&q->acked);
         free(q->ring);
+        free(q->flusher_ctx);
         free(q);
         return AUDITQ_ERR_NOMEM;
     }
@@ -369,8 +423,10 @@ auditq_rc async_close(async_buf *q)
         for (size_t i = 0; i < q->count; i++)
             free(q->ring[(q->head + i) % q->ring_cap].data);
     }
-    if (q->flusher_ctx)
-        redisFree(q->flusher_ctx);
+    for (int k = 0; k < q->shards->n; k++)
+        if (q->flusher_ctx[k])
+            redisFree(q->flusher_ctx[k]);
+    free(q->flusher_ctx);
     free(q->ring);
     pthread_mutex_destroy(&q->mu);
     pthread_cond_destroy(&q->wake_flusher);
@@ -387,8 +443,10 @@ void async_abandon(async_buf *q)
      * are the parent's to deliver; here they are only freed. */
     for (size_t i = 0; i < q->count; i++)
         free(q->ring[(q->head + i) % q->ring_cap].data);
-    if (q->flusher_ctx)
-        redisFree(q->flusher_ctx);
+    for (int k = 0; k < q->shards->n; k++)
+        if (q->flusher_ctx[k])
+            redisFree(q->flusher_ctx[k]);
+    free(q->flusher_ctx);
     free(q->ring);
     free(q);
 }

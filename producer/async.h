@@ -2,7 +2,7 @@
  * pipelines it to Redis (DESIGN at the top of async.c).
  *
  * Owns: the ring of encoded jobs (buffer_events), the flusher thread and
- * its Redis connection, the async counters. Locks: one mutex with three
+ * its Redis connection per shard, the async counters. Locks: one mutex with three
  * condvars (wake_flusher, space, acked); the flusher never holds it while
  * talking to Redis or to the spooler. Called by: auditq.c only. Calls:
  * error.h, spooler.h (a batch Redis does not take goes to the spool),
@@ -12,18 +12,19 @@
 #include "auditq.h"
 #include "redisconn.h"
 #include "settings.h"
+#include "shards.h"
 #include "spooler.h"
 
 typedef struct async_buf async_buf;
 
 /* Allocates the buffer and starts the flusher; *out owns it (async_close).
- * sp (may be NULL) must outlive it. */
-auditq_rc async_open(const struct auditq_config *cfg, const aq_redis_target *t, const aq_keys *k, spooler *sp,
-                     async_buf **out);
+ * sh and sp (sp may be NULL) must outlive it. */
+auditq_rc async_open(const struct auditq_config *cfg, aq_shards *sh, spooler *sp, async_buf **out);
 /* Copies one encoded job into the buffer. With full_policy=block a full
  * buffer waits up to enqueue_timeout_ms; then AUDITQ_ERR_BUFFER_FULL
- * (counted in rejected_full). AUDITQ_ERR_CLOSED once closing. */
-auditq_rc async_put(async_buf *a, const char *data, size_t len, int prio);
+ * (counted in rejected_full). AUDITQ_ERR_CLOSED once closing. shard: the
+ * event's shard (redis_shard_by = tenant), or -1 for the batch's. */
+auditq_rc async_put(async_buf *a, const char *data, size_t len, int prio, int shard);
 /* Waits until every job buffered before the call is acknowledged (by Redis
  * or the spool), at most timeout_ms; AUDITQ_ERR_TIMEOUT with the flusher's
  * last failure otherwise. */

@@ -9,7 +9,7 @@
  *               flush, stats, ping
  *   async.c     the async ring and its flusher thread    -> spooler, sender
  *   spooler.c   the spool file and its replay thread     -> sender
- *   pool.c      the sync path's Redis connections
+ *   pool.c      the sync path's Redis connections (a pool per shard)
  *   event.c     auditq_event: builder, validation, encoding
  *   protect.c   protect_fields: HMAC/redact/drop before encoding
  *   settings.c  auditq_config: the settings table
@@ -39,14 +39,25 @@
 
 struct auditq {
     struct auditq_config cfg;
-    aq_redis_target target;
-    aq_keys keys;
-    pool *pool;          /* auditq_send, auditq_ping */
+    aq_shards shards;    /* where each shard's queues live (common/shards.h) */
+    pool **pool;         /* per shard: auditq_send, auditq_ping */
+    atomic_ulong rr;     /* auditq_send's round robin over the shards */
     spooler *sp;         /* NULL: no spool configured */
     async_buf *async;    /* auditq_send_async */
     protect *protect;    /* NULL: protect_fields is empty */
     atomic_uint_fast64_t st_sent_sync, st_errors;
 };
+
+/* Frees the sync pools (abandon: in a fork child, pool_abandon). */
+static void pools_free(auditq *q, int abandon)
+{
+    if (!q->pool)
+        return;
+    for (int i = 0; i < q->shards.n; i++)
+        abandon ? pool_abandon(q->pool[i]) : pool_free(q->pool[i]);
+    free(q->pool);
+    q->pool = NULL;
+}
 
 auditq_rc auditq_open(const auditq_config *cfg, auditq **out)
 {
@@ -66,14 +77,8 @@ auditq_rc auditq_open(const auditq_config *cfg, auditq **out)
         return AUDITQ_ERR_NOMEM;
     }
     q->cfg = *cfg;
-    if (redis_url_parse(cfg->redis_url, &q->target, err, sizeof err) != 0 ||
-        keys_init(&q->keys, cfg->ns) != 0) {
-        producer_set_error("redis_url: %s", err);
-        free(q);
-        return AUDITQ_ERR_CONFIG;
-    }
-    if (redis_target_sentinels(&q->target, cfg->redis_sentinels, cfg->redis_master_name, err,
-                               sizeof err) != 0) {
+    if (shards_from_settings(&q->shards, cfg->ns, cfg->shards, cfg->redis_url, cfg->redis_sentinels,
+                             cfg->redis_master_name, cfg->shard_urls, cfg->cluster, err, sizeof err) != 0) {
         producer_set_error("%s", err);
         free(q);
         return AUDITQ_ERR_CONFIG;
@@ -94,27 +99,36 @@ auditq_rc auditq_open(const auditq_config *cfg, auditq **out)
         else
             producer_set_error("%s", err);
         protect_free(q->protect);
+        shards_free(&q->shards);
         free(q);
         return AUDITQ_ERR_CONFIG;
     }
-    q->pool = pool_new(&q->cfg, &q->target);
+    q->pool = calloc((size_t)q->shards.n, sizeof *q->pool);
+    for (int i = 0; q->pool && i < q->shards.n; i++)
+        if (!(q->pool[i] = pool_new(&q->cfg, &q->shards, i)))
+            goto nomem;
     if (!q->pool) {
+    nomem:
+        pools_free(q, 0);
         protect_free(q->protect);
+        shards_free(&q->shards);
         free(q);
         return AUDITQ_ERR_NOMEM;
     }
-    rc = spooler_open(&q->cfg, &q->target, &q->keys, &q->sp);
+    rc = spooler_open(&q->cfg, &q->shards, &q->sp);
     if (rc != AUDITQ_OK) {
-        pool_free(q->pool);
+        pools_free(q, 0);
         protect_free(q->protect);
+        shards_free(&q->shards);
         free(q);
         return rc;
     }
-    rc = async_open(&q->cfg, &q->target, &q->keys, q->sp, &q->async);
+    rc = async_open(&q->cfg, &q->shards, q->sp, &q->async);
     if (rc != AUDITQ_OK) {
         spooler_close(q->sp, 0);
-        pool_free(q->pool);
+        pools_free(q, 0);
         protect_free(q->protect);
+        shards_free(&q->shards);
         free(q);
         return rc;
     }
@@ -135,8 +149,9 @@ auditq_rc auditq_close(auditq *q)
     int64_t deadline = clock_mono_us() + (int64_t)q->cfg.close_timeout_ms * 1000;
     rc = async_close(q->async);
     spooler_close(q->sp, deadline);
-    pool_free(q->pool);
+    pools_free(q, 0);
     protect_free(q->protect);
+    shards_free(&q->shards);
     free(q);
     return rc;
 }
@@ -150,8 +165,11 @@ auditq_rc auditq_abandon(auditq *q)
      * no part takes a lock or signals a thread. */
     async_abandon(q->async);
     spooler_abandon(q->sp);
-    pool_abandon(q->pool);
+    pools_free(q, 1);
     protect_free(q->protect); /* plain memory, no lock: safe in the child */
+    free(q->shards.keys);     /* shards_free would destroy a mutex the parent may hold */
+    free(q->shards.target);
+    free(q->shards.cl);
     free(q);
     return AUDITQ_OK;
 }
@@ -166,20 +184,65 @@ auditq_rc auditq_ping(auditq *q)
         producer_set_error("auditq_ping: NULL handle");
         return AUDITQ_ERR_INVALID_ARG;
     }
-    auditq_rc rc = pool_command(q->pool, 1, argv, argl, &r);
-    if (rc == AUDITQ_OK)
+    /* Every shard: a send may go to any of them. */
+    for (int i = 0; i < q->shards.n; i++) {
+        auditq_rc rc = pool_command(q->pool[i], 1, argv, argl, &r);
+        if (rc != AUDITQ_OK) {
+            if (q->shards.n > 1) {
+                char e[600];
+                snprintf(e, sizeof e, "%s", auditq_last_error());
+                producer_set_error("shard %d: %s", i, e);
+            }
+            return rc;
+        }
         freeReplyObject(r);
+    }
+    return AUDITQ_OK;
+}
+
+/* The shard an event goes to (redis_shard_by); -1 = the batch's (async,
+ * spread). */
+static int event_shard(auditq *q, const auditq_event *ev, int async)
+{
+    size_t tl = 0;
+    const char *tenant = q->cfg.shard_by_tenant ? event_field(ev, AUDITQ_TENANT_ID, &tl) : NULL;
+    if (q->shards.n == 1)
+        return 0;
+    if (async && !(tenant && tl))
+        return -1;
+    return shard_pick(q->shards.n, q->cfg.shard_by_tenant, tenant, tl, atomic_fetch_add(&q->rr, 1));
+}
+
+/* LPUSH of one encoded job on the sync pool of its shard. With
+ * redis_shard_by = spread an event may go to any shard, so a shard that
+ * cannot be reached (connect refused or timed out) passes the event to
+ * the next one, each shard tried once; with tenant it may not (the
+ * tenant's order), and the error names the shard. */
+static auditq_rc sync_push(auditq *q, const aq_buf *job, int prio, int sh)
+{
+    auditq_rc rc = AUDITQ_OK;
+    char first[700] = "";
+    for (int k = 0; k < q->shards.n; k++) {
+        int s = (sh + k) % q->shards.n;
+        rc = pool_lpush(q->pool[s], q->shards.keys[s].queue[prio], job->data, job->len);
+        if (rc == AUDITQ_OK || q->cfg.shard_by_tenant || q->shards.n == 1 ||
+            (rc != AUDITQ_ERR_CONNECT && rc != AUDITQ_ERR_TIMEOUT))
+            break;
+        if (k == 0)
+            snprintf(first, sizeof first, "%s", auditq_last_error());
+    }
+    if (rc != AUDITQ_OK && first[0] && !q->cfg.shard_by_tenant) {
+        char last[700];
+        snprintf(last, sizeof last, "%s", auditq_last_error());
+        producer_set_error("no shard of the %d took the event: %s (first: %s)", q->shards.n, last, first);
+    }
+    if (rc == AUDITQ_OK)
+        producer_clear_error();
     return rc;
 }
 
-/* LPUSH of one encoded job on the sync pool. */
-static auditq_rc sync_push(auditq *q, const aq_buf *job, int prio)
-{
-    return pool_lpush(q->pool, q->keys.queue[prio], job->data, job->len);
-}
-
 /* Sync send with a spool (spooler.c DESIGN, "Routing"). */
-static auditq_rc sync_send_spool(auditq *q, const aq_buf *job, int prio)
+static auditq_rc sync_send_spool(auditq *q, const aq_buf *job, int prio, int sh)
 {
     spool_item it = {job->data, (uint32_t)job->len, (uint8_t)prio};
     char why[256];
@@ -191,7 +254,7 @@ static auditq_rc sync_send_spool(auditq *q, const aq_buf *job, int prio)
             return AUDITQ_OK;
         /* No backlog any more, or the spool is full or failing: Redis. */
     }
-    auditq_rc rc = sync_push(q, job, prio);
+    auditq_rc rc = sync_push(q, job, prio, sh);
     if (rc == AUDITQ_OK) {
         atomic_fetch_add(&q->st_sent_sync, 1);
         return AUDITQ_OK;
@@ -228,9 +291,9 @@ auditq_rc auditq_send(auditq *q, const auditq_event *ev, char *id_out)
     }
     rc = event_encode(ev, q->cfg.max_job_bytes, q->protect, scratch, &prio, id_out);
     if (rc == AUDITQ_OK && q->sp) {
-        rc = sync_send_spool(q, scratch, prio);
+        rc = sync_send_spool(q, scratch, prio, event_shard(q, ev, 0));
     } else if (rc == AUDITQ_OK) {
-        rc = sync_push(q, scratch, prio);
+        rc = sync_push(q, scratch, prio, event_shard(q, ev, 0));
         if (rc == AUDITQ_OK)
             atomic_fetch_add(&q->st_sent_sync, 1);
     }
@@ -257,7 +320,7 @@ auditq_rc auditq_send_async(auditq *q, const auditq_event *ev, char *id_out)
     } else {
         rc = event_encode(ev, q->cfg.max_job_bytes, q->protect, scratch, &prio, id_out);
         if (rc == AUDITQ_OK)
-            rc = async_put(q->async, scratch->data, scratch->len, prio);
+            rc = async_put(q->async, scratch->data, scratch->len, prio, event_shard(q, ev, 1));
     }
     if (rc != AUDITQ_OK)
         atomic_fetch_add(&q->st_errors, 1);

@@ -30,6 +30,16 @@ auditq_event *auditq_event_new(const char *action)
     return ev;
 }
 
+const char *event_field(const auditq_event *ev, auditq_field f, size_t *len)
+{
+    if ((int)f < 0 || (int)f >= AUDITQ_FIELD_COUNT || !ev->val[f]) {
+        *len = 0;
+        return NULL;
+    }
+    *len = ev->len[f];
+    return ev->val[f];
+}
+
 void auditq_event_free(auditq_event *ev)
 {
     if (!ev)

@@ -25,4 +25,7 @@ auditq_rc event_encode(const auditq_event *ev, int max_job_bytes, const protect 
  * thread: valid until its next event_scratch call or its exit. (Protected
  * fields are rewritten into a second per-thread buffer of the same kind.) */
 aq_buf *event_scratch(void);
+
+/* Field f of ev as set (*len its length), or NULL when unset. */
+const char *event_field(const auditq_event *ev, auditq_field f, size_t *len);
 #endif

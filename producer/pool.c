@@ -19,6 +19,8 @@ typedef struct conn_slot {
 } conn_slot;
 
 struct pool {
+    aq_shards *shards;       /* the handle's; outlives the pool */
+    int shard;               /* which of them this pool reaches */
     aq_redis_target target;
     char redis_url[512];     /* shown masked in messages */
     int nconns, connect_timeout_ms, timeout_ms;
@@ -29,13 +31,16 @@ struct pool {
     int64_t down_until_us;   /* after a connect timeout: fail fast until then */
 };
 
-pool *pool_new(const struct auditq_config *cfg, const aq_redis_target *t)
+pool *pool_new(const struct auditq_config *cfg, aq_shards *sh, int shard)
 {
+    const aq_redis_target *t = &sh->target[shard];
     pool *q = calloc(1, sizeof *q);
     if (!q) {
         producer_set_error("out of memory allocating the handle");
         return NULL;
     }
+    q->shards = sh;
+    q->shard = shard;
     q->target = *t;
     memcpy(q->redis_url, cfg->redis_url, sizeof q->redis_url);
     q->nconns = cfg->sync_connections;
@@ -108,10 +113,10 @@ static int slot_get(pool *q, auditq_rc *rc)
         *rc = AUDITQ_ERR_CONNECT;
         goto release;
     }
-    char err[256];
+    char err[1400];
     int auth_failed = 0;
     int64_t t0 = clock_mono_us();
-    q->slots[idx].ctx = redis_connect(&q->target, q->connect_timeout_ms, q->timeout_ms, err,
+    q->slots[idx].ctx = shard_connect(q->shards, q->shard, q->connect_timeout_ms, q->timeout_ms, err,
                                       sizeof err, &auth_failed);
     if (q->slots[idx].ctx)
         return idx;
@@ -149,8 +154,48 @@ static void slot_put(pool *q, int idx, int broken)
 /* pool_command; with replicas > 0 a successful command is followed by
  * WAIT on the same connection (redis_min_replicas): fewer replicas in
  * half of timeout_ms is AUDITQ_ERR_REDIS naming the cause, never an OK. */
+static auditq_rc pool_run_once(pool *q, int argc, const char **argv, const size_t *argl, redisReply **reply,
+                               int replicas, int *redirected);
+
+/* 1 for the replies of a Redis Cluster that did not run the command and
+ * want it sent again once the slot's owner is known (MOVED, ASK) or the
+ * slot settled (TRYAGAIN, CLUSTERDOWN). */
+static int cluster_redirect(const char *e)
+{
+    return strncmp(e, "MOVED ", 6) == 0 || strncmp(e, "ASK ", 4) == 0 || strncmp(e, "TRYAGAIN", 8) == 0 ||
+           strncmp(e, "CLUSTERDOWN", 11) == 0;
+}
+
+/* Runs the command; a cluster redirect is followed (the connection was
+ * dropped, the next one goes where the slot is now) for up to timeout_ms,
+ * 5 ms apart and growing: nothing ran, so sending again is safe. Out of
+ * time, it is AUDITQ_ERR_CONNECT: the shard is unreachable for now (a
+ * spool takes the event). */
 static auditq_rc pool_run(pool *q, int argc, const char **argv, const size_t *argl, redisReply **reply,
                           int replicas)
+{
+    int64_t deadline = clock_mono_us() + (int64_t)q->timeout_ms * 1000;
+    int64_t pause_ms = 5;
+    for (;;) {
+        int redirected = 0;
+        auditq_rc rc = pool_run_once(q, argc, argv, argl, reply, replicas, &redirected);
+        if (!redirected)
+            return rc;
+        if (clock_mono_us() + pause_ms * 1000 >= deadline) {
+            char last[300];
+            snprintf(last, sizeof last, "%s", auditq_last_error());
+            producer_set_error("Redis Cluster kept redirecting %s for shard %d for timeout_ms=%d (%s): a "
+                               "fail-over or slot migration is under way", argv[0], q->shard, q->timeout_ms,
+                               last);
+            return AUDITQ_ERR_CONNECT;
+        }
+        clock_sleep_ms(pause_ms);
+        pause_ms = pause_ms * 2 > 200 ? 200 : pause_ms * 2;
+    }
+}
+
+static auditq_rc pool_run_once(pool *q, int argc, const char **argv, const size_t *argl, redisReply **reply,
+                               int replicas, int *redirected)
 {
     auditq_rc rc = AUDITQ_OK;
     int idx = slot_get(q, &rc);
@@ -177,6 +222,13 @@ static auditq_rc pool_run(pool *q, int argc, const char **argv, const size_t *ar
     /* READONLY, LOADING, NOREPLICAS: drop it, the next send connects
      * again (with Sentinel: to the master it names now). */
     slot_put(q, idx, redis_mark_if_demoted(c, r));
+    if (r->type == REDIS_REPLY_ERROR && q->shards->cluster && cluster_redirect(r->str)) {
+        producer_set_error("Redis Cluster answered %s with %.*s", argv[0], (int)(r->len > 120 ? 120 : r->len),
+                           r->str);
+        *redirected = 1;
+        freeReplyObject(r);
+        return AUDITQ_ERR_REDIS;
+    }
     if (r->type == REDIS_REPLY_ERROR) {
         char why[400];
         /* An ACL refusal names the user, the command and the fix. */

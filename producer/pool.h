@@ -15,13 +15,15 @@
 
 #include "auditq.h"
 #include "redisconn.h"
+#include "shards.h"
 #include "settings.h"
 
 typedef struct pool pool;
 
-/* A pool for cfg's sync_connections and timeouts towards t (copied).
- * NULL on OOM (detail set). Connects nothing yet. */
-pool *pool_new(const struct auditq_config *cfg, const aq_redis_target *t);
+/* A pool for cfg's sync_connections and timeouts towards shard `shard`
+ * of sh (which must outlive the pool). NULL on OOM (detail set).
+ * Connects nothing yet. */
+pool *pool_new(const struct auditq_config *cfg, aq_shards *sh, int shard);
 /* Closes every connection and frees the pool; no call may be running.
  * NULL-safe. */
 void pool_free(pool *q);

@@ -10,6 +10,7 @@
 #include "codec.h"
 #include "error.h"
 #include "redisconn.h"
+#include "shards.h"
 #include "text.h"
 
 #define SPOOL_MAX_BYTES_MIN 4096LL
@@ -75,6 +76,7 @@ auditq_config *auditq_config_new(void)
         return NULL;
     snprintf(c->redis_url, sizeof c->redis_url, "redis://127.0.0.1:6379");
     snprintf(c->ns, sizeof c->ns, "auditq");
+    c->shards = 1;
     c->connect_timeout_ms = 500;
     c->timeout_ms = 1000;
     c->sync_connections = 4;
@@ -105,6 +107,7 @@ static const struct int_setting {
     {"connect_timeout_ms", offsetof(auditq_config, connect_timeout_ms), 1, 60000},
     {"timeout_ms", offsetof(auditq_config, timeout_ms), 1, 60000},
     {"redis_min_replicas", offsetof(auditq_config, min_replicas), 0, 16},
+    {"redis_shards", offsetof(auditq_config, shards), 1, AQ_SHARDS_MAX},
     {"sync_connections", offsetof(auditq_config, sync_connections), 1, PRODUCER_MAX_CONNS},
     {"buffer_events", offsetof(auditq_config, buffer_events), 1, 10000000},
     {"batch_size", offsetof(auditq_config, batch_size), 1, 100000},
@@ -118,7 +121,7 @@ static const struct int_setting {
 /* Every key auditq_config_set takes, for the "did you mean" of an unknown
  * one (the same edit distance as the worker's config table). */
 static const char *const config_keys[] = {
-    "redis_url", "redis_sentinels", "redis_master_name", "redis_min_replicas", "namespace", "connect_timeout_ms", "timeout_ms", "sync_connections",
+    "redis_url", "redis_sentinels", "redis_master_name", "redis_min_replicas", "redis_shards", "redis_shard_urls", "redis_cluster", "redis_shard_by", "namespace", "connect_timeout_ms", "timeout_ms", "sync_connections",
     "buffer_events", "batch_size", "flush_interval_ms", "full_policy", "enqueue_timeout_ms",
     "close_timeout_ms", "max_job_bytes", "spool_path", "spool_fsync", "spool_fsync_interval_ms",
     "spool_max_bytes", "spool_full_policy", "protect_fields", "protect_key_file",
@@ -183,6 +186,35 @@ auditq_rc auditq_config_set(auditq_config *cfg, const char *key, const char *val
             return AUDITQ_ERR_CONFIG;
         }
         memcpy(cfg->redis_master_name, value, strlen(value) + 1);
+        return AUDITQ_OK;
+    }
+    if (strcmp(key, "redis_shard_urls") == 0) {
+        aq_shards sh;
+        aq_redis_target base;
+        char err[600];
+        memset(&base, 0, sizeof base);
+        snprintf(base.host, sizeof base.host, "127.0.0.1");
+        base.port = 6379;
+        if (strlen(value) >= sizeof cfg->shard_urls) {
+            producer_set_error("redis_shard_urls: longer than %zu bytes", sizeof cfg->shard_urls - 1);
+            return AUDITQ_ERR_CONFIG;
+        }
+        if (shards_init(&sh, "x", AQ_SHARDS_MAX, &base, value, 0, err, sizeof err) != 0) {
+            producer_set_error("%s", err);
+            return AUDITQ_ERR_CONFIG;
+        }
+        shards_free(&sh);
+        memcpy(cfg->shard_urls, value, strlen(value) + 1);
+        return AUDITQ_OK;
+    }
+    if (strcmp(key, "redis_cluster") == 0 || strcmp(key, "redis_shard_by") == 0) {
+        int cl = strcmp(key, "redis_cluster") == 0;
+        const char *a = cl ? "on" : "tenant", *b = cl ? "off" : "spread";
+        if (strcmp(value, a) != 0 && strcmp(value, b) != 0) {
+            producer_set_error("%s = '%s': must be %s or %s", key, value, a, b);
+            return AUDITQ_ERR_CONFIG;
+        }
+        *(cl ? &cfg->cluster : &cfg->shard_by_tenant) = strcmp(value, a) == 0;
         return AUDITQ_OK;
     }
     if (strcmp(key, "namespace") == 0) {

@@ -24,6 +24,10 @@ struct auditq_config {
     char redis_sentinels[512]; /* "" = redis_url's host */
     char redis_master_name[128];
     char ns[AQ_NS_MAX + 1];
+    int shards;                /* redis_shards */
+    char shard_urls[2048];     /* redis_shard_urls: "" = every shard on redis_url */
+    int cluster;               /* redis_cluster */
+    int shard_by_tenant;       /* redis_shard_by = tenant */
     int connect_timeout_ms;
     int timeout_ms;
     int min_replicas;          /* redis_min_replicas: WAIT for this many; 0 = no WAIT */

@@ -95,8 +95,8 @@
 
 struct spooler {
     struct auditq_config cfg;     /* the handle's settings (a copy) */
-    aq_redis_target target;
-    aq_keys keys;
+    aq_shards *shards;            /* the handle's; outlives us */
+    int rshard;                   /* the shard the replay pushes to now (replay thread) */
     /* sp is set at open and never changes; everything it points to, and
      * the fields below up to st_*, are guarded by mu -- except that the
      * replay thread reads records through sp's fd below the size it saw
@@ -109,7 +109,8 @@ struct spooler {
     int64_t deadline_us;          /* monotonic; the replay gives up after it */
     int dirty;                    /* appended since the last fdatasync */
     pthread_t thread;             /* the replay thread */
-    redisContext *rctx;           /* the replay thread's connection (spooler_abandon reads it in a child) */
+    redisContext *rctx;           /* the replay thread's connection to shard rshard (spooler_abandon
+                                     reads it in a child) */
     spool_pusher pusher;          /* the replay thread's LPUSH arguments */
     char damage[1200];            /* last corruption / I/O problem (sticky) */
     char replay_err[600];         /* why the replay is failing now; "" when it works */
@@ -125,7 +126,8 @@ static int push_chunk(spooler *q, redisContext *c, const spool_chunk *ch, int *b
     *broken = 0;
     if (ch->n == 0)
         return 0;
-    if (spool_push(c, &q->pusher, &q->keys, &q->target, "producer", PRODUCER_WRONGTYPE_EFFECT, ch->items,
+    if (spool_push(c, &q->pusher, &q->shards->keys[q->rshard], &q->shards->target[q->rshard], "producer",
+                   PRODUCER_WRONGTYPE_EFFECT, ch->items,
                    ch->n, done, broken, err, errlen) != 0)
         return -1;
     /* redis_min_replicas: the chunk leaves the spool (its position is
@@ -226,7 +228,7 @@ static void *spooler_main(void *arg)
     int64_t next_try = 0, last_sync = clock_mono_us();
     int64_t interval_us = (int64_t)q->cfg.spool_fsync_interval_ms * 1000;
     uint64_t rng = (uint64_t)(uintptr_t)q ^ (uint64_t)clock_mono_us() ^ 0x9e3779b97f4a7c15ULL;
-    char err[300];
+    char err[1024];
     int fd = spool_fd(q->sp);
 
     memset(&ch, 0, sizeof ch);
@@ -270,8 +272,14 @@ static void *spooler_main(void *arg)
         pthread_mutex_unlock(&q->mu);
 
         int ok = 0, broken = 0, disk = 0;
-        if (!q->rctx)
-            q->rctx = redis_connect(&q->target, q->cfg.connect_timeout_ms, q->cfg.timeout_ms, err, sizeof err, NULL);
+        if (!q->rctx) {
+            q->rctx = shard_connect(q->shards, q->rshard, q->cfg.connect_timeout_ms, q->cfg.timeout_ms, err,
+                                    sizeof err, NULL);
+            /* Shards: the next attempt tries the next one, so a spool
+             * drains while any shard takes writes. */
+            if (!q->rctx)
+                q->rshard = (q->rshard + 1) % q->shards->n;
+        }
         redisContext *c = q->rctx;
         if (c) {
             if (spool_read_chunk(fd, start, limit, (size_t)q->cfg.batch_size, REPLAY_MAX_BYTES, &ch, err,
@@ -282,6 +290,7 @@ static void *spooler_main(void *arg)
             else if (broken) {
                 q->rctx = NULL; /* unlinked first: see spooler_abandon */
                 redisFree(c);
+                q->rshard = (q->rshard + 1) % q->shards->n;
             }
         }
 
@@ -312,7 +321,7 @@ static void *spooler_main(void *arg)
                 set_damage(q, "spool %s: replay: %s", q->cfg.spool_path, err);
             } else {
                 atomic_fetch_add(&q->st_replay_retries, 1);
-                snprintf(q->replay_err, sizeof q->replay_err, "%s", err);
+                snprintf(q->replay_err, sizeof q->replay_err, "%.599s", err);
             }
             next_try = clock_mono_us() + backoff_delay_ms(++attempt, 50, 1000, &rng) * 1000;
             if (q->closing)
@@ -329,8 +338,7 @@ static void *spooler_main(void *arg)
     return NULL;
 }
 
-auditq_rc spooler_open(const struct auditq_config *cfg, const aq_redis_target *t, const aq_keys *k,
-                       spooler **out)
+auditq_rc spooler_open(const struct auditq_config *cfg, aq_shards *sh, spooler **out)
 {
     spool_open_info info;
     char err[600];
@@ -345,8 +353,7 @@ auditq_rc spooler_open(const struct auditq_config *cfg, const aq_redis_target *t
         return AUDITQ_ERR_NOMEM;
     }
     q->cfg = *cfg;
-    q->target = *t;
-    q->keys = *k;
+    q->shards = sh;
     pthread_mutex_init(&q->mu, NULL);
     pthread_cond_init(&q->cv, NULL);
     atomic_store(&q->backlog, 0);

@@ -15,6 +15,7 @@
 #include "auditq.h"
 #include "redisconn.h"
 #include "settings.h"
+#include "shards.h"
 #include "spool.h"
 
 typedef struct spooler spooler;
@@ -23,8 +24,7 @@ typedef struct spooler spooler;
  * it (spooler_close). With no spool_path: AUDITQ_OK and *out = NULL; every
  * call below takes that NULL where it says so. AUDITQ_ERR_SPOOL with the
  * detail when the file is locked, not a spool, or of another namespace. */
-auditq_rc spooler_open(const struct auditq_config *cfg, const aq_redis_target *t, const aq_keys *k,
-                       spooler **out);
+auditq_rc spooler_open(const struct auditq_config *cfg, aq_shards *sh, spooler **out);
 /* Replays what it can before deadline_us (monotonic), stops the thread,
  * syncs, closes the spool and frees s. NULL-safe. */
 void spooler_close(spooler *s, int64_t deadline_us);

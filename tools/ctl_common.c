@@ -11,19 +11,53 @@
 
 #include "ctl.h"
 #include "pgconn.h"
+#include "shards.h"
 #include "text.h"
 
-/* The target of the last connect: auditqctl talks to one Redis per run,
- * and ctl_redis_why names its user. */
+/* The target of the last connect: auditqctl talks to one Redis per run
+ * (one per shard), and ctl_redis_why names its user. */
 static aq_redis_target ctl_target;
+/* Where the namespace's shards live (common/shards.h); set on first use. */
+static aq_shards ctl_sh;
+static int ctl_sh_ready;
+
+static int ctl_shards_init(const aq_config *cfg, char *err, size_t errlen)
+{
+    if (ctl_sh_ready)
+        return 0;
+    if (shards_from_settings(&ctl_sh, cfg->namespace_, cfg->redis_shards, cfg->redis_url, cfg->redis_sentinels,
+                             cfg->redis_master_name, cfg->redis_shard_urls, cfg->redis_cluster, err, errlen) != 0)
+        return -1;
+    ctl_sh_ready = 1;
+    return 0;
+}
+
+int ctl_shards_n(const aq_config *cfg)
+{
+    char err[16];
+    return ctl_shards_init(cfg, err, sizeof err) == 0 ? ctl_sh.n : cfg->redis_shards;
+}
+
+void ctl_shard_where(int shard, char *out, size_t cap)
+{
+    if (!ctl_sh_ready || shard < 0 || shard >= ctl_sh.n) {
+        snprintf(out, cap, "?");
+        return;
+    }
+    shard_where(&ctl_sh, shard, out, cap);
+}
+
+redisContext *ctl_shard_connect(const aq_config *cfg, int shard, char *err, size_t errlen)
+{
+    if (ctl_shards_init(cfg, err, errlen) != 0)
+        return NULL;
+    ctl_target = ctl_sh.target[shard];
+    return shard_connect(&ctl_sh, shard, cfg->redis_connect_timeout_ms, cfg->redis_timeout_ms, err, errlen, NULL);
+}
 
 redisContext *ctl_redis_connect(const aq_config *cfg, char *err, size_t errlen)
 {
-    if (redis_url_parse(cfg->redis_url, &ctl_target, err, errlen) != 0 ||
-        redis_target_sentinels(&ctl_target, cfg->redis_sentinels, cfg->redis_master_name, err, errlen) != 0)
-        return NULL;
-    return redis_connect(&ctl_target, cfg->redis_connect_timeout_ms, cfg->redis_timeout_ms, err, errlen,
-                         NULL);
+    return ctl_shard_connect(cfg, 0, err, errlen);
 }
 
 const char *ctl_redis_why(const char *what, const char *err, char *buf, size_t n)
@@ -33,10 +67,9 @@ const char *ctl_redis_why(const char *what, const char *err, char *buf, size_t n
                : err;
 }
 
-redisContext *ctl_redis_open(const aq_config *cfg, const char *cmd, aq_keys *k, int *rc)
+redisContext *ctl_shard_open(const aq_config *cfg, const char *cmd, int shard, aq_keys *k, int *rc)
 {
-    aq_redis_target *t = &ctl_target;
-    char err[512];
+    char err[1400];
     redisContext *c;
     int auth_failed = 0;
 
@@ -46,26 +79,37 @@ redisContext *ctl_redis_open(const aq_config *cfg, const char *cmd, aq_keys *k, 
         *rc = CTL_USAGE;
         return NULL;
     }
-    if (redis_url_parse(cfg->redis_url, t, err, sizeof err) != 0) {
-        fprintf(stderr, "auditqctl %s: %s; fix redis_url (AUDITQ_REDIS_URL)\n", cmd, err);
-        *rc = CTL_USAGE;
-        return NULL;
-    }
-    if (redis_target_sentinels(t, cfg->redis_sentinels, cfg->redis_master_name, err, sizeof err) != 0) {
+    if (ctl_shards_init(cfg, err, sizeof err) != 0) {
         fprintf(stderr, "auditqctl %s: %s\n", cmd, err);
         *rc = CTL_USAGE;
         return NULL;
     }
-    c = redis_connect(t, cfg->redis_connect_timeout_ms, cfg->redis_timeout_ms, err, sizeof err, &auth_failed);
+    if (shard < 0 || shard >= ctl_sh.n) {
+        fprintf(stderr, "auditqctl %s: --shard %d: redis_shards is %d, so give 0..%d\n", cmd, shard, ctl_sh.n,
+                ctl_sh.n - 1);
+        *rc = CTL_USAGE;
+        return NULL;
+    }
+    *k = ctl_sh.keys[shard];
+    ctl_target = ctl_sh.target[shard];
+    c = shard_connect(&ctl_sh, shard, cfg->redis_connect_timeout_ms, cfg->redis_timeout_ms, err, sizeof err,
+                      &auth_failed);
     if (!c) {
         /* A refused login's message already says what to fix. */
         fprintf(stderr, "auditqctl %s: %s%s\n", cmd, err,
-                auth_failed ? "" : t->sentinels[0] ? "" : "; check redis_url (AUDITQ_REDIS_URL) and that Redis is running");
+                auth_failed || ctl_target.sentinels[0] || ctl_sh.cluster
+                    ? ""
+                    : "; check redis_url (AUDITQ_REDIS_URL) and that Redis is running");
         *rc = CTL_FAILED;
         return NULL;
     }
     *rc = CTL_OK;
     return c;
+}
+
+redisContext *ctl_redis_open(const aq_config *cfg, const char *cmd, aq_keys *k, int *rc)
+{
+    return ctl_shard_open(cfg, cmd, 0, k, rc);
 }
 
 int ctl_get_replies(redisContext *c, int n, redisReply **out, char *err, size_t errlen)

@@ -28,6 +28,14 @@
 redisContext *ctl_redis_open(const aq_config *cfg, const char *cmd, aq_keys *k, int *rc);
 /* Same without printing: NULL with the reason in err (for retry loops). */
 redisContext *ctl_redis_connect(const aq_config *cfg, char *err, size_t errlen);
+/* Shards (redis_shards, common/shards.h): ctl_redis_open and
+ * ctl_redis_connect reach shard 0; these reach shard `shard` (0..n-1) and
+ * fill *k with its keys. ctl_shards_n: how many shards cfg names. */
+int ctl_shards_n(const aq_config *cfg);
+redisContext *ctl_shard_open(const aq_config *cfg, const char *cmd, int shard, aq_keys *k, int *rc);
+redisContext *ctl_shard_connect(const aq_config *cfg, int shard, char *err, size_t errlen);
+/* "host:port" of the shard's server (or its slot owner), for output. */
+void ctl_shard_where(int shard, char *out, size_t cap);
 /* err, or when it is an ACL refusal (NOPERM, NOAUTH, WRONGPASS) of `what`
  * (e.g. "the stats script"; NULL: the command Redis names) a message in
  * buf (n bytes) naming the Redis user, the refused command and the fix. */

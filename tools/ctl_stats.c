@@ -40,6 +40,7 @@
 #include "codec.h"
 #include "ctl.h"
 #include "ctl_common.h"
+#include "shards.h"
 #include "redisconn.h"
 
 const char ctl_stats_synopsis[] =
@@ -253,6 +254,86 @@ static int collect(redisContext *c, const aq_keys *k, const aq_config *cfg, stat
     return 0;
 }
 
+/* Shards (redis_shards > 1): the namespace's numbers are the shards'
+ * added up; -1 (unknown) in any shard makes the sum unknown. */
+static long long sum_known(long long a, long long b)
+{
+    return a < 0 || b < 0 ? -1 : a + b;
+}
+
+static void stats_add(stats *t, const stats *s, int first)
+{
+    if (first) {
+        *t = *s;
+        return;
+    }
+    for (int p = 0; p < AQ_PRIORITIES; p++) {
+        t->depth[p] = sum_known(t->depth[p], s->depth[p]);
+        if (s->oldest_ms[p] > t->oldest_ms[p])
+            t->oldest_ms[p] = s->oldest_ms[p];
+    }
+    long long *tf[] = {&t->inflight, &t->retry, &t->dead, &t->processed, &t->failed, &t->retried,
+                       &t->recovered, &t->dead_lettered, &t->dead_trimmed, &t->requeued, &t->dead_purged};
+    const long long sf[] = {s->inflight, s->retry, s->dead, s->processed, s->failed, s->retried,
+                            s->recovered, s->dead_lettered, s->dead_trimmed, s->requeued, s->dead_purged};
+    for (size_t i = 0; i < sizeof sf / sizeof sf[0]; i++)
+        *tf[i] = sum_known(*tf[i], sf[i]);
+    /* Every worker heartbeats to every shard: the registries agree. */
+    t->workers = t->workers < 0 || s->workers < 0 ? -1 : (s->workers > t->workers ? s->workers : t->workers);
+    t->workers_registered = t->workers_registered < 0 || s->workers_registered < 0
+                                ? -1
+                                : (s->workers_registered > t->workers_registered ? s->workers_registered
+                                                                                 : t->workers_registered);
+    if (s->now_ms > t->now_ms)
+        t->now_ms = s->now_ms;
+    t->counters_unknown |= s->counters_unknown;
+    for (size_t i = 0; i < s->nwrong && t->nwrong < STATS_WRONG_MAX; i++)
+        memcpy(&t->wrong[t->nwrong++], &s->wrong[i], sizeof s->wrong[i]);
+}
+
+/* A connection and the last numbers per shard. */
+typedef struct shardset {
+    int n;
+    redisContext *c[AQ_SHARDS_MAX];
+    aq_keys k[AQ_SHARDS_MAX];
+    stats per[AQ_SHARDS_MAX];
+} shardset;
+
+static void shardset_close(shardset *ss)
+{
+    for (int i = 0; i < ss->n; i++)
+        if (ss->c[i])
+            redisFree(ss->c[i]);
+    free(ss);
+}
+
+/* Reads every shard (reconnecting a lost connection) into ss->per and
+ * their sum into *t. Returns 0, or -1 with the failing shard and the
+ * reason in err. */
+static int collect_all(shardset *ss, const aq_config *cfg, stats *t, char *err, size_t errlen)
+{
+    char e[1400];
+    for (int i = 0; i < ss->n; i++) {
+        if (!ss->c[i] && !(ss->c[i] = ctl_shard_connect(cfg, i, e, sizeof e))) {
+            snprintf(err, errlen, "%s", e);
+            return -1;
+        }
+        if (collect(ss->c[i], &ss->k[i], cfg, &ss->per[i], e, sizeof e) != 0) {
+            if (ss->c[i]->err) { /* connection broken: reconnect next time */
+                redisFree(ss->c[i]);
+                ss->c[i] = NULL;
+            }
+            if (ss->n > 1)
+                snprintf(err, errlen, "shard %d: %s", i, e);
+            else
+                snprintf(err, errlen, "%s", e);
+            return -1;
+        }
+        stats_add(t, &ss->per[i], i == 0);
+    }
+    return 0;
+}
+
 static long long queued_total(const stats *s)
 {
     long long t = 0;
@@ -296,7 +377,7 @@ static void wrong_text(const stats *s, size_t i, char *out, size_t n)
                             out, n);
 }
 
-static void print_json(FILE *out, const stats *s, const char *ns, const rates *rt)
+static void print_json(FILE *out, const stats *s, const char *ns, const rates *rt, const shardset *ss)
 {
     fprintf(out, "{\"namespace\":\"%s\",\"time_ms\":%lld,\"queues\":{", ns, s->now_ms);
     for (int p = 0; p < AQ_PRIORITIES; p++) {
@@ -335,6 +416,24 @@ static void print_json(FILE *out, const stats *s, const char *ns, const rates *r
         fprintf(out, "}");
     }
     fprintf(out, "]");
+    if (ss && ss->n > 1) {
+        fprintf(out, ",\"shards\":[");
+        for (int i = 0; i < ss->n; i++) {
+            const stats *p = &ss->per[i];
+            char where[300];
+            ctl_shard_where(i, where, sizeof where);
+            fprintf(out, "%s{\"shard\":%d,\"server\":", i ? "," : "", i);
+            ctl_json_str(out, where, strlen(where));
+            json_num(out, "queued", queued_total(p));
+            json_num(out, "inflight", p->inflight);
+            json_num(out, "retry", p->retry);
+            json_num(out, "dead", p->dead);
+            json_num(out, "processed", p->processed);
+            json_num(out, "dead_lettered", p->dead_lettered);
+            fprintf(out, "}");
+        }
+        fprintf(out, "]");
+    }
     if (rt) {
         if (rt->valid)
             fprintf(out, ",\"in_per_s\":%.1f,\"written_per_s\":%.1f", rt->in_per_s, rt->written_per_s);
@@ -418,7 +517,8 @@ static void fmt_rate(char *out, size_t n, double r)
 
 /* The table. With watch (interval_s > 0) a header line with the time and
  * interval and a line of rates come first. */
-static void print_table(view *v, const stats *s, const char *ns, double interval_s, const rates *rt)
+static void print_table(view *v, const stats *s, const char *ns, double interval_s, const rates *rt,
+                        const shardset *ss)
 {
     char a[40], b[40];
     long long total = 0;
@@ -477,6 +577,20 @@ static void print_table(view *v, const stats *s, const char *ns, double interval
     if (s->dead_trimmed)
         view_count(v, "dead letters trimmed by dead_letter_max", s->dead_trimmed);
     view_end(v);
+    if (ss && ss->n > 1) {
+        view_line(v, "%s", "");
+        view_line(v, "%-6s %-22s %10s %9s %8s %12s", "shard", "server", "queued", "in flight", "dead", "processed");
+        for (int i = 0; i < ss->n; i++) {
+            const stats *p = &ss->per[i];
+            char where[300], qd[40], inf[40], dd[40], pr[40];
+            ctl_shard_where(i, where, sizeof where);
+            fmt_count(qd, sizeof qd, queued_total(p));
+            fmt_count(inf, sizeof inf, p->inflight);
+            fmt_count(dd, sizeof dd, p->dead);
+            fmt_count(pr, sizeof pr, p->processed);
+            view_line(v, "%-6d %-22.22s %10s %9s %8s %12s", i, where, qd, inf, dd, pr);
+        }
+    }
     if (s->nwrong)
         view_line(v, "%s", "");
     for (size_t i = 0; i < s->nwrong; i++) {
@@ -512,7 +626,7 @@ static void sleep_until(int64_t deadline_us, const sigset_t *during)
 
 typedef struct watch {
     const aq_config *cfg;
-    const aq_keys *k;
+    shardset *ss;
     double interval_s;
     long long count;    /* 0: until stopped */
     int json, tty;
@@ -540,7 +654,7 @@ static void watch_error(const watch *w, long long n, const char *err)
     fflush(stdout);
 }
 
-static int run_watch(const watch *w, redisContext *c, const stats *first)
+static int run_watch(const watch *w, const stats *first)
 {
     stats prev = *first, cur = *first;
     int64_t step = (int64_t)llround(w->interval_s * 1e6), next = clock_mono_us();
@@ -561,36 +675,29 @@ static int run_watch(const watch *w, redisContext *c, const stats *first)
             sleep_until(next, &during);
             if (stats_stop)
                 break;
-            if (!c)
-                c = ctl_redis_connect(w->cfg, err, sizeof err);
-            if (!c || collect(c, w->k, w->cfg, &cur, err, sizeof err) != 0) {
-                if (c && c->err) { /* connection broken: reconnect next time */
-                    redisFree(c);
-                    c = NULL;
-                }
+            if (collect_all(w->ss, w->cfg, &cur, err, sizeof err) != 0) {
                 watch_error(w, n, err);
                 continue;
             }
             rt = rates_between(&prev, &cur, w->interval_s);
         }
         if (w->json) {
-            print_json(stdout, &cur, w->cfg->namespace_, &rt);
+            print_json(stdout, &cur, w->cfg->namespace_, &rt, w->ss);
         } else if (w->tty) {
             view v = {stdout, "\033[K\n", 0};
             fputs("\033[H", stdout);
-            print_table(&v, &cur, w->cfg->namespace_, w->interval_s, &rt);
+            print_table(&v, &cur, w->cfg->namespace_, w->interval_s, &rt, w->ss);
             fputs("\033[J", stdout);
         } else {
             view v = {stdout, "\n", 0};
             if (n > 0)
                 fputs("\n", stdout);
-            print_table(&v, &cur, w->cfg->namespace_, w->interval_s, &rt);
+            print_table(&v, &cur, w->cfg->namespace_, w->interval_s, &rt, w->ss);
         }
         fflush(stdout);
         prev = cur;
     }
-    if (c)
-        redisFree(c);
+    shardset_close(w->ss);
     sigprocmask(SIG_UNBLOCK, &block, NULL);
     return CTL_OK;
 }
@@ -618,8 +725,7 @@ int ctl_stats(const aq_config *cfg, int argc, char **argv)
     int json = 0, o, rc;
     double interval = 0;
     long long count = 0;
-    aq_keys k;
-    char err[512], *end;
+    char err[1600], *end;
     stats s;
 
     optind = 1;
@@ -663,25 +769,41 @@ int ctl_stats(const aq_config *cfg, int argc, char **argv)
         fprintf(stderr, "auditqctl stats: --count needs --watch SECS\n");
         return CTL_USAGE;
     }
-    redisContext *c = ctl_redis_open(cfg, "stats", &k, &rc);
-    if (!c)
+    shardset *ss = calloc(1, sizeof *ss);
+    if (!ss) {
+        fprintf(stderr, "auditqctl stats: out of memory\n");
+        return CTL_FAILED;
+    }
+    ss->n = 1;
+    ss->c[0] = ctl_redis_open(cfg, "stats", &ss->k[0], &rc);
+    if (!ss->c[0]) {
+        free(ss);
         return rc;
-    if (collect(c, &k, cfg, &s, err, sizeof err) != 0) {
+    }
+    ss->n = ctl_shards_n(cfg);
+    for (int i = 1; i < ss->n; i++) {
+        ss->c[i] = ctl_shard_open(cfg, "stats", i, &ss->k[i], &rc);
+        if (!ss->c[i]) {
+            shardset_close(ss);
+            return rc;
+        }
+    }
+    if (collect_all(ss, cfg, &s, err, sizeof err) != 0) {
         fprintf(stderr, "auditqctl stats: reading from Redis failed: %s; check redis_url (AUDITQ_REDIS_URL)\n", err);
-        redisFree(c);
+        shardset_close(ss);
         return CTL_FAILED;
     }
     if (interval > 0) {
-        watch w = {cfg, &k, interval, count, json, isatty(STDOUT_FILENO)};
-        return run_watch(&w, c, &s);
+        watch w = {cfg, ss, interval, count, json, isatty(STDOUT_FILENO)};
+        return run_watch(&w, &s);
     }
-    redisFree(c);
     if (json) {
-        print_json(stdout, &s, cfg->namespace_, NULL);
+        print_json(stdout, &s, cfg->namespace_, NULL, ss);
     } else {
         view v = {stdout, "\n", 0};
-        print_table(&v, &s, cfg->namespace_, 0, NULL);
+        print_table(&v, &s, cfg->namespace_, 0, NULL, ss);
     }
+    shardset_close(ss);
     if (s.nwrong) {
         /* Every number that could be read is printed above; the exit
          * status tells a script that some could not. */

@@ -386,7 +386,9 @@ static int load_config(launcher *l, int argc, char **argv, int *check, int *prin
     if (redis_url_parse(w->cfg.redis_url, &w->rt, err, sizeof err) != 0 ||
         redis_target_sentinels(&w->rt, w->cfg.redis_sentinels, w->cfg.redis_master_name, err,
                                sizeof err) != 0 ||
-        keys_init(&w->keys, w->cfg.namespace_) != 0)
+        keys_init(&w->keys, w->cfg.namespace_) != 0 ||
+        shards_init(&w->shards, w->cfg.namespace_, w->cfg.redis_shards, &w->rt, w->cfg.redis_shard_urls,
+                    w->cfg.redis_cluster, err, sizeof err) != 0)
         goto bad;
     return 0;
 bad:
@@ -477,8 +479,9 @@ int main(int argc, char **argv)
         return 1;
     if (writers_start(l->wr) != 0)
         return 1;
-    log_info("worker started", " id=%s threads=%d batch_size=%d namespace=%s priority_mode=%s write_method=%s http=%s",
-             w->id, w->nthreads, w->cfg.batch_size, w->cfg.namespace_,
+    log_info("worker started", " id=%s threads=%d batch_size=%d namespace=%s redis_shards=%d%s priority_mode=%s "
+             "write_method=%s http=%s", w->id, w->nthreads, w->cfg.batch_size, w->cfg.namespace_, w->shards.n,
+             w->shards.cluster ? " redis_cluster=on" : "",
              w->cfg.priority_mode == PRIO_WEIGHTED ? "weighted" : "strict",
              w->cfg.write_method == WRITE_INSERT ? "insert" : "copy", status_address(l->st));
 
@@ -510,6 +513,7 @@ int main(int argc, char **argv)
         _exit(0); /* threads still inside a bounded call: don't free under them */
     writers_free(l->wr);
     selfevents_free(w->se);
+    shards_free(&w->shards);
     ev_loop_destroy(l->loop);
     return 0;
 }

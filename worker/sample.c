@@ -269,3 +269,34 @@ int sample_queues(redisContext *c, const aq_keys *k, const aq_config *cfg, const
     redis_free_replies(r, N);
     return rc;
 }
+
+void sample_add(metrics_queue_sample *total, const metrics_queue_sample *s, int first)
+{
+    if (first) {
+        *total = *s;
+        return;
+    }
+    total->redis_time_ms = s->redis_time_ms > total->redis_time_ms ? s->redis_time_ms : total->redis_time_ms;
+    for (int p = 0; p < AQ_PRIORITIES; p++) {
+        total->depth[p] += s->depth[p];
+        if (s->oldest_age_ms[p] > total->oldest_age_ms[p])
+            total->oldest_age_ms[p] = s->oldest_age_ms[p];
+    }
+    total->inflight += s->inflight;
+    total->retry += s->retry;
+    total->dead += s->dead;
+    /* Every worker heartbeats to every shard: the registries agree but
+     * for one that a worker could not reach, so the larger count. */
+    if (s->workers_live > total->workers_live)
+        total->workers_live = s->workers_live;
+    if (s->workers_registered > total->workers_registered)
+        total->workers_registered = s->workers_registered;
+    total->processed += s->processed;
+    total->failed += s->failed;
+    total->retried += s->retried;
+    total->recovered += s->recovered;
+    total->dead_lettered += s->dead_lettered;
+    total->dead_trimmed += s->dead_trimmed;
+    for (size_t i = 0; i < s->nwrong && total->nwrong < METRICS_WRONG_MAX; i++)
+        total->wrong[total->nwrong++] = s->wrong[i];
+}

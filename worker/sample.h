@@ -29,4 +29,9 @@
  * writer threads) hash and in-flight lists. */
 int sample_queues(redisContext *c, const aq_keys *k, const aq_config *cfg, const char *wid,
                   int nthreads, metrics_queue_sample *s, char *err, size_t errlen);
+
+/* Adds one shard's sample s into total (first: total = s): depths, in
+ * flight, retries, dead letters and stats summed; the oldest age and the
+ * worker counts the largest; the wrong-typed keys listed together. */
+void sample_add(metrics_queue_sample *total, const metrics_queue_sample *s, int first);
 #endif

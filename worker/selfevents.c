@@ -363,7 +363,7 @@ static void se_push(selfevents *se, int force)
             return;
         if (se->rc == NULL || se->rc->err) {
             redisFree(se->rc);
-            se->rc = redis_connect(&w->rt, w->cfg.redis_connect_timeout_ms, w->cfg.redis_timeout_ms,
+            se->rc = shard_connect(&w->shards, 0, w->cfg.redis_connect_timeout_ms, w->cfg.redis_timeout_ms,
                                    err, sizeof err, NULL);
             if (se->rc == NULL) {
                 fail = err;

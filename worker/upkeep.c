@@ -25,6 +25,13 @@
  *   summary    every summary_interval_ms (reloadable; 0 = off): one logfmt
  *              line of throughput, totals and lag.
  *
+ * Shards (redis_shards > 1, common/shards.h): the main thread holds a
+ * connection per shard, and every timer above runs on each shard in turn:
+ * the heartbeat goes to every shard's registry (so each shard's recovery
+ * judges this worker by its own keys alone), recovery and promotion run
+ * per shard, and the sample adds the shards up (sample_add). A shard that
+ * is down costs its own reconnect attempts only; the others go on.
+ *
  * Bounded waits: the loop's Redis calls wait at most redis_timeout_ms each
  * (a connect redis_connect_timeout_ms), like a writer thread's; the hourly
  * partition upkeep does not run on the loop (partkeep.c), so however long
@@ -56,9 +63,9 @@ struct upkeep {
     ev_timer t_heartbeat, t_recover, t_promote, t_maint, t_summary, t_sample;
 
     partkeep *pk;                      /* partition upkeep, in its thread */
-    redisContext *rc;                  /* main thread's own connection */
-    int64_t rc_retry_us;               /* monotonic: no reconnect before this */
-    int rc_down_logged;
+    redisContext *rc[AQ_SHARDS_MAX];   /* main thread's own connection per shard */
+    int64_t rc_retry_us[AQ_SHARDS_MAX]; /* monotonic: no reconnect before this */
+    int rc_down_logged[AQ_SHARDS_MAX];
     uint64_t recovered;
     metrics_queue_sample sample;       /* last successful Redis sample */
     int sample_have;                   /* sample holds data */
@@ -72,31 +79,31 @@ struct upkeep {
 /* The main thread's Redis connection, (re)connected at most once per
  * MAIN_REDIS_RETRY_MS: the loop also serves HTTP, and a Redis that is down
  * must not turn every 100 ms timer into a connect attempt. */
-static redisContext *main_redis(upkeep *u)
+static redisContext *main_redis(upkeep *u, int sh)
 {
     worker *w = u->w;
-    char err[256], q[300];
-    if (u->rc && u->rc->err) {
-        redisFree(u->rc);
-        u->rc = NULL;
+    char err[1400], q[1500];
+    if (u->rc[sh] && u->rc[sh]->err) {
+        redisFree(u->rc[sh]);
+        u->rc[sh] = NULL;
     }
-    if (u->rc)
-        return u->rc;
+    if (u->rc[sh])
+        return u->rc[sh];
     int64_t now = clock_mono_us();
-    if (now < u->rc_retry_us)
+    if (now < u->rc_retry_us[sh])
         return NULL;
-    u->rc = redis_connect(&w->rt, w->cfg.redis_connect_timeout_ms, w->cfg.redis_timeout_ms, err,
-                          sizeof err, NULL);
-    if (!u->rc) {
-        u->rc_retry_us = now + (int64_t)MAIN_REDIS_RETRY_MS * 1000;
-        if (!u->rc_down_logged)
-            log_warn("redis unavailable (main)", " error=%s", log_q(q, sizeof q, err));
-        u->rc_down_logged = 1;
-    } else if (u->rc_down_logged) {
-        log_info("redis connection restored (main)", NULL);
-        u->rc_down_logged = 0;
+    u->rc[sh] = shard_connect(&w->shards, sh, w->cfg.redis_connect_timeout_ms, w->cfg.redis_timeout_ms, err,
+                              sizeof err, NULL);
+    if (!u->rc[sh]) {
+        u->rc_retry_us[sh] = now + (int64_t)MAIN_REDIS_RETRY_MS * 1000;
+        if (!u->rc_down_logged[sh])
+            log_warn("redis unavailable (main)", " shard=%d error=%s", sh, log_q(q, sizeof q, err));
+        u->rc_down_logged[sh] = 1;
+    } else if (u->rc_down_logged[sh]) {
+        log_info("redis connection restored (main)", " shard=%d", sh);
+        u->rc_down_logged[sh] = 0;
     }
-    return u->rc;
+    return u->rc[sh];
 }
 
 static void on_heartbeat(struct ev_loop *loop, ev_timer *tm, int revents)
@@ -107,45 +114,51 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *tm, int revents)
     worker *w = u->w;
     char err[256], q[600], why[300];
     metrics_totals tot;
-    redisContext *c = main_redis(u);
-    if (!c)
-        return;
     metrics_sum(w->mt, w->nthreads, &tot);
-    if (queue_heartbeat(c, &w->keys, w->id, w->host, w->pid, w->nthreads, w->started_ms, tot.processed,
-                        tot.inflight, err, sizeof err) != 0)
-        log_warn("heartbeat failed", " error=%s",
-                 log_q(q, sizeof q, worker_redis_why(w, "the heartbeat script", err, why, sizeof why)));
+    for (int sh = 0; sh < w->shards.n; sh++) {
+        redisContext *c = main_redis(u, sh);
+        if (!c)
+            continue;
+        if (queue_heartbeat(c, &w->shards.keys[sh], w->id, w->host, w->pid, w->nthreads, w->started_ms,
+                            tot.processed, tot.inflight, err, sizeof err) != 0)
+            log_warn("heartbeat failed", " shard=%d error=%s", sh,
+                     log_q(q, sizeof q, worker_redis_why(w, "the heartbeat script", err, why, sizeof why)));
+    }
 }
 
 /* upkeep.h states the contract. */
 int upkeep_register(upkeep *u)
 {
     worker *w = u->w;
-    char err[256], q[600], why[300];
+    char err[1400], q[1500], why[300];
     int auth_failed = 0;
 
-    u->rc = redis_connect(&w->rt, w->cfg.redis_connect_timeout_ms, w->cfg.redis_timeout_ms, err,
-                          sizeof err, &auth_failed);
-    if (!u->rc) {
-        if (auth_failed) {
-            log_error("cannot start: Redis refused the worker's login", " error=%s", log_q(q, sizeof q, err));
-            return -1;
+    for (int sh = 0; sh < w->shards.n; sh++) {
+        u->rc[sh] = shard_connect(&w->shards, sh, w->cfg.redis_connect_timeout_ms, w->cfg.redis_timeout_ms, err,
+                                  sizeof err, &auth_failed);
+        if (!u->rc[sh]) {
+            if (auth_failed) {
+                log_error("cannot start: Redis refused the worker's login", " shard=%d error=%s", sh,
+                          log_q(q, sizeof q, err));
+                return -1;
+            }
+            log_warn("redis unavailable (main)", " shard=%d error=%s", sh, log_q(q, sizeof q, err));
+            u->rc_down_logged[sh] = 1;
+            u->rc_retry_us[sh] = clock_mono_us() + (int64_t)MAIN_REDIS_RETRY_MS * 1000;
+            continue;
         }
-        log_warn("redis unavailable (main)", " error=%s", log_q(q, sizeof q, err));
-        u->rc_down_logged = 1;
-        u->rc_retry_us = clock_mono_us() + (int64_t)MAIN_REDIS_RETRY_MS * 1000;
-        return 0;
-    }
-    if (queue_heartbeat(u->rc, &w->keys, w->id, w->host, w->pid, w->nthreads, w->started_ms, 0, 0, err,
-                        sizeof err) != 0) {
-        if (redis_explain_refusal(&w->rt, "worker", "the heartbeat script", NULL, err, why, sizeof why) !=
-            REDIS_REFUSED_NONE) {
-            log_error("cannot start: Redis refused the worker", " error=%s", log_q(q, sizeof q, why));
-            redisFree(u->rc);
-            u->rc = NULL;
-            return -1;
+        if (queue_heartbeat(u->rc[sh], &w->shards.keys[sh], w->id, w->host, w->pid, w->nthreads, w->started_ms,
+                            0, 0, err, sizeof err) != 0) {
+            if (redis_explain_refusal(&w->rt, "worker", "the heartbeat script", NULL, err, why, sizeof why) !=
+                REDIS_REFUSED_NONE) {
+                log_error("cannot start: Redis refused the worker", " shard=%d error=%s", sh,
+                          log_q(q, sizeof q, why));
+                redisFree(u->rc[sh]);
+                u->rc[sh] = NULL;
+                return -1;
+            }
+            log_warn("heartbeat failed", " shard=%d error=%s", sh, log_q(q, sizeof q, err));
         }
-        log_warn("heartbeat failed", " error=%s", log_q(q, sizeof q, err));
     }
     return 0;
 }
@@ -175,24 +188,26 @@ static void on_recover(struct ev_loop *loop, ev_timer *tm, int revents)
     upkeep *u = tm->data;
     worker *w = u->w;
     char err[256], q[600], why[300];
-    long long workers = 0, jobs = 0, dead = 0;
-    redisContext *c = main_redis(u);
-    if (!c)
-        return;
-    selfevents_batch seb = {0};
-    recover_dead_ctx dc = { w, &seb };
-    if (queue_recover(c, &w->keys, &w->cfg, NULL, &workers, &jobs, &dead, recover_dead, &dc, err,
-                      sizeof err) != 0) {
-        log_warn("recovery check failed", " error=%s",
-                 log_q(q, sizeof q, worker_redis_why(w, "the recover script", err, why, sizeof why)));
-    } else if (workers > 0) {
-        u->recovered += (uint64_t)(jobs > 0 ? jobs : 0);
-        log_warn("recovered in-flight jobs of dead workers", " workers=%lld jobs=%lld dead_lettered=%lld",
-                 workers, jobs, dead);
+    for (int sh = 0; sh < w->shards.n; sh++) {
+        long long workers = 0, jobs = 0, dead = 0;
+        redisContext *c = main_redis(u, sh);
+        if (!c)
+            continue;
+        selfevents_batch seb = {0};
+        recover_dead_ctx dc = { w, &seb };
+        if (queue_recover(c, &w->shards.keys[sh], &w->cfg, NULL, &workers, &jobs, &dead, recover_dead, &dc, err,
+                          sizeof err) != 0) {
+            log_warn("recovery check failed", " shard=%d error=%s", sh,
+                     log_q(q, sizeof q, worker_redis_why(w, "the recover script", err, why, sizeof why)));
+        } else if (workers > 0) {
+            u->recovered += (uint64_t)(jobs > 0 ? jobs : 0);
+            log_warn("recovered in-flight jobs of dead workers", " shard=%d workers=%lld jobs=%lld dead_lettered=%lld",
+                     sh, workers, jobs, dead);
+        }
+        /* The script recorded the dead letters: their events are final. */
+        selfevents_commit(w->se, &seb, SELFEVENTS_SETTLED);
+        selfevents_batch_free(&seb);
     }
-    /* The script recorded the dead letters: their events are final. */
-    selfevents_commit(w->se, &seb, SELFEVENTS_SETTLED);
-    selfevents_batch_free(&seb);
 }
 
 static void on_promote(struct ev_loop *loop, ev_timer *tm, int revents)
@@ -202,20 +217,22 @@ static void on_promote(struct ev_loop *loop, ev_timer *tm, int revents)
     upkeep *u = tm->data;
     worker *w = u->w;
     char err[256], q[600], why[300];
-    long long moved = 0, total = 0;
-    redisContext *c = main_redis(u);
-    if (!c)
-        return;
-    do {
-        if (queue_promote(c, &w->keys, &moved, err, sizeof err) != 0) {
-            log_warn("retry promotion failed", " error=%s",
-                     log_q(q, sizeof q, worker_redis_why(w, "the promote script", err, why, sizeof why)));
-            return;
-        }
-        total += moved;
-    } while (moved == 1000);
-    if (total > 0)
-        log_debug("retries due, back in their queues", " jobs=%lld", total);
+    for (int sh = 0; sh < w->shards.n; sh++) {
+        long long moved = 0, total = 0;
+        redisContext *c = main_redis(u, sh);
+        if (!c)
+            continue;
+        do {
+            if (queue_promote(c, &w->shards.keys[sh], &moved, err, sizeof err) != 0) {
+                log_warn("retry promotion failed", " shard=%d error=%s", sh,
+                         log_q(q, sizeof q, worker_redis_why(w, "the promote script", err, why, sizeof why)));
+                break;
+            }
+            total += moved;
+        } while (moved == 1000);
+        if (total > 0)
+            log_debug("retries due, back in their queues", " shard=%d jobs=%lld", sh, total);
+    }
 }
 
 /* Reads the queue numbers for /metrics, /readyz and the summary. */
@@ -225,22 +242,26 @@ static void on_sample(struct ev_loop *loop, ev_timer *tm, int revents)
     (void)revents;
     upkeep *u = tm->data;
     worker *w = u->w;
-    metrics_queue_sample s;
-    redisContext *c = main_redis(u);
-
-    if (!c) {
-        u->sample_ok = 0;
-        snprintf(u->sample_err, sizeof u->sample_err, "no connection to Redis");
-        return;
-    }
-    if (sample_queues(c, &w->keys, &w->cfg, w->id, w->nthreads, &s, u->sample_err,
-                      sizeof u->sample_err) != 0) {
-        char q[600], why[300];
-        if (u->sample_ok)
-            log_warn("reading queue numbers from redis failed", " error=%s",
-                     log_q(q, sizeof q, worker_redis_why(w, "the queue sample", u->sample_err, why, sizeof why)));
-        u->sample_ok = 0;
-        return;
+    metrics_queue_sample s, one;
+    memset(&s, 0, sizeof s);
+    for (int sh = 0; sh < w->shards.n; sh++) {
+        redisContext *c = main_redis(u, sh);
+        if (!c) {
+            u->sample_ok = 0;
+            snprintf(u->sample_err, sizeof u->sample_err, "no connection to Redis%s",
+                     w->shards.n > 1 ? " for a shard" : "");
+            return;
+        }
+        if (sample_queues(c, &w->shards.keys[sh], &w->cfg, w->id, w->nthreads, &one, u->sample_err,
+                          sizeof u->sample_err) != 0) {
+            char q[600], why[300];
+            if (u->sample_ok)
+                log_warn("reading queue numbers from redis failed", " shard=%d error=%s", sh,
+                         log_q(q, sizeof q, worker_redis_why(w, "the queue sample", u->sample_err, why, sizeof why)));
+            u->sample_ok = 0;
+            return;
+        }
+        sample_add(&s, &one, sh == 0);
     }
     for (size_t i = 0; i < s.nwrong; i++)
         keyhealth_report(&w->kh, s.wrong[i].key, s.wrong[i].type, s.wrong[i].expected, "sample");
@@ -312,23 +333,26 @@ static void finish_in_redis(upkeep *u, int abandoned)
 {
     worker *w = u->w;
     char err[256], q[300];
-    u->rc_retry_us = 0;
-    redisContext *c = main_redis(u);
-    if (c && abandoned) {
-        long long nw, nj, nd;
-        /* Release unfinished batches to their queues now rather than after
-         * heartbeat_timeout_ms. A stuck thread's late settle is fenced. */
-        if (queue_recover(c, &w->keys, &w->cfg, w->id, &nw, &nj, &nd, NULL, NULL, err, sizeof err) == 0)
-            log_warn("released unfinished batches back to their queues", " jobs=%lld", nj);
-        else
-            log_warn("could not release unfinished batches; peers recover them after heartbeat_timeout_ms",
-                     " error=%s", log_q(q, sizeof q, err));
-    } else if (c) {
-        if (queue_deregister(c, &w->keys, w->id, err, sizeof err) != 0)
-            log_warn("could not deregister", " error=%s", log_q(q, sizeof q, err));
-    } else {
-        log_warn("redis unreachable at exit; in-flight jobs (if any) are recovered by peers after "
-                 "heartbeat_timeout_ms", NULL);
+    for (int sh = 0; sh < w->shards.n; sh++) {
+        u->rc_retry_us[sh] = 0;
+        redisContext *c = main_redis(u, sh);
+        if (c && abandoned) {
+            long long nw, nj, nd;
+            /* Release unfinished batches to their queues now rather than after
+             * heartbeat_timeout_ms. A stuck thread's late settle is fenced. */
+            if (queue_recover(c, &w->shards.keys[sh], &w->cfg, w->id, &nw, &nj, &nd, NULL, NULL, err,
+                              sizeof err) == 0)
+                log_warn("released unfinished batches back to their queues", " shard=%d jobs=%lld", sh, nj);
+            else
+                log_warn("could not release unfinished batches; peers recover them after heartbeat_timeout_ms",
+                         " shard=%d error=%s", sh, log_q(q, sizeof q, err));
+        } else if (c) {
+            if (queue_deregister(c, &w->shards.keys[sh], w->id, err, sizeof err) != 0)
+                log_warn("could not deregister", " shard=%d error=%s", sh, log_q(q, sizeof q, err));
+        } else {
+            log_warn("redis unreachable at exit; in-flight jobs (if any) are recovered by peers after "
+                     "heartbeat_timeout_ms", " shard=%d", sh);
+        }
     }
 }
 
@@ -401,8 +425,9 @@ void upkeep_stop(upkeep *u, int abandoned)
     ev_timer_stop(u->loop, &u->t_summary);
     on_summary(u->loop, &u->t_summary, 0);
     finish_in_redis(u, abandoned);
-    if (u->rc)
-        redisFree(u->rc);
+    for (int sh = 0; sh < AQ_SHARDS_MAX; sh++)
+        if (u->rc[sh])
+            redisFree(u->rc[sh]);
     partkeep_free(u->pk);
     free(u);
 }

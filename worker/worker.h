@@ -26,6 +26,7 @@
 #include "keys.h"
 #include "metrics.h"
 #include "redisconn.h"
+#include "shards.h"
 
 typedef struct seal seal;
 typedef struct selfevents selfevents;
@@ -36,8 +37,9 @@ typedef struct worker {
     aq_config boot_cfg;                /* as started; never written again (pgw reads it) */
     pthread_mutex_t cfg_mu;
     atomic_uint cfg_gen;               /* bumped on each applied reload */
-    aq_keys keys;
-    aq_redis_target rt;
+    aq_keys keys;                      /* shard 0's (self-events go there) */
+    aq_redis_target rt;                /* redis_url as parsed (messages name its user) */
+    aq_shards shards;                  /* every shard's keys and server (common/shards.h) */
 
     /* identity */
     char id[160];

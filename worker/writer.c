@@ -2,10 +2,20 @@
  *
  * DESIGN
  *
- * N writer threads (default: one per core) each own one Redis and one
- * PostgreSQL connection; no connection is ever shared between threads.
- * The main thread starts them (main.c); its timers (upkeep.c) keep this
- * worker registered and recover the batches of dead workers.
+ * N writer threads (default: one per core) each own one Redis connection
+ * per shard and one PostgreSQL connection; no connection is ever shared
+ * between threads. The main thread starts them (main.c); its timers
+ * (upkeep.c) keep this worker registered and recover the batches of dead
+ * workers.
+ *
+ * Shards (redis_shards > 1, common/shards.h): each thread serves every
+ * shard in turn, one fetch each (thread i starts at shard i mod N), so no
+ * shard starves; the batch in hand is settled on the shard it came from
+ * (t->sh). Priorities hold within a shard; across shards a thread takes
+ * the next shard's best queue, so a critical job waits at most one batch
+ * per other shard per thread. A shard that fails to connect or fetch is
+ * skipped for a backoff (100 ms doubling to 5 s) while the others are
+ * served; only when all are empty does the thread sleep (idle_poll_ms).
  *
  * A writer thread loops:  fetch -> decode -> write -> settle.
  *   fetch   a Lua script moves up to batch_size jobs from the highest-
@@ -101,6 +111,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,7 +136,12 @@ typedef struct wthread {
     writers *ws;              /* the pool it belongs to */
     int idx;
     pthread_t tid;
-    redisContext *rc;
+    redisContext *rc;         /* rcs[sh]: the connection of the shard in hand */
+    int sh;                   /* the shard being fetched, or whose batch is in hand */
+    int next_sh;              /* the shard to fetch from next (round robin) */
+    redisContext *rcs[AQ_SHARDS_MAX];      /* per shard, connected on first use */
+    int64_t sh_retry_us[AQ_SHARDS_MAX];    /* monotonic: shard not tried again before this */
+    unsigned sh_fail[AQ_SHARDS_MAX];       /* consecutive failures per shard (backoff) */
     pgw *pg;
     uint64_t rng;
     uint64_t seq;
@@ -176,21 +192,56 @@ static void thread_refresh_cfg(wthread *t)
 
 static int ensure_redis(wthread *t)
 {
-    char err[256], q[300];
-    if (t->rc && !t->rc->err)
+    char err[1400], q[1500];
+    int sh = t->sh;
+    if (t->rcs[sh] && !t->rcs[sh]->err) {
+        t->rc = t->rcs[sh];
         return 0;
-    if (t->rc) {
-        redisFree(t->rc);
-        t->rc = NULL;
     }
-    t->rc = redis_connect(&t->w->rt, t->cfg.redis_connect_timeout_ms, t->cfg.redis_timeout_ms,
-                          err, sizeof err, NULL);
-    if (!t->rc) {
+    t->rc = NULL;
+    if (t->rcs[sh]) {
+        redisFree(t->rcs[sh]);
+        t->rcs[sh] = NULL;
+    }
+    t->rcs[sh] = shard_connect(&t->w->shards, sh, t->cfg.redis_connect_timeout_ms, t->cfg.redis_timeout_ms, err,
+                               sizeof err, NULL);
+    if (!t->rcs[sh]) {
         atomic_store_explicit(&t->m->redis_up, 0, memory_order_relaxed);
-        log_warn("redis unavailable", " thread=%d error=%s", t->idx, log_q(q, sizeof q, err));
+        log_warn("redis unavailable", " thread=%d shard=%d error=%s", t->idx, sh, log_q(q, sizeof q, err));
         return -1;
     }
+    t->rc = t->rcs[sh];
     return 0;
+}
+
+/* The shard to fetch from next: the next one in turn whose backoff is
+ * over. With every shard backing off, sleeps until the first is due (or
+ * a stop signal) and returns -1. */
+static int pick_shard(wthread *t)
+{
+    worker *w = t->w;
+    int n = w->shards.n;
+    int64_t now = clock_mono_us(), first = INT64_MAX;
+    for (int k = 0; k < n; k++) {
+        int s = (t->next_sh + k) % n;
+        if (now >= t->sh_retry_us[s]) {
+            t->sh = s;
+            t->next_sh = (s + 1) % n;
+            return s;
+        }
+        if (t->sh_retry_us[s] < first)
+            first = t->sh_retry_us[s];
+    }
+    metrics_set_state(t->m, MST_BACKOFF);
+    worker_sleep(w, (first - now + 999) / 1000, 0);
+    return -1;
+}
+
+/* A failed connect or fetch on shard t->sh: not tried again for a backoff
+ * of 100 ms doubling to 5 s; the other shards are served meanwhile. */
+static void shard_failed(wthread *t)
+{
+    t->sh_retry_us[t->sh] = clock_mono_us() + backoff_delay_ms(++t->sh_fail[t->sh], 100, 5000, &t->rng) * 1000;
 }
 
 static void note_redis(wthread *t)
@@ -286,7 +337,7 @@ static int release_batch(wthread *t, const queue_batch *b, pgw_fault f, int64_t 
 
     if (ensure_redis(t) != 0)
         return -1;
-    int rc = queue_release(t->rc, &w->keys, w->id, t->idx, b->token, &n, &fenced, rerr, sizeof rerr);
+    int rc = queue_release(t->rc, &w->shards.keys[t->sh], w->id, t->idx, b->token, &n, &fenced, rerr, sizeof rerr);
     note_redis(t);
     if (rc != 0) {
         log_warn("could not give the batch back; it stays in flight and its write is retried",
@@ -417,7 +468,7 @@ static int settle_batch(wthread *t, queue_batch *b, size_t processed, size_t nr,
         metrics_set_state(t->m, MST_SETTLING);
         int connected = ensure_redis(t) == 0; /* ensure_redis logs its own failure */
         int ok = connected &&
-                 queue_settle(t->rc, &w->keys, w->id, t->idx, b->token, processed, t->retries, nr,
+                 queue_settle(t->rc, &w->shards.keys[t->sh], w->id, t->idx, b->token, processed, t->retries, nr,
                               t->dead, nd, t->cfg.dead_letter_max, &fenced, &ws, err, sizeof err) == 0;
         note_redis(t);
         /* Keys of the wrong type are logged by keyhealth, rate-limited: a
@@ -641,24 +692,25 @@ static void *thread_main(void *arg)
     wthread *t = arg;
     worker *w = t->w;
     char err[512], q[600];
-    unsigned rfail = 0;
     int64_t idle = 1;
+    int empty = 0;            /* shards found empty in a row */
 
     while (!atomic_load(&w->stopping)) {
         thread_refresh_cfg(t);
         const aq_config *c = &t->cfg;
         if (t->parked && parked_wait(t))
             continue;
+        if (pick_shard(t) < 0)
+            continue;
         if (ensure_redis(t) != 0) {
-            metrics_set_state(t->m, MST_BACKOFF);
-            worker_sleep(w, backoff_delay_ms(++rfail, 100, 5000, &t->rng), 0);
+            shard_failed(t);
             continue;
         }
         queue_batch b;
         double r01 = (double)(backoff_rand(&t->rng) >> 11) / (double)(1ULL << 53);
         metrics_set_state(t->m, MST_FETCHING);
         queue_limits lim = {(size_t)c->max_job_bytes, CODEC_REENCODE_SLACK, c->dead_letter_max};
-        int frc = queue_fetch(t->rc, &w->keys, w->id, t->idx, c->priority_mode == PRIO_WEIGHTED,
+        int frc = queue_fetch(t->rc, &w->shards.keys[t->sh], w->id, t->idx, c->priority_mode == PRIO_WEIGHTED,
                               c->weights, r01, c->batch_size, ++t->seq, &lim, &b, err, sizeof err);
         note_redis(t);
         for (size_t i = 0; frc == 0 && i < b.wrong.n; i++)
@@ -666,8 +718,8 @@ static void *thread_main(void *arg)
         if (frc == 0 && b.dead_oversized > 0) {
             atomic_fetch_add(&t->m->failed, b.dead_oversized);  /* as the fetch script counts */
             atomic_fetch_add(&t->m->dead_lettered, b.dead_oversized);
-            log_warn("oversized jobs dead-lettered at fetch", " thread=%d jobs=%zu max_job_bytes=%d",
-                     t->idx, b.dead_oversized, c->max_job_bytes);
+            log_warn("oversized jobs dead-lettered at fetch", " thread=%d shard=%d jobs=%zu max_job_bytes=%d",
+                     t->idx, t->sh, b.dead_oversized, c->max_job_bytes);
             /* The fetch script recorded them: their events are final. */
             selfevents_batch ob = {0};
             for (size_t i = 0; i < b.dead_oversized; i++)
@@ -677,25 +729,29 @@ static void *thread_main(void *arg)
         }
         if (frc != 0) {
             char why[300];
-            log_warn("fetch failed", " thread=%d error=%s", t->idx,
+            log_warn("fetch failed", " thread=%d shard=%d error=%s", t->idx, t->sh,
                      log_q(q, sizeof q, worker_redis_why(w, "the fetch script", err, why, sizeof why)));
-            metrics_set_state(t->m, MST_BACKOFF);
-            worker_sleep(w, backoff_delay_ms(++rfail, 100, 5000, &t->rng), 0);
+            shard_failed(t);
             continue;
         }
-        rfail = 0;
+        t->sh_fail[t->sh] = 0;
         if (b.n == 0) {
             queue_batch_free(&b);
+            /* Every shard tried and found empty: back off from 1 ms up
+             * to idle_poll_ms, so a trickle of events is picked up within
+             * milliseconds while an idle worker costs a few commands per
+             * second and shard. */
+            if (++empty < w->shards.n)
+                continue;
+            empty = 0;
             pg_check(t);
-            /* Empty queues: back off from 1 ms up to idle_poll_ms, so a
-             * trickle of events is picked up within milliseconds while an
-             * idle worker costs a few commands per second. */
             metrics_set_state(t->m, MST_IDLE);
             worker_sleep(w, idle, 0);
             idle = idle * 2 > c->idle_poll_ms ? c->idle_poll_ms : idle * 2;
             continue;
         }
         idle = 1;
+        empty = 0;
         process_batch(t, &b);
         queue_batch_free(&b);
         if (t->abandoned)
@@ -787,6 +843,7 @@ int writers_start(writers *ws)
         t->w = w;
         t->ws = ws;
         t->idx = i;
+        t->next_sh = i % w->shards.n; /* threads start on different shards */
         t->cfg = w->cfg;
         t->m = &w->mt[i];
         t->pg_known = -1;
@@ -818,8 +875,9 @@ void writers_free(writers *ws)
         return;
     for (int i = 0; i < ws->w->nthreads; i++) {
         wthread *t = &ws->th[i];
-        if (t->rc)
-            redisFree(t->rc);
+        for (int k = 0; k < AQ_SHARDS_MAX; k++)
+            if (t->rcs[k])
+                redisFree(t->rcs[k]);
         pgw_free(t->pg);
         for (size_t j = 0; j < t->cap; j++) {
             free(t->dead[j].data);

@@ -43,7 +43,8 @@
  *       unknown, so the test holds only acknowledged ids to account. Prints
  *       "stream: mode=M sent=N acked=A failed=F".
  *
- * Environment: AUDITQ_REDIS_URL, AUDITQ_DATABASE_URL.
+ * Environment: AUDITQ_REDIS_URL, AUDITQ_DATABASE_URL; AUDITQ_REDIS_SENTINELS,
+ * _MASTER_NAME, _MIN_REPLICAS, _SHARDS, _SHARD_URLS, _CLUSTER, _SHARD_BY.
  */
 #include <hiredis.h>
 #include <libpq-fe.h>
@@ -124,15 +125,33 @@ static int fill(auditq_event *ev, const expected *e)
     return 0;
 }
 
+/* The Redis settings from the environment, the same variables the worker
+ * reads: URL, Sentinel (it_43), replicas, shards (it_44, it_45). Checked:
+ * a variable the library refuses stops the test. */
+static void env_settings(auditq_config *cfg)
+{
+    static const char *const kv[][3] = {
+        {"redis_url", "AUDITQ_REDIS_URL", "redis://127.0.0.1:6379"},
+        {"redis_sentinels", "AUDITQ_REDIS_SENTINELS", ""},
+        {"redis_master_name", "AUDITQ_REDIS_MASTER_NAME", ""},
+        {"redis_min_replicas", "AUDITQ_REDIS_MIN_REPLICAS", "0"},
+        {"redis_shards", "AUDITQ_REDIS_SHARDS", "1"},
+        {"redis_shard_urls", "AUDITQ_REDIS_SHARD_URLS", ""},
+        {"redis_cluster", "AUDITQ_REDIS_CLUSTER", "off"},
+        {"redis_shard_by", "AUDITQ_REDIS_SHARD_BY", "spread"},
+    };
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
+        if (auditq_config_set(cfg, kv[i][0], env_or(kv[i][1], kv[i][2])) != AUDITQ_OK) {
+            fprintf(stderr, "%s: %s\n", kv[i][1], auditq_last_error());
+            exit(1);
+        }
+}
+
 static auditq *open_q(void)
 {
     auditq_config *cfg = auditq_config_new();
     auditq *q = NULL;
-    auditq_config_set(cfg, "redis_url", env_or("AUDITQ_REDIS_URL", "redis://127.0.0.1:6379"));
-    /* Redis Sentinel (it_43): the same variables the worker reads. */
-    auditq_config_set(cfg, "redis_sentinels", env_or("AUDITQ_REDIS_SENTINELS", ""));
-    auditq_config_set(cfg, "redis_master_name", env_or("AUDITQ_REDIS_MASTER_NAME", ""));
-    auditq_config_set(cfg, "redis_min_replicas", env_or("AUDITQ_REDIS_MIN_REPLICAS", "0"));
+    env_settings(cfg);
     auditq_config_set(cfg, "batch_size", "2000");
     auditq_config_set(cfg, "flush_interval_ms", "200");
     if (auditq_open(cfg, &q) != AUDITQ_OK) {
@@ -471,9 +490,7 @@ static int cmd_produce(int nsync, int nasync, const char *tag, char **sets, int 
     long long slowest = 0;
 
     setvbuf(stdout, NULL, _IOLBF, 0);
-    auditq_config_set(cfg, "redis_url", env_or("AUDITQ_REDIS_URL", "redis://127.0.0.1:6379"));
-    auditq_config_set(cfg, "redis_sentinels", env_or("AUDITQ_REDIS_SENTINELS", ""));
-    auditq_config_set(cfg, "redis_master_name", env_or("AUDITQ_REDIS_MASTER_NAME", ""));
+    env_settings(cfg);
     auditq_config_set(cfg, "batch_size", "2000");
     auditq_config_set(cfg, "flush_interval_ms", "200");
     for (int i = 0; i < nsets; i++) {
