@@ -38,6 +38,7 @@ int keys_init_shard(aq_keys *k, const char *ns, int shard)
     snprintf(k->dead, AQ_KEY_MAX, "%s:dead", tag);
     snprintf(k->workers, AQ_KEY_MAX, "%s:workers", tag);
     snprintf(k->stats, AQ_KEY_MAX, "%s:stats", tag);
+    snprintf(k->recoveries, AQ_KEY_MAX, "%s:recoveries", tag);
     snprintf(k->worker_prefix, AQ_KEY_MAX, "%s:worker:", tag);
     snprintf(k->inflight_prefix, AQ_KEY_MAX, "%s:inflight:", tag);
     return 0;

@@ -19,6 +19,7 @@ typedef struct aq_keys {
     char dead[AQ_KEY_MAX];     /* {ns}:dead     LIST  msgpack dead-letter records, newest first */
     char workers[AQ_KEY_MAX];  /* {ns}:workers  ZSET  worker id, score = last heartbeat unix ms */
     char stats[AQ_KEY_MAX];    /* {ns}:stats    HASH  processed, failed, retried, recovered, dead_lettered, ... */
+    char recoveries[AQ_KEY_MAX]; /* {ns}:recoveries HASH job bytes -> times recovered (crash-loop guard) */
     char worker_prefix[AQ_KEY_MAX];   /* {ns}:worker:   + id  -> HASH info */
     char inflight_prefix[AQ_KEY_MAX]; /* {ns}:inflight: + id + ":" + thread -> LIST */
 } aq_keys;

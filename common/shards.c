@@ -291,8 +291,8 @@ static redisContext *cluster_connect(aq_shards *s, int i, int cto, int to, char 
                                      int *auth_failed)
 {
     shard_cluster *cl = s->cl;
-    shard_node cand[AQ_CLUSTER_NODES_MAX];
-    int nc = 0;
+    shard_node cand[AQ_CLUSTER_NODES_MAX], dead[AQ_CLUSTER_NODES_MAX];
+    int nc = 0, ndead = 0;
     char tried[1024] = "";
 
     pthread_mutex_lock(&cl->mu);
@@ -310,6 +310,11 @@ static redisContext *cluster_connect(aq_shards *s, int i, int cto, int to, char 
         int af = 0;
         snprintf(t.host, sizeof t.host, "%.255s", cand[k].host);
         t.port = cand[k].port;
+        int seen = 0;
+        for (int d = 0; d < ndead && !seen; d++)
+            seen = dead[d].port == cand[k].port && strcmp(dead[d].host, cand[k].host) == 0;
+        if (seen)
+            continue;
         redisContext *c = redis_connect(&t, cto, to, e, sizeof e, &af);
         if (!c) {
             if (af) { /* the same credentials fail on every node */
@@ -319,6 +324,8 @@ static redisContext *cluster_connect(aq_shards *s, int i, int cto, int to, char 
                 return NULL;
             }
             tried_add(tried, sizeof tried, &cand[k], e);
+            if (ndead < AQ_CLUSTER_NODES_MAX)
+                dead[ndead++] = cand[k];
             continue;
         }
         redisReply *r = redisCommand(c, "CLUSTER SLOTS");
@@ -348,6 +355,13 @@ static redisContext *cluster_connect(aq_shards *s, int i, int cto, int to, char 
         if (m.port == cand[k].port && strcmp(m.host, cand[k].host) == 0)
             return c;
         redisFree(c);
+        /* A master already found dead in this call (the survivors name
+         * it until the fail-over): not again; ask the next node. */
+        int m_dead = 0;
+        for (int d = 0; d < ndead && !m_dead; d++)
+            m_dead = dead[d].port == m.port && strcmp(dead[d].host, m.host) == 0;
+        if (m_dead)
+            continue;
         snprintf(t.host, sizeof t.host, "%.255s", m.host);
         t.port = m.port;
         c = redis_connect(&t, cto, to, e, sizeof e, &af);
@@ -360,6 +374,8 @@ static redisContext *cluster_connect(aq_shards *s, int i, int cto, int to, char 
             return NULL;
         }
         tried_add(tried, sizeof tried, &m, e);
+        if (ndead < AQ_CLUSTER_NODES_MAX)
+            dead[ndead++] = m;
     }
     int taglen = (int)strcspn(s->keys[i].stats, "}") + 1;
     snprintf(err, errlen, "Redis Cluster: no reachable master serves shard %d (slot %d of %.*s): %s; "

@@ -609,7 +609,7 @@ int queue_settle(redisContext *c, const aq_keys *k, const char *wid, int thread,
     }
     inflight_key(ik, sizeof ik, k, wid, thread);
     worker_key(wk, sizeof wk, k, wid);
-    snprintf(rec, sizeof rec, "{%s}:recoveries", k->ns);
+    snprintf(rec, sizeof rec, "%s", k->recoveries);
     snprintf(sth, sizeof sth, "%d", thread);
     snprintf(sdmax, sizeof sdmax, "%d", dead_letter_max);
     snprintf(sproc, sizeof sproc, "%zu", processed);
@@ -744,7 +744,7 @@ int queue_recover(redisContext *c, const aq_keys *k, const aq_config *cfg, const
 {
     char rec[AQ_KEY_MAX + 16], sto[16], smr[16], sdm[16];
 
-    snprintf(rec, sizeof rec, "{%s}:recoveries", k->ns);
+    snprintf(rec, sizeof rec, "%s", k->recoveries);
     snprintf(sto, sizeof sto, "%d", cfg->heartbeat_timeout_ms);
     snprintf(smr, sizeof smr, "%d", cfg->max_recoveries);
     snprintf(sdm, sizeof sdm, "%d", cfg->dead_letter_max);

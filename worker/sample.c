@@ -196,7 +196,7 @@ int sample_queues(redisContext *c, const aq_keys *k, const aq_config *cfg, const
     int i, rc;
 
     memset(s, 0, sizeof *s);
-    snprintf(rec, sizeof rec, "{%s}:recoveries", k->ns);
+    snprintf(rec, sizeof rec, "%s", k->recoveries);
     tk[NT - 1] = rec;
     for (int t = 0; t < NT; t++)
         redisAppendCommand(c, "TYPE %s", tk[t]);
