@@ -114,6 +114,11 @@ const char ctl_dlq_help[] =
     "  --dry-run            requeue: list what would be requeued, change nothing\n"
     "  --all                requeue/purge: every record (no filter needed)\n"
     "  --yes                purge: really delete\n"
+    "  --shard N            with redis_shards > 1: only shard N (0..redis_shards-1);\n"
+    "                       without it every shard is done in turn, each under a\n"
+    "                       \"shard N (server):\" line (with --json: one document\n"
+    "                       per shard, each with \"shard\"). INDEX and --raw need it:\n"
+    "                       INDEX numbers are per shard\n"
     "  -h, --help           show this help\n"
     "\n"
     "Exit status: 0 ok, 1 Redis unreachable or error, or nothing to show,\n"
@@ -221,7 +226,9 @@ static int run_sub(dlq_ctx *x)
 {
     if (x->sub == SUB_SHOW && x->index > 0)
         return show_index(x);
-    if (x->json && (x->sub == SUB_LIST || x->sub == SUB_SHOW))
+    if (x->json && x->sub == SUB_LIST && x->nshards > 1)
+        printf("{\"shard\":%d,\"records\":[", x->shard_now);
+    else if (x->json && (x->sub == SUB_LIST || x->sub == SUB_SHOW))
         printf(x->sub == SUB_LIST ? "{\"records\":[" : "[");
     if (dlq_scan(x) != 0)
         return CTL_FAILED;
@@ -301,7 +308,7 @@ static int parse_count(const char *s, long long *out)
 static int parse_args(dlq_ctx *x, int argc, char **argv)
 {
     enum { O_REASON = 256, O_SQLSTATE, O_PRIO, O_OLDER, O_NEWER, O_EVENT, O_LIMIT, O_JSON, O_RAW,
-           O_DRY, O_ALL, O_YES };
+           O_DRY, O_ALL, O_YES, O_SHARD };
     static const struct option opts[] = {
         {"reason", required_argument, NULL, O_REASON},
         {"sqlstate", required_argument, NULL, O_SQLSTATE},
@@ -315,6 +322,7 @@ static int parse_args(dlq_ctx *x, int argc, char **argv)
         {"dry-run", no_argument, NULL, O_DRY},
         {"all", no_argument, NULL, O_ALL},
         {"yes", no_argument, NULL, O_YES},
+        {"shard", required_argument, NULL, O_SHARD},
         {NULL, 0, NULL, 0}};
     const char *sub;
     char err[256];
@@ -337,6 +345,18 @@ static int parse_args(dlq_ctx *x, int argc, char **argv)
             return usage_err(sub, "%s", err);
         switch (o) {
         case O_REASON: x->flt.reason = a; break;
+        case O_SHARD: {
+            long long v;
+            if (parse_count(a, &v) != 0 && strcmp(a, "0") != 0)
+                return usage_err(sub, "--shard '%s': give a shard number, 0..redis_shards-1", a);
+            x->shard = strcmp(a, "0") == 0 ? 0 : (int)v;
+            if (x->shard >= x->nshards) {
+                char m[160];
+                snprintf(m, sizeof m, "--shard %s: redis_shards is %d, so give 0..%d", a, x->nshards, x->nshards - 1);
+                return usage_err(sub, "%s", m);
+            }
+            break;
+        }
         case O_SQLSTATE:
             if (strlen(a) != 5 || strspn(a, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ") != 5)
                 return usage_err(sub, "--sqlstate '%s': a SQLSTATE is 5 characters of 0-9 A-Z, e.g. 23514", a);
@@ -421,29 +441,50 @@ int ctl_dlq(const aq_config *cfg, int argc, char **argv)
 
     memset(&x, 0, sizeof x);
     x.cfg = cfg;
+    x.shard = -1;
+    x.nshards = ctl_shards_n(cfg);
     dlq_filter_init(&x.flt);
     if ((rc = parse_args(&x, argc, argv)) != CTL_OK)
         return rc;
     char cmd[16];
     snprintf(cmd, sizeof cmd, "dlq %s", dlq_sub_names[x.sub]);
-    x.c = ctl_redis_open(cfg, cmd, &x.k, &rc);
-    if (!x.c)
-        return rc;
-    if (ctl_redis_now_ms(x.c, &x.now_ms, err, sizeof err) != 0) {
-        fprintf(stderr, "auditqctl dlq %s: %s\n", dlq_sub_names[x.sub], err);
-        redisFree(x.c);
-        return CTL_FAILED;
+    if (x.nshards > 1 && x.shard < 0 && ((x.sub == SUB_SHOW && x.index > 0) || x.raw)) {
+        fprintf(stderr, "auditqctl %s: redis_shards is %d and INDEX numbers are per shard: give --shard "
+                "0..%d (dlq list prints each shard's)\n", cmd, x.nshards, x.nshards - 1);
+        return CTL_USAGE;
     }
-    /* Unique to this run: a record (msgpack, or whatever else was pushed)
-     * cannot be equal to it by accident. */
-    uuid7_new(rnd);
-    snprintf(x.tomb, sizeof x.tomb, "auditqctl-dlq-tombstone:%d:", (int)getpid());
-    for (int i = 0; i < 16; i++)
-        snprintf(x.tomb + strlen(x.tomb), sizeof x.tomb - strlen(x.tomb), "%02x", rnd[i]);
-    x.progress_tty = isatty(STDERR_FILENO);
-    x.progress_next = PROGRESS_EVERY;
-    rc = run_sub(&x);
-    fflush(stdout);
-    redisFree(x.c);
+    int first = x.shard < 0 ? 0 : x.shard, last = x.shard < 0 ? x.nshards - 1 : x.shard, worst = CTL_OK;
+    dlq_ctx fresh = x;
+    for (int sh = first; sh <= last; sh++) {
+        x = fresh;
+        x.shard_now = sh;
+        x.c = ctl_shard_open(cfg, cmd, sh, &x.k, &rc);
+        if (!x.c)
+            return rc;
+        if (x.nshards > 1 && fresh.shard < 0 && !x.json && !x.raw) {
+            char where[300];
+            ctl_shard_where(sh, where, sizeof where);
+            printf("%sshard %d (%s):\n", sh > first ? "\n" : "", sh, where);
+        }
+        if (ctl_redis_now_ms(x.c, &x.now_ms, err, sizeof err) != 0) {
+            fprintf(stderr, "auditqctl dlq %s: %s\n", dlq_sub_names[x.sub], err);
+            redisFree(x.c);
+            return CTL_FAILED;
+        }
+        /* Unique to this run: a record (msgpack, or whatever else was pushed)
+         * cannot be equal to it by accident. */
+        uuid7_new(rnd);
+        snprintf(x.tomb, sizeof x.tomb, "auditqctl-dlq-tombstone:%d:", (int)getpid());
+        for (int i = 0; i < 16; i++)
+            snprintf(x.tomb + strlen(x.tomb), sizeof x.tomb - strlen(x.tomb), "%02x", rnd[i]);
+        x.progress_tty = isatty(STDERR_FILENO);
+        x.progress_next = PROGRESS_EVERY;
+        rc = run_sub(&x);
+        fflush(stdout);
+        redisFree(x.c);
+        if (rc > worst)
+            worst = rc;
+    }
+    rc = worst;
     return rc;
 }

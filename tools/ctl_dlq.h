@@ -37,6 +37,9 @@ typedef struct dlq_ctx {
     redisContext *c;
     aq_keys k;
     int sub;
+    int shard;              /* --shard N; -1 = every shard in turn */
+    int nshards;            /* redis_shards */
+    int shard_now;          /* the shard being done */
     dlq_filter flt;
     long long limit;        /* 0 = no limit */
     long long index;        /* show INDEX; 0 = none */

@@ -155,6 +155,36 @@ out:
     return 0;
 }
 
+/* Adds shard records b (taken over, freed here) into *w: a worker known
+ * already keeps the later heartbeat (and its state); a new one is added. */
+static int merge_workers(wrec **w, size_t *n, wrec *b, size_t nb)
+{
+    wrec *g = realloc(*w, (*n + nb + 1) * sizeof *g);
+    if (!g) {
+        wrecs_free(b, nb);
+        return -1;
+    }
+    *w = g;
+    for (size_t i = 0; i < nb; i++) {
+        size_t j = 0;
+        while (j < *n && strcmp(g[j].id, b[i].id) != 0)
+            j++;
+        if (j == *n) {
+            g[(*n)++] = b[i];
+            continue;
+        }
+        if (b[i].heartbeat_ms > g[j].heartbeat_ms) {
+            wrec old = g[j];
+            g[j] = b[i];
+            b[i] = old;
+        }
+        free(b[i].id);
+        free(b[i].host);
+    }
+    free(b);
+    return 0;
+}
+
 /* Host, then pid: a stable order to read. */
 static int wrec_cmp(const void *a, const void *b)
 {
@@ -309,16 +339,37 @@ int ctl_workers(const aq_config *cfg, int argc, char **argv)
                 argv[optind]);
         return CTL_USAGE;
     }
-    redisContext *c = ctl_redis_open(cfg, "workers", &k, &rc);
-    if (!c)
-        return rc;
-    if (ctl_redis_now_ms(c, &now_ms, err, sizeof err) != 0 ||
-        load_workers(c, &k, cfg, now_ms, &w, &n, err, sizeof err) != 0) {
-        fprintf(stderr, "auditqctl workers: reading from Redis failed: %s\n", err);
+    /* Shards: every worker heartbeats to every shard's registry; the
+     * union is listed, each worker with its latest heartbeat seen. */
+    int nsh = ctl_shards_n(cfg);
+    for (int sh = 0; sh < nsh; sh++) {
+        wrec *ws = NULL;
+        size_t nws = 0;
+        redisContext *c = ctl_shard_open(cfg, "workers", sh, &k, &rc);
+        if (!c) {
+            wrecs_free(w, n);
+            return rc;
+        }
+        if ((sh == 0 && ctl_redis_now_ms(c, &now_ms, err, sizeof err) != 0) ||
+            load_workers(c, &k, cfg, now_ms, &ws, &nws, err, sizeof err) != 0) {
+            fprintf(stderr, "auditqctl workers: reading from Redis failed%s: %s\n", nsh > 1 ? " (a shard)" : "",
+                    err);
+            redisFree(c);
+            wrecs_free(w, n);
+            return CTL_FAILED;
+        }
         redisFree(c);
-        return CTL_FAILED;
+        if (sh == 0) {
+            w = ws;
+            n = nws;
+            continue;
+        }
+        if (merge_workers(&w, &n, ws, nws) != 0) {
+            fprintf(stderr, "auditqctl workers: out of memory\n");
+            wrecs_free(w, n);
+            return CTL_FAILED;
+        }
     }
-    redisFree(c);
     qsort(w, n, sizeof *w, wrec_cmp);
     if (json)
         print_json(w, n, now_ms);

@@ -15,6 +15,8 @@
 #      (all 400 acknowledged), tenant sends bound for it fail naming the
 #      shard; the workers keep draining the others; the server back, its
 #      shard drains too;
+#   dead letters and workers: auditqctl dlq goes shard by shard (--shard N
+#      for one; INDEX needs it), auditqctl workers lists each worker once;
 #   f. a shard count that disagrees with the servers listed is refused with
 #      the fix, by the worker, auditqctl and the library.
 set -euo pipefail
@@ -139,6 +141,26 @@ redis_restart s1
 wait_for 60 drained || { echo "FAIL: not drained after shard 1 came back"; exit 1; }
 assert_eq $((21700 + 800 + 70 - want_fail)) "$(rows)" "rows after shard 1 came back"
 assert_eq 0 "$(psql_q "SELECT count(*) - count(DISTINCT event_id) FROM audit_events")" "duplicates at the end"
+
+# ---- dead letters and workers per shard --------------------------------------
+redis-cli -p "$P2" lpush '{auditq:2}:queue:normal' 'not msgpack at all' >/dev/null
+wait_for 30 bash -c "[[ \$(redis-cli -p $P2 llen '{auditq:2}:dead') == 1 ]]" || { echo "FAIL: no dead letter on shard 2"; exit 1; }
+list=$("$BIN/auditqctl" dlq list)
+for i in 0 1 2 3; do
+    grep -q "^shard $i (127\.0\.0\.1:${PORTS[$i]}):" <<<"$list" || { echo "FAIL: dlq list has no header for shard $i"; echo "$list"; exit 1; }
+done
+assert_eq "0 of 0;0 of 0;1 of 1;0 of 0" "$(grep -o '^[0-9]* of [0-9]*' <<<"$list" | paste -sd';')" "dlq list: matches per shard"
+rc=0
+msg=$("$BIN/auditqctl" dlq show 1 2>&1) || rc=$?
+assert_eq 2 "$rc" "dlq show INDEX without --shard: exit status"
+[[ "$msg" == *"INDEX numbers are per shard: give --shard 0..3"* ]] || { echo "FAIL: dlq show message: $msg"; exit 1; }
+assert_eq 1 "$("$BIN/auditqctl" dlq list --shard 2 --json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["matched"])')" \
+    "dlq list --shard 2 --json"
+assert_eq "0 1 2 3" "$("$BIN/auditqctl" dlq list --json | grep -o "^{\"shard\":[0-9]*" | cut -d: -f2 | paste -sd" ")" "dlq list --json: one document per shard"
+assert_eq "purged 1 dead letter" "$("$BIN/auditqctl" dlq purge --all --yes --shard 2 | head -n 1)" "dlq purge --shard 2"
+assert_eq 0 "$(redis-cli -p "$P2" llen '{auditq:2}:dead')" "shard 2's dead list after the purge"
+assert_eq 1 "$("$BIN/auditqctl" workers --json | "$PY" -c 'import json,sys; print(len([w for w in json.load(sys.stdin) if w["state"] == "live"]))')" \
+    "auditqctl workers: the live worker listed once over 4 shards"
 worker_stop wc
 
 # ---- f. settings that disagree ---------------------------------------------
