@@ -51,7 +51,7 @@ APP_COMMON = common/config.c common/config_file.c common/config_mask.c common/lo
              common/merkle.c common/entry.c common/checkpoint.c
 WORKER_SRC = $(wildcard worker/*.c)
 CTL_SRC    = tools/auditqctl.c $(sort $(wildcard tools/ctl_*.c)) $(BUILD)/gen/migrations.c
-BENCH_SRC  = tools/auditq-bench.c $(sort $(wildcard tools/bench_*.c)) tools/gen.c worker/pgw.c worker/pgw_encode.c \
+BENCH_SRC  = tools/auditq-bench.c $(sort $(wildcard tools/bench_*.c)) tools/gen.c worker/pgw.c worker/pgw_encode.c worker/queue.c \
              worker/pgw_fault.c worker/pgw_isolate.c $(BUILD)/gen/migrations.c
 # auditqctl's modules outside the ctl_* pattern (issue 13: SIEM formats, self-audit).
 CTL_SRC   += tools/fmt_ocsf.c tools/fmt_cef.c tools/selfaudit.c

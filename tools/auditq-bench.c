@@ -49,6 +49,7 @@ static const struct bench_cmd {
     { "enqueue", cmd_enqueue, "time auditq_send / auditq_send_async calls into Redis" },
     { "ceiling", cmd_ceiling, "raw PostgreSQL ceiling: the worker's COPY + INSERT path, 1..K connections" },
     { "e2e", cmd_e2e, "events through producer -> Redis -> worker(s) -> PostgreSQL" },
+    { "shards", cmd_shards, "Redis side over redis_shards shards: produce, then drain with the worker's scripts, no PostgreSQL" },
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 

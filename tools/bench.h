@@ -6,6 +6,7 @@
  *   bench_enqueue.c      `enqueue` and its bare-LPUSH reference
  *   bench_pg.c           `ceiling`
  *   bench_e2e.c          `e2e`
+ *   bench_shards.c       `shards`
  *   gen.c                the synthetic event generator (gen.h) */
 #ifndef AQ_BENCH_H
 #define AQ_BENCH_H
@@ -126,6 +127,7 @@ int bench_opts_parse(bench_opts *o, int argc, char **argv);
 int cmd_enqueue(const bench_opts *o);
 int cmd_ceiling(const bench_opts *o);
 int cmd_e2e(const bench_opts *o);
+int cmd_shards(const bench_opts *o);   /* bench_shards.c */
 
 /* ---- the ceiling, for e2e to measure in the same run (bench_pg.c) ---- */
 /* Connects to url as application_name=auditq-bench (pgconn_open). NULL
