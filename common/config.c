@@ -108,6 +108,12 @@ static const cf_entry cf_table[] = {
         "it decides the server and redis_url gives only credentials, database and TLS; \"\" = none"),
     STR("redis_master_name", redis_master_name, "", 0, NULL, false, false,
         "Redis Sentinel: the name the sentinels monitor the master under (needed with redis_sentinels)"),
+    STR("redis_sentinel_user", redis_sentinel_user, "", 0, NULL, false, false,
+        "Redis Sentinel: the ACL user to log in to the sentinels as (with redis_sentinel_password); "
+        "\"\" = requirepass's default user"),
+    STR("redis_sentinel_password", redis_sentinel_password, "", 0, NULL, false, true,
+        "Redis Sentinel: the password the sentinels want (sentinel.conf requirepass or the ACL user's); "
+        "\"\" = they need no login"),
     INT("redis_shards", redis_shards, "1", 1, 256, false,
         "Redis shards the namespace's queues are spread over: shard 0 uses keys {namespace}:..., "
         "shard i {namespace:i}:...; producers and workers must agree (docs/SCALING.md)"),

@@ -16,6 +16,8 @@ typedef struct aq_config {
     char redis_url[512];
     char redis_sentinels[512];   /* "host:port,...": ask these for the master; "" = redis_url's host */
     char redis_master_name[128]; /* the name the sentinels monitor it under */
+    char redis_sentinel_user[128];     /* login to the sentinels: ACL user ("" = default/none) */
+    char redis_sentinel_password[256]; /* login to the sentinels: "" = none */
     int redis_shards;            /* 1..256: shard i has hash tag {ns} (i = 0) or {ns:i} */
     char redis_shard_urls[2048]; /* "" = every shard on redis_url; else shard i on entry i mod N */
     int redis_cluster;           /* 1: a Redis Cluster (redis_url, redis_shard_urls = seed nodes) */

@@ -636,6 +636,51 @@ int redis_target_sentinels(aq_redis_target *t, const char *sentinels, const char
     return 0;
 }
 
+int redis_target_sentinel_auth(aq_redis_target *t, const char *user, const char *password, char *err,
+                               size_t errlen)
+{
+    user = user ? user : "";
+    password = password ? password : "";
+    if (strlen(user) >= sizeof t->sentinel_user || strlen(password) >= sizeof t->sentinel_password) {
+        snprintf(err, errlen, "redis_sentinel_user / redis_sentinel_password: at most %zu / %zu bytes",
+                 sizeof t->sentinel_user - 1, sizeof t->sentinel_password - 1);
+        return -1;
+    }
+    if (user[0] && !password[0]) {
+        snprintf(err, errlen, "redis_sentinel_user is set but redis_sentinel_password is empty: a sentinel "
+                 "login needs the password (sentinel.conf 'requirepass', or the ACL user's)");
+        return -1;
+    }
+    memcpy(t->sentinel_user, user, strlen(user) + 1);
+    memcpy(t->sentinel_password, password, strlen(password) + 1);
+    return 0;
+}
+
+/* Logs in to a sentinel when a password is set. 0 = ok (or no login);
+ * -1 = refused or failed, with the cause and the fix in why. */
+static int sentinel_login(redisContext *s, const aq_redis_target *t, const char *host, int port, char *why,
+                          size_t whylen)
+{
+    redisReply *r;
+    if (!t->sentinel_password[0])
+        return 0;
+    if (t->sentinel_user[0])
+        r = redisCommand(s, "AUTH %s %s", t->sentinel_user, t->sentinel_password);
+    else
+        r = redisCommand(s, "AUTH %s", t->sentinel_password);
+    if (!r) {
+        snprintf(why, whylen, "sentinel %.200s:%d: AUTH: %.200s", host, port, s->errstr);
+        return -1;
+    }
+    int rc = r->type == REDIS_REPLY_ERROR ? -1 : 0;
+    if (rc)
+        snprintf(why, whylen, "sentinel %.200s:%d refused the login (%.*s): check redis_sentinel_user and "
+                 "redis_sentinel_password against the sentinels' requirepass or ACL", host, port,
+                 (int)(r->len > 120 ? 120 : r->len), r->str);
+    freeReplyObject(r);
+    return rc;
+}
+
 int redis_reply_wants_reconnect(const char *reply)
 {
     if (!reply)
@@ -731,8 +776,9 @@ static int role_is_master(redisContext *c, char *role, size_t rolelen)
  * the next sentinel is asked. No address is cached: a reconnect after a
  * fail-over, a READONLY, a LOADING or a refused write asks again, which
  * is how producers and workers follow a promotion. Sentinels are spoken
- * to in plain TCP without a login (sentinel.conf has its own requirepass:
- * not supported yet). */
+ * to in plain TCP; with redis_sentinel_password set each is logged in to
+ * first (AUTH [user] password: sentinel.conf's requirepass or an ACL
+ * user). TLS to the sentinels needs hiredis_ssl, like rediss://. */
 static redisContext *connect_sentinel(const aq_redis_target *t, int connect_timeout_ms, int timeout_ms,
                                       char *err, size_t errlen, int *auth_failed)
 {
@@ -748,14 +794,33 @@ static redisContext *connect_sentinel(const aq_redis_target *t, int connect_time
     for (int i = 0; i < n; i++) {
         redisContext *s = redisConnectWithTimeout(a[i].host, a[i].port, tv);
         redisReply *r = NULL;
-        if (!s || s->err || redisSetTimeout(s, tv) != REDIS_OK ||
-            !(r = redisCommand(s, "SENTINEL get-master-addr-by-name %s", t->master_name))) {
+        char why[400];
+        if (s && !s->err && redisSetTimeout(s, tv) == REDIS_OK &&
+            sentinel_login(s, t, a[i].host, a[i].port, why, sizeof why) != 0 && !s->err) {
+            /* Every sentinel shares the setting: a refused login is configuration. */
+            snprintf(err, errlen, "%s", why);
+            if (auth_failed)
+                *auth_failed = 1;
+            redisFree(s);
+            return NULL;
+        }
+        if (!s || s->err || !(r = redisCommand(s, "SENTINEL get-master-addr-by-name %s", t->master_name))) {
             note_add(down, sizeof down, "%s:%d: %s", a[i].host, a[i].port, s ? s->errstr : "out of memory");
             if (s)
                 redisFree(s);
             continue;
         }
         reached++;
+        if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOAUTH", 6) == 0) {
+            snprintf(err, errlen, "sentinel %s:%d wants a login (%.*s): set redis_sentinel_password (and "
+                     "redis_sentinel_user for an ACL user) to the sentinels' requirepass", a[i].host, a[i].port,
+                     (int)(r->len > 80 ? 80 : r->len), r->str);
+            if (auth_failed)
+                *auth_failed = 1;
+            freeReplyObject(r);
+            redisFree(s);
+            return NULL;
+        }
         if (r->type == REDIS_REPLY_NIL) {
             unknown++;
         } else if (r->type == REDIS_REPLY_ERROR) {

@@ -27,6 +27,8 @@ typedef struct aq_redis_target {
      * for the master; the URL gives only credentials, database and TLS. */
     char sentinels[512];   /* "host:port,host:port" (spaces allowed); "" = none */
     char master_name[128];
+    char sentinel_user[128];     /* AUTH to the sentinels (sentinel.conf requirepass or ACL); "" = none */
+    char sentinel_password[256]; /* "" = the sentinels need no login */
 } aq_redis_target;
 
 /* Checks a redis_sentinels list ("host:port, host:port", [ipv6]:port
@@ -34,6 +36,12 @@ typedef struct aq_redis_target {
  * Sentinel mode). Returns 0, or -1 with the reason and the fix in err. */
 int redis_target_sentinels(aq_redis_target *t, const char *sentinels, const char *master_name,
                            char *err, size_t errlen);
+
+/* Sets the login for the sentinels (redis_sentinel_user,
+ * redis_sentinel_password: "" = none; a user needs a password). Returns 0,
+ * or -1 with the reason in err. */
+int redis_target_sentinel_auth(aq_redis_target *t, const char *user, const char *password, char *err,
+                               size_t errlen);
 
 /* 1 when an error reply means this connection no longer reaches a
  * writable master, so the caller must drop it and connect again (which

@@ -180,8 +180,8 @@ fail:
 }
 
 int shards_from_settings(aq_shards *s, const char *ns, int n, const char *redis_url, const char *sentinels,
-                         const char *master_name, const char *shard_urls, int cluster, char *err,
-                         size_t errlen)
+                         const char *master_name, const char *sentinel_user, const char *sentinel_password,
+                         const char *shard_urls, int cluster, char *err, size_t errlen)
 {
     aq_redis_target base;
     char why[512];
@@ -191,7 +191,8 @@ int shards_from_settings(aq_shards *s, const char *ns, int n, const char *redis_
         snprintf(err, errlen, "redis_url: %s", why);
         return -1;
     }
-    if (redis_target_sentinels(&base, sentinels, master_name, err, errlen) != 0)
+    if (redis_target_sentinels(&base, sentinels, master_name, err, errlen) != 0 ||
+        redis_target_sentinel_auth(&base, sentinel_user, sentinel_password, err, errlen) != 0)
         return -1;
     return shards_init(s, ns, n, &base, shard_urls, cluster, err, errlen);
 }

@@ -78,11 +78,11 @@ int shards_init(aq_shards *s, const char *ns, int n, const aq_redis_target *base
                 int cluster, char *err, size_t errlen);
 
 /* From an aq_config-like set of settings in one call: parses redis_url,
- * applies redis_sentinels/redis_master_name, then shards_init. err names
- * the setting to fix. */
+ * applies redis_sentinels/redis_master_name and the sentinels' login, then
+ * shards_init. err names the setting to fix. */
 int shards_from_settings(aq_shards *s, const char *ns, int n, const char *redis_url, const char *sentinels,
-                         const char *master_name, const char *shard_urls, int cluster, char *err,
-                         size_t errlen);
+                         const char *master_name, const char *sentinel_user, const char *sentinel_password,
+                         const char *shard_urls, int cluster, char *err, size_t errlen);
 
 void shards_free(aq_shards *s);
 

@@ -157,6 +157,8 @@ AUDITQ_API auditq_config *auditq_config_new(void);
  *                      database and TLS (default "": redis_url's server)
  *   redis_master_name  the name the sentinels monitor the master under
  *                      (needed with redis_sentinels)
+ *   redis_sentinel_user, redis_sentinel_password  the login the sentinels
+ *                      want (requirepass or an ACL user; default "": none)
  *   redis_min_replicas 0..16  an acknowledged send is on the master and on
  *                      this many replicas: WAIT (timeout_ms / 2) after each
  *                      auditq_send and each async batch; fewer is an

@@ -121,7 +121,7 @@ static const struct int_setting {
 /* Every key auditq_config_set takes, for the "did you mean" of an unknown
  * one (the same edit distance as the worker's config table). */
 static const char *const config_keys[] = {
-    "redis_url", "redis_sentinels", "redis_master_name", "redis_min_replicas", "redis_shards", "redis_shard_urls", "redis_cluster", "redis_shard_by", "namespace", "connect_timeout_ms", "timeout_ms", "sync_connections",
+    "redis_url", "redis_sentinels", "redis_master_name", "redis_min_replicas", "redis_sentinel_user", "redis_sentinel_password", "redis_shards", "redis_shard_urls", "redis_cluster", "redis_shard_by", "namespace", "connect_timeout_ms", "timeout_ms", "sync_connections",
     "buffer_events", "batch_size", "flush_interval_ms", "full_policy", "enqueue_timeout_ms",
     "close_timeout_ms", "max_job_bytes", "spool_path", "spool_fsync", "spool_fsync_interval_ms",
     "spool_max_bytes", "spool_full_policy", "protect_fields", "protect_key_file",
@@ -186,6 +186,17 @@ auditq_rc auditq_config_set(auditq_config *cfg, const char *key, const char *val
             return AUDITQ_ERR_CONFIG;
         }
         memcpy(cfg->redis_master_name, value, strlen(value) + 1);
+        return AUDITQ_OK;
+    }
+    if (strcmp(key, "redis_sentinel_user") == 0 || strcmp(key, "redis_sentinel_password") == 0) {
+        int user = strcmp(key, "redis_sentinel_user") == 0;
+        char *dst = user ? cfg->sentinel_user : cfg->sentinel_password;
+        size_t cap = user ? sizeof cfg->sentinel_user : sizeof cfg->sentinel_password;
+        if (strlen(value) >= cap) {
+            producer_set_error("%s: longer than %zu bytes", key, cap - 1);
+            return AUDITQ_ERR_CONFIG;
+        }
+        memcpy(dst, value, strlen(value) + 1);
         return AUDITQ_OK;
     }
     if (strcmp(key, "redis_shard_urls") == 0) {

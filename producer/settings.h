@@ -23,6 +23,8 @@ struct auditq_config {
     char redis_url[512];
     char redis_sentinels[512]; /* "" = redis_url's host */
     char redis_master_name[128];
+    char sentinel_user[128];   /* redis_sentinel_user */
+    char sentinel_password[256]; /* redis_sentinel_password */
     char ns[AQ_NS_MAX + 1];
     int shards;                /* redis_shards */
     char shard_urls[2048];     /* redis_shard_urls: "" = every shard on redis_url */

@@ -47,7 +47,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
             flag=""
             [[ $mode == async ]] && flag=--async
             out=$("$BIN/auditq-bench" shards --events "$EVENTS" --threads "$THREADS" $flag --json \
-                --set "redis_shards=$n" --set "redis_shard_urls=$(urls "$n")" --set sync_connections=8)
+                --buffer-events "$EVENTS" --set "redis_shards=$n" --set "redis_shard_urls=$(urls "$n")" \
+                --set sync_connections=8)
             pr=$(python3 -c 'import json,sys; print(round(json.loads(sys.argv[1])["produce_events_per_s"]))' "$out")
             dr=$(python3 -c 'import json,sys; print(round(json.loads(sys.argv[1])["drain_events_per_s"]))' "$out")
             echo "round=$r mode=$mode shards=$n produce_per_s=$pr drain_per_s=$dr load=$(cut -d' ' -f1 /proc/loadavg)"

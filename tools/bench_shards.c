@@ -113,7 +113,7 @@ int cmd_shards(const bench_opts *o)
         return rc;
 
     int n = atoi(lib_set(o, "redis_shards", "1"));
-    if (shards_from_settings(&sh, o->ns, n, o->redis_url, "", "", lib_set(o, "redis_shard_urls", ""),
+    if (shards_from_settings(&sh, o->ns, n, o->redis_url, "", "", "", "", lib_set(o, "redis_shard_urls", ""),
                              strcmp(lib_set(o, "redis_cluster", "off"), "on") == 0, err, sizeof err) != 0) {
         fprintf(stderr, "auditq-bench shards: %s\n", err);
         auditq_close(q);

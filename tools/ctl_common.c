@@ -26,7 +26,8 @@ static int ctl_shards_init(const aq_config *cfg, char *err, size_t errlen)
     if (ctl_sh_ready)
         return 0;
     if (shards_from_settings(&ctl_sh, cfg->namespace_, cfg->redis_shards, cfg->redis_url, cfg->redis_sentinels,
-                             cfg->redis_master_name, cfg->redis_shard_urls, cfg->redis_cluster, err, errlen) != 0)
+                             cfg->redis_master_name, cfg->redis_sentinel_user, cfg->redis_sentinel_password,
+                             cfg->redis_shard_urls, cfg->redis_cluster, err, errlen) != 0)
         return -1;
     ctl_sh_ready = 1;
     return 0;

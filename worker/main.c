@@ -386,6 +386,8 @@ static int load_config(launcher *l, int argc, char **argv, int *check, int *prin
     if (redis_url_parse(w->cfg.redis_url, &w->rt, err, sizeof err) != 0 ||
         redis_target_sentinels(&w->rt, w->cfg.redis_sentinels, w->cfg.redis_master_name, err,
                                sizeof err) != 0 ||
+        redis_target_sentinel_auth(&w->rt, w->cfg.redis_sentinel_user, w->cfg.redis_sentinel_password, err,
+                                   sizeof err) != 0 ||
         keys_init(&w->keys, w->cfg.namespace_) != 0 ||
         shards_init(&w->shards, w->cfg.namespace_, w->cfg.redis_shards, &w->rt, w->cfg.redis_shard_urls,
                     w->cfg.redis_cluster, err, sizeof err) != 0)

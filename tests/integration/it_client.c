@@ -44,7 +44,7 @@
  *       "stream: mode=M sent=N acked=A failed=F".
  *
  * Environment: AUDITQ_REDIS_URL, AUDITQ_DATABASE_URL; AUDITQ_REDIS_SENTINELS,
- * _MASTER_NAME, _MIN_REPLICAS, _SHARDS, _SHARD_URLS, _CLUSTER, _SHARD_BY.
+ * _MASTER_NAME, _SENTINEL_USER, _SENTINEL_PASSWORD, _MIN_REPLICAS, _SHARDS, _SHARD_URLS, _CLUSTER, _SHARD_BY.
  */
 #include <hiredis.h>
 #include <libpq-fe.h>
@@ -134,6 +134,8 @@ static void env_settings(auditq_config *cfg)
         {"redis_url", "AUDITQ_REDIS_URL", "redis://127.0.0.1:6379"},
         {"redis_sentinels", "AUDITQ_REDIS_SENTINELS", ""},
         {"redis_master_name", "AUDITQ_REDIS_MASTER_NAME", ""},
+        {"redis_sentinel_user", "AUDITQ_REDIS_SENTINEL_USER", ""},
+        {"redis_sentinel_password", "AUDITQ_REDIS_SENTINEL_PASSWORD", ""},
         {"redis_min_replicas", "AUDITQ_REDIS_MIN_REPLICAS", "0"},
         {"redis_shards", "AUDITQ_REDIS_SHARDS", "1"},
         {"redis_shard_urls", "AUDITQ_REDIS_SHARD_URLS", ""},

@@ -155,9 +155,9 @@ static void test_init_refusals(void **state)
     assert_int_equal(shards_init(&s, "auditq", 2, &b, "unix:///tmp/r.sock", 1, err, sizeof err), -1);
     assert_non_null(strstr(err, "needs host:port nodes"));
     /* a shard count the same for everyone, even when all on one server */
-    assert_int_equal(shards_from_settings(&s, "auditq", 2, "redis://h:1", "", "", "", 0, err, sizeof err), 0);
+    assert_int_equal(shards_from_settings(&s, "auditq", 2, "redis://h:1", "", "", "", "", "", 0, err, sizeof err), 0);
     shards_free(&s);
-    assert_int_equal(shards_from_settings(&s, "auditq", 2, "nope://h", "", "", "", 0, err, sizeof err), -1);
+    assert_int_equal(shards_from_settings(&s, "auditq", 2, "nope://h", "", "", "", "", "", 0, err, sizeof err), -1);
     assert_non_null(strstr(err, "redis_url:"));
 }
 
