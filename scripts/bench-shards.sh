@@ -18,6 +18,10 @@
 # and its ratio to the 1-shard median of the same run (the reference).
 # Also prints the machine's cores and load, which bound what more servers
 # can give: on 2 cores four redis-servers and the client share 2 CPUs.
+# So it also reads each redis-server's CPU time (INFO cpu) around each
+# phase: events divided by the busiest server's CPU seconds is the
+# Redis-side ceiling with one core per server, the figure that scales with
+# the shards whatever the test machine's core count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tests/lib/harness.sh
@@ -49,20 +53,28 @@ for ((r = 1; r <= ROUNDS; r++)); do
             out=$("$BIN/auditq-bench" shards --events "$EVENTS" --threads "$THREADS" $flag --json \
                 --buffer-events "$EVENTS" --set "redis_shards=$n" --set "redis_shard_urls=$(urls "$n")" \
                 --set sync_connections=8)
-            pr=$(python3 -c 'import json,sys; print(round(json.loads(sys.argv[1])["produce_events_per_s"]))' "$out")
-            dr=$(python3 -c 'import json,sys; print(round(json.loads(sys.argv[1])["drain_events_per_s"]))' "$out")
-            echo "round=$r mode=$mode shards=$n produce_per_s=$pr drain_per_s=$dr load=$(cut -d' ' -f1 /proc/loadavg)"
+            read -r pr dr pc dc < <(python3 -c '
+import json, sys
+j = json.loads(sys.argv[1])
+e = j["events"]
+# the Redis-side ceiling: events per busiest-server CPU second
+print(round(j["produce_events_per_s"]), round(j["drain_events_per_s"]),
+      round(e / max(j["produce_redis_cpu_s"]["busiest"], 1e-9)), round(e / max(j["drain_redis_cpu_s"]["busiest"], 1e-9)))' "$out")
+            echo "round=$r mode=$mode shards=$n produce_per_s=$pr drain_per_s=$dr produce_ceiling=$pc drain_ceiling=$dc load=$(cut -d' ' -f1 /proc/loadavg)"
             RES[$mode,$n,p]+="$pr "
             RES[$mode,$n,d]+="$dr "
+            RES[$mode,$n,pc]+="$pc "
+            RES[$mode,$n,dc]+="$dc "
         done
     done
 done
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo
+declare -A LABEL=([p]="produce events/s" [d]="drain events/s" [pc]="produce ceiling (events per busiest-Redis CPU s)" [dc]="drain ceiling (events per busiest-Redis CPU s)")
 for mode in $MODES; do
-    for what in p d; do
+    for what in p d pc dc; do
         ref=$(echo "${RES[$mode,1,$what]}" | median)
-        line="$mode $([[ $what == p ]] && echo produce || echo drain):"
+        line="$mode ${LABEL[$what]}:"
         for n in $SHARDS; do
             m=$(echo "${RES[$mode,$n,$what]}" | median)
             line+=" ${n}sh=$m ($(awk -v a="$m" -v b="$ref" 'BEGIN { printf "%.2fx", a / b }'))"

@@ -12,6 +12,9 @@
  * turn, exactly as a writer thread does, but settle at once instead of
  * writing to PostgreSQL, until every shard is empty. Events/s = events /
  * wall time. The worker registration each thread leaves is removed.
+ * Around each phase the CPU time of every shard's redis-server (INFO cpu)
+ * is read: the busiest server's seconds per event bound what one Redis
+ * core can take, whatever the client machine does.
  * The caller (scripts/bench-shards.sh) runs it for 1, 2 and 4 shards on
  * as many redis-server processes and divides by the 1-shard figure of the
  * same run. */
@@ -91,6 +94,50 @@ static void *drain_main(void *arg)
     return NULL;
 }
 
+/* Redis CPU seconds (INFO cpu: used_cpu_user + used_cpu_sys) of each
+ * distinct server the shards live on (shard i's server is cpu[i]; shards
+ * sharing a server read it once, the others get -1). 0 or -1. */
+static int servers_cpu(aq_shards *sh, double *cpu)
+{
+    for (int i = 0; i < sh->n; i++) {
+        char err[600];
+        cpu[i] = -1;
+        int dup = 0;
+        for (int j = 0; j < i && !dup; j++)
+            dup = !sh->cl && sh->target[j].port == sh->target[i].port &&
+                  strcmp(sh->target[j].host, sh->target[i].host) == 0;
+        if (dup)
+            continue;
+        redisContext *c = shard_connect(sh, i, 2000, 10000, err, sizeof err, NULL);
+        if (!c)
+            return -1;
+        redisReply *r = redisCommand(c, "INFO cpu");
+        if (r && r->type == REDIS_REPLY_STRING) {
+            const char *u = strstr(r->str, "used_cpu_user:"), *y = strstr(r->str, "used_cpu_sys:");
+            if (u && y)
+                cpu[i] = atof(u + 14) + atof(y + 13);
+        }
+        if (r)
+            freeReplyObject(r);
+        redisFree(c);
+    }
+    return 0;
+}
+
+/* The largest and the summed CPU seconds used between two readings. */
+static void cpu_delta(const aq_shards *sh, const double *a, const double *b, double *busiest, double *sum)
+{
+    *busiest = *sum = 0;
+    for (int i = 0; i < sh->n; i++) {
+        if (a[i] < 0 || b[i] < 0)
+            continue;
+        double d = b[i] - a[i];
+        *sum += d;
+        if (d > *busiest)
+            *busiest = d;
+    }
+}
+
 /* The value of library setting key among the run's --set pairs (last
  * wins), or dflt. */
 static const char *lib_set(const bench_opts *o, const char *key, const char *dflt)
@@ -120,6 +167,13 @@ int cmd_shards(const bench_opts *o)
         return EXIT_USAGE;
     }
 
+    static double c0[AQ_SHARDS_MAX], c1[AQ_SHARDS_MAX], c2[AQ_SHARDS_MAX];
+    if (servers_cpu(&sh, c0) != 0) {
+        fprintf(stderr, "auditq-bench shards: cannot reach every shard's server to read INFO cpu\n");
+        auditq_close(q);
+        shards_free(&sh);
+        return EXIT_FAILED;
+    }
     /* ---- produce ---- */
     int64_t p0 = now_ns();
     if (producers_run(o, q, &r) != 0) {
@@ -137,6 +191,7 @@ int cmd_shards(const bench_opts *o)
         return EXIT_FAILED;
     }
 
+    servers_cpu(&sh, c1);
     /* ---- drain ---- */
     int nt = o->threads;
     drain_thread *th = calloc((size_t)nt, sizeof *th);
@@ -166,6 +221,10 @@ int cmd_shards(const bench_opts *o)
         if (th[i].err[0])
             snprintf(err, sizeof err, "%s", th[i].err);
     free(th);
+    servers_cpu(&sh, c2);
+    double pb, ps, db, ds;
+    cpu_delta(&sh, c0, c1, &pb, &ps);
+    cpu_delta(&sh, c1, c2, &db, &ds);
     shards_free(&sh);
     if (failed) {
         fprintf(stderr, "auditq-bench shards: drain failed: %s\n", err);
@@ -180,9 +239,10 @@ int cmd_shards(const bench_opts *o)
     if (o->json) {
         printf("{\"command\":\"shards\",\"shards\":%d,\"events\":%llu,\"threads\":%d,\"mode\":\"%s\","
                "\"produce_s\":%.3f,\"produce_events_per_s\":%.0f,\"drain_s\":%.3f,\"drain_events_per_s\":%.0f,"
-               "\"drain_batches\":%llu}\n",
+               "\"drain_batches\":%llu,\"produce_redis_cpu_s\":{\"busiest\":%.3f,\"sum\":%.3f},"
+               "\"drain_redis_cpu_s\":{\"busiest\":%.3f,\"sum\":%.3f}}\n",
                n, (unsigned long long)r.ok, nt, o->async ? "async" : "sync", produce_s, prate, drain_s, drate,
-               (unsigned long long)batches);
+               (unsigned long long)batches, pb, ps, db, ds);
     } else {
         char a[32], b[32];
         printf("shards=%d events=%s threads=%d mode=%s\n", n, fmt_count(r.ok, a, sizeof a), nt,
@@ -191,6 +251,8 @@ int cmd_shards(const bench_opts *o)
                fmt_count((uint64_t)prate, a, sizeof a));
         printf("  drain    %8.3f s  %s events/s (fetch + settle scripts, %s batches, no PostgreSQL)\n", drain_s,
                fmt_count((uint64_t)drate, b, sizeof b), fmt_count(batches, a, sizeof a));
+        printf("  redis CPU produce %.3f s busiest server, %.3f s all; drain %.3f s busiest, %.3f s all\n", pb, ps,
+               db, ds);
     }
     return EXIT_OK;
 }
