@@ -46,21 +46,8 @@ AQ_PG_FAST=${AQ_PG_FAST:-1} pg_start
 
 SENT_PORTS=()
 for i in 1 2 3; do
-    d=$AQ_TMP/sentinel-$i
-    mkdir -p "$d"
-    p=$(free_port)
-    SENT_PORTS+=("$p")
-    cat >"$d/sentinel.conf" <<EOF
-port $p
-bind 127.0.0.1
-dir $d
-logfile $d/sentinel.log
-sentinel monitor $NAME 127.0.0.1 $M_PORT 2
-sentinel down-after-milliseconds $NAME 1000
-sentinel failover-timeout $NAME 5000
-sentinel parallel-syncs $NAME 2
-EOF
-    harness_spawn "sentinel-$i" redis-server "$d/sentinel.conf" --sentinel
+    sentinel_start "$i" "$NAME" "$M_PORT" 2 "sentinel down-after-milliseconds $NAME 1000" \
+        "sentinel failover-timeout $NAME 5000" "sentinel parallel-syncs $NAME 2"
 done
 S() { redis-cli -p "${SENT_PORTS[0]}" "$@"; }
 # Ready when each sentinel sees both replicas and the other two sentinels

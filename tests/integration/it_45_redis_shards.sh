@@ -44,6 +44,22 @@ shard_depth() {
     echo "$n"
 }
 depths() { echo "$(shard_depth 0) $(shard_depth 1) $(shard_depth 2) $(shard_depth 3)"; }
+# The model of redis_shard_by = tenant: it_client's event i has tenant
+# PREFIX-(i % 7); prints how many of events 0..N-1 each of the 4 shards
+# gets (FNV-1a 32-bit of the tenant, mod 4).
+tenant_model() {  # PREFIX N
+    "$PY" -c '
+import sys
+def fnv(s):
+    h = 2166136261
+    for b in s.encode():
+        h = ((h ^ b) * 16777619) & 0xffffffff
+    return h
+n = [0, 0, 0, 0]
+for i in range(int(sys.argv[2])):
+    n[fnv("%s-%d" % (sys.argv[1], i % 7)) % 4] += 1
+print(" ".join(map(str, n)))' "$1" "$2"
+}
 
 # ---- a. spread -------------------------------------------------------------
 out=$("$TBIN/it_client" produce --sync 400 --async 0 --tag spr)
@@ -72,17 +88,7 @@ out=$(AUDITQ_REDIS_SHARD_BY=tenant "$TBIN/it_client" produce --sync 350 --async 
 [[ "$out" == *"ok=700 "* ]] || { echo "FAIL: tenant sends: $out"; exit 1; }
 after=($(depths))
 got="$((after[0] - before[0])) $((after[1] - before[1])) $((after[2] - before[2])) $((after[3] - before[3]))"
-# it_client: event i has tenant "tenant-ten-(i % 7)"; FNV-1a 32-bit mod 4.
-want=$("$PY" -c '
-def fnv(s):
-    h = 2166136261
-    for b in s.encode():
-        h = ((h ^ b) * 16777619) & 0xffffffff
-    return h
-n = [0, 0, 0, 0]
-for i in range(700):
-    n[fnv("tenant-ten-%d" % (i % 7)) % 4] += 1
-print(" ".join(map(str, n)))')
+want=$(tenant_model tenant-ten 700)
 assert_eq "$want" "$got" "tenant: events per shard as FNV-1a(tenant) mod 4 puts them"
 
 # ---- c. two workers drain every shard --------------------------------------
@@ -124,14 +130,8 @@ redis_stop s1
 out=$("$TBIN/it_client" produce --sync 400 --async 400 --tag dwn)
 [[ "$out" == *"ok=800 "* ]] || { echo "FAIL: spread sends with shard 1 down: $out"; exit 1; }
 err=$(AUDITQ_REDIS_SHARD_BY=tenant "$TBIN/it_client" produce --sync 70 --async 0 --tag tdw 2>&1 || true)
-# tenant-tdw-k for k in 0..6: the ones FNV puts on shard 1 cannot be sent.
-want_fail=$("$PY" -c '
-def fnv(s):
-    h = 2166136261
-    for b in s.encode():
-        h = ((h ^ b) * 16777619) & 0xffffffff
-    return h
-print(sum(1 for i in range(70) if fnv("tenant-tdw-%d" % (i % 7)) % 4 == 1))')
+# The events the model puts on shard 1 cannot be sent.
+want_fail=$(tenant_model tenant-tdw 70 | cut -d' ' -f2)
 [[ "$err" == *"ok=$((70 - want_fail)) "* ]] || { echo "FAIL: tenant sends with shard 1 down (want $((70 - want_fail)) ok): $err"; exit 1; }
 # Only shard 1 is down: the rest drains meanwhile.
 wait_for 60 bash -c "[[ \$(psql -X -A -t -q -c \"SELECT count(*) FROM audit_events WHERE request_id LIKE 'req-dwn-%' OR request_id LIKE 'req-tdw-%'\" </dev/null) -eq $((800 + 70 - want_fail)) ]]" ||

@@ -13,25 +13,9 @@ it_setup
 M_PORT=$REDIS_PORT
 NAME=aqm
 SENT_PORTS=()
-for i in 1 2; do
-    d=$AQ_TMP/sentinel-$i
-    mkdir -p "$d"
-    p=$(free_port)
-    SENT_PORTS+=("$p")
-    cat >"$d/sentinel.conf" <<EOF
-port $p
-bind 127.0.0.1
-dir $d
-logfile $d/sentinel.log
-sentinel monitor $NAME 127.0.0.1 $M_PORT 1
-requirepass s3cret-sentinel
-EOF
-    if ((i == 2)); then
-        # An ACL user as well (the default user keeps requirepass).
-        echo "user aqsent on >aq-pass ~* &* +@all" >>"$d/sentinel.conf"
-    fi
-    harness_spawn "sentinel-$i" redis-server "$d/sentinel.conf" --sentinel
-done
+sentinel_start 1 "$NAME" "$M_PORT" 1 "requirepass s3cret-sentinel"
+# An ACL user as well (the default user keeps requirepass).
+sentinel_start 2 "$NAME" "$M_PORT" 1 "requirepass s3cret-sentinel" "user aqsent on >aq-pass ~* &* +@all"
 sent_up() { [[ "$(redis-cli -p "$1" --no-auth-warning -a s3cret-sentinel SENTINEL get-master-addr-by-name "$NAME" 2>/dev/null | sed -n 2p)" == "$M_PORT" ]]; }
 for p in "${SENT_PORTS[@]}"; do wait_for 20 sent_up "$p" || { echo "FAIL: sentinel $p not ready"; exit 1; }; done
 

@@ -11,6 +11,8 @@
 #   tables_in SCHEMA    the audit_events_YYYY_MM tables in SCHEMA, one line
 #   refused SQL         the first line of the error PostgreSQL gives (fails if SQL succeeds)
 #   acked_vs_rows ACKLOG TAG  acknowledged event_ids (it_client stream) vs rows: acked= stored= duplicates= missing= unacked=
+#   sentinel_start I NAME MASTER_PORT QUORUM [LINE...]  redis-server --sentinel number I on a free port
+#                       (appended to SENT_PORTS) monitoring NAME, with extra sentinel.conf LINEs
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/harness.sh"
 
 BIN_REAL="${AQ_BIN:-$AQ_ROOT/${BUILD:-build}/bin}"   # AQ_BIN: wrapped binaries (make valgrind)
@@ -162,4 +164,19 @@ acked_vs_rows() {
             (SELECT count(*) - count(DISTINCT event_id) FROM s),
             (SELECT count(*) FROM acked a WHERE NOT EXISTS (SELECT 1 FROM s WHERE s.event_id = a.id)),
             (SELECT count(*) FROM s WHERE NOT EXISTS (SELECT 1 FROM acked a WHERE a.id = s.event_id)))" </dev/null
+}
+
+sentinel_start() {
+    local i=$1 name=$2 mport=$3 quorum=$4 d p line
+    shift 4
+    d=$AQ_TMP/sentinel-$i
+    mkdir -p "$d"
+    p=$(free_port)
+    SENT_PORTS+=("$p")
+    printf 'port %s\nbind 127.0.0.1\ndir %s\nlogfile %s/sentinel.log\nsentinel monitor %s 127.0.0.1 %s %s\n' \
+        "$p" "$d" "$d" "$name" "$mport" "$quorum" >"$d/sentinel.conf"
+    for line in "$@"; do
+        printf '%s\n' "$line" >>"$d/sentinel.conf"
+    done
+    harness_spawn "sentinel-$i" redis-server "$d/sentinel.conf" --sentinel
 }
