@@ -150,6 +150,10 @@ static const cf_entry cf_table[] = {
         "Longest sleep when every queue is empty, in milliseconds"),
     ENUM("write_method", write_method, "copy", cf_write_methods, false,
          "How batches are written: copy (COPY FROM STDIN, fastest) or insert (INSERT with array parameters)"),
+    ENUM("pg_sync_fence", pg_sync_fence, "on", cf_on_off, false,
+         "on = every batch transaction first writes a WAL record (pg_logical_emit_message), so its "
+         "commit waits for the synchronous standby even when the rows were already there: a batch "
+         "is never acknowledged by an old primary cut off from its standby; off = not"),
     INT("max_job_bytes", max_job_bytes, "65536", 1024, 16777216, false,
         "Largest encoded event accepted, in bytes; bigger jobs are dead-lettered"),
     INT("partitions_ahead", partitions_ahead, "3", 0, 120, false,

@@ -44,6 +44,7 @@ typedef struct aq_config {
     int statement_timeout_ms;
     int pg_timeout_ms;           /* client-side wait bound per PostgreSQL round trip; 0 = none */
     int write_method;            /* WRITE_COPY | WRITE_INSERT */
+    int pg_sync_fence;           /* 1: every batch transaction writes a WAL record first (worker/pgw.c Fencing) */
     int max_job_bytes;
     int partitions_ahead;        /* months created ahead by the worker */
     int log_level;

@@ -117,14 +117,25 @@ void log_emit(int level, const char *msg, const char *fmt, ...)
         va_list ap;
         size_t room = sizeof buf - len - 1;   /* keep one byte for '\n' */
 
-        /* Callers may or may not start fmt with the separating space. */
-        if (fmt[0] != ' ' && room > 1) {
-            buf[len++] = ' ';
-            room--;
+        /* Callers may or may not start fmt with the separating space, nor
+         * what it formats (a leading "%s" that is "" or " key=v"): one
+         * space is put in front unless the formatted text has it. */
+        if (room < 2) {
+            buf[len++] = '\n';
+            fwrite(buf, 1, len, stderr);
+            return;
         }
+        buf[len++] = ' ';
+        room--;
         va_start(ap, fmt);
         n = vsnprintf(buf + len, room, fmt, ap);
         va_end(ap);
+        if (n > 0 && buf[len] == ' ') {
+            size_t k = (size_t)n < room ? (size_t)n : room - 1;
+            memmove(buf + len - 1, buf + len, k + 1);
+            len--;      /* the text, its own space first, now starts here */
+            room++;
+        }
         if (n < 0) {
             buf[len] = '\0';
         } else if ((size_t)n >= room) {

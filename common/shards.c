@@ -188,8 +188,8 @@ int shards_from_settings(aq_shards *s, const char *ns, int n, const char *redis_
 
     memset(s, 0, sizeof *s);
     if (redis_url_parse(redis_url, &base, why, sizeof why) != 0) {
-        snprintf(err, errlen, "redis_url: %s", why);
-        return -1;
+        snprintf(err, errlen, "%s", why);
+        return -2;
     }
     if (redis_target_sentinels(&base, sentinels, master_name, err, errlen) != 0 ||
         redis_target_sentinel_auth(&base, sentinel_user, sentinel_password, err, errlen) != 0)

@@ -79,7 +79,9 @@ int shards_init(aq_shards *s, const char *ns, int n, const aq_redis_target *base
 
 /* From an aq_config-like set of settings in one call: parses redis_url,
  * applies redis_sentinels/redis_master_name and the sentinels' login, then
- * shards_init. err names the setting to fix. */
+ * shards_init. err names the setting to fix; -2 (not -1) when redis_url
+ * itself does not parse (err then is the parser's reason alone, for the
+ * caller to name the setting its way). */
 int shards_from_settings(aq_shards *s, const char *ns, int n, const char *redis_url, const char *sentinels,
                          const char *master_name, const char *sentinel_user, const char *sentinel_password,
                          const char *shard_urls, int cluster, char *err, size_t errlen);

@@ -77,10 +77,11 @@ auditq_rc auditq_open(const auditq_config *cfg, auditq **out)
         return AUDITQ_ERR_NOMEM;
     }
     q->cfg = *cfg;
-    if (shards_from_settings(&q->shards, cfg->ns, cfg->shards, cfg->redis_url, cfg->redis_sentinels,
-                             cfg->redis_master_name, cfg->sentinel_user, cfg->sentinel_password, cfg->shard_urls,
-                             cfg->cluster, err, sizeof err) != 0) {
-        producer_set_error("%s", err);
+    int src = shards_from_settings(&q->shards, cfg->ns, cfg->shards, cfg->redis_url, cfg->redis_sentinels,
+                                   cfg->redis_master_name, cfg->sentinel_user, cfg->sentinel_password,
+                                   cfg->shard_urls, cfg->cluster, err, sizeof err);
+    if (src != 0) {
+        producer_set_error(src == -2 ? "redis_url: %s" : "%s", err);
         free(q);
         return AUDITQ_ERR_CONFIG;
     }

@@ -25,10 +25,11 @@ static int ctl_shards_init(const aq_config *cfg, char *err, size_t errlen)
 {
     if (ctl_sh_ready)
         return 0;
-    if (shards_from_settings(&ctl_sh, cfg->namespace_, cfg->redis_shards, cfg->redis_url, cfg->redis_sentinels,
+    int rc = shards_from_settings(&ctl_sh, cfg->namespace_, cfg->redis_shards, cfg->redis_url, cfg->redis_sentinels,
                              cfg->redis_master_name, cfg->redis_sentinel_user, cfg->redis_sentinel_password,
-                             cfg->redis_shard_urls, cfg->redis_cluster, err, errlen) != 0)
-        return -1;
+                             cfg->redis_shard_urls, cfg->redis_cluster, err, errlen);
+    if (rc != 0)
+        return rc;
     ctl_sh_ready = 1;
     return 0;
 }
@@ -80,8 +81,9 @@ redisContext *ctl_shard_open(const aq_config *cfg, const char *cmd, int shard, a
         *rc = CTL_USAGE;
         return NULL;
     }
-    if (ctl_shards_init(cfg, err, sizeof err) != 0) {
-        fprintf(stderr, "auditqctl %s: %s\n", cmd, err);
+    int src = ctl_shards_init(cfg, err, sizeof err);
+    if (src != 0) {
+        fprintf(stderr, "auditqctl %s: %s%s\n", cmd, err, src == -2 ? "; fix redis_url (AUDITQ_REDIS_URL)" : "");
         *rc = CTL_USAGE;
         return NULL;
     }

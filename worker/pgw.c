@@ -75,6 +75,26 @@
  * answer the old primary never sent is retried on the new one (ON
  * CONFLICT DO NOTHING); with synchronous replication a commit the old
  * primary acknowledged is on the new one, so nothing acknowledged is lost.
+ *
+ * Fencing (pg_sync_fence, default on). An old primary that lost its
+ * synchronous standby (the standby was promoted) but is still up, or was
+ * restarted as a primary, may still take connections with
+ * target_session_attrs=read-write. A new batch's commit there waits for a
+ * standby that never comes, so it is never acknowledged. But a batch whose
+ * commit was in flight when the standby went away is committed in the old
+ * primary's WAL; once visible there (after its backend gave up waiting, or
+ * a restart), a retry finds every row present, ON CONFLICT DO NOTHING
+ * writes nothing, and a transaction that wrote nothing commits at once,
+ * without waiting for any standby: the batch would be acknowledged while
+ * its rows exist only on the old primary, and lost when it is rebuilt.
+ * So every batch transaction starts with a transactional WAL record
+ * (pg_logical_emit_message): its commit waits for the synchronous standby
+ * whatever the rows did, and a retry on a cut-off primary blocks like a
+ * new batch until the operator stops that server (or it rejoins as a
+ * standby) and the worker reaches the new primary. A commit whose wait
+ * the server canceled (its WARNING) is not counted either (pgw_notice).
+ * Without synchronous replication there is nothing to wait for: the fence
+ * costs one small WAL record per batch and changes nothing.
  */
 #include "pgw.h"
 #include "pgw_internal.h"
@@ -102,6 +122,8 @@ struct pgw {
     aq_buf buf;        /* COPY chunk / array literals; reused across batches */
     pgw_fault fault;   /* why the last connect, probe or write failed */
     char role[64];     /* the role the last connect attempt used */
+    int syncrep_canceled; /* the server warned that a commit's wait for the
+                             synchronous standby was canceled (pgw_notice) */
 };
 
 /* Whether the role may write: INSERT on audit_events (the TEMPORARY
@@ -130,6 +152,16 @@ const char pgw_setup_sql[] =
 const char pgw_begin_copy_sql[] =
     "BEGIN; COPY auditq_stage FROM STDIN";
 
+/* pg_sync_fence (DESIGN "Fencing"): a transactional WAL record at the start
+ * of every batch transaction, so that its commit waits for the synchronous
+ * standby even when every row was already there (a retry after an unknown
+ * outcome). pg_logical_emit_message is executable by PUBLIC and works at
+ * wal_level replica; logical decoding consumers see a message with prefix
+ * "auditq.fence" and no content. */
+#define PGW_FENCE_SQL "SELECT pg_logical_emit_message(true, 'auditq.fence', '')"
+static const char pgw_begin_copy_fenced_sql[] =
+    "BEGIN; " PGW_FENCE_SQL "; COPY auditq_stage FROM STDIN";
+
 #define PGW_SAVEPOINT "auditq_probe"
 const char pgw_savepoint_sql[] = "SAVEPOINT " PGW_SAVEPOINT;
 
@@ -147,17 +179,23 @@ const char pgw_insert_stage_sql[] = PGW_INSERT_STAGE_HEAD PGW_INSERT_STAGE_TAIL;
 
 #define PGW_STMT_ARRAYS "auditq_insert_arrays"
 #define PGW_NPARAMS 17
-static const char pgw_insert_arrays_sql[] =
-    "INSERT INTO audit_events (" PGW_TARGET_COLS ") "
-    "SELECT u.event_id, timestamptz 'epoch' + (u.ts / 1000000) * interval '1 second' + (u.ts % 1000000) * interval '1 microsecond', "
-    "u.priority, u.tenant_id, u.actor_id, u.actor_type, u.action, u.entity_type, "
-    "u.entity_id, u.outcome, u.source_ip, u.user_agent, u.request_id, "
-    "u.session_id, u.changes::jsonb, u.metadata::jsonb, u.clock_flag "
-    "FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], "
-    "$6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], "
-    "$12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[]) "
-    "AS u(event_id, ts, priority, " PGW_TEXT_COLS ", changes, metadata, clock_flag) "
-    "ON CONFLICT DO NOTHING";
+/* The INSERT method's one statement; fenced (pg_sync_fence): joined with a
+ * one-row materialized CTE that writes the fence record first. */
+#define PGW_ARRAYS_FENCE "WITH auditq_fence AS MATERIALIZED (" PGW_FENCE_SQL " AS lsn) "
+#define PGW_ARRAYS_FROM_FENCE "auditq_fence, "
+#define PGW_INSERT_ARRAYS(fence, from_fence) \
+    fence "INSERT INTO audit_events (" PGW_TARGET_COLS ") " \
+    "SELECT u.event_id, timestamptz 'epoch' + (u.ts / 1000000) * interval '1 second' + (u.ts % 1000000) * interval '1 microsecond', " \
+    "u.priority, u.tenant_id, u.actor_id, u.actor_type, u.action, u.entity_type, " \
+    "u.entity_id, u.outcome, u.source_ip, u.user_agent, u.request_id, " \
+    "u.session_id, u.changes::jsonb, u.metadata::jsonb, u.clock_flag " \
+    "FROM " from_fence "unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], " \
+    "$6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], " \
+    "$12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[]) " \
+    "AS u(event_id, ts, priority, " PGW_TEXT_COLS ", changes, metadata, clock_flag) " \
+    "ON CONFLICT DO NOTHING"
+static const char pgw_insert_arrays_sql[] = PGW_INSERT_ARRAYS("", "");
+static const char pgw_insert_arrays_fenced_sql[] = PGW_INSERT_ARRAYS(PGW_ARRAYS_FENCE, PGW_ARRAYS_FROM_FENCE);
 
 /* ---- connection ---------------------------------------------------------- */
 
@@ -274,13 +312,17 @@ static int check_writable(pgw *w, const char *what, char *err, size_t errlen)
 }
 
 /* libpq's default notice processor prints to stderr, which would put raw
- * lines among the worker's logfmt output. The only notices our statements
+ * lines among the worker's logfmt output. The notices our statements
  * raise are informational ("relation auditq_stage already exists,
- * skipping"), so they are dropped. */
+ * skipping") and dropped, but one: the WARNING that a commit's wait for
+ * the synchronous standby was canceled (pg_cancel_backend, or a server
+ * shutting down). The commit then stands on this server only, and the
+ * batch must not count as written (DESIGN "Fencing"). */
 static void pgw_notice(void *arg, const char *message)
 {
-    (void)arg;
-    (void)message;
+    pgw *w = arg;
+    if (w && message && strstr(message, "wait for synchronous replication"))
+        w->syncrep_canceled = 1;
 }
 
 int pgw_connect(pgw *w, char *err, size_t errlen)
@@ -340,7 +382,7 @@ int pgw_connect(pgw *w, char *err, size_t errlen)
     /* Messages of later errors as before (the SQLSTATE is read from the
      * result's fields there). */
     PQsetErrorVerbosity(w->conn, PQERRORS_DEFAULT);
-    PQsetNoticeProcessor(w->conn, pgw_notice, NULL);
+    PQsetNoticeProcessor(w->conn, pgw_notice, w);
     if (pgconn_io_init(&w->io, w->conn, w->cfg->pg_timeout_ms) != 0) {
         conn_error(w->conn, "connect: non-blocking mode", err, errlen);
         goto out;
@@ -352,7 +394,8 @@ int pgw_connect(pgw *w, char *err, size_t errlen)
     if (exec_ok_f(&w->io, setup, "connect setup", err, errlen, &w->fault) < 0 ||
         exec_ok_f(&w->io, pgw_setup_sql, "create auditq_stage", err, errlen, &w->fault) < 0 ||
         prepare_ok(&w->io, PGW_STMT_STAGE, pgw_insert_stage_sql, err, errlen, &w->fault) < 0 ||
-        prepare_ok(&w->io, PGW_STMT_ARRAYS, pgw_insert_arrays_sql, err, errlen, &w->fault) < 0 ||
+        prepare_ok(&w->io, PGW_STMT_ARRAYS, w->cfg->pg_sync_fence ? pgw_insert_arrays_fenced_sql : pgw_insert_arrays_sql,
+                   err, errlen, &w->fault) < 0 ||
         check_writable(w, "connect check", err, errlen) < 0)
         goto out;
     w->fault = PGW_FAULT_NONE;
@@ -565,7 +608,7 @@ static long long txn_copy(pgw *w, const aq_job *jobs, size_t lo, size_t hi,
     int copy_ok = 1;
 
     st->round_trips++;
-    r = pgconn_io_exec(io, pgw_begin_copy_sql, 0, NULL);
+    r = pgconn_io_exec(io, w->cfg->pg_sync_fence ? pgw_begin_copy_fenced_sql : pgw_begin_copy_sql, 0, NULL);
 
     if (PQresultStatus(r) != PGRES_COPY_IN) {
         step_error_take(e, r, io);
@@ -786,6 +829,7 @@ static int write_try(void *arg, size_t lo, size_t hi, char sqlstate[6],
         if (pgw_connect(w, c->err, c->errlen) < 0)
             return -1;
     }
+    w->syncrep_canceled = 0;
     if (PQtransactionStatus(w->conn) != PQTRANS_IDLE &&
         (c->st->round_trips++,
          exec_ok_f(&w->io, "ROLLBACK", "rollback", c->err, c->errlen, &w->fault) < 0)) {
@@ -800,6 +844,19 @@ static int write_try(void *arg, size_t lo, size_t hi, char sqlstate[6],
         inserted = txn_copy(w, c->jobs, lo, hi, c->res, c->st, &e);
     }
 
+    if (inserted >= 0 && w->syncrep_canceled) {
+        /* Committed here, not confirmed by the synchronous standby: this
+         * server may be an old primary cut off from it. Not written: the
+         * connection is dropped and the batch retried (fenced, so the
+         * retry waits for a standby too). */
+        w->syncrep_canceled = 0;
+        w->fault = PGW_FAULT_SERVER;
+        snprintf(c->err, c->errlen, "PostgreSQL canceled the commit's wait for the synchronous standby: the "
+                 "batch is committed on this server only (an old primary cut off from its standby?); not "
+                 "counted as written, retried");
+        pgw_disconnect(w);
+        return -1;
+    }
     if (inserted >= 0) {
         size_t good = hi - lo;
         for (size_t i = lo; i < hi; i++)

@@ -97,10 +97,10 @@ static redisContext *main_redis(upkeep *u, int sh)
     if (!u->rc[sh]) {
         u->rc_retry_us[sh] = now + (int64_t)MAIN_REDIS_RETRY_MS * 1000;
         if (!u->rc_down_logged[sh])
-            log_warn("redis unavailable (main)", " shard=%d error=%s", sh, log_q(q, sizeof q, err));
+            log_warn("redis unavailable (main)", "%s error=%s", SHARD_KV(w, sh), log_q(q, sizeof q, err));
         u->rc_down_logged[sh] = 1;
     } else if (u->rc_down_logged[sh]) {
-        log_info("redis connection restored (main)", " shard=%d", sh);
+        log_info("redis connection restored (main)", "%s", SHARD_KV(w, sh));
         u->rc_down_logged[sh] = 0;
     }
     return u->rc[sh];
@@ -121,7 +121,7 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *tm, int revents)
             continue;
         if (queue_heartbeat(c, &w->shards.keys[sh], w->id, w->host, w->pid, w->nthreads, w->started_ms,
                             tot.processed, tot.inflight, err, sizeof err) != 0)
-            log_warn("heartbeat failed", " shard=%d error=%s", sh,
+            log_warn("heartbeat failed", "%s error=%s", SHARD_KV(w, sh),
                      log_q(q, sizeof q, worker_redis_why(w, "the heartbeat script", err, why, sizeof why)));
     }
 }
@@ -138,11 +138,11 @@ int upkeep_register(upkeep *u)
                                   sizeof err, &auth_failed);
         if (!u->rc[sh]) {
             if (auth_failed) {
-                log_error("cannot start: Redis refused the worker's login", " shard=%d error=%s", sh,
+                log_error("cannot start: Redis refused the worker's login", "%s error=%s", SHARD_KV(w, sh),
                           log_q(q, sizeof q, err));
                 return -1;
             }
-            log_warn("redis unavailable (main)", " shard=%d error=%s", sh, log_q(q, sizeof q, err));
+            log_warn("redis unavailable (main)", "%s error=%s", SHARD_KV(w, sh), log_q(q, sizeof q, err));
             u->rc_down_logged[sh] = 1;
             u->rc_retry_us[sh] = clock_mono_us() + (int64_t)MAIN_REDIS_RETRY_MS * 1000;
             continue;
@@ -151,13 +151,13 @@ int upkeep_register(upkeep *u)
                             0, 0, err, sizeof err) != 0) {
             if (redis_explain_refusal(&w->rt, "worker", "the heartbeat script", NULL, err, why, sizeof why) !=
                 REDIS_REFUSED_NONE) {
-                log_error("cannot start: Redis refused the worker", " shard=%d error=%s", sh,
+                log_error("cannot start: Redis refused the worker", "%s error=%s", SHARD_KV(w, sh),
                           log_q(q, sizeof q, why));
                 redisFree(u->rc[sh]);
                 u->rc[sh] = NULL;
                 return -1;
             }
-            log_warn("heartbeat failed", " shard=%d error=%s", sh, log_q(q, sizeof q, err));
+            log_warn("heartbeat failed", "%s error=%s", SHARD_KV(w, sh), log_q(q, sizeof q, err));
         }
     }
     return 0;
@@ -197,12 +197,12 @@ static void on_recover(struct ev_loop *loop, ev_timer *tm, int revents)
         recover_dead_ctx dc = { w, &seb };
         if (queue_recover(c, &w->shards.keys[sh], &w->cfg, NULL, &workers, &jobs, &dead, recover_dead, &dc, err,
                           sizeof err) != 0) {
-            log_warn("recovery check failed", " shard=%d error=%s", sh,
+            log_warn("recovery check failed", "%s error=%s", SHARD_KV(w, sh),
                      log_q(q, sizeof q, worker_redis_why(w, "the recover script", err, why, sizeof why)));
         } else if (workers > 0) {
             u->recovered += (uint64_t)(jobs > 0 ? jobs : 0);
-            log_warn("recovered in-flight jobs of dead workers", " shard=%d workers=%lld jobs=%lld dead_lettered=%lld",
-                     sh, workers, jobs, dead);
+            log_warn("recovered in-flight jobs of dead workers", "%s workers=%lld jobs=%lld dead_lettered=%lld",
+                     SHARD_KV(w, sh), workers, jobs, dead);
         }
         /* The script recorded the dead letters: their events are final. */
         selfevents_commit(w->se, &seb, SELFEVENTS_SETTLED);
@@ -224,14 +224,14 @@ static void on_promote(struct ev_loop *loop, ev_timer *tm, int revents)
             continue;
         do {
             if (queue_promote(c, &w->shards.keys[sh], &moved, err, sizeof err) != 0) {
-                log_warn("retry promotion failed", " shard=%d error=%s", sh,
+                log_warn("retry promotion failed", "%s error=%s", SHARD_KV(w, sh),
                          log_q(q, sizeof q, worker_redis_why(w, "the promote script", err, why, sizeof why)));
                 break;
             }
             total += moved;
         } while (moved == 1000);
         if (total > 0)
-            log_debug("retries due, back in their queues", " shard=%d jobs=%lld", sh, total);
+            log_debug("retries due, back in their queues", "%s jobs=%lld", SHARD_KV(w, sh), total);
     }
 }
 
@@ -256,7 +256,7 @@ static void on_sample(struct ev_loop *loop, ev_timer *tm, int revents)
                           sizeof u->sample_err) != 0) {
             char q[600], why[300];
             if (u->sample_ok)
-                log_warn("reading queue numbers from redis failed", " shard=%d error=%s", sh,
+                log_warn("reading queue numbers from redis failed", "%s error=%s", SHARD_KV(w, sh),
                          log_q(q, sizeof q, worker_redis_why(w, "the queue sample", u->sample_err, why, sizeof why)));
             u->sample_ok = 0;
             return;
@@ -342,16 +342,16 @@ static void finish_in_redis(upkeep *u, int abandoned)
              * heartbeat_timeout_ms. A stuck thread's late settle is fenced. */
             if (queue_recover(c, &w->shards.keys[sh], &w->cfg, w->id, &nw, &nj, &nd, NULL, NULL, err,
                               sizeof err) == 0)
-                log_warn("released unfinished batches back to their queues", " shard=%d jobs=%lld", sh, nj);
+                log_warn("released unfinished batches back to their queues", "%s jobs=%lld", SHARD_KV(w, sh), nj);
             else
                 log_warn("could not release unfinished batches; peers recover them after heartbeat_timeout_ms",
-                         " shard=%d error=%s", sh, log_q(q, sizeof q, err));
+                         "%s error=%s", SHARD_KV(w, sh), log_q(q, sizeof q, err));
         } else if (c) {
             if (queue_deregister(c, &w->shards.keys[sh], w->id, err, sizeof err) != 0)
-                log_warn("could not deregister", " shard=%d error=%s", sh, log_q(q, sizeof q, err));
+                log_warn("could not deregister", "%s error=%s", SHARD_KV(w, sh), log_q(q, sizeof q, err));
         } else {
             log_warn("redis unreachable at exit; in-flight jobs (if any) are recovered by peers after "
-                     "heartbeat_timeout_ms", " shard=%d", sh);
+                     "heartbeat_timeout_ms", "%s", SHARD_KV(w, sh));
         }
     }
 }

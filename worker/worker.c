@@ -43,3 +43,11 @@ const char *worker_redis_why(const worker *w, const char *what, const char *err,
 {
     return redis_explain_refusal(&w->rt, "worker", what, NULL, err, buf, n) != REDIS_REFUSED_NONE ? buf : err;
 }
+
+const char *worker_shard_kv(const worker *w, int sh, char *buf, size_t n)
+{
+    if (w->shards.n <= 1)
+        return "";
+    snprintf(buf, n, " shard=%d", sh);
+    return buf;
+}

@@ -68,6 +68,12 @@ typedef struct worker {
                                           call only selfevents_commit on it */
 } worker;
 
+/* " shard=N" for a log line about shard sh, or "" when there is one shard
+ * (the lines of an unsharded worker stay as they were). SHARD_KV gives
+ * it a buffer that lives for the statement. */
+const char *worker_shard_kv(const worker *w, int sh, char *buf, size_t n);
+#define SHARD_KV(w, sh) worker_shard_kv((w), (sh), (char[24]){0}, 24)
+
 /* Milliseconds left until the shutdown deadline (negative once past). */
 int64_t worker_deadline_left_ms(worker *w);
 

@@ -207,7 +207,7 @@ static int ensure_redis(wthread *t)
                                sizeof err, NULL);
     if (!t->rcs[sh]) {
         atomic_store_explicit(&t->m->redis_up, 0, memory_order_relaxed);
-        log_warn("redis unavailable", " thread=%d shard=%d error=%s", t->idx, sh, log_q(q, sizeof q, err));
+        log_warn("redis unavailable", " thread=%d%s error=%s", t->idx, SHARD_KV(t->w, sh), log_q(q, sizeof q, err));
         return -1;
     }
     t->rc = t->rcs[sh];
@@ -718,8 +718,8 @@ static void *thread_main(void *arg)
         if (frc == 0 && b.dead_oversized > 0) {
             atomic_fetch_add(&t->m->failed, b.dead_oversized);  /* as the fetch script counts */
             atomic_fetch_add(&t->m->dead_lettered, b.dead_oversized);
-            log_warn("oversized jobs dead-lettered at fetch", " thread=%d shard=%d jobs=%zu max_job_bytes=%d",
-                     t->idx, t->sh, b.dead_oversized, c->max_job_bytes);
+            log_warn("oversized jobs dead-lettered at fetch", " thread=%d%s jobs=%zu max_job_bytes=%d",
+                     t->idx, SHARD_KV(t->w, t->sh), b.dead_oversized, c->max_job_bytes);
             /* The fetch script recorded them: their events are final. */
             selfevents_batch ob = {0};
             for (size_t i = 0; i < b.dead_oversized; i++)
@@ -729,7 +729,7 @@ static void *thread_main(void *arg)
         }
         if (frc != 0) {
             char why[300];
-            log_warn("fetch failed", " thread=%d shard=%d error=%s", t->idx, t->sh,
+            log_warn("fetch failed", " thread=%d%s error=%s", t->idx, SHARD_KV(t->w, t->sh),
                      log_q(q, sizeof q, worker_redis_why(w, "the fetch script", err, why, sizeof why)));
             shard_failed(t);
             continue;
