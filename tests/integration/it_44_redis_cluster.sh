@@ -92,6 +92,12 @@ import json, sys
 s = json.loads(sys.argv[1])
 print(len(s["shards"]), sum(x["queued"] + x["inflight"] for x in s["shards"]), s["dead"])' "$stats")" \
     "stats: 6 shards, all drained, no dead letters"
+assert_eq "ok" "$("$PY" -c '
+import json, sys
+s = json.loads(sys.argv[1])
+ok = s["processed"] == sum(x["processed"] for x in s["shards"]) and s["processed"] > 0
+print("ok" if ok else "processed %s vs shards %s" % (s["processed"], [x["processed"] for x in s["shards"]]))' "$stats")" \
+    "stats: processed is the shards added up"
 where1=$("$PY" -c 'import json,sys; print(json.loads(sys.argv[1])["shards"][1]["server"])' "$stats")
 assert_eq "127.0.0.1:$(cluster_master_of_slot "$slot1")" "$where1" "stats names the master serving shard 1 now"
 worker_stop wb
