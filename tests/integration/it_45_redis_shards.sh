@@ -159,8 +159,12 @@ assert_eq 1 "$("$BIN/auditqctl" dlq list --shard 2 --json | "$PY" -c 'import jso
 assert_eq "0 1 2 3" "$("$BIN/auditqctl" dlq list --json | grep -o "^{\"shard\":[0-9]*" | cut -d: -f2 | paste -sd" ")" "dlq list --json: one document per shard"
 assert_eq "purged 1 dead letter" "$("$BIN/auditqctl" dlq purge --all --yes --shard 2 | head -n 1)" "dlq purge --shard 2"
 assert_eq 0 "$(redis-cli -p "$P2" llen '{auditq:2}:dead')" "shard 2's dead list after the purge"
-assert_eq 1 "$("$BIN/auditqctl" workers --json | "$PY" -c 'import json,sys; print(len([w for w in json.load(sys.stdin) if w["state"] == "live"]))')" \
-    "auditqctl workers: the live worker listed once over 4 shards"
+assert_eq "1 unique" "$("$BIN/auditqctl" workers --json | "$PY" -c '
+import json, sys
+w = json.load(sys.stdin)
+ids = [x["id"] for x in w]
+print(sum(1 for x in w if x["pid"] == int(sys.argv[1])), "unique" if len(ids) == len(set(ids)) else "repeated: %s" % ids)' "${WORKER_PID[wc]}")" \
+    "auditqctl workers: the running worker once over 4 shards, no worker listed twice"
 worker_stop wc
 
 # ---- f. settings that disagree ---------------------------------------------
