@@ -210,6 +210,14 @@ void shards_free(aq_shards *s)
     memset(s, 0, sizeof *s);
 }
 
+void shards_abandon(aq_shards *s)
+{
+    free(s->cl);
+    free(s->keys);
+    free(s->target);
+    memset(s, 0, sizeof *s);
+}
+
 void shard_where(aq_shards *s, int i, char *out, size_t cap)
 {
     if (s->cl) {

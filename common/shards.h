@@ -87,6 +87,9 @@ int shards_from_settings(aq_shards *s, const char *ns, int n, const char *redis_
                          const char *shard_urls, int cluster, char *err, size_t errlen);
 
 void shards_free(aq_shards *s);
+/* In a child after fork(): frees s without touching the cluster map's
+ * mutex, which a parent thread may have held at the fork. */
+void shards_abandon(aq_shards *s);
 
 /* Connects to shard i's server as redis_connect does (timeouts, TLS, AUTH,
  * SELECT, Sentinel); on a cluster first asks the slot's last known owner,

@@ -169,9 +169,7 @@ auditq_rc auditq_abandon(auditq *q)
     spooler_abandon(q->sp);
     pools_free(q, 1);
     protect_free(q->protect); /* plain memory, no lock: safe in the child */
-    free(q->shards.keys);     /* shards_free would destroy a mutex the parent may hold */
-    free(q->shards.target);
-    free(q->shards.cl);
+    shards_abandon(&q->shards);
     free(q);
     return AUDITQ_OK;
 }
